@@ -1,0 +1,3 @@
+"""BooCode MCP: hand coding work to real ACP coding agents as background subagents."""
+
+__version__ = "0.1.0"

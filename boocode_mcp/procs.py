@@ -1,0 +1,164 @@
+"""Child processes in their own process groups, killed as groups, with an explicit environment.
+
+Every child BooCode starts (agents, their terminals, run_command) goes through here so that none can
+outlive the server: each leads its own process group, and a group is killed whole.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+# Variables a child may inherit from the server's environment. Everything else must come from the
+# launch spec or the caller, so secrets reach only the children they are meant for.
+ENV_ALLOW = frozenset(
+    {
+        "PATH",
+        "HOME",
+        "USER",
+        "LOGNAME",
+        "SHELL",
+        "TERM",
+        "LANG",
+        "LANGUAGE",
+        "TZ",
+        "TMPDIR",
+        "COLORTERM",
+        "NO_COLOR",
+        "SSL_CERT_FILE",
+        "SSL_CERT_DIR",
+        "REQUESTS_CA_BUNDLE",
+        "NODE_EXTRA_CA_CERTS",
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "NO_PROXY",
+        "http_proxy",
+        "https_proxy",
+        "no_proxy",
+        "VIRTUAL_ENV",
+        "PYTHONPATH",
+    }
+)
+ENV_ALLOW_PREFIXES = ("LC_", "XDG_")
+
+# Coding agents need their provider credentials; these are passed to agents only, never to
+# run_command (which runs whatever a host asks for).
+AGENT_ENV_PREFIXES = (
+    "ANTHROPIC_",
+    "OPENAI_",
+    "GEMINI_",
+    "GOOGLE_",
+    "CLAUDE_",
+    "CODEX_",
+    "OPENCODE_",
+    "QWEN_",
+    "DASHSCOPE_",
+    "OPENROUTER_",
+    "AWS_",
+    "AZURE_",
+    "GOOSE_",
+    "VERTEX",
+)
+
+
+def child_env(
+    extra: Mapping[str, str] | None = None,
+    *,
+    agent: bool = False,
+    base: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """The allow-listed part of `base` (default: os.environ) plus `extra`, which wins."""
+    source = os.environ if base is None else base
+    prefixes = ENV_ALLOW_PREFIXES + (AGENT_ENV_PREFIXES if agent else ())
+    env = {k: v for k, v in source.items() if k in ENV_ALLOW or k.startswith(prefixes)}
+    if extra:
+        env.update(extra)
+    return env
+
+
+async def spawn_in_group(
+    argv: Sequence[str],
+    *,
+    cwd: Path | str,
+    env: Mapping[str, str],
+    stdin: int | IO[Any] | None = asyncio.subprocess.DEVNULL,
+    stdout: int | IO[Any] | None = asyncio.subprocess.PIPE,
+    stderr: int | IO[Any] | None = asyncio.subprocess.PIPE,
+    limit: int = 2**16,
+) -> asyncio.subprocess.Process:
+    """Start `argv` as the leader of a new session (and so a new process group).
+
+    Raises FileNotFoundError / PermissionError from exec unchanged; callers turn them into errors
+    that name the program and say how to install it.
+    """
+    return await asyncio.create_subprocess_exec(
+        *argv,
+        cwd=str(cwd),
+        env=dict(env),
+        stdin=stdin,
+        stdout=stdout,
+        stderr=stderr,
+        start_new_session=True,
+        limit=limit,
+    )
+
+
+def kill_group(pgid: int, sig: int = signal.SIGKILL) -> bool:
+    """Signal a whole process group; False when it no longer exists."""
+    if pgid <= 1:
+        # Never signal group 0/1: that would be our own group or init.
+        return False
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return False
+    return True
+
+
+def group_alive(pgid: int) -> bool:
+    """Whether any process of the group is still running (zombies included)."""
+    if pgid <= 1:
+        return False
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+async def terminate_group(proc: asyncio.subprocess.Process, grace_s: float = 2.0) -> int | None:
+    """SIGTERM the child's group, SIGKILL it after `grace_s`, reap the child; returns its exit code.
+
+    The whole group is killed even when the leader has already exited, so grandchildren that the
+    leader left behind go too.
+    """
+    pgid = proc.pid  # start_new_session makes the child its group's leader
+    if proc.returncode is None:
+        kill_group(pgid, signal.SIGTERM)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(proc.wait(), grace_s)
+    kill_group(pgid, signal.SIGKILL)
+    with contextlib.suppress(ProcessLookupError):
+        await proc.wait()
+    return proc.returncode
