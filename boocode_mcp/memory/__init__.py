@@ -1,1 +1,5 @@
-"""memory part."""
+"""Memory: FTS5 search over markdown notes and finished subagent transcripts (DESIGN §2, §3)."""
+
+from boocode_mcp.memory.index import MAX_LIMIT, MemoryIndex, RefreshStats
+
+__all__ = ["MAX_LIMIT", "MemoryIndex", "RefreshStats"]

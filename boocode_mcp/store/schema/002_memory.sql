@@ -1,24 +1,37 @@
 -- Memory (DESIGN §2 memory/): notes and finished subagent transcripts, searched through FTS5.
+-- Owned by boocode_mcp/memory/; nothing else writes these tables.
 
+-- One row per searchable entry: a heading section of a note, or one finished subagent run.
 CREATE TABLE memory (
     id          INTEGER PRIMARY KEY,
     source      TEXT NOT NULL CHECK (source IN ('note', 'subagent')),
     ref         TEXT NOT NULL,     -- note: "<path>#<n>"; subagent: the subagent id
-    path        TEXT,
+    path        TEXT,              -- note: the file it came from; subagent: NULL
     title       TEXT NOT NULL DEFAULT '',
     tags        TEXT NOT NULL DEFAULT '',
     body        TEXT NOT NULL DEFAULT '',
-    agent       TEXT,
-    created_at  REAL NOT NULL,
-    mtime       REAL,
-    hash        TEXT,
+    agent       TEXT,              -- subagent: the agent that ran it
+    created_at  REAL NOT NULL,     -- note: the file's mtime; subagent: when it ran (recency tie-break)
+    hash        TEXT NOT NULL,     -- of title/tags/body, so an unchanged entry is never rewritten
     UNIQUE (source, ref)
 );
-CREATE INDEX memory_path ON memory(path);
+CREATE INDEX memory_path ON memory(path) WHERE path IS NOT NULL;
 
+-- What the note index last saw of each file: refresh re-reads only files whose (mtime, size)
+-- changed, and re-indexes only those whose content hash changed too.
+CREATE TABLE memory_files (
+    path        TEXT PRIMARY KEY,
+    mtime_ns    INTEGER NOT NULL,
+    size        INTEGER NOT NULL,
+    hash        TEXT NOT NULL,
+    indexed_at  REAL NOT NULL
+);
+
+-- External-content FTS5 over memory; prefix indexes keep `term*` queries cheap at 100k entries.
 CREATE VIRTUAL TABLE memory_fts USING fts5(
     title, tags, body,
     content = 'memory', content_rowid = 'id',
+    prefix = '2 3',
     tokenize = 'unicode61 remove_diacritics 2'
 );
 
@@ -29,7 +42,8 @@ CREATE TRIGGER memory_ad AFTER DELETE ON memory BEGIN
     INSERT INTO memory_fts(memory_fts, rowid, title, tags, body)
         VALUES ('delete', old.id, old.title, old.tags, old.body);
 END;
-CREATE TRIGGER memory_au AFTER UPDATE ON memory BEGIN
+-- Only a change of indexed text touches the FTS index (a note's mtime moving does not).
+CREATE TRIGGER memory_au AFTER UPDATE OF title, tags, body ON memory BEGIN
     INSERT INTO memory_fts(memory_fts, rowid, title, tags, body)
         VALUES ('delete', old.id, old.title, old.tags, old.body);
     INSERT INTO memory_fts(rowid, title, tags, body) VALUES (new.id, new.title, new.tags, new.body);

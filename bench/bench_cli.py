@@ -1,0 +1,174 @@
+"""Benchmark: BooCode's command line and ACP front end against driving the agent directly.
+
+1. A scripted follow-up: `boocode run --chat C` (warm background server) against `acpx prompt`
+   (acpx's own warm queue owner) on the same fixture agent, the same prompts.
+2. First-byte latency: prompt sent → first agent_message_chunk, through `boocode acp` and with the
+   fixture agent driven directly over ACP; cold (new process + session) and warm (same session).
+
+Run: .venv/bin/python bench/bench_cli.py [--rounds N]
+acpx is looked up in ~/.cache/boocode-agents/acpx
+(npm install --prefix ~/.cache/boocode-agents/acpx acpx@0.19.1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from acp import PROTOCOL_VERSION, connect_to_agent, text_block
+from acp.schema import AgentMessageChunk, ClientCapabilities, FileSystemCapabilities, Implementation
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURE_AGENT = ROOT / "tests" / "fixtures" / "fixture_agent.py"
+BOOCODE = Path(sys.executable).parent / "boocode"
+ACPX = Path.home() / ".cache" / "boocode-agents" / "acpx" / "node_modules" / ".bin" / "acpx"
+
+
+def make_workspace(base: Path) -> Path:
+    repo = base / "repo"
+    repo.mkdir()
+    env = {**os.environ, "GIT_AUTHOR_NAME": "b", "GIT_AUTHOR_EMAIL": "b@x", "GIT_COMMITTER_NAME": "b",
+           "GIT_COMMITTER_EMAIL": "b@x"}  # fmt: skip
+    for args in (["init", "-q", "-b", "main"], ["commit", "-q", "--allow-empty", "-m", "init"]):
+        subprocess.run(["git", *args], cwd=repo, env=env, check=True)
+    (repo / ".boocode").mkdir()
+    (repo / ".boocode" / "config.toml").write_text(
+        f'default_agent = "fixture"\n[agents.fixture]\ncommand = {json.dumps(sys.executable)}\n'
+        f"args = [{json.dumps(str(FIXTURE_AGENT))}]\n"
+    )
+    return repo
+
+
+def timed(argv: list[str], **kw: Any) -> tuple[float, subprocess.CompletedProcess[str]]:
+    t0 = time.perf_counter()
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=120, **kw)
+    if done.returncode != 0:
+        raise SystemExit(f"{argv[:3]} failed ({done.returncode}): {done.stderr[-2000:]}")
+    return (time.perf_counter() - t0) * 1000, done
+
+
+def stop_server(repo: Path) -> None:
+    try:
+        pid = int(json.loads((repo / ".boocode" / "server.json").read_text())["pid"])
+        os.kill(pid, signal.SIGTERM)
+    except (OSError, ValueError, KeyError):
+        pass
+
+
+def bench_follow_ups(base: Path, rounds: int) -> dict[str, float]:
+    repo = make_workspace(base / "cli")
+    try:
+        _, first = timed([str(BOOCODE), "run", "hello", "--json", "--workspace", str(repo)])
+        chat = json.loads(first.stdout)["chat_id"]
+        boo = [
+            timed(
+                [str(BOOCODE), "run", f"follow-up {i}", "--chat", chat, "--json", "--workspace", str(repo)]
+            )[0]
+            for i in range(rounds)
+        ]
+    finally:
+        stop_server(repo)
+    out = {"boocode run --chat (ms)": statistics.median(boo)}
+    if not ACPX.exists():
+        print(f"acpx not installed at {ACPX}; skipping the acpx side", file=sys.stderr)
+        return out
+    arepo = make_workspace(base / "acpx")
+    env = {**os.environ, "HOME": str(base / "acpx-home")}
+    agent = f"{sys.executable} {FIXTURE_AGENT}"
+    common = [str(ACPX), "--cwd", str(arepo), "--approve-all", "--ttl", "60", "--agent", agent]
+    timed([*common, "sessions", "new"], env=env)
+    timed([*common, "prompt", "hello"], env=env)
+    acpx = [timed([*common, "prompt", f"follow-up {i}"], env=env)[0] for i in range(rounds)]
+    timed([*common, "sessions", "close"], env=env)
+    out["acpx prompt (ms)"] = statistics.median(acpx)
+    out["ratio boocode/acpx"] = out["boocode run --chat (ms)"] / out["acpx prompt (ms)"]
+    return out
+
+
+class FirstChunk:
+    def __init__(self) -> None:
+        self.event = asyncio.Event()
+
+    async def session_update(self, session_id: str, update: Any, **kw: Any) -> None:
+        if isinstance(update, AgentMessageChunk):
+            self.event.set()
+
+    async def request_permission(self, *a: Any, **kw: Any) -> Any:
+        raise RuntimeError("not used")
+
+
+async def first_byte(argv: list[str], cwd: Path, warm_rounds: int) -> tuple[float, float]:
+    """(cold ms: spawn → initialize → session/new → first chunk; warm median ms: prompt → first chunk)."""
+    t0 = time.perf_counter()
+    pipe = asyncio.subprocess.PIPE
+    proc = await asyncio.create_subprocess_exec(
+        *argv, stdin=pipe, stdout=pipe, stderr=asyncio.subprocess.DEVNULL, start_new_session=True
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    client = FirstChunk()
+    conn = connect_to_agent(client, proc.stdin, proc.stdout)  # type: ignore[arg-type]
+    await conn.initialize(
+        protocol_version=PROTOCOL_VERSION,
+        client_capabilities=ClientCapabilities(
+            fs=FileSystemCapabilities(read_text_file=True, write_text_file=True)
+        ),
+        client_info=Implementation(name="bench", version="1"),
+    )
+    sid = (await conn.new_session(cwd=str(cwd), mcp_servers=[])).session_id
+
+    async def one(text: str, start: float) -> float:
+        client.event = asyncio.Event()
+        task = asyncio.ensure_future(conn.prompt(session_id=sid, prompt=[text_block(text)]))
+        await client.event.wait()
+        ms = (time.perf_counter() - start) * 1000
+        await task
+        return ms
+
+    cold = await one("hello", t0)
+    warm = [await one(f"again {i}", time.perf_counter()) for i in range(warm_rounds)]
+    proc.stdin.close()
+    await asyncio.wait_for(proc.wait(), 30)
+    return cold, statistics.median(warm)
+
+
+async def bench_first_byte(base: Path, rounds: int) -> dict[str, float]:
+    repo = make_workspace(base / "acp")
+    direct_dir = base / "direct"
+    direct_dir.mkdir()
+    boo = await first_byte([str(BOOCODE), "acp", "--workspace", str(repo)], repo, rounds)
+    direct = await first_byte([sys.executable, str(FIXTURE_AGENT)], direct_dir, rounds)
+    return {
+        "boocode acp cold first byte (ms)": boo[0],
+        "direct agent cold first byte (ms)": direct[0],
+        "ratio cold": boo[0] / direct[0],
+        "boocode acp warm first byte (ms)": boo[1],
+        "direct agent warm first byte (ms)": direct[1],
+        "ratio warm": boo[1] / direct[1],
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    p.add_argument("--rounds", type=int, default=10, help="follow-ups / warm prompts per side (default 10)")
+    args = p.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bench-cli-") as tmp:
+        base = Path(tmp)
+        results = bench_follow_ups(base, args.rounds)
+        results.update(asyncio.run(bench_first_byte(base, args.rounds)))
+    width = max(len(k) for k in results)
+    for key, value in results.items():
+        print(f"{key:<{width}}  {value:10.2f}")
+
+
+if __name__ == "__main__":
+    main()

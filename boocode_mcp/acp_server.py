@@ -1,0 +1,596 @@
+"""BooCode as an ACP agent for editors (DESIGN §8): `boocode acp`.
+
+Each ACP session is a BooCode session of its own holding one chat; the ACP session id *is* the
+BooCode session id, so `session/load` from any later process finds the chat through the
+workspace's database and nothing else has to be persisted. The backend agent's updates are
+passed through unchanged, except that paths inside the chat's worktree are rewritten to the
+workspace paths the editor knows.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import signal
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import anyio
+from acp import (
+    PROTOCOL_VERSION,
+    InitializeResponse,
+    LoadSessionResponse,
+    NewSessionResponse,
+    PromptResponse,
+    RequestError,
+    run_agent,
+    start_tool_call,
+    update_agent_message_text,
+    update_agent_thought_text,
+    update_plan,
+    update_tool_call,
+    update_user_message_text,
+)
+from acp.helpers import plan_entry, update_available_commands
+from acp.schema import (
+    AgentCapabilities,
+    AllowedOutcome,
+    AvailableCommand,
+    AvailableCommandInput,
+    Implementation,
+    PermissionOption,
+    PromptCapabilities,
+    ToolCallUpdate,
+    UnstructuredCommandInput,
+)
+from anyio.abc import TaskGroup
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+from pydantic import BaseModel
+
+from boocode_mcp.agents.events import (
+    AgentEvent,
+    AvailableCommandsEvent,
+    PermissionRequestEvent,
+    PlanEvent,
+    ReasoningEvent,
+    TextEvent,
+    ToolCallEvent,
+    ToolUpdateEvent,
+)
+from boocode_mcp.config import BOOCODE_DIR
+from boocode_mcp.errors import BooCodeError, NotFoundError
+from boocode_mcp.views import ApplyResult, PatchView, SubagentView
+
+if TYPE_CHECKING:
+    from boocode_mcp.engine import Engine
+
+__all__ = ["BOOCODE_COMMANDS", "BooCodeAgent", "EngineHost", "main_acp", "rewrite_paths"]
+
+VERSION = "0.1.0"
+
+# What the editor offers after every turn. ACP command names carry no slash; the editor shows
+# `/apply` and sends the prompt text "/apply".
+BOOCODE_COMMANDS: tuple[tuple[str, str, str | None], ...] = (
+    ("apply", "Apply this chat's pending patch to the workspace (all or nothing)", None),
+    ("discard", "Discard this chat's pending patch", None),
+    ("patches", "List this chat's patches", None),
+    ("status", "Show the chat's agent, last run and pending patch", None),
+    ("agent", "Switch the backend agent for later turns", "agent name, e.g. opencode"),
+)
+_COMMAND_NAMES = frozenset(name for name, _, _ in BOOCODE_COMMANDS)
+
+
+class EngineHost:
+    """Opens one Engine per workspace on first use and keeps it open until `close()`.
+
+    Engine.open is a context manager holding a task group, so it must be entered and exited by
+    the same task: each engine gets an owner task in the host's task group that enters it,
+    hands it over, and waits for shutdown.
+    """
+
+    def __init__(self, tg: TaskGroup) -> None:
+        self._tg = tg
+        self._engines: dict[Path, Engine] = {}
+        self._lock = anyio.Lock()
+        self._stop = anyio.Event()
+
+    async def get(self, workspace: Path) -> Engine:
+        workspace = await anyio.Path(workspace).resolve()  # type: ignore[assignment]
+        async with self._lock:
+            engine = self._engines.get(workspace)
+            if engine is None:
+                engine = await self._open(workspace)
+                self._engines[workspace] = engine
+            return engine
+
+    async def _open(self, workspace: Path) -> Engine:
+        ready = anyio.Event()
+        box: dict[str, Any] = {}
+
+        async def owner() -> None:
+            from boocode_mcp.engine import Engine
+
+            try:
+                async with Engine.open(workspace) as engine:
+                    box["engine"] = engine
+                    ready.set()
+                    await self._stop.wait()
+            except Exception as e:
+                if ready.is_set():
+                    raise
+                box["error"] = e
+                ready.set()
+
+        self._tg.start_soon(owner)
+        await ready.wait()
+        if "error" in box:
+            raise box["error"]
+        engine: Engine = box["engine"]
+        return engine
+
+    def close(self) -> None:
+        self._stop.set()
+
+
+@dataclass
+class _Session:
+    """One ACP session: a BooCode session of its own with (after the first turn) one chat."""
+
+    session_id: str
+    engine: Engine
+    workspace: Path
+    chat_id: str | None = None
+    agent: str | None = None  # backend for the first turn; later switches go to the chat itself
+    run_id: str | None = None
+    lock: anyio.Lock = field(default_factory=anyio.Lock)
+    backend_commands: list[AvailableCommand] = field(default_factory=list)
+
+
+def rewrite_paths(value: Any, worktree: str, workspace: str) -> Any:
+    """`value` with every string that is `worktree` or starts with `worktree/` re-rooted at
+    `workspace` (walks dicts and lists, as dumped from an ACP update)."""
+    if isinstance(value, str):
+        if value == worktree:
+            return workspace
+        if value.startswith(worktree + os.sep):
+            return workspace + value[len(worktree) :]
+        return value
+    if isinstance(value, dict):
+        return {k: rewrite_paths(v, worktree, workspace) for k, v in value.items()}
+    if isinstance(value, list):
+        return [rewrite_paths(v, worktree, workspace) for v in value]
+    return value
+
+
+def _rewrite_model(model: BaseModel, worktree: str | None, workspace: str) -> BaseModel:
+    if worktree is None:
+        return model
+    dumped = model.model_dump(by_alias=True, exclude_unset=True)
+    rewritten = rewrite_paths(dumped, worktree, workspace)
+    if rewritten == dumped:
+        return model
+    return type(model).model_validate(rewritten)
+
+
+def _update_for(event: AgentEvent) -> BaseModel | None:
+    """The ACP update to forward for an event: its original when it has one, else rebuilt."""
+    if isinstance(event.raw, BaseModel):
+        return event.raw
+    if isinstance(event, TextEvent):
+        return update_agent_message_text(event.text)
+    if isinstance(event, ReasoningEvent):
+        return update_agent_thought_text(event.text)
+    if isinstance(event, ToolCallEvent):
+        from acp.schema import ToolCallLocation
+
+        return start_tool_call(
+            event.tool_call_id,
+            event.title,
+            kind=event.tool_kind,  # type: ignore[arg-type]
+            status=event.status,
+            locations=[ToolCallLocation(path=p) for p in event.locations] or None,
+            raw_input=event.raw_input,
+        )
+    if isinstance(event, ToolUpdateEvent):
+        return update_tool_call(event.tool_call_id, status=event.status, title=event.title)
+    if isinstance(event, PlanEvent):
+        return update_plan(
+            [plan_entry(e.content, priority=e.priority or "medium", status=e.status) for e in event.entries]  # type: ignore[arg-type]
+        )
+    return None
+
+
+def prompt_text(blocks: Sequence[Any]) -> str:
+    """The prompt as plain text: text blocks as they are, links and embedded resources inline."""
+    parts: list[str] = []
+    for block in blocks:
+        kind = getattr(block, "type", None)
+        if kind == "text":
+            parts.append(block.text)
+        elif kind == "resource_link":
+            parts.append(f"@{block.uri}")
+        elif kind == "resource":
+            res = block.resource
+            text = getattr(res, "text", None)
+            if text is not None:
+                parts.append(f"\n<file uri={res.uri!r}>\n{text}\n</file>\n")
+            else:
+                parts.append(f"@{res.uri}")
+    return "".join(parts).strip()
+
+
+def parse_command(text: str) -> tuple[str, str] | None:
+    """("apply", "") for "/apply", ("agent", "goose") for "/agent goose"; None for a normal prompt."""
+    if not text.startswith("/"):
+        return None
+    name, _, arg = text[1:].partition(" ")
+    if name not in _COMMAND_NAMES or "\n" in arg:
+        return None
+    return name, arg.strip()
+
+
+def summarize_patch(patch: PatchView | None, workspace: Path) -> str:
+    if patch is None:
+        return "BooCode: no file changes this turn."
+    files = ", ".join(f.path for f in patch.files[:8]) + (" …" if len(patch.files) > 8 else "")
+    noun = "file" if patch.file_count == 1 else "files"
+    note = " (the turn did not finish cleanly)" if patch.failed_mid_turn else ""
+    return (
+        f"BooCode: patch {patch.id[:8]}{note}: {patch.file_count} {noun} "
+        f"(+{patch.additions} −{patch.deletions}): {files}. "
+        f"/apply to land it in {workspace}, /discard to drop it."
+    )
+
+
+def describe_apply(result: ApplyResult) -> str:
+    if result.conflicts:
+        lines = [f"- {c.file}: {c.reason} (patch {c.patch_id[:8]})" for c in result.conflicts]
+        return "BooCode: nothing applied, the workspace is untouched; conflicts:\n" + "\n".join(lines)
+    if not result.applied:
+        return "BooCode: no pending patch to apply."
+    ids = ", ".join(p[:8] for p in result.applied)
+    commit = f" (commit {result.commit_sha[:10]})" if result.commit_sha else ""
+    return f"BooCode: applied patch {ids} to the workspace{commit}."
+
+
+_STOP_REASONS = frozenset({"end_turn", "max_tokens", "max_turn_requests", "refusal", "cancelled"})
+
+
+class BooCodeAgent:
+    """The ACP agent side. A plain class (SDK-FACTS 2.6-d): unimplemented methods answer -32601."""
+
+    def __init__(self, host: EngineHost, *, workspace: Path | None = None, agent: str | None = None) -> None:
+        self._host = host
+        self._workspace = workspace.resolve() if workspace is not None else None
+        self._agent = agent
+        self._sessions: dict[str, _Session] = {}
+        self._conn: Any = None
+
+    def on_connect(self, conn: Any) -> None:
+        self._conn = conn
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def initialize(
+        self,
+        protocol_version: int,
+        client_capabilities: Any = None,
+        client_info: Any = None,
+        **kw: Any,
+    ) -> InitializeResponse:
+        return InitializeResponse(
+            protocol_version=min(protocol_version, PROTOCOL_VERSION),
+            agent_capabilities=AgentCapabilities(
+                load_session=True, prompt_capabilities=PromptCapabilities(embedded_context=True)
+            ),
+            agent_info=Implementation(name="boocode", title="BooCode", version=VERSION),
+        )
+
+    async def _engine_for(self, cwd: str) -> Engine:
+        workspace = self._workspace if self._workspace is not None else Path(cwd)
+        try:
+            return await self._host.get(workspace)
+        except BooCodeError as e:
+            raise RequestError.invalid_params({"message": str(e)}) from e
+
+    async def new_session(self, cwd: str, mcp_servers: Any = None, **kw: Any) -> NewSessionResponse:
+        engine = await self._engine_for(cwd)
+        try:
+            if self._agent is not None:
+                engine.registry.spec(self._agent)
+            session_id = await engine.ensure_session(None)
+        except BooCodeError as e:
+            raise RequestError.invalid_params({"message": str(e)}) from e
+        self._sessions[session_id] = _Session(session_id, engine, engine.workspace, agent=self._agent)
+        await self._send_commands(self._sessions[session_id])
+        return NewSessionResponse(session_id=session_id)
+
+    async def load_session(
+        self, cwd: str, session_id: str, mcp_servers: Any = None, **kw: Any
+    ) -> LoadSessionResponse:
+        engine = await self._engine_for(cwd)
+        try:
+            await engine.ensure_session(session_id, create=False)
+            chats = await engine.chats(session_id)
+        except NotFoundError as e:
+            raise RequestError.invalid_params({"message": f"unknown session {session_id}: {e}"}) from e
+        except BooCodeError as e:
+            raise RequestError.invalid_params({"message": str(e)}) from e
+        session = self._sessions.get(session_id) or _Session(session_id, engine, engine.workspace)
+        self._sessions[session_id] = session
+        if chats:
+            session.chat_id = chats[0].id  # newest first; an ACP session holds one chat
+            history = await engine.chat_history(session_id, session.chat_id)
+            for run in history:
+                if run.prompt:
+                    await self._update(session_id, update_user_message_text(run.prompt))
+                if run.final_message:
+                    await self._update(session_id, update_agent_message_text(run.final_message))
+            if history:
+                session.run_id = history[-1].subagent_id
+        await self._send_commands(session)
+        return LoadSessionResponse()
+
+    async def cancel(self, session_id: str, **kw: Any) -> None:
+        session = self._sessions.get(session_id)
+        if session is None or session.run_id is None:
+            return
+        with contextlib.suppress(BooCodeError):
+            await session.engine.cancel(session_id, session.run_id)
+
+    # -- prompts ---------------------------------------------------------------------------
+
+    async def prompt(self, session_id: str, prompt: list[Any], **kw: Any) -> PromptResponse:
+        session = self._sessions.get(session_id)
+        if session is None:
+            raise RequestError.invalid_params(
+                {"message": f"unknown session {session_id}: create it with session/new or session/load"}
+            )
+        text = prompt_text(prompt)
+        async with session.lock:
+            command = parse_command(text)
+            if command is not None:
+                try:
+                    reply = await self._command(session, *command)
+                except BooCodeError as e:
+                    reply = f"BooCode: {e}"
+                await self._update(session_id, update_agent_message_text(reply))
+                await self._send_commands(session)
+                return PromptResponse(stop_reason="end_turn")
+            return await self._turn(session, text)
+
+    async def _turn(self, session: _Session, text: str) -> PromptResponse:
+        engine, sid = session.engine, session.session_id
+        send: MemoryObjectSendStream[tuple[AgentEvent, Any]]
+        recv: MemoryObjectReceiveStream[tuple[AgentEvent, Any]]
+        send, recv = anyio.create_memory_object_stream(math.inf)
+        state: dict[str, Any] = {"texts": 0, "worktree": None}
+
+        def on_event(event: AgentEvent) -> None:
+            # Called synchronously in arrival order (backend.EventSink): enqueue, never await.
+            with contextlib.suppress(anyio.ClosedResourceError, anyio.BrokenResourceError):
+                send.send_nowait((event, None))
+
+        async def on_permission(event: PermissionRequestEvent) -> str | None:
+            # Through the same queue, so the editor sees the tool call before the question.
+            answer: dict[str, str | None] = {}
+            done = anyio.Event()
+            try:
+                send.send_nowait((event, (answer, done)))
+            except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+                return None
+            await done.wait()
+            return answer.get("option")
+
+        view: SubagentView | None = None
+        error: BooCodeError | None = None
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._forward, session, recv, state)
+                try:
+                    view = await engine.spawn(
+                        sid,
+                        text,
+                        agent=session.agent if session.chat_id is None else None,
+                        chat_id=session.chat_id,
+                        on_event=on_event,
+                        permission_handler=on_permission,
+                    )
+                    session.chat_id, session.run_id = view.chat_id, view.subagent_id
+                    state["worktree"] = view.worktree or str(
+                        engine.workspace / BOOCODE_DIR / "worktrees" / view.chat_id
+                    )
+                    view = await engine.wait_finished(sid, view.subagent_id)
+                except BooCodeError as e:
+                    # Kept out of the task group, which would wrap it in an ExceptionGroup.
+                    error = e
+                finally:
+                    send.close()
+        except anyio.get_cancelled_exc_class():
+            # The handler was cancelled (the connection went away): the run must stop too.
+            if session.run_id is not None:
+                with anyio.CancelScope(shield=True), contextlib.suppress(BooCodeError):
+                    await engine.cancel(sid, session.run_id)
+            raise
+        if error is not None:
+            raise RequestError.invalid_request({"message": str(error)}) from error
+        assert view is not None
+        return await self._finish_turn(session, view, streamed_text=state["texts"] > 0)
+
+    async def _forward(
+        self,
+        session: _Session,
+        recv: MemoryObjectReceiveStream[tuple[AgentEvent, Any]],
+        state: dict[str, Any],
+    ) -> None:
+        """The one consumer of a turn's events: forwards them to the editor in order."""
+        sid, workspace = session.session_id, str(session.workspace)
+        async with recv:
+            async for event, reply in recv:
+                worktree = state["worktree"]
+                if isinstance(event, PermissionRequestEvent):
+                    if reply is None:
+                        # The event stream's copy of a request; the handler's copy asks the editor.
+                        continue
+                    answer, done = reply
+                    try:
+                        answer["option"] = await self._ask_permission(sid, event, worktree, workspace)
+                    finally:
+                        done.set()
+                    continue
+                if isinstance(event, AvailableCommandsEvent):
+                    raw = event.raw
+                    session.backend_commands = [
+                        c for c in getattr(raw, "available_commands", []) if c.name not in _COMMAND_NAMES
+                    ]
+                    await self._send_commands(session)
+                    continue
+                update = _update_for(event)
+                if update is None:
+                    continue
+                if isinstance(event, TextEvent):
+                    state["texts"] += 1
+                await self._update(sid, _rewrite_model(update, worktree, workspace))
+
+    async def _ask_permission(
+        self, sid: str, event: PermissionRequestEvent, worktree: str | None, workspace: str
+    ) -> str | None:
+        raw_tool_call = getattr(event.raw, "tool_call", None)
+        if isinstance(raw_tool_call, ToolCallUpdate):
+            tool_call = raw_tool_call
+        else:
+            tool_call = ToolCallUpdate(tool_call_id=event.tool_call_id or event.request_id, title=event.title)
+        tool_call = _rewrite_model(tool_call, worktree, workspace)  # type: ignore[assignment]
+        options = [PermissionOption(option_id=o.option_id, name=o.name, kind=o.kind) for o in event.options]
+        try:
+            response = await self._conn.request_permission(
+                session_id=sid, tool_call=tool_call, options=options
+            )
+        except RequestError:
+            return None
+        outcome = response.outcome
+        if isinstance(outcome, AllowedOutcome):
+            return outcome.option_id
+        return None
+
+    async def _finish_turn(
+        self, session: _Session, view: SubagentView, *, streamed_text: bool
+    ) -> PromptResponse:
+        sid, engine = session.session_id, session.engine
+        notes: list[str] = []
+        if view.session_note:
+            notes.append(f"BooCode: {view.session_note}")
+        if view.final_message and not streamed_text:
+            await self._update(sid, update_agent_message_text(view.final_message))
+        if view.status in ("failed", "interrupted"):
+            notes.append(f"BooCode: the run {view.status}: {view.error or 'no reason given'}")
+        patch: PatchView | None = None
+        if view.patch_id is not None:
+            with contextlib.suppress(BooCodeError):
+                patch = await engine.get_patch(sid, view.patch_id, include_hunks=False)
+        notes.append(summarize_patch(patch, session.workspace))
+        await self._update(sid, update_agent_message_text("\n\n" + "\n".join(notes)))
+        await self._send_commands(session)
+        if view.status == "cancelled":
+            return PromptResponse(stop_reason="cancelled")
+        reason = view.stop_reason if view.stop_reason in _STOP_REASONS else "end_turn"
+        return PromptResponse(stop_reason=reason)  # type: ignore[arg-type]
+
+    async def _command(self, session: _Session, name: str, arg: str) -> str:
+        engine, sid, chat = session.engine, session.session_id, session.chat_id
+        if name == "agent":
+            if not arg:
+                current = session.agent or engine.config.default_agent
+                if chat is not None:
+                    rows = [c for c in await engine.chats(sid) if c.id == chat]
+                    current = rows[0].agent if rows else current
+                return f"BooCode: agent is {current}; available: {', '.join(engine.registry.names())}"
+            engine.registry.spec(arg)
+            if chat is None:
+                session.agent = arg
+            else:
+                await engine.set_chat_agent(sid, chat, arg)
+            return f"BooCode: later turns use {arg}."
+        if chat is None:
+            return "BooCode: nothing yet; this chat has had no turn."
+        if name == "apply":
+            return describe_apply(await engine.apply_pending(sid, chat_id=chat))
+        if name == "discard":
+            pending = await engine.list_patches(sid, chat_id=chat, status="pending")
+            for p in pending:
+                await engine.discard(sid, p.id)
+            if not pending:
+                return "BooCode: no pending patch to discard."
+            return "BooCode: discarded patch " + ", ".join(p.id[:8] for p in pending) + "."
+        if name == "patches":
+            patches = await engine.list_patches(sid, chat_id=chat)
+            if not patches:
+                return "BooCode: this chat has no patches."
+            return "BooCode patches (newest first):\n" + "\n".join(
+                f"- {p.id[:8]} {p.status}: {p.file_count} files (+{p.additions} −{p.deletions}) "
+                + ", ".join(f.path for f in p.files)
+                for p in patches
+            )
+        # status
+        history = await engine.chat_history(sid, chat)
+        pending = await engine.list_patches(sid, chat_id=chat, status="pending")
+        last = history[-1] if history else None
+        lines = [f"BooCode chat {chat} in {session.workspace}"]
+        if last is not None:
+            lines.append(f"- agent {last.agent}; {len(history)} turns; last run {last.status}")
+            if last.session_note:
+                lines.append(f"- {last.session_note}")
+        lines.append(
+            "- pending patch: "
+            + (
+                f"{pending[0].id[:8]} (+{pending[0].additions} −{pending[0].deletions})"
+                if pending
+                else "none"
+            )
+        )
+        return "\n".join(lines)
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    async def _update(self, session_id: str, update: Any) -> None:
+        await self._conn.session_update(session_id=session_id, update=update)
+
+    async def _send_commands(self, session: _Session) -> None:
+        ours = [
+            AvailableCommand(
+                name=name,
+                description=desc,
+                input=AvailableCommandInput(root=UnstructuredCommandInput(hint=hint)) if hint else None,
+            )
+            for name, desc, hint in BOOCODE_COMMANDS
+        ]
+        await self._update(session.session_id, update_available_commands(ours + session.backend_commands))
+
+
+async def _cancel_on_signal(scope: anyio.CancelScope) -> None:
+    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async for _ in signals:
+            scope.cancel()
+            return
+
+
+async def serve_acp(workspace: Path | None = None, agent: str | None = None) -> None:
+    """Serve ACP on stdio until the client closes stdin or a SIGTERM; engines close with it."""
+    async with anyio.create_task_group() as engines:
+        host = EngineHost(engines)
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(_cancel_on_signal, tg.cancel_scope)
+                await run_agent(BooCodeAgent(host, workspace=workspace, agent=agent))  # type: ignore[arg-type]
+                tg.cancel_scope.cancel()
+        finally:
+            # Engines exit through their own context managers: agents and their groups killed.
+            host.close()
+
+
+def main_acp(workspace: Path | None = None, agent: str | None = None) -> None:
+    """`boocode acp`: the ACP agent on stdio."""
+    anyio.run(serve_acp, workspace, agent, backend="asyncio")

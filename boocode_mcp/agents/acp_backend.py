@@ -1,0 +1,593 @@
+"""WarmAcpBackend: one ACP agent process and session for one (chat, agent), kept warm between turns.
+
+The process leads its own process group (spawned by procs, attached with `connect_to_agent`,
+since the SDK's spawner cannot do that), its stderr goes to a log file, and it is only ever
+killed as a group: to close, when it crashed, or when it ignored `session/cancel` for longer
+than the cancel bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import shlex
+import signal
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, cast
+
+import anyio
+from acp import PROTOCOL_VERSION, RequestError, RequestPermissionResponse, connect_to_agent, text_block
+from acp.core import ClientSideConnection
+from acp.interfaces import Client
+from acp.schema import (
+    AllowedOutcome,
+    ClientCapabilities,
+    DeniedOutcome,
+    FileSystemCapabilities,
+    Implementation,
+    PermissionOption,
+    PromptResponse,
+    ToolCallUpdate,
+)
+
+from boocode_mcp import __version__ as boocode_version
+from boocode_mcp import procs
+from boocode_mcp.agents.backend import (
+    BackendStatus,
+    EventSink,
+    PermissionHandler,
+    SessionInfo,
+    StopReason,
+    TurnResult,
+)
+from boocode_mcp.agents.client import WorktreeClient
+from boocode_mcp.agents.events import UsageEvent
+from boocode_mcp.agents.mapping import map_permission_request, map_update
+from boocode_mcp.agents.registry import ResolvedAgent
+from boocode_mcp.agents.terminals import TerminalManager
+from boocode_mcp.errors import AgentBusyError, AgentCrashedError, BooCodeError
+
+log = logging.getLogger(__name__)
+
+CANCEL_TIMEOUT_S = 10.0
+START_TIMEOUT_S = 120.0
+STDOUT_LIMIT = 1 << 24
+NOTE_FRESH = "context not restored: {why}; the agent starts a fresh session"
+
+
+class AgentTurnError(BooCodeError):
+    """The agent answered a request (prompt, session/new) with a JSON-RPC error."""
+
+
+@dataclass(frozen=True)
+class BackendState:
+    """A snapshot of a backend, handed to `on_state` whenever something in it changed."""
+
+    chat_id: str
+    agent: str
+    status: BackendStatus
+    acp_session_id: str | None
+    pid: int | None
+    pgid: int | None
+    load_supported: bool | None
+    note: str | None
+    last_active: float
+    # Totals over this backend object's life (the pool adds them to what the row held before).
+    input_tokens: int
+    output_tokens: int
+    cost: float
+
+
+@dataclass
+class _Turn:
+    sink: EventSink
+    permissions: PermissionHandler
+    cost_at_start: float | None
+    scopes: set[anyio.CancelScope]
+    cancelling: bool = False
+
+
+def _describe_exit(code: int | None) -> str:
+    if code is None:
+        return "stopped answering"
+    if code < 0:
+        try:
+            return f"was killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"was killed by signal {-code}"
+    return f"exited with code {code}"
+
+
+class WarmAcpBackend:
+    """An AgentBackend over an ACP agent process; see the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        chat_id: str,
+        agent: ResolvedAgent,
+        cwd: Path,
+        log_dir: Path,
+        resume_session_id: str | None = None,
+        env: Mapping[str, str] | None = None,
+        on_state: Callable[[BackendState], None] | None = None,
+        cancel_timeout_s: float = CANCEL_TIMEOUT_S,
+        start_timeout_s: float = START_TIMEOUT_S,
+    ) -> None:
+        self._chat_id = chat_id
+        self._agent = agent
+        self._cwd = cwd.resolve()
+        self._log_dir = log_dir
+        self._resume_id = resume_session_id
+        self._env = dict(env or {})
+        self._on_state = on_state
+        self._cancel_timeout = cancel_timeout_s
+        self._start_timeout = start_timeout_s
+        safe_chat = "".join(c if c.isalnum() or c in "-_." else "_" for c in chat_id)
+        self.log_path = log_dir / f"{agent.name}-{safe_chat}.log"
+
+        self._status: BackendStatus = "idle"
+        self._last_active = time.time()
+        self._proc: asyncio.subprocess.Process | None = None
+        self._conn: ClientSideConnection | None = None
+        self._watcher: asyncio.Task[None] | None = None
+        self._terminals = TerminalManager(self._cwd)
+        self._session_id: str | None = None
+        self._load_supported: bool | None = None
+        self._agent_info: tuple[str | None, str | None] = (None, None)
+        self._note: str | None = None
+        self._closed = False
+        self._start_lock = asyncio.Lock()
+        self._busy = False
+        self._turn: _Turn | None = None
+        self._turn_done = asyncio.Event()
+        self._turn_done.set()
+        self._prompt_task: asyncio.Task[PromptResponse] | None = None
+        self._cancel_gave_up = False
+        # Usage: this backend's totals, and the last cumulative session cost the agent reported.
+        self._input_tokens = 0
+        self._output_tokens = 0
+        self._cost = 0.0
+        self._session_cost: float | None = None
+        # After session/load the agent's running cost total includes earlier processes' turns,
+        # which were counted then: its first report only sets the baseline.
+        self._cost_baseline_pending = False
+
+    # --- AgentBackend properties -------------------------------------------------------------
+
+    @property
+    def chat_id(self) -> str:
+        return self._chat_id
+
+    @property
+    def agent(self) -> str:
+        return self._agent.name
+
+    @property
+    def status(self) -> BackendStatus:
+        return self._status
+
+    @property
+    def busy(self) -> bool:
+        return self._busy
+
+    @property
+    def last_active(self) -> float:
+        return self._last_active
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    @property
+    def acp_session_id(self) -> str | None:
+        return self._session_id
+
+    @property
+    def note(self) -> str | None:
+        return self._note
+
+    def touch(self) -> None:
+        """Count as activity now (the pool calls this when it hands the backend out)."""
+        self._last_active = time.time()
+
+    def terminal_pgids(self) -> list[int]:
+        return self._terminals.pgids()
+
+    def state(self) -> BackendState:
+        pid = self.pid
+        return BackendState(
+            chat_id=self._chat_id,
+            agent=self._agent.name,
+            status=self._status,
+            acp_session_id=self._session_id or self._resume_id,
+            pid=pid,
+            pgid=pid,
+            load_supported=self._load_supported,
+            note=self._note,
+            last_active=self._last_active,
+            input_tokens=self._input_tokens,
+            output_tokens=self._output_tokens,
+            cost=self._cost,
+        )
+
+    def _changed(self) -> None:
+        if self._on_state is not None:
+            try:
+                self._on_state(self.state())
+            except Exception:
+                log.exception("on_state callback failed for %s/%s", self._chat_id, self._agent.name)
+
+    def _set_status(self, status: BackendStatus) -> None:
+        self._status = status
+        self._changed()
+
+    # --- process lifecycle -------------------------------------------------------------------
+
+    def _alive(self) -> bool:
+        return self._proc is not None and self._proc.returncode is None and self._conn is not None
+
+    async def ensure_session(self) -> SessionInfo:
+        if self._closed:
+            raise AgentCrashedError(
+                f"agent {self._agent.name!r} for chat {self._chat_id} was closed; ask the pool for a new one"
+            )
+        async with self._start_lock:
+            if self._alive() and self._session_id is not None:
+                return self._info("reused")
+            if self._proc is not None:
+                # A dead (or half-dead) process from before: clear it away before the restart.
+                await self._teardown()
+            return await self._start()
+
+    def _info(self, origin: Literal["new", "loaded", "reused", "fresh_after_restart"]) -> SessionInfo:
+        assert self._proc is not None and self._session_id is not None
+        return SessionInfo(
+            acp_session_id=self._session_id,
+            pid=self._proc.pid,
+            pgid=self._proc.pid,
+            origin=origin,
+            load_supported=bool(self._load_supported),
+            agent_name=self._agent_info[0],
+            agent_version=self._agent_info[1],
+        )
+
+    async def _start(self) -> SessionInfo:
+        spec = self._agent.spec
+        self._log_dir.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as logf:
+            stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+            logf.write(f"--- {stamp} start: {shlex.join(self._agent.argv)} (cwd {self._cwd})\n".encode())
+            logf.flush()
+            try:
+                proc = await procs.spawn_in_group(
+                    self._agent.argv,
+                    cwd=self._cwd,
+                    env=procs.child_env({**spec.env, **self._env}, agent=True),
+                    stdin=asyncio.subprocess.PIPE,
+                    stdout=asyncio.subprocess.PIPE,
+                    # A file, never a pipe: nobody would read it and a chatty agent would block.
+                    stderr=logf,
+                    limit=STDOUT_LIMIT,
+                )
+            except OSError as e:
+                raise AgentCrashedError(
+                    f"agent {self._agent.name!r} could not be started ({self._agent.program}: "
+                    f"{e.strerror or e}); check `boocode agents`"
+                ) from e
+        assert proc.stdin is not None and proc.stdout is not None
+        self._proc = proc
+        client = WorktreeClient(self._cwd, self._terminals, self._route_update, self._route_permission)
+        # WorktreeClient is a plain class on purpose (SDK-FACTS 2.6-d), so it is not an acp.Client.
+        self._conn = connect_to_agent(cast(Client, client), proc.stdin, proc.stdout)
+        self._watcher = asyncio.ensure_future(self._watch(proc, self._conn))
+        self._cancel_gave_up = False
+        try:
+            with anyio.fail_after(self._start_timeout):
+                return await self._handshake(self._conn)
+        except TimeoutError:
+            await self._teardown()
+            self._set_status("crashed")
+            raise AgentCrashedError(
+                f"agent {self._agent.name!r} (pid {proc.pid}) did not finish starting within "
+                f"{self._start_timeout:.0f} s; see log {self.log_path}"
+            ) from None
+        except ConnectionError:
+            code = await self._reap(proc)
+            await self._teardown()
+            self._set_status("crashed")
+            raise AgentCrashedError(
+                f"agent {self._agent.name!r} (pid {proc.pid}) {_describe_exit(code)} while starting; "
+                f"see log {self.log_path}"
+            ) from None
+        except RequestError as e:
+            await self._teardown()
+            self._set_status("crashed")
+            raise AgentTurnError(
+                f"agent {self._agent.name!r} refused to start a session ({e.code}: {e}); "
+                f"see log {self.log_path}"
+            ) from None
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await self._teardown()
+            raise
+
+    async def _handshake(self, conn: ClientSideConnection) -> SessionInfo:
+        spec = self._agent.spec
+        init = await conn.initialize(
+            protocol_version=PROTOCOL_VERSION,
+            client_capabilities=ClientCapabilities(
+                fs=FileSystemCapabilities(read_text_file=spec.fs, write_text_file=spec.fs),
+                terminal=spec.terminal,
+            ),
+            client_info=Implementation(name="boocode", version=boocode_version),
+        )
+        caps = init.agent_capabilities
+        self._load_supported = bool(caps is not None and caps.load_session)
+        info = init.agent_info
+        self._agent_info = (info.name, info.version) if info is not None else (None, None)
+        previous = self._session_id or self._resume_id
+        origin: Literal["new", "loaded", "fresh_after_restart"] = "new"
+        if previous is not None:
+            if self._load_supported:
+                try:
+                    # No turn is active, so the history the agent replays here is dropped by
+                    # _route_update: it is not new output.
+                    await conn.load_session(cwd=str(self._cwd), session_id=previous, mcp_servers=[])
+                except RequestError as e:
+                    self._note = NOTE_FRESH.format(why=f"session/load of {previous} failed ({e})")
+                    origin = "fresh_after_restart"
+                else:
+                    self._session_id = previous
+                    self._note = None
+                    self._session_cost = None
+                    self._cost_baseline_pending = True
+                    origin = "loaded"
+            else:
+                self._note = NOTE_FRESH.format(why=f"agent {self._agent.name!r} cannot session/load")
+                origin = "fresh_after_restart"
+        if origin != "loaded":
+            resp = await conn.new_session(cwd=str(self._cwd), mcp_servers=[])
+            self._session_id = resp.session_id
+            self._session_cost = None
+            self._cost_baseline_pending = False
+        self._resume_id = None
+        self._last_active = time.time()
+        self._set_status("idle")
+        return self._info(origin)
+
+    async def _watch(self, proc: asyncio.subprocess.Process, conn: ClientSideConnection) -> None:
+        """Notice the process exiting; closing the connection fails whatever request is pending."""
+        await proc.wait()
+        if self._proc is proc and not self._closed:
+            self._status = "crashed"
+            self._changed()
+        with contextlib.suppress(Exception):
+            await conn.close()
+
+    async def _reap(self, proc: asyncio.subprocess.Process, bound: float = 5.0) -> int | None:
+        """The exit code once the process is gone; one that lingers past `bound` is killed."""
+        with anyio.move_on_after(bound):
+            return await proc.wait()
+        procs.kill_group(proc.pid)
+        with anyio.move_on_after(bound):
+            await proc.wait()
+        return proc.returncode
+
+    async def _teardown(self) -> None:
+        """Kill the group, close the connection, release terminals; leaves no child behind."""
+        proc, conn, watcher = self._proc, self._conn, self._watcher
+        self._proc = None
+        self._conn = None
+        self._watcher = None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                await conn.close()
+        if proc is not None:
+            with contextlib.suppress(ProcessLookupError):
+                await procs.terminate_group(proc, grace_s=2.0)
+        if watcher is not None:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await watcher
+        await self._terminals.close_all()
+
+    # --- routing of agent → client traffic ------------------------------------------------------
+
+    def _route_update(self, session_id: str, update: Any) -> None:
+        turn = self._turn
+        if turn is None or session_id != self._session_id:
+            # Outside a turn: replayed history during session/load, or late noise. Not output.
+            return
+        event = map_update(update)
+        if isinstance(event, UsageEvent) and event.cost is not None:
+            self._account_cost(event.cost)
+        self._last_active = time.time()
+        try:
+            turn.sink(event)
+        except Exception:
+            log.exception("event sink failed for %s/%s", self._chat_id, self._agent.name)
+
+    def _account_cost(self, session_total: float) -> None:
+        if self._cost_baseline_pending:
+            self._cost_baseline_pending = False
+            self._session_cost = session_total
+            return
+        previous = self._session_cost or 0.0
+        if session_total >= previous:
+            self._cost += session_total - previous
+        self._session_cost = session_total
+
+    async def _route_permission(
+        self, session_id: str, tool_call: ToolCallUpdate, options: list[PermissionOption]
+    ) -> RequestPermissionResponse:
+        cancelled = RequestPermissionResponse(outcome=DeniedOutcome(outcome="cancelled"))
+        turn = self._turn
+        if turn is None or turn.cancelling or session_id != self._session_id:
+            return cancelled
+        event = map_permission_request(f"perm-{uuid.uuid4().hex[:12]}", tool_call, options)
+        try:
+            turn.sink(event)
+        except Exception:
+            log.exception("event sink failed for %s/%s", self._chat_id, self._agent.name)
+        choice: str | None = None
+        scope = anyio.CancelScope()
+        turn.scopes.add(scope)
+        try:
+            with scope:
+                choice = await turn.permissions(event)
+        except Exception:
+            log.exception("permission handler failed for %s/%s", self._chat_id, self._agent.name)
+            choice = None
+        finally:
+            turn.scopes.discard(scope)
+        # A cancelled turn answers every pending request "cancelled", as the protocol requires.
+        if choice is None or scope.cancel_called or turn.cancelling:
+            return cancelled
+        if choice not in {o.option_id for o in options}:
+            log.warning("permission handler chose unknown option %r; answering cancelled", choice)
+            return cancelled
+        return RequestPermissionResponse(outcome=AllowedOutcome(outcome="selected", option_id=choice))
+
+    # --- turns ------------------------------------------------------------------------------
+
+    async def prompt(self, text: str, on_event: EventSink, permissions: PermissionHandler) -> TurnResult:
+        if self._busy:
+            raise AgentBusyError(
+                f"agent {self._agent.name!r} in chat {self._chat_id} is already running a prompt; "
+                "wait for it or cancel it first"
+            )
+        self._busy = True
+        self._turn_done = asyncio.Event()
+        try:
+            await self.ensure_session()
+            return await self._run_turn(text, on_event, permissions)
+        finally:
+            self._turn = None
+            self._prompt_task = None
+            self._busy = False
+            self._last_active = time.time()
+            if self._status == "active":
+                self._status = "idle"
+            self._changed()
+            self._turn_done.set()
+
+    async def _run_turn(self, text: str, on_event: EventSink, permissions: PermissionHandler) -> TurnResult:
+        conn, proc, sid = self._conn, self._proc, self._session_id
+        assert conn is not None and proc is not None and sid is not None
+        turn = _Turn(sink=on_event, permissions=permissions, cost_at_start=self._cost, scopes=set())
+        self._turn = turn
+        self._last_active = time.time()
+        self._set_status("active")
+        task: asyncio.Task[PromptResponse] = asyncio.ensure_future(
+            conn.prompt(session_id=sid, prompt=[text_block(text)])
+        )
+        self._prompt_task = task
+        try:
+            # Shielded: a cancelled caller must not abandon the request (that would leave the
+            # agent running and its late answer unread); it cancels the turn instead.
+            resp = await asyncio.shield(task)
+        except asyncio.CancelledError:
+            with anyio.CancelScope(shield=True):
+                await self._cancel_turn(turn, task)
+            raise
+        except ConnectionError:
+            raise await self._crashed(proc) from None
+        except RequestError as e:
+            raise AgentTurnError(
+                f"agent {self._agent.name!r} failed the prompt ({e.code}: {e}); see log {self.log_path}"
+            ) from None
+        return self._result(resp, turn)
+
+    def _result(self, resp: PromptResponse, turn: _Turn) -> TurnResult:
+        stop: StopReason = resp.stop_reason
+        usage = resp.usage
+        inp = usage.input_tokens if usage is not None else None
+        out = usage.output_tokens if usage is not None else None
+        self._input_tokens += inp or 0
+        self._output_tokens += out or 0
+        start = turn.cost_at_start or 0.0
+        cost = self._cost - start if self._cost != start else None
+        return TurnResult(stop_reason=stop, input_tokens=inp, output_tokens=out, cost=cost)
+
+    async def _crashed(self, proc: asyncio.subprocess.Process) -> AgentCrashedError:
+        code = await self._reap(proc)
+        if not self._closed:
+            self._status = "crashed"
+            self._changed()
+        if self._closed:
+            return AgentCrashedError(
+                f"agent {self._agent.name!r} for chat {self._chat_id} was closed during the turn"
+            )
+        if self._cancel_gave_up:
+            return AgentCrashedError(
+                f"agent {self._agent.name!r} (pid {proc.pid}) did not answer session/cancel within "
+                f"{self._cancel_timeout:g} s and was killed; see log {self.log_path}; "
+                "the next prompt restarts it"
+            )
+        return AgentCrashedError(
+            f"agent {self._agent.name!r} (pid {proc.pid}) {_describe_exit(code)} during the turn; "
+            f"see log {self.log_path}; the next prompt restarts it"
+        )
+
+    async def _cancel_turn(self, turn: _Turn, task: asyncio.Task[PromptResponse]) -> None:
+        """session/cancel, then wait (bounded) for the agent to end the turn; kill it if it won't."""
+        if task.done():
+            return
+        turn.cancelling = True
+        for scope in list(turn.scopes):
+            scope.cancel()
+        conn, proc, sid = self._conn, self._proc, self._session_id
+        if conn is not None and sid is not None:
+            with contextlib.suppress(Exception):
+                await conn.cancel(session_id=sid)
+        with anyio.move_on_after(self._cancel_timeout):
+            await asyncio.wait([task])
+        if not task.done() and proc is not None:
+            # The agent ignored the cancel: only now is it treated as crashed (never kill to cancel).
+            self._cancel_gave_up = True
+            log.warning(
+                "agent %s (pid %s) ignored session/cancel; killing its group", self._agent.name, proc.pid
+            )
+            procs.kill_group(proc.pid)
+            with anyio.move_on_after(5):
+                await asyncio.wait([task])
+        if task.done() and not task.cancelled():
+            # Consume the outcome so asyncio does not report an unretrieved exception.
+            task.exception()
+
+    async def cancel(self) -> None:
+        turn, task = self._turn, self._prompt_task
+        if turn is None or task is None:
+            return
+        await self._cancel_turn(turn, task)
+        # Return only once prompt() has finished, so the session can take the next prompt.
+        with anyio.move_on_after(self._cancel_timeout):
+            await self._turn_done.wait()
+
+    async def health(self) -> bool:
+        alive = self._proc is not None and self._proc.returncode is None and procs.pid_alive(self._proc.pid)
+        if not alive and self._proc is not None and self._status in ("idle", "active"):
+            self._set_status("crashed")
+        return alive
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        turn, task = self._turn, self._prompt_task
+        with anyio.CancelScope(shield=True):
+            if turn is not None and task is not None and not task.done():
+                saved = self._cancel_timeout
+                # Closing should not wait the full cancel bound on an agent that ignores it.
+                self._cancel_timeout = min(saved, 2.0)
+                await self._cancel_turn(turn, task)
+                self._cancel_timeout = saved
+            await self._teardown()
+            self._status = "closed"
+            self._changed()

@@ -1,0 +1,165 @@
+"""The ACP client callbacks BooCode answers for one agent session.
+
+A plain class on purpose: subclassing `acp.Client` would turn every method we do not implement
+into a silent success (SDK-FACTS 2.6-d); a missing method must answer -32601.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import anyio
+from acp import (
+    CreateTerminalResponse,
+    ReadTextFileResponse,
+    RequestError,
+    RequestPermissionResponse,
+    TerminalOutputResponse,
+    WaitForTerminalExitResponse,
+)
+from acp.schema import EnvVariable, PermissionOption, TerminalExitStatus, ToolCallUpdate
+
+from boocode_mcp.agents.terminals import TerminalError, TerminalManager
+
+UpdateCallback = Callable[[str, Any], None]
+PermissionCallback = Callable[
+    [str, ToolCallUpdate, list[PermissionOption]], Awaitable[RequestPermissionResponse]
+]
+
+
+def _invalid(message: str, **data: Any) -> RequestError:
+    return RequestError(-32602, message, data or None)
+
+
+class WorktreeClient:
+    """fs confined to one worktree, real terminals, and updates/permissions handed to the backend."""
+
+    def __init__(
+        self,
+        root: Path,
+        terminals: TerminalManager,
+        on_update: UpdateCallback,
+        on_permission: PermissionCallback,
+    ) -> None:
+        self._root = root.resolve()
+        self._terminals = terminals
+        self._on_update = on_update
+        self._on_permission = on_permission
+
+    # --- session ---------------------------------------------------------------------------
+
+    async def session_update(self, session_id: str, update: Any, **kw: Any) -> None:
+        # Synchronous hand-off before any await: every message runs in its own task, and awaiting
+        # here would let later updates overtake this one (SDK-FACTS 2.6-e).
+        self._on_update(session_id, update)
+
+    async def request_permission(
+        self, session_id: str, tool_call: ToolCallUpdate, options: list[PermissionOption], **kw: Any
+    ) -> RequestPermissionResponse:
+        return await self._on_permission(session_id, tool_call, options)
+
+    # --- fs --------------------------------------------------------------------------------
+
+    def confine(self, path: str) -> Path:
+        """The real path of `path` (symlinks resolved); refused unless inside the worktree."""
+        p = Path(path)
+        if not p.is_absolute():
+            p = self._root / p
+        real = p.resolve()
+        if not real.is_relative_to(self._root):
+            raise _invalid(
+                f"path {path} is outside the worktree {self._root}; agents may only touch files in it",
+                path=path,
+            )
+        return real
+
+    async def read_text_file(
+        self, session_id: str, path: str, line: int | None = None, limit: int | None = None, **kw: Any
+    ) -> ReadTextFileResponse:
+        real = self.confine(path)
+        try:
+            text = await anyio.Path(real).read_text(encoding="utf-8", errors="replace")
+        except FileNotFoundError:
+            raise RequestError.resource_not_found(path) from None
+        except IsADirectoryError:
+            raise _invalid(f"path {path} is a directory, not a text file", path=path) from None
+        except OSError as e:
+            raise RequestError(-32603, f"cannot read {path}: {e.strerror}", {"path": path}) from None
+        if line is not None or limit is not None:
+            lines = text.splitlines(keepends=True)
+            start = max((line or 1) - 1, 0)
+            end = len(lines) if limit is None else start + max(limit, 0)
+            text = "".join(lines[start:end])
+        return ReadTextFileResponse(content=text)
+
+    async def write_text_file(self, session_id: str, path: str, content: str, **kw: Any) -> None:
+        real = self.confine(path)
+        target = anyio.Path(real)
+        try:
+            await target.parent.mkdir(parents=True, exist_ok=True)
+            await target.write_text(content, encoding="utf-8")
+        except IsADirectoryError:
+            raise _invalid(f"path {path} is a directory, not a text file", path=path) from None
+        except OSError as e:
+            raise RequestError(-32603, f"cannot write {path}: {e.strerror}", {"path": path}) from None
+        return None
+
+    # --- terminals -------------------------------------------------------------------------
+
+    async def create_terminal(
+        self,
+        session_id: str,
+        command: str,
+        args: list[str] | None = None,
+        env: list[EnvVariable] | None = None,
+        cwd: str | None = None,
+        output_byte_limit: int | None = None,
+        **kw: Any,
+    ) -> CreateTerminalResponse:
+        try:
+            tid = await self._terminals.create(
+                command,
+                args or [],
+                env={e.name: e.value for e in env or []},
+                cwd=cwd,
+                output_byte_limit=output_byte_limit,
+            )
+        except TerminalError as e:
+            raise _invalid(str(e), command=command) from None
+        return CreateTerminalResponse(terminal_id=tid)
+
+    async def terminal_output(self, session_id: str, terminal_id: str, **kw: Any) -> TerminalOutputResponse:
+        try:
+            snap = self._terminals.output(terminal_id)
+        except TerminalError as e:
+            raise _terminal_error(e, terminal_id) from None
+        status = (
+            TerminalExitStatus(exit_code=snap.exit.exit_code, signal=snap.exit.signal) if snap.exit else None
+        )
+        return TerminalOutputResponse(output=snap.output, truncated=snap.truncated, exit_status=status)
+
+    async def wait_for_terminal_exit(
+        self, session_id: str, terminal_id: str, **kw: Any
+    ) -> WaitForTerminalExitResponse:
+        try:
+            exit_ = await self._terminals.wait_for_exit(terminal_id)
+        except TerminalError as e:
+            raise _terminal_error(e, terminal_id) from None
+        return WaitForTerminalExitResponse(exit_code=exit_.exit_code, signal=exit_.signal)
+
+    async def kill_terminal(self, session_id: str, terminal_id: str, **kw: Any) -> None:
+        try:
+            await self._terminals.kill(terminal_id)
+        except TerminalError as e:
+            raise _terminal_error(e, terminal_id) from None
+
+    async def release_terminal(self, session_id: str, terminal_id: str, **kw: Any) -> None:
+        await self._terminals.release(terminal_id)
+
+
+def _terminal_error(e: TerminalError, terminal_id: str) -> RequestError:
+    if e.not_found:
+        return RequestError.resource_not_found(terminal_id)
+    return _invalid(str(e), terminalId=terminal_id)

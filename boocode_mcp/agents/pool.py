@@ -1,0 +1,256 @@
+"""AgentPool: warm backends keyed by (chat_id, agent), with an LRU cap, an idle TTL, a health tick,
+and `agent_sessions` rows kept current.
+
+The pool owns two background tasks (the tick and the row writer) in a task group that lives as
+long as `async with pool`; leaving it disposes of every backend, so no agent process outlives it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sqlite3
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from types import TracebackType
+
+import aiosqlite
+import anyio
+import anyio.abc
+
+from boocode_mcp import procs
+from boocode_mcp.agents.acp_backend import CANCEL_TIMEOUT_S, BackendState, WarmAcpBackend
+from boocode_mcp.agents.backend import AgentBackend
+from boocode_mcp.agents.lifecycle import PoolEntry, choose_evictions
+from boocode_mcp.agents.registry import AgentRegistry
+from boocode_mcp.config import PoolConfig
+from boocode_mcp.errors import InvalidRequestError
+from boocode_mcp.store import agent_sessions as rows
+from boocode_mcp.store.agent_sessions import AgentSessionRow
+
+log = logging.getLogger(__name__)
+
+Key = tuple[str, str]
+MAX_TICK_S = 30.0
+
+
+class AgentPool:
+    """Get-or-create warm agent sessions; see the module docstring."""
+
+    def __init__(
+        self,
+        registry: AgentRegistry,
+        config: PoolConfig,
+        *,
+        log_dir: Path,
+        db: aiosqlite.Connection | None = None,
+        owner_pid: int | None = None,
+        tick_s: float | None = None,
+        env: Mapping[str, str] | None = None,
+        cancel_timeout_s: float = CANCEL_TIMEOUT_S,
+    ) -> None:
+        self._registry = registry
+        self._config = config
+        self._log_dir = log_dir
+        self._db = db
+        self.owner_pid = owner_pid if owner_pid is not None else os.getpid()
+        self._tick_s = tick_s if tick_s is not None else min(config.idle_ttl_s / 4, MAX_TICK_S)
+        self._env = dict(env or {})
+        self._cancel_timeout = cancel_timeout_s
+        self._backends: dict[Key, WarmAcpBackend] = {}
+        # Without a database, the session ids of evicted backends, so a later get() can load them.
+        self._last_session: dict[Key, str] = {}
+        # Usage totals the row held before this pool's backend took over (the backend counts its own).
+        self._base_rows: dict[Key, AgentSessionRow] = {}
+        self._pending: dict[Key, AgentSessionRow] = {}
+        self._wake = asyncio.Event()
+        self._write_lock = asyncio.Lock()
+        self._get_lock = asyncio.Lock()
+        self._tg: anyio.abc.TaskGroup | None = None
+        self._disposed = False
+
+    # --- context --------------------------------------------------------------------------
+
+    async def __aenter__(self) -> AgentPool:
+        tg = anyio.create_task_group()
+        await tg.__aenter__()
+        self._tg = tg
+        tg.start_soon(self._tick_loop, name="AgentPool.tick")
+        if self._db is not None:
+            tg.start_soon(self._writer_loop, name="AgentPool.writer")
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        tg, self._tg = self._tg, None
+        try:
+            with anyio.CancelScope(shield=True):
+                await self.dispose()
+        finally:
+            if tg is not None:
+                tg.cancel_scope.cancel()
+                await tg.__aexit__(exc_type, exc, tb)
+
+    # --- public API -----------------------------------------------------------------------
+
+    async def get(self, chat_id: str, agent: str, cwd: Path) -> AgentBackend:
+        """The warm backend of (chat, agent), created if needed (the process starts on first use)."""
+        resolved = self._registry.resolve(agent)
+        if self._disposed:
+            raise InvalidRequestError("the agent pool is shut down; no new agent sessions can start")
+        if self._db is not None and self._tg is None:
+            raise InvalidRequestError("AgentPool with a database must be used as `async with AgentPool(...)`")
+        key = (chat_id, agent)
+        async with self._get_lock:
+            existing = self._backends.get(key)
+            if existing is not None and existing.status != "closed":
+                # Being handed out counts as use: the caller is about to prompt it.
+                existing.touch()
+                return existing
+            resume = await self._resume_id(key)
+            await self._evict(reserve=1)
+            backend = WarmAcpBackend(
+                chat_id=chat_id,
+                agent=resolved,
+                cwd=cwd,
+                log_dir=self._log_dir,
+                resume_session_id=resume,
+                env=self._env,
+                on_state=lambda state: self._on_state(key, state),
+                cancel_timeout_s=self._cancel_timeout,
+            )
+            self._backends[key] = backend
+            self._on_state(key, backend.state())
+            await self.sync()
+            return backend
+
+    def peek(self, chat_id: str, agent: str) -> AgentBackend | None:
+        return self._backends.get((chat_id, agent))
+
+    def backends(self) -> list[AgentBackend]:
+        return list(self._backends.values())
+
+    async def close_chat(self, chat_id: str) -> None:
+        keys = [k for k in self._backends if k[0] == chat_id]
+        await self._close_keys(keys)
+
+    async def dispose(self) -> None:
+        """Close every backend (and so every agent process group); the pool takes no new work."""
+        self._disposed = True
+        await self._close_keys(list(self._backends))
+        await self.sync()
+
+    async def sync(self) -> None:
+        """Write every pending row change now (the writer task does this on its own, too)."""
+        async with self._write_lock:
+            while self._pending:
+                batch, self._pending = self._pending, {}
+                for row in batch.values():
+                    await self._write(row)
+
+    async def tick(self) -> None:
+        """One health check and eviction pass (the pool's tick task runs this periodically)."""
+        for backend in list(self._backends.values()):
+            await backend.health()
+        async with self._get_lock:
+            await self._evict(reserve=0)
+
+    # --- internals --------------------------------------------------------------------------
+
+    async def _resume_id(self, key: Key) -> str | None:
+        if self._db is None:
+            return self._last_session.get(key)
+        row = await rows.get(self._db, *key)
+        if row is None:
+            self._base_rows[key] = AgentSessionRow(chat_id=key[0], agent=key[1])
+            return None
+        self._base_rows[key] = row
+        owner = row.owner_pid
+        if owner is not None and owner != self.owner_pid and row.status in ("idle", "active"):
+            if procs.pid_alive(owner):
+                raise InvalidRequestError(
+                    f"chat {key[0]}'s {key[1]!r} agent is driven by another BooCode process "
+                    f"(pid {owner}); use that process, or stop it first"
+                )
+            if row.pgid is not None:
+                # Its owner died without cleaning up: make sure the old agent is gone before a
+                # new process loads the same session.
+                procs.kill_group(row.pgid)
+        return row.acp_session_id
+
+    async def _evict(self, *, reserve: int) -> None:
+        entries = [
+            PoolEntry(key=k, last_active=b.last_active, busy=b.busy) for k, b in self._backends.items()
+        ]
+        victims = choose_evictions(
+            entries, time.time(), self._config.max_warm, self._config.idle_ttl_s, reserve=reserve
+        )
+        if victims:
+            log.info("evicting idle agent sessions: %s", victims)
+            await self._close_keys(victims)
+
+    async def _close_keys(self, keys: list[Key]) -> None:
+        backends = [(k, self._backends.pop(k)) for k in keys if k in self._backends]
+        for key, backend in backends:
+            sid = backend.acp_session_id
+            if sid is not None:
+                self._last_session[key] = sid
+
+        async def close_one(backend: WarmAcpBackend) -> None:
+            try:
+                await backend.close()
+            except Exception:
+                log.exception("closing agent %s of chat %s failed", backend.agent, backend.chat_id)
+
+        async with anyio.create_task_group() as tg:
+            for _, backend in backends:
+                tg.start_soon(close_one, backend)
+        await self.sync()
+
+    def _on_state(self, key: Key, state: BackendState) -> None:
+        """Called synchronously by backends; queues the row for the writer (never awaits)."""
+        if self._db is None:
+            return
+        base = self._base_rows.get(key) or AgentSessionRow(chat_id=key[0], agent=key[1])
+        self._pending[key] = base.with_(
+            status=state.status,
+            acp_session_id=state.acp_session_id,
+            pid=state.pid,
+            pgid=state.pgid,
+            owner_pid=self.owner_pid,
+            last_active_at=state.last_active,
+            load_supported=state.load_supported,
+            note=state.note,
+            input_tokens=base.input_tokens + state.input_tokens,
+            output_tokens=base.output_tokens + state.output_tokens,
+            cost=base.cost + state.cost,
+        )
+        self._wake.set()
+
+    async def _write(self, row: AgentSessionRow) -> None:
+        assert self._db is not None
+        try:
+            await rows.upsert(self._db, row)
+        except sqlite3.Error as e:
+            # Most likely the chat row does not exist (foreign key); the pool keeps working.
+            log.warning("cannot record agent session %s/%s: %s", row.chat_id, row.agent, e)
+
+    async def _writer_loop(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            await self.sync()
+
+    async def _tick_loop(self) -> None:
+        while True:
+            await anyio.sleep(self._tick_s)
+            try:
+                await self.tick()
+            except Exception:
+                log.exception("agent pool tick failed")

@@ -1,0 +1,150 @@
+"""The `patches` table: a chat's worktree against its base at the end of a turn."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import aiosqlite
+
+
+@dataclass(frozen=True)
+class PatchRow:
+    id: str
+    session_id: str
+    chat_id: str
+    subagent_id: str | None
+    parent_patch_id: str | None
+    agent: str
+    base_sha: str
+    diff: str
+    hunks: list[dict[str, Any]]
+    files: list[dict[str, Any]]
+    file_count: int
+    hunk_count: int
+    additions: int
+    deletions: int
+    failed_mid_turn: bool
+    status: str
+    created_at: float
+    applied_at: float | None
+
+
+def _row(r: aiosqlite.Row) -> PatchRow:
+    return PatchRow(
+        id=r["id"],
+        session_id=r["session_id"],
+        chat_id=r["chat_id"],
+        subagent_id=r["subagent_id"],
+        parent_patch_id=r["parent_patch_id"],
+        agent=r["agent"],
+        base_sha=r["base_sha"],
+        diff=r["diff"],
+        hunks=json.loads(r["hunks_json"]),
+        files=json.loads(r["files_json"]),
+        file_count=r["file_count"],
+        hunk_count=r["hunk_count"],
+        additions=r["additions"],
+        deletions=r["deletions"],
+        failed_mid_turn=bool(r["failed_mid_turn"]),
+        status=r["status"],
+        created_at=r["created_at"],
+        applied_at=r["applied_at"],
+    )
+
+
+async def insert(
+    db: aiosqlite.Connection,
+    *,
+    patch_id: str,
+    session_id: str,
+    chat_id: str,
+    subagent_id: str | None,
+    parent_patch_id: str | None,
+    agent: str,
+    base_sha: str,
+    diff: str,
+    hunks: list[dict[str, Any]],
+    files: list[dict[str, Any]],
+    additions: int,
+    deletions: int,
+    failed_mid_turn: bool,
+) -> None:
+    await db.execute(
+        "INSERT INTO patches (id, session_id, chat_id, subagent_id, parent_patch_id, agent, base_sha, diff,"
+        " hunks_json, files_json, file_count, hunk_count, additions, deletions, failed_mid_turn, status,"
+        " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?)",
+        (
+            patch_id,
+            session_id,
+            chat_id,
+            subagent_id,
+            parent_patch_id,
+            agent,
+            base_sha,
+            diff,
+            json.dumps(hunks),
+            json.dumps(files),
+            len(files),
+            len(hunks),
+            additions,
+            deletions,
+            int(failed_mid_turn),
+            time.time(),
+        ),
+    )
+
+
+async def get(db: aiosqlite.Connection, session_id: str | None, patch_id: str) -> PatchRow | None:
+    if session_id is None:
+        cur = await db.execute("SELECT * FROM patches WHERE id = ?", (patch_id,))
+    else:
+        cur = await db.execute(
+            "SELECT * FROM patches WHERE id = ? AND session_id = ?", (patch_id, session_id)
+        )
+    r = await cur.fetchone()
+    return _row(r) if r is not None else None
+
+
+async def list_patches(
+    db: aiosqlite.Connection,
+    session_id: str | None,
+    *,
+    chat_id: str | None = None,
+    status: str | None = None,
+    limit: int = 1000,
+) -> list[PatchRow]:
+    """Newest first."""
+    where: list[str] = []
+    args: list[Any] = []
+    if session_id is not None:
+        where.append("session_id = ?")
+        args.append(session_id)
+    if chat_id is not None:
+        where.append("chat_id = ?")
+        args.append(chat_id)
+    if status is not None:
+        where.append("status = ?")
+        args.append(status)
+    clause = f"WHERE {' AND '.join(where)}" if where else ""
+    args.append(limit)
+    cur = await db.execute(
+        f"SELECT * FROM patches {clause} ORDER BY created_at DESC, rowid DESC LIMIT ?", args
+    )
+    return [_row(r) for r in await cur.fetchall()]
+
+
+async def set_status(
+    db: aiosqlite.Connection, patch_id: str, status: str, *, applied_at: float | None = None
+) -> None:
+    await db.execute(
+        "UPDATE patches SET status = ?, applied_at = COALESCE(?, applied_at) WHERE id = ?",
+        (status, applied_at, patch_id),
+    )
+
+
+async def unapplied_chat_ids(db: aiosqlite.Connection) -> set[str]:
+    cur = await db.execute("SELECT DISTINCT chat_id FROM patches WHERE status = 'pending'")
+    return {str(r["chat_id"]) for r in await cur.fetchall()}

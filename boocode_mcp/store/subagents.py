@@ -1,0 +1,152 @@
+"""The `subagents` table: one prompt run on a chat, from queued to its final status."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import aiosqlite
+
+LIVE_STATUSES = ("queued", "running", "awaiting_permission")
+
+
+@dataclass(frozen=True)
+class SubagentRow:
+    id: str
+    session_id: str
+    chat_id: str
+    agent: str
+    prompt: str
+    model: str | None
+    mode: str | None
+    status: str
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+    stop_reason: str | None
+    final_message: str | None
+    error: str | None
+    usage: dict[str, Any] | None
+    patch_id: str | None
+    owner_pid: int | None
+
+
+def _row(r: aiosqlite.Row) -> SubagentRow:
+    usage = json.loads(r["usage_json"]) if r["usage_json"] else None
+    return SubagentRow(
+        id=r["id"],
+        session_id=r["session_id"],
+        chat_id=r["chat_id"],
+        agent=r["agent"],
+        prompt=r["prompt"],
+        model=r["model"],
+        mode=r["mode"],
+        status=r["status"],
+        created_at=r["created_at"],
+        started_at=r["started_at"],
+        finished_at=r["finished_at"],
+        stop_reason=r["stop_reason"],
+        final_message=r["final_message"],
+        error=r["error"],
+        usage=usage,
+        patch_id=r["patch_id"],
+        owner_pid=r["owner_pid"],
+    )
+
+
+async def insert_if_chat_idle(
+    db: aiosqlite.Connection,
+    *,
+    subagent_id: str,
+    session_id: str,
+    chat_id: str,
+    agent: str,
+    prompt: str,
+    model: str | None,
+    mode: str | None,
+    owner_pid: int,
+) -> bool:
+    """Insert a queued run unless the chat already has a live one; one statement, so two processes
+    racing for the same chat cannot both win. Returns whether the row was inserted."""
+    cur = await db.execute(
+        "INSERT INTO subagents (id, session_id, chat_id, agent, prompt, model, mode, status, created_at,"
+        " owner_pid) SELECT ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ? WHERE NOT EXISTS (SELECT 1 FROM subagents"
+        f" WHERE chat_id = ? AND status IN {LIVE_STATUSES!r})",
+        (subagent_id, session_id, chat_id, agent, prompt, model, mode, time.time(), owner_pid, chat_id),
+    )
+    return cur.rowcount == 1
+
+
+async def get(db: aiosqlite.Connection, session_id: str | None, subagent_id: str) -> SubagentRow | None:
+    if session_id is None:
+        cur = await db.execute("SELECT * FROM subagents WHERE id = ?", (subagent_id,))
+    else:
+        cur = await db.execute(
+            "SELECT * FROM subagents WHERE id = ? AND session_id = ?", (subagent_id, session_id)
+        )
+    r = await cur.fetchone()
+    return _row(r) if r is not None else None
+
+
+async def list_runs(db: aiosqlite.Connection, session_id: str | None, limit: int) -> list[SubagentRow]:
+    """Most recent first."""
+    if session_id is None:
+        cur = await db.execute(
+            "SELECT * FROM subagents ORDER BY created_at DESC, rowid DESC LIMIT ?", (limit,)
+        )
+    else:
+        cur = await db.execute(
+            "SELECT * FROM subagents WHERE session_id = ? ORDER BY created_at DESC, rowid DESC LIMIT ?",
+            (session_id, limit),
+        )
+    return [_row(r) for r in await cur.fetchall()]
+
+
+async def for_chat(db: aiosqlite.Connection, chat_id: str) -> list[SubagentRow]:
+    """Oldest first: the chat's history."""
+    cur = await db.execute("SELECT * FROM subagents WHERE chat_id = ? ORDER BY created_at, rowid", (chat_id,))
+    return [_row(r) for r in await cur.fetchall()]
+
+
+async def live_for_chat(db: aiosqlite.Connection, chat_id: str) -> list[SubagentRow]:
+    cur = await db.execute(
+        f"SELECT * FROM subagents WHERE chat_id = ? AND status IN {LIVE_STATUSES!r}", (chat_id,)
+    )
+    return [_row(r) for r in await cur.fetchall()]
+
+
+async def live(db: aiosqlite.Connection) -> list[SubagentRow]:
+    cur = await db.execute(f"SELECT * FROM subagents WHERE status IN {LIVE_STATUSES!r}")
+    return [_row(r) for r in await cur.fetchall()]
+
+
+async def set_status(db: aiosqlite.Connection, subagent_id: str, status: str, **fields: Any) -> None:
+    """Update the status and any of: started_at, finished_at, stop_reason, final_message, error,
+    usage (a dict, stored as JSON), patch_id."""
+    allowed = {"started_at", "finished_at", "stop_reason", "final_message", "error", "usage", "patch_id"}
+    unknown = set(fields) - allowed
+    if unknown:
+        raise ValueError(f"unknown subagent fields: {sorted(unknown)}")
+    cols = ["status = ?"]
+    values: list[Any] = [status]
+    for name, value in fields.items():
+        if name == "usage":
+            cols.append("usage_json = ?")
+            values.append(json.dumps(value) if value is not None else None)
+        else:
+            cols.append(f"{name} = ?")
+            values.append(value)
+    values.append(subagent_id)
+    await db.execute(f"UPDATE subagents SET {', '.join(cols)} WHERE id = ?", values)
+
+
+async def mark_interrupted_if_live(db: aiosqlite.Connection, subagent_id: str, error: str) -> bool:
+    """Close a run its owner abandoned; only touches it while it is still live."""
+    cur = await db.execute(
+        f"UPDATE subagents SET status = 'interrupted', error = ?, finished_at = ? WHERE id = ? "
+        f"AND status IN {LIVE_STATUSES!r}",
+        (error, time.time(), subagent_id),
+    )
+    return cur.rowcount == 1

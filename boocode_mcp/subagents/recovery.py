@@ -1,0 +1,133 @@
+"""Start-up recovery: what a BooCode process that died (or was killed) left behind.
+
+- runs it owned that were still queued/running/awaiting a permission become `interrupted`;
+- its agents' process groups are killed and their agent_sessions rows closed (the ACP session id
+  is kept, so the next turn can `session/load` it);
+- worktrees under .boocode/worktrees whose chat is gone are removed when clean, kept and reported
+  when they hold unapplied work.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiosqlite
+
+from boocode_mcp import procs, workspace
+from boocode_mcp.errors import WorkspaceError
+from boocode_mcp.store import chats, permissions, subagents
+
+log = logging.getLogger(__name__)
+
+# Runs being driven by an Engine in this process. An owner_pid equal to our own pid is only proof of
+# life for these: any other such row is from an earlier process that happened to have our pid.
+LIVE_RUNS: set[str] = set()
+
+INTERRUPTED_ERROR = (
+    "the BooCode process running this subagent (pid {pid}) exited before it finished; "
+    "spawn it again (same chat_id to continue the conversation)"
+)
+
+
+@dataclass(frozen=True)
+class RecoveryReport:
+    interrupted: tuple[str, ...] = ()
+    killed_groups: tuple[int, ...] = ()
+    closed_agent_sessions: tuple[tuple[str, str], ...] = ()
+    removed_worktrees: tuple[Path, ...] = ()
+    kept_worktrees: tuple[Path, ...] = ()
+
+
+def run_owner_alive(owner_pid: int | None, subagent_id: str) -> bool:
+    """Whether the process that owns a live run row is still driving it."""
+    if owner_pid is None:
+        return False
+    if owner_pid == os.getpid():
+        return subagent_id in LIVE_RUNS
+    return procs.pid_alive(owner_pid)
+
+
+def _parent_pid(pid: int) -> int | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name (field 2) may hold spaces and parentheses; fields after the last ")" are fixed.
+    fields = stat.rsplit(")", 1)[-1].split()
+    return int(fields[1]) if len(fields) > 1 else None
+
+
+def _agent_owner_alive(owner_pid: int | None, pid: int | None) -> bool:
+    if owner_pid is None:
+        return False
+    if owner_pid == os.getpid():
+        # Our own pid: alive only if the agent is a child of this very process (an earlier process
+        # with our pid left orphans, which were re-parented away from us).
+        return pid is not None and _parent_pid(pid) == os.getpid()
+    return procs.pid_alive(owner_pid)
+
+
+async def interrupt_dead_runs(db: aiosqlite.Connection) -> list[str]:
+    done: list[str] = []
+    for row in await subagents.live(db):
+        if run_owner_alive(row.owner_pid, row.id):
+            continue
+        if await subagents.mark_interrupted_if_live(db, row.id, INTERRUPTED_ERROR.format(pid=row.owner_pid)):
+            await permissions.cancel_pending_for(db, row.id)
+            done.append(row.id)
+    return done
+
+
+async def reap_agent_sessions(db: aiosqlite.Connection) -> tuple[list[int], list[tuple[str, str]]]:
+    killed: list[int] = []
+    closed: list[tuple[str, str]] = []
+    cur = await db.execute(
+        "SELECT chat_id, agent, pid, pgid, owner_pid FROM agent_sessions WHERE status != 'closed'"
+    )
+    for r in await cur.fetchall():
+        if _agent_owner_alive(r["owner_pid"], r["pid"]):
+            continue
+        pgid = r["pgid"]
+        if pgid is not None and procs.group_alive(pgid) and procs.kill_group(pgid):
+            killed.append(pgid)
+        await db.execute(
+            "UPDATE agent_sessions SET status = 'closed', pid = NULL, pgid = NULL"
+            " WHERE chat_id = ? AND agent = ?",
+            (r["chat_id"], r["agent"]),
+        )
+        closed.append((r["chat_id"], r["agent"]))
+    return killed, closed
+
+
+async def reap_worktrees(db: aiosqlite.Connection, repo: Path) -> tuple[list[Path], list[Path]]:
+    removed: list[Path] = []
+    kept: list[Path] = []
+    known = await chats.all_ids(db)
+    for path in await workspace.list_worktrees(repo):
+        chat_id = path.name
+        if chat_id in known:
+            continue
+        try:
+            if await workspace.remove_worktree(repo, chat_id, force=False):
+                removed.append(path)
+        except WorkspaceError as e:
+            # Dirty: unapplied work nobody else has. Keep it and say where it is.
+            log.warning("kept orphan worktree %s: %s", path, e)
+            kept.append(path)
+    return removed, kept
+
+
+async def recover(db: aiosqlite.Connection, repo: Path) -> RecoveryReport:
+    interrupted = await interrupt_dead_runs(db)
+    killed, closed = await reap_agent_sessions(db)
+    removed, kept = await reap_worktrees(db, repo)
+    return RecoveryReport(
+        interrupted=tuple(interrupted),
+        killed_groups=tuple(killed),
+        closed_agent_sessions=tuple(closed),
+        removed_worktrees=tuple(removed),
+        kept_worktrees=tuple(kept),
+    )

@@ -1,0 +1,514 @@
+"""The runner: a queue of subagent runs executed by a fixed set of workers (max_concurrent_runs).
+
+One turn = the chat's worktree → its warm agent (pool) → the prompt, its events streamed into the
+`events` table by one consumer per run → the worktree diffed against the chat's base → a patch →
+the run's final status. Every task lives in the runner's task group; nothing is fire-and-forget.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import os
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+import anyio
+from anyio.abc import TaskStatus
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from boocode_mcp import workspace
+from boocode_mcp.agents.backend import AgentBackend, EventSink, PermissionHandler, TurnResult
+from boocode_mcp.agents.events import AgentEvent
+from boocode_mcp.agents.pool import AgentPool
+from boocode_mcp.config import Config
+from boocode_mcp.errors import BooCodeError
+from boocode_mcp.memory import MemoryIndex
+from boocode_mcp.store import chats, events, patches, subagents
+from boocode_mcp.subagents.digest import SESSION_KIND, Digest, event_record
+from boocode_mcp.subagents.permissions import PermissionQueue
+from boocode_mcp.subagents.recovery import LIVE_RUNS
+from boocode_mcp.tracing import Tracer
+from boocode_mcp.views import PendingPermission
+
+log = logging.getLogger(__name__)
+
+# A streaming agent changes its activity many times a second; listeners hear about it at most this
+# often per subagent (status changes are announced at once).
+ACTIVITY_NOTIFY_INTERVAL_S = 0.2
+# How long cancel() waits for the turn to come back after session/cancel before it reports the
+# status as it stands.
+CANCEL_WAIT_S = 15.0
+# A turn still running this long after cancel was asked for is abandoned (its agent closed), so a
+# run can never hang on an agent that ignores session/cancel (the backend's own bound comes first).
+CANCEL_ABANDON_S = 60.0
+# Bound on the end-of-turn bookkeeping (diff, patch) when it runs shielded during shutdown.
+FINISH_TIMEOUT_S = 30.0
+MAX_TOOL_TITLES = 200
+
+Record = tuple[str, dict[str, Any], float]
+
+
+@dataclasses.dataclass(eq=False)
+class Run:
+    """A run this process owns, from queued until its final status is written."""
+
+    id: str
+    session_id: str
+    chat_id: str
+    agent: str
+    prompt: str
+    model: str | None
+    mode: str | None
+    worktree: Path
+    digest: Digest
+    on_event: EventSink | None = None
+    permission_handler: PermissionHandler | None = None
+    status: str = "queued"
+    started: bool = False
+    backend: AgentBackend | None = None
+    tool_titles: list[str] = dataclasses.field(default_factory=list)
+    cancel_requested: anyio.Event = dataclasses.field(default_factory=anyio.Event)
+    changed: anyio.Event = dataclasses.field(default_factory=anyio.Event)
+    done: anyio.Event = dataclasses.field(default_factory=anyio.Event)
+
+
+@dataclasses.dataclass
+class _Outcome:
+    status: str = "failed"
+    stop_reason: str | None = None
+    error: str | None = None
+    result: TurnResult | None = None
+
+
+class Runner:
+    """Owns the queue, the workers and the runs in flight of one Engine."""
+
+    def __init__(
+        self,
+        *,
+        db: aiosqlite.Connection,
+        repo: Path,
+        config: Config,
+        pool: AgentPool,
+        memory: MemoryIndex | None,
+        tracer: Tracer,
+        notify: Callable[[str], None],
+    ) -> None:
+        self._db = db
+        self._repo = repo
+        self._config = config
+        self._pool = pool
+        self._memory = memory
+        self._tracer = tracer
+        self._notify = notify
+        self.active: dict[str, Run] = {}
+        self.permissions = PermissionQueue(db, config.permissions, self._on_pending)
+        send, recv = anyio.create_memory_object_stream[str](math.inf)
+        self._queue_send: MemoryObjectSendStream[str] = send
+        self._queue_recv: MemoryObjectReceiveStream[str] = recv
+        self._dirty: set[str] = set()
+        self._dirty_event = anyio.Event()
+
+    # ----------------------------------------------------------------------------------- lifetime
+
+    async def serve(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Run the workers and the activity notifier until cancelled; then close what is left."""
+        try:
+            async with anyio.create_task_group() as tg:
+                for _ in range(self._config.pool.max_concurrent_runs):
+                    tg.start_soon(self._worker, self._queue_recv.clone())
+                tg.start_soon(self._notify_activity)
+                task_status.started()
+        finally:
+            with anyio.CancelScope(shield=True):
+                # Queued runs that never started: this process will not run them.
+                for run in list(self.active.values()):
+                    await self._finish_unstarted(
+                        run, "interrupted", "BooCode shut down before the run started; spawn it again"
+                    )
+
+    def submit(self, run: Run) -> None:
+        self.active[run.id] = run
+        LIVE_RUNS.add(run.id)
+        self._queue_send.send_nowait(run.id)
+
+    async def _worker(self, recv: MemoryObjectReceiveStream[str]) -> None:
+        async with recv:
+            async for run_id in recv:
+                run = self.active.get(run_id)
+                if run is None or run.started:
+                    continue  # cancelled while queued
+                await self._execute(run)
+
+    # ------------------------------------------------------------------------------ notifications
+
+    def _changed(self, run: Run) -> None:
+        event, run.changed = run.changed, anyio.Event()
+        event.set()
+        self._notify(f"subagents://{run.id}")
+
+    def _activity(self, run: Run) -> None:
+        self._dirty.add(run.id)
+        self._dirty_event.set()
+
+    async def _notify_activity(self) -> None:
+        while True:
+            await self._dirty_event.wait()
+            self._dirty_event = anyio.Event()
+            dirty, self._dirty = self._dirty, set()
+            for run_id in dirty:
+                self._notify(f"subagents://{run_id}")
+            await anyio.sleep(ACTIVITY_NOTIFY_INTERVAL_S)
+
+    def _agent_sessions_changed(self, chat_id: str) -> None:
+        self._notify("agent-sessions://list")
+        self._notify(f"agent-sessions://{chat_id}")
+
+    async def _set_status(self, run: Run, status: str, **fields: Any) -> None:
+        run.status = status
+        await subagents.set_status(self._db, run.id, status, **fields)
+        self._changed(run)
+
+    async def _on_pending(self, subagent_id: str, pending: PendingPermission | None) -> None:
+        run = self.active.get(subagent_id)
+        if run is None or run.status not in ("running", "awaiting_permission"):
+            return
+        await self._set_status(run, "awaiting_permission" if pending is not None else "running")
+
+    # ---------------------------------------------------------------------------------- cancel
+
+    async def cancel(self, run: Run) -> None:
+        """Cancel a run: a queued one never starts; a running one gets session/cancel (through the
+        turn's watcher) and this waits, bounded, for the turn to come back."""
+        run.cancel_requested.set()
+        self.permissions.cancel(run.id)
+        if not run.started:
+            await self._finish_unstarted(run, "cancelled", None)
+            return
+        with anyio.move_on_after(CANCEL_WAIT_S):
+            await run.done.wait()
+
+    async def _finish_unstarted(self, run: Run, status: str, error: str | None) -> None:
+        if run.started or self.active.pop(run.id, None) is None:
+            return
+        LIVE_RUNS.discard(run.id)
+        await self._set_status(run, status, finished_at=time.time(), error=error)
+        run.done.set()
+
+    # ------------------------------------------------------------------------------------ a turn
+
+    async def _execute(self, run: Run) -> None:
+        run.started = True
+        outcome = _Outcome()
+        base: str | None = None
+        send, recv = anyio.create_memory_object_stream[Record](math.inf)
+        try:
+            await self._set_status(run, "running", started_at=time.time())
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._consume, run, recv)
+                with send:
+                    # Errors are caught here, inside the task group, so they reach the run's status
+                    # rather than leaving wrapped in an exception group.
+                    try:
+                        base = await self._prepare_worktree(run)
+                        await self._turn(run, send, outcome)
+                    except BooCodeError as e:
+                        outcome.status, outcome.error = "failed", str(e)
+                    except Exception as e:
+                        log.exception("subagent %s failed", run.id)
+                        outcome.status, outcome.error = "failed", f"internal error: {type(e).__name__}: {e}"
+        except anyio.get_cancelled_exc_class():
+            outcome.status = "interrupted"
+            outcome.error = "BooCode shut down during the run; spawn it again (same chat_id to continue)"
+            with anyio.CancelScope(shield=True), anyio.move_on_after(FINISH_TIMEOUT_S):
+                await self._finish(run, outcome, base)
+            raise
+        with anyio.CancelScope(shield=True), anyio.move_on_after(FINISH_TIMEOUT_S):
+            await self._finish(run, outcome, base)
+
+    async def _prepare_worktree(self, run: Run) -> str:
+        """The chat's worktree (created on its first turn, or again if it was removed) and base."""
+        chat = await chats.get(self._db, run.session_id, run.chat_id)
+        if chat is None:
+            raise BooCodeError(f"chat {run.chat_id!r} disappeared from the database")
+        if chat.base_sha is not None and await anyio.Path(chat.worktree).is_dir():
+            return chat.base_sha
+        wt = await workspace.create_worktree(self._repo, run.chat_id, base=chat.base_sha)
+        base = chat.base_sha or wt.base_sha
+        await chats.set_base(self._db, run.chat_id, base, wt.branch)
+        return base
+
+    def _sink(self, run: Run, send: MemoryObjectSendStream[Record]) -> EventSink:
+        def sink(event: AgentEvent) -> None:
+            # Synchronous, in arrival order (SDK-FACTS 2.6-e); the consumer does the I/O.
+            kind, payload = event_record(event)
+            try:
+                send.send_nowait((kind, payload, time.time()))
+            except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+                log.debug("event after the turn of %s ended: %s", run.id, kind)
+            if run.on_event is not None:
+                try:
+                    run.on_event(event)
+                except Exception:
+                    log.exception("on_event of subagent %s failed", run.id)
+
+        return sink
+
+    async def _turn(self, run: Run, send: MemoryObjectSendStream[Record], outcome: _Outcome) -> None:
+        if run.cancel_requested.is_set():
+            outcome.status = "cancelled"
+            return
+        backend = await self._pool.get(run.chat_id, run.agent, run.worktree)
+        run.backend = backend
+        info = await backend.ensure_session()
+        await self._pool.sync()
+        self._agent_sessions_changed(run.chat_id)
+        notes: list[str] = []
+        if info.origin == "fresh_after_restart":
+            notes.append(
+                "the agent could not restore this chat's earlier context (it cannot session/load it); "
+                "this turn started a fresh agent session"
+            )
+        if run.model or run.mode:
+            # The ACP backend has no model/mode switch; the request is recorded on the run.
+            asked = ", ".join(f"{k}={v!r}" for k, v in (("model", run.model), ("mode", run.mode)) if v)
+            notes.append(f"{asked} recorded; the {run.agent} backend does not switch model/mode per turn")
+        send.send_nowait(
+            (
+                SESSION_KIND,
+                {"origin": info.origin, "pid": info.pid, "note": "; ".join(notes) or None},
+                time.time(),
+            )
+        )
+        if run.cancel_requested.is_set():
+            outcome.status = "cancelled"
+            return
+        handler = self.permissions.handler_for(run.session_id, run.id, run.permission_handler)
+        abandoned = False
+        async with anyio.create_task_group() as tg:
+
+            async def watch_cancel() -> None:
+                nonlocal abandoned
+                await run.cancel_requested.wait()
+                with anyio.move_on_after(CANCEL_ABANDON_S):
+                    while True:
+                        # Repeated because a cancel that arrives before the prompt is on the wire
+                        # finds no turn to cancel; once the turn ends this task is cancelled.
+                        if backend.busy:
+                            await backend.cancel()
+                        await anyio.sleep(0.02)
+                abandoned = True
+                prompt_scope.cancel()
+
+            failure: Exception | None = None
+            with anyio.CancelScope() as prompt_scope:
+                tg.start_soon(watch_cancel)
+                try:
+                    outcome.result = await backend.prompt(run.prompt, self._sink(run, send), handler)
+                except Exception as e:
+                    failure = e
+            tg.cancel_scope.cancel()
+        if failure is not None:
+            raise failure
+        if abandoned:
+            outcome.status, outcome.stop_reason = "cancelled", "cancelled"
+            outcome.error = "the agent did not answer session/cancel in time; its process was closed"
+            await self._pool.close_chat(run.chat_id)
+            return
+        assert outcome.result is not None
+        outcome.stop_reason = outcome.result.stop_reason
+        cancelled = outcome.stop_reason == "cancelled" or run.cancel_requested.is_set()
+        outcome.status = "cancelled" if cancelled else "completed"
+
+    async def _consume(self, run: Run, recv: MemoryObjectReceiveStream[Record]) -> None:
+        """The one writer of a run's events: rows in order, digest, traces."""
+        seq = 0
+        async with recv:
+            async for kind, payload, at in recv:
+                seq += 1
+                run.digest.apply(kind, payload, at)
+                self._activity(run)
+                try:
+                    await self._record_event(run, seq, kind, payload, at)
+                except Exception:
+                    # A lost row must not stop the turn or reorder the rest.
+                    log.exception("recording event %d of %s failed", seq, run.id)
+
+    async def _record_event(self, run: Run, seq: int, kind: str, payload: dict[str, Any], at: float) -> None:
+        await events.insert(self._db, run.id, seq, kind, payload)
+        if kind == "tool_call":
+            title = str(payload.get("title") or "")
+            if title and len(run.tool_titles) < MAX_TOOL_TITLES:
+                run.tool_titles.append(title)
+            await self._tracer.agent_tool_call(
+                run.session_id,
+                run.id,
+                str(payload.get("tool_call_id")),
+                title,
+                payload.get("raw_input"),
+                payload.get("status"),
+                at,
+            )
+        elif kind == "tool_update":
+            await self._tracer.agent_tool_update(
+                run.session_id,
+                run.id,
+                str(payload.get("tool_call_id")),
+                status=payload.get("status"),
+                title=payload.get("title"),
+                content_text=payload.get("content_text"),
+                raw_output=payload.get("raw_output"),
+                at=at,
+            )
+
+    # ------------------------------------------------------------------------------ end of turn
+
+    async def _finish(self, run: Run, outcome: _Outcome, base: str | None) -> None:
+        patch_id: str | None = None
+        try:
+            if base is not None and await anyio.Path(run.worktree).is_dir():
+                patch_id = await self._record_patch(run, base, failed=outcome.status != "completed")
+        except Exception as e:
+            log.exception("recording the patch of %s failed", run.id)
+            note = f"its changes could not be recorded as a patch: {e}"
+            outcome.error = f"{outcome.error}; {note}" if outcome.error else note
+            if outcome.status == "completed":
+                outcome.status = "failed"
+        digest = run.digest
+        result = outcome.result
+        usage = {
+            "input_tokens": result.input_tokens
+            if result and result.input_tokens is not None
+            else digest.input_tokens,
+            "output_tokens": (
+                result.output_tokens if result and result.output_tokens is not None else digest.output_tokens
+            ),
+            "cost": result.cost if result and result.cost is not None else digest.cost,
+        }
+        has_usage = any(v is not None for v in usage.values())
+        trace_outcome = {"completed": "ok", "cancelled": "cancelled"}.get(outcome.status, "error")
+        try:
+            await self._tracer.end_turn(run.session_id, run.id, trace_outcome)
+        except Exception:
+            log.exception("closing the traces of %s failed", run.id)
+        self.active.pop(run.id, None)
+        LIVE_RUNS.discard(run.id)
+        finished = time.time()
+        await self._set_status(
+            run,
+            outcome.status,
+            finished_at=finished,
+            stop_reason=outcome.stop_reason,
+            final_message=digest.final_message or None,
+            error=outcome.error,
+            usage=usage if has_usage else None,
+            patch_id=patch_id,
+        )
+        run.done.set()
+        await self._pool.sync()
+        self._agent_sessions_changed(run.chat_id)
+        if self._memory is not None:
+            try:
+                await self._memory.index_subagent(
+                    subagent_id=run.id,
+                    agent=run.agent,
+                    prompt=run.prompt,
+                    final_message=digest.final_message or None,
+                    tool_titles=run.tool_titles,
+                    files=list(digest.files),
+                    created_at=finished,
+                )
+            except Exception:
+                log.exception("indexing subagent %s in memory failed", run.id)
+
+    async def _record_patch(self, run: Run, base: str, *, failed: bool) -> str | None:
+        """The chat's worktree against its base as a pending patch superseding the chat's older
+        pending one; None when the worktree holds no change."""
+        diff = await workspace.diff_worktree(run.worktree, base)
+        if not diff.strip():
+            return None
+        parsed = workspace.parse_unified_diff(diff)
+        older = await patches.list_patches(self._db, run.session_id, chat_id=run.chat_id, status="pending")
+        patch_id = uuid.uuid4().hex
+        await patches.insert(
+            self._db,
+            patch_id=patch_id,
+            session_id=run.session_id,
+            chat_id=run.chat_id,
+            subagent_id=run.id,
+            parent_patch_id=older[0].id if older else None,
+            agent=run.agent,
+            base_sha=base,
+            diff=diff,
+            hunks=[
+                {
+                    "file": f.path,
+                    "old_start": h.old_start,
+                    "old_count": h.old_count,
+                    "new_start": h.new_start,
+                    "new_count": h.new_count,
+                    "section": h.section,
+                    "lines": list(h.lines),
+                }
+                for f in parsed.files
+                for h in f.hunks
+            ],
+            files=[
+                {
+                    "path": f.path,
+                    "old_path": f.old_path,
+                    "status": f.status,
+                    "binary": f.binary,
+                    "additions": f.additions,
+                    "deletions": f.deletions,
+                }
+                for f in parsed.files
+            ],
+            additions=parsed.additions,
+            deletions=parsed.deletions,
+            failed_mid_turn=failed,
+        )
+        for old in older:
+            await patches.set_status(self._db, old.id, "superseded")
+            self._notify(f"patches://{run.session_id}/{old.id}")
+        self._notify(f"patches://{run.session_id}/{patch_id}")
+        return patch_id
+
+
+def new_run(
+    *,
+    subagent_id: str,
+    session_id: str,
+    chat_id: str,
+    agent: str,
+    prompt: str,
+    model: str | None,
+    mode: str | None,
+    worktree: Path,
+    repo: Path,
+    on_event: EventSink | None,
+    permission_handler: PermissionHandler | None,
+) -> Run:
+    return Run(
+        id=subagent_id,
+        session_id=session_id,
+        chat_id=chat_id,
+        agent=agent,
+        prompt=prompt,
+        model=model,
+        mode=mode,
+        worktree=worktree,
+        digest=Digest(roots=(str(worktree), str(repo))),
+        on_event=on_event,
+        permission_handler=permission_handler,
+    )
+
+
+def owner_pid() -> int:
+    return os.getpid()

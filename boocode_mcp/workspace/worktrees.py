@@ -1,0 +1,280 @@
+"""A git worktree per chat: create, diff against its base, re-baseline, remove.
+
+A chat's worktree lives at `<repo>/.boocode/worktrees/<chat_id>` on branch `boocode/<chat_id>`.
+Its base (the commit its next patch is measured against) is kept reachable by the ref
+`refs/boocode/bases/<chat_id>`. BooCode never touches a worktree's own index or HEAD: diffs are
+computed in a temporary index (GIT_INDEX_FILE), so an agent may use git in its worktree freely.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import shutil
+import tempfile
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import anyio
+
+from boocode_mcp.config import BOOCODE_DIR
+from boocode_mcp.errors import WorkspaceError
+from boocode_mcp.workspace.diff import parse_unified_diff
+from boocode_mcp.workspace.git import (
+    BOOCODE_IDENTITY,
+    capture_head,
+    ensure_repo,
+    exclude_boocode_dir,
+    git_path,
+    resolve_commit,
+    run_git,
+)
+
+# Dots only between other characters: the id becomes a directory and part of ref names, so no
+# "..", no leading dot, no ".lock" suffix.
+_CHAT_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*(?:\.[A-Za-z0-9_-]+)*")
+
+_DIFF_ARGS = (
+    "diff",
+    "--cached",
+    "--binary",
+    "-M",
+    "--no-color",
+    "--no-ext-diff",
+    "--no-textconv",
+    "--src-prefix=a/",
+    "--dst-prefix=b/",
+)
+
+
+@dataclass(frozen=True)
+class Worktree:
+    """A chat's worktree: where it is, its branch, and the commit its changes are measured against."""
+
+    path: Path
+    branch: str
+    base_sha: str
+
+
+def worktree_path(repo: Path, chat_id: str) -> Path:
+    """Where the worktree of `chat_id` lives (no I/O)."""
+    return repo / BOOCODE_DIR / "worktrees" / chat_id
+
+
+def _check_chat_id(chat_id: str) -> None:
+    if not _CHAT_ID_RE.fullmatch(chat_id) or chat_id.endswith(".lock") or len(chat_id) > 128:
+        raise WorkspaceError(
+            f"chat id {chat_id!r} cannot name a worktree: use letters, digits, '-', '_' and single dots"
+        )
+
+
+def _branch(chat_id: str) -> str:
+    return f"boocode/{chat_id}"
+
+
+def _base_ref(chat_id: str) -> str:
+    return f"refs/boocode/bases/{chat_id}"
+
+
+async def _ref_sha(repo: Path, ref: str) -> str | None:
+    result = await run_git(repo, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}", check=False)
+    sha = result.out.strip()
+    return sha if result.returncode == 0 and sha else None
+
+
+async def list_worktrees(repo: Path) -> list[Path]:
+    """BooCode's worktrees of `repo` (those under .boocode/worktrees) whose directories exist."""
+    root = (repo / BOOCODE_DIR / "worktrees").resolve()
+    result = await run_git(repo, "worktree", "list", "--porcelain", "-z")
+    found: list[Path] = []
+    for field in result.stdout.split(b"\0"):
+        if not field.startswith(b"worktree "):
+            continue
+        path = Path(field[len(b"worktree ") :].decode("utf-8", "surrogateescape"))
+        if path.parent.resolve() == root and await anyio.Path(path).is_dir():
+            found.append(worktree_path(repo, path.name))
+    return sorted(found)
+
+
+async def create_worktree(repo: Path, chat_id: str, base: str | None = None) -> Worktree:
+    """The worktree of `chat_id` on branch boocode/<chat_id> at `base` (default HEAD).
+
+    Idempotent: when the chat already has a worktree it is returned as is, with the chat's current
+    base (moved by `rebaseline`) as its base_sha.
+    """
+    _check_chat_id(chat_id)
+    repo = await ensure_repo(repo)
+    await exclude_boocode_dir(repo)
+    path = worktree_path(repo, chat_id)
+    branch = _branch(chat_id)
+    if path in await list_worktrees(repo) and (path / ".git").exists():
+        recorded = await _ref_sha(repo, _base_ref(chat_id))
+        if recorded is None:
+            recorded = await resolve_commit(repo, base) if base else await capture_head(path)
+        return Worktree(path, branch, recorded)
+    base_sha = await resolve_commit(repo, base) if base else await capture_head(repo)
+    # A worktree whose directory was deleted by hand still holds its branch; forget it first.
+    await run_git(repo, "worktree", "prune")
+    if path.exists():
+        with contextlib.suppress(OSError):
+            path.rmdir()
+        if path.exists():
+            raise WorkspaceError(
+                f"{path} exists but is not a git worktree; move it away so BooCode can create the "
+                f"worktree of chat {chat_id} there"
+            )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    await run_git(repo, "worktree", "add", "--quiet", "-B", branch, str(path), base_sha)
+    await run_git(repo, "update-ref", _base_ref(chat_id), base_sha)
+    return Worktree(path, branch, base_sha)
+
+
+@contextlib.asynccontextmanager
+async def _staged(worktree: Path, base: str) -> AsyncIterator[dict[str, str]]:
+    """A temporary index holding the worktree's files (untracked ones included) over `base`.
+
+    Yields the environment that points git at it. The worktree's own index is copied first and
+    `read-tree -m` keeps its stat data for unchanged files, so `git add` rehashes only what changed.
+    """
+    # `.boocode/` never belongs in a patch. Excluding it through info/exclude (shared by every
+    # worktree) rather than an exclude pathspec: `git add` fails on a pathspec naming an ignored path.
+    await exclude_boocode_dir(worktree)
+    with tempfile.TemporaryDirectory(prefix="boocode-index-") as tmp:
+        index = Path(tmp) / "index"
+        env = {"GIT_INDEX_FILE": str(index)}
+        own = await git_path(worktree, "index")
+        seeded = False
+        if own.is_file():
+            shutil.copyfile(own, index)
+            result = await run_git(worktree, "read-tree", "-m", base, env=env, check=False)
+            seeded = result.returncode == 0
+        if not seeded:
+            index.unlink(missing_ok=True)
+            await run_git(worktree, "read-tree", base, env=env)
+        await run_git(worktree, "add", "-A", "--", ".", env=env)
+        yield env
+
+
+async def diff_worktree(worktree: Path, base: str) -> str:
+    """The worktree's changes against commit `base` as a git binary unified diff, new files included.
+
+    Text that is not UTF-8 is emitted as a binary patch, so the result is always valid text that
+    `git apply` takes back unchanged.
+    """
+    if not await anyio.Path(worktree).is_dir():
+        raise WorkspaceError(f"worktree {worktree} does not exist")
+    async with _staged(worktree, base) as env:
+        raw = (await run_git(worktree, *_DIFF_ARGS, base, "--", env=env)).stdout
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:
+            pass
+        with tempfile.TemporaryDirectory(prefix="boocode-attr-") as tmp:
+            attributes = Path(tmp) / "attributes"
+            attributes.write_text(
+                "".join(f"{_attr_pattern(p)} -diff\n" for p in _non_utf8_paths(raw)), encoding="utf-8"
+            )
+            raw = (
+                await run_git(
+                    worktree, "-c", f"core.attributesFile={attributes}", *_DIFF_ARGS, base, "--", env=env
+                )
+            ).stdout
+        return raw.decode("utf-8", "replace")
+
+
+def _non_utf8_paths(raw: bytes) -> list[str]:
+    """Paths of the file sections of a diff whose bytes are not valid UTF-8."""
+    paths: list[str] = []
+    for section in re.split(rb"(?m)^(?=diff --git )", raw):
+        try:
+            section.decode("utf-8")
+        except UnicodeDecodeError:
+            # quotePath keeps the header lines ASCII, so they parse even when the body does not decode.
+            header = section.split(b"\n@@", 1)[0].decode("utf-8", "replace")
+            paths.extend(parse_unified_diff(header).paths)
+    return paths
+
+
+def _attr_pattern(path: str) -> str:
+    escaped = re.sub(r"([\\*?\[\]!#])", r"\\\1", path)
+    if any(c in escaped for c in ' \t"\n'):
+        body = escaped.replace("\\", "\\\\").replace('"', '\\"').replace("\t", "\\t").replace("\n", "\\n")
+        return f'"/{body}"'
+    return f"/{escaped}"
+
+
+async def is_dirty(worktree: Path, base: str) -> bool:
+    """Whether the worktree's files differ from commit `base` (untracked files count)."""
+    async with _staged(worktree, base) as env:
+        result = await run_git(worktree, "diff", "--cached", "--quiet", base, "--", env=env, check=False)
+    if result.returncode not in (0, 1):
+        raise WorkspaceError(f"git diff failed in {worktree}: {result.err}")
+    return result.returncode == 1
+
+
+async def rebaseline(worktree: Path, base: str, diff: str) -> str:
+    """Record `base` + `diff` as the chat's new base commit and return its sha.
+
+    The commit is built in a temporary index (the worktree's files and index stay as they are) and
+    kept reachable by refs/boocode/bases/<chat_id>, so later diffs hold only newer work.
+    """
+    chat_id = worktree.name
+    _check_chat_id(chat_id)
+    if not diff.strip():
+        await run_git(worktree, "update-ref", _base_ref(chat_id), base)
+        return await resolve_commit(worktree, base)
+    with tempfile.TemporaryDirectory(prefix="boocode-index-") as tmp:
+        env = {"GIT_INDEX_FILE": str(Path(tmp) / "index"), **BOOCODE_IDENTITY}
+        await run_git(worktree, "read-tree", base, env=env)
+        applied = await run_git(
+            worktree,
+            "apply",
+            "--cached",
+            "--binary",
+            "--whitespace=nowarn",
+            env=env,
+            input=diff.encode("utf-8", "surrogateescape"),
+            check=False,
+        )
+        if applied.returncode != 0:
+            raise WorkspaceError(
+                f"cannot re-baseline worktree {worktree}: its patch does not apply to "
+                f"{base[:12]}: {applied.err}"
+            )
+        tree = (await run_git(worktree, "write-tree", env=env)).out.strip()
+        message = f"BooCode: base of chat {chat_id} after its patch was applied"
+        sha = (await run_git(worktree, "commit-tree", tree, "-p", base, "-m", message, env=env)).out.strip()
+    await run_git(worktree, "update-ref", _base_ref(chat_id), sha)
+    return sha
+
+
+async def remove_worktree(repo: Path, chat_id: str, *, force: bool = False) -> bool:
+    """Remove the chat's worktree, branch and base ref; False when it had none.
+
+    A worktree holding changes beyond its base is kept (WorkspaceError) unless `force`.
+    """
+    _check_chat_id(chat_id)
+    repo = await ensure_repo(repo)
+    path = worktree_path(repo, chat_id)
+    await run_git(repo, "worktree", "prune")
+    registered = path in await list_worktrees(repo)
+    removed = registered
+    if registered:
+        if not force:
+            base = await _ref_sha(repo, _base_ref(chat_id)) or await capture_head(path)
+            if await is_dirty(path, base):
+                raise WorkspaceError(
+                    f"worktree {path} of chat {chat_id} has changes that are in no applied patch; "
+                    "apply or discard them first, or remove it with force"
+                )
+        extra = ("--force", "--force") if force else ("--force",)
+        await run_git(repo, "worktree", "remove", *extra, str(path))
+    elif path.exists():
+        if not force:
+            raise WorkspaceError(f"{path} is not a registered git worktree; remove it with force or by hand")
+        shutil.rmtree(path)
+        removed = True
+    await run_git(repo, "branch", "-D", _branch(chat_id), check=False)
+    await run_git(repo, "update-ref", "-d", _base_ref(chat_id), check=False)
+    return removed

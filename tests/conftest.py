@@ -1,0 +1,47 @@
+"""Shared fixtures: the asyncio backend for anyio tests and real git repositories."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+TESTS_DIR = Path(__file__).parent
+FIXTURE_AGENT = TESTS_DIR / "fixtures" / "fixture_agent.py"
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    # The ACP SDK is asyncio-only.
+    return "asyncio"
+
+
+def git(repo: Path, *args: str) -> str:
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "Test",
+        "GIT_AUTHOR_EMAIL": "test@example.com",
+        "GIT_COMMITTER_NAME": "Test",
+        "GIT_COMMITTER_EMAIL": "test@example.com",
+    }
+    return subprocess.run(
+        ["git", *args], cwd=repo, env=env, check=True, capture_output=True, text=True
+    ).stdout
+
+
+@pytest.fixture
+def git_repo(tmp_path: Path) -> Path:
+    """A real git repository with one commit holding README.md and src/app.py."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "main")
+    git(repo, "config", "user.name", "Test")
+    git(repo, "config", "user.email", "test@example.com")
+    (repo / "README.md").write_text("# demo\n")
+    (repo / "src").mkdir()
+    (repo / "src" / "app.py").write_text("def main():\n    return 1\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "initial")
+    return repo

@@ -1,0 +1,293 @@
+"""`boocode acp` driven by real ACP clients over real pipes: the SDK's client side and acpx.
+
+The backend is the scripted fixture agent; BooCode runs it in the chat's worktree and passes its
+updates through to the editor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from acp import PROTOCOL_VERSION, RequestError, connect_to_agent, text_block
+from acp.schema import (
+    AgentMessageChunk,
+    AllowedOutcome,
+    AvailableCommandsUpdate,
+    ClientCapabilities,
+    DeniedOutcome,
+    FileSystemCapabilities,
+    Implementation,
+    RequestPermissionResponse,
+    ToolCallStart,
+    UserMessageChunk,
+)
+
+from tests.conftest import FIXTURE_AGENT, git
+
+pytestmark = pytest.mark.anyio
+
+BOOCODE = Path(sys.executable).parent / "boocode"
+ACPX = Path.home() / ".cache" / "boocode-agents" / "acpx" / "node_modules" / ".bin" / "acpx"
+TURN_TIMEOUT = 60
+
+
+def configure(repo: Path, *, policy: str = "ask") -> Path:
+    boo = repo / ".boocode"
+    boo.mkdir(exist_ok=True)
+    (boo / "config.toml").write_text(
+        f'default_agent = "fixture"\n\n[agents.fixture]\ncommand = {json.dumps(sys.executable)}\n'
+        f"args = [{json.dumps(str(FIXTURE_AGENT))}]\n\n[permissions]\npolicy = {json.dumps(policy)}\n"
+    )
+    return repo
+
+
+@pytest.fixture
+def workspace(git_repo: Path) -> Path:
+    return configure(git_repo)
+
+
+def text_of(update: Any) -> str:
+    content = getattr(update, "content", None)
+    return getattr(content, "text", "") or ""
+
+
+class RecordingClient:
+    """An editor: records every update in arrival order and answers permission requests."""
+
+    def __init__(self, allow: bool = True) -> None:
+        self.updates: list[Any] = []
+        self.permission_requests: list[Any] = []
+        self.allow = allow
+        self.first_chunk = anyio.Event()
+
+    async def session_update(self, session_id: str, update: Any, **kw: Any) -> None:
+        self.updates.append(update)
+        if isinstance(update, AgentMessageChunk) and text_of(update).startswith("chunk"):
+            self.first_chunk.set()
+
+    async def request_permission(
+        self, session_id: str, tool_call: Any, options: list[Any], **kw: Any
+    ) -> RequestPermissionResponse:
+        self.permission_requests.append((tool_call, options))
+        wanted = ("allow_once", "allow_always") if self.allow else ("reject_once", "reject_always")
+        for option in options:
+            if option.kind in wanted:
+                return RequestPermissionResponse(
+                    outcome=AllowedOutcome(outcome="selected", option_id=option.option_id)
+                )
+        return RequestPermissionResponse(outcome=DeniedOutcome(outcome="cancelled"))
+
+    def messages(self) -> str:
+        return "".join(text_of(u) for u in self.updates if isinstance(u, AgentMessageChunk))
+
+    def commands(self) -> list[str]:
+        last = [u for u in self.updates if isinstance(u, AvailableCommandsUpdate)][-1]
+        return [c.name for c in last.available_commands]
+
+
+@contextlib.asynccontextmanager
+async def boocode_acp(workspace: Path, client: RecordingClient, *extra: str) -> AsyncIterator[Any]:
+    """`boocode acp --workspace WS` as a child process, connected through the SDK's client side."""
+    log = (workspace.parent / "acp-stderr.log").open("ab")
+    proc = await asyncio.create_subprocess_exec(
+        str(BOOCODE),
+        "acp",
+        "--workspace",
+        str(workspace),
+        *extra,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=log,
+        start_new_session=True,
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    conn = connect_to_agent(client, proc.stdin, proc.stdout)  # type: ignore[arg-type]
+    try:
+        init = await conn.initialize(
+            protocol_version=PROTOCOL_VERSION,
+            client_capabilities=ClientCapabilities(
+                fs=FileSystemCapabilities(read_text_file=True, write_text_file=True), terminal=True
+            ),
+            client_info=Implementation(name="test-editor", version="1"),
+        )
+        assert init.agent_capabilities is not None and init.agent_capabilities.load_session
+        yield conn
+    finally:
+        # Closing stdin is how an editor ends the agent: BooCode must shut down on EOF.
+        proc.stdin.close()
+        with anyio.fail_after(30):
+            code = await proc.wait()
+        log.close()
+        assert code == 0, (workspace.parent / "acp-stderr.log").read_text()[-3000:]
+
+
+async def prompt(conn: Any, session_id: str, text: str) -> Any:
+    with anyio.fail_after(TURN_TIMEOUT):
+        return await conn.prompt(session_id=session_id, prompt=[text_block(text)])
+
+
+async def test_one_shot_turn_streams_updates_with_workspace_paths(workspace: Path) -> None:
+    client = RecordingClient()
+    async with boocode_acp(workspace, client) as conn:
+        sid = (await conn.new_session(cwd=str(workspace), mcp_servers=[])).session_id
+        resp = await prompt(conn, sid, "write hello.txt hi there")
+    assert resp.stop_reason == "end_turn"
+    starts = [u for u in client.updates if isinstance(u, ToolCallStart)]
+    assert starts, client.updates
+    # The agent worked in the chat's worktree; the editor sees the workspace path.
+    assert [loc.path for loc in starts[0].locations or []] == [str(workspace / "hello.txt")]
+    text = client.messages()
+    assert "wrote hello.txt" in text
+    assert "patch" in text and "hello.txt" in text and "+1" in text
+    assert set(client.commands()) >= {"apply", "discard", "patches", "status", "agent"}
+    assert not (workspace / "hello.txt").exists()  # nothing lands until /apply
+
+
+async def test_session_persists_across_restarts_and_apply_lands_the_file(workspace: Path) -> None:
+    first = RecordingClient()
+    async with boocode_acp(workspace, first) as conn:
+        sid = (await conn.new_session(cwd=str(workspace), mcp_servers=[])).session_id
+        assert (await prompt(conn, sid, "write notes.txt first note")).stop_reason == "end_turn"
+
+    second = RecordingClient()
+    async with boocode_acp(workspace, second) as conn:
+        with anyio.fail_after(TURN_TIMEOUT):
+            await conn.load_session(cwd=str(workspace), session_id=sid, mcp_servers=[])
+        replay = [u for u in second.updates if isinstance(u, UserMessageChunk | AgentMessageChunk)]
+        assert isinstance(replay[0], UserMessageChunk) and text_of(replay[0]) == "write notes.txt first note"
+        assert isinstance(replay[1], AgentMessageChunk) and "wrote notes.txt" in text_of(replay[1])
+        assert "apply" in second.commands()
+        # The backend agent restored its own context through session/load.
+        second.updates.clear()
+        await prompt(conn, sid, "history")
+        assert "write notes.txt first note" in second.messages()
+        second.updates.clear()
+        await prompt(conn, sid, "/apply")
+        assert "applied" in second.messages()
+    assert (workspace / "notes.txt").read_text() == "first note"
+
+
+async def test_apply_conflict_is_reported_and_workspace_untouched(workspace: Path) -> None:
+    client = RecordingClient()
+    async with boocode_acp(workspace, client) as conn:
+        sid = (await conn.new_session(cwd=str(workspace), mcp_servers=[])).session_id
+        await prompt(conn, sid, "write README.md from the agent")
+        (workspace / "README.md").write_text("# changed by the user\n")
+        git(workspace, "commit", "-qam", "user edit")
+        client.updates.clear()
+        await prompt(conn, sid, "/apply")
+        assert "conflict" in client.messages() and "README.md" in client.messages()
+    assert (workspace / "README.md").read_text() == "# changed by the user\n"
+
+
+async def test_cancel_stops_the_turn(workspace: Path) -> None:
+    client = RecordingClient()
+    async with boocode_acp(workspace, client) as conn:
+        sid = (await conn.new_session(cwd=str(workspace), mcp_servers=[])).session_id
+        result: dict[str, Any] = {}
+
+        async def run() -> None:
+            result["resp"] = await prompt(conn, sid, "slow 500 20")
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(run)
+            with anyio.fail_after(TURN_TIMEOUT):
+                await client.first_chunk.wait()
+            await conn.cancel(session_id=sid)
+        assert result["resp"].stop_reason == "cancelled"
+        chunks = [u for u in client.updates if text_of(u).startswith("chunk")]
+        assert 0 < len(chunks) < 500
+        # The session is usable again after the cancel.
+        client.updates.clear()
+        assert (await prompt(conn, sid, "hello again")).stop_reason == "end_turn"
+        assert "echo: hello again" in client.messages()
+
+
+async def test_permission_request_is_forwarded_to_the_editor(workspace: Path) -> None:
+    client = RecordingClient(allow=True)
+    async with boocode_acp(workspace, client) as conn:
+        sid = (await conn.new_session(cwd=str(workspace), mcp_servers=[])).session_id
+        await prompt(conn, sid, "permission granted.txt")
+    assert len(client.permission_requests) == 1
+    _, options = client.permission_requests[0]
+    assert {o.kind for o in options} == {"allow_once", "allow_always", "reject_once", "reject_always"}
+    assert "allowed" in client.messages()
+    assert "granted.txt" in client.messages()  # the turn's patch summary names the file
+
+
+async def test_agent_command_and_unknown_session(workspace: Path) -> None:
+    client = RecordingClient()
+    async with boocode_acp(workspace, client) as conn:
+        sid = (await conn.new_session(cwd=str(workspace), mcp_servers=[])).session_id
+        await prompt(conn, sid, "/agent no-such-agent")
+        assert "no-such-agent" in client.messages()
+        client.updates.clear()
+        await prompt(conn, sid, "/agent fixture")
+        assert "later turns use fixture" in client.messages()
+        client.updates.clear()
+        await prompt(conn, sid, "/status")
+        assert "no turn" in client.messages()
+        with pytest.raises(RequestError):
+            await conn.load_session(cwd=str(workspace), session_id="no-such-session", mcp_servers=[])
+
+
+# -- acpx: a third-party command-line ACP client ----------------------------------------------
+
+
+def _acpx(workspace: Path, home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    agent = f"{BOOCODE} acp --workspace {workspace}"
+    env = {**os.environ, "HOME": str(home)}
+    return subprocess.run(
+        [str(ACPX), "--cwd", str(workspace), "--approve-all", "--ttl", "30", "--agent", agent, *args],
+        capture_output=True,
+        text=True,
+        timeout=TURN_TIMEOUT,
+        env=env,
+    )
+
+
+needs_acpx = pytest.mark.skipif(
+    not ACPX.exists() or shutil.which("node") is None,
+    reason=f"acpx is not installed at {ACPX}: npm install --prefix ~/.cache/boocode-agents/acpx acpx@0.19.1",
+)
+
+
+@needs_acpx
+def test_acpx_one_shot(workspace: Path, tmp_path: Path) -> None:
+    done = _acpx(workspace, tmp_path, "exec", "write from-acpx.txt hello acpx")
+    assert done.returncode == 0, done.stderr
+    assert "wrote from-acpx.txt" in done.stdout
+    assert "patch" in done.stdout
+
+
+@needs_acpx
+def test_acpx_persistent_session_then_apply(workspace: Path, tmp_path: Path) -> None:
+    # `sessions new` runs BooCode in a process of its own; the first prompt starts another one,
+    # which must session/load the conversation; the later prompts reach acpx's warm queue owner.
+    created = _acpx(workspace, tmp_path, "sessions", "new")
+    assert created.returncode == 0, created.stderr
+    try:
+        first = _acpx(workspace, tmp_path, "prompt", "write acpx-notes.txt persisted")
+        assert first.returncode == 0, first.stderr
+        assert "wrote acpx-notes.txt" in first.stdout
+        second = _acpx(workspace, tmp_path, "prompt", "history")
+        assert second.returncode == 0, second.stderr
+        assert "write acpx-notes.txt persisted" in second.stdout
+        applied = _acpx(workspace, tmp_path, "prompt", "/apply")
+        assert applied.returncode == 0, applied.stderr
+        assert "applied" in applied.stdout
+    finally:
+        # Ends acpx's queue owner and with it the BooCode process.
+        _acpx(workspace, tmp_path, "sessions", "close")
+    assert (workspace / "acpx-notes.txt").read_text() == "persisted"

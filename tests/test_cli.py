@@ -1,0 +1,244 @@
+"""The `boocode` command line driven as a subprocess against a real workspace and the fixture agent."""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from boocode_mcp.views import AgentInfo, ApplyResult, MemoryHit, PatchView, SubagentView
+from tests.conftest import FIXTURE_AGENT, git
+
+BOOCODE = Path(sys.executable).parent / "boocode"
+TIMEOUT = 90
+
+
+def configure(repo: Path) -> Path:
+    boo = repo / ".boocode"
+    boo.mkdir(exist_ok=True)
+    (boo / "config.toml").write_text(
+        f'default_agent = "fixture"\n\n[agents.fixture]\ncommand = {json.dumps(sys.executable)}\n'
+        f"args = [{json.dumps(str(FIXTURE_AGENT))}]\n"
+    )
+    return repo
+
+
+def kill_server(workspace: Path) -> None:
+    """Stop the workspace's background server (if any) by the pid it recorded, and wait for it."""
+    path = workspace / ".boocode" / "server.json"
+    try:
+        pid = int(json.loads(path.read_text())["pid"])
+    except (OSError, ValueError, KeyError):
+        return
+    try:
+        pidfd = os.pidfd_open(pid)  # not our child: a pidfd turns readable when it exits
+    except ProcessLookupError:
+        return
+    try:
+        os.kill(pid, signal.SIGTERM)
+        if not select.select([pidfd], [], [], 30)[0]:
+            os.kill(pid, signal.SIGKILL)
+            raise AssertionError(f"background server {pid} ignored SIGTERM for 30s")
+    finally:
+        os.close(pidfd)
+
+
+@pytest.fixture
+def workspace(git_repo: Path) -> Iterator[Path]:
+    configure(git_repo)
+    yield git_repo
+    kill_server(git_repo)
+
+
+def boo(workspace: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run(
+        [str(BOOCODE), *args, "--workspace", str(workspace)],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
+    if check:
+        assert done.returncode == 0, f"{args}: {done.returncode}\n{done.stderr}"
+    return done
+
+
+def boo_json(workspace: Path, *args: str) -> Any:
+    return json.loads(boo(workspace, *args, "--json").stdout)
+
+
+def read_until(fd: int, done: Callable[[str], bool], timeout: float = TIMEOUT) -> str:
+    """What a child has written to `fd` so far, once `done` holds of it (bounded by `timeout`)."""
+    seen = b""
+    deadline = time.monotonic() + timeout
+    while not done(seen.decode(errors="replace")):
+        ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+        assert ready, f"timed out; child wrote: {seen!r}"
+        chunk = os.read(fd, 65536)
+        assert chunk, f"child closed the pipe; it wrote: {seen!r}"
+        seen += chunk
+    return seen.decode(errors="replace")
+
+
+def one_line_error(done: subprocess.CompletedProcess[str]) -> str:
+    assert done.returncode != 0
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    return lines[0]
+
+
+def test_run_ls_show_patches_apply_in_process(workspace: Path) -> None:
+    run = boo(workspace, "run", "write hello.txt hi from the cli", "--no-server")
+    assert run.stdout.strip() == "wrote hello.txt"
+    assert "wrote hello.txt" in run.stderr  # live progress: the agent's text and tool calls
+    assert "completed" in run.stderr
+
+    listed = boo_json(workspace, "ls", "--no-server")
+    assert set(listed) == {"subagents"}
+    [sub] = listed["subagents"]
+    assert set(sub) == set(SubagentView.model_fields)
+    assert sub["status"] == "completed" and sub["patch_id"]
+
+    shown = boo(workspace, "show", sub["subagent_id"][:8])
+    assert "wrote hello.txt" in shown.stdout and "+hi from the cli" in shown.stdout
+    assert not any(ch in shown.stdout for ch in "\x1b│┃")  # not a terminal: plain text
+    assert boo_json(workspace, "show", sub["subagent_id"])["subagent_id"] == sub["subagent_id"]
+
+    patches = boo_json(workspace, "patches")
+    assert set(patches) == {"patches"}
+    [patch] = patches["patches"]
+    assert set(patch) == set(PatchView.model_fields)
+    assert patch["id"] == sub["patch_id"] and patch["status"] == "pending"
+    assert [f["path"] for f in patch["files"]] == ["hello.txt"]
+    assert "+hi from the cli" in boo(workspace, "patches", "--diff").stdout
+    assert "hello.txt" in boo(workspace, "patches").stdout
+
+    applied = boo_json(workspace, "apply", patch["id"][:8])
+    assert set(applied) == set(ApplyResult.model_fields)
+    assert applied["applied"] == [patch["id"]] and applied["conflicts"] == [] and applied["dry_run"] is False
+    assert (workspace / "hello.txt").read_text() == "hi from the cli"
+    assert boo_json(workspace, "patches")["patches"][0]["status"] == "applied"
+
+
+def test_run_json_and_follow_up_in_the_same_chat(workspace: Path) -> None:
+    first = json.loads(boo(workspace, "run", "pid", "--no-server", "--json").stdout)
+    assert set(first) == set(SubagentView.model_fields)
+    assert first["status"] == "completed"
+    second = json.loads(
+        boo(workspace, "run", "history", "--chat", first["chat_id"], "--no-server", "--json").stdout
+    )
+    assert second["chat_id"] == first["chat_id"]
+    assert "pid" in second["final_message"]  # the agent remembered the chat's first turn
+
+
+def test_errors_are_one_line_and_non_zero(workspace: Path) -> None:
+    assert "nosuchid" in one_line_error(boo(workspace, "show", "nosuchid", check=False))
+    assert "nosuchpatch" in one_line_error(boo(workspace, "apply", "nosuchpatch", "--no-server", check=False))
+    assert "nosuchchat" in one_line_error(
+        boo(workspace, "run", "x", "--chat", "nosuchchat", "--no-server", check=False)
+    )
+    assert "no-such-agent" in one_line_error(
+        boo(workspace, "run", "x", "--agent", "no-such-agent", "--no-server", check=False)
+    )
+    crashed = boo(workspace, "run", "crash", "--no-server", check=False)
+    assert crashed.returncode != 0
+    assert "failed" in crashed.stderr.strip().splitlines()[-1]
+
+
+def test_refused_apply_leaves_workspace_untouched(workspace: Path) -> None:
+    run = json.loads(boo(workspace, "run", "write README.md agent version", "--no-server", "--json").stdout)
+    (workspace / "README.md").write_text("# user version\n")
+    git(workspace, "commit", "-qam", "user edit")
+    done = boo(workspace, "apply", run["patch_id"], "--no-server", "--json", check=False)
+    assert "README.md" in one_line_error(done)
+    result = json.loads(done.stdout)
+    assert result["applied"] == [] and result["conflicts"][0]["file"] == "README.md"
+    assert (workspace / "README.md").read_text() == "# user version\n"
+
+
+def test_background_server_keeps_the_agent_warm(workspace: Path) -> None:
+    first = json.loads(boo(workspace, "run", "pid", "--json").stdout)
+    info = json.loads((workspace / ".boocode" / "server.json").read_text())
+    assert info["token"] and info["url"].startswith("http://127.0.0.1:")
+    second = json.loads(boo(workspace, "run", "pid", "--chat", first["chat_id"][:8], "--json").stdout)
+    assert json.loads((workspace / ".boocode" / "server.json").read_text())["pid"] == info["pid"]
+    # The same agent process answered both turns: it stayed warm in the server between commands.
+    assert first["final_message"] == second["final_message"]
+    write = json.loads(
+        boo(workspace, "run", "write warm.txt warm", "--chat", first["chat_id"], "--json").stdout
+    )
+    applied = boo_json(workspace, "apply", write["patch_id"])  # through the server
+    assert applied["applied"] == [write["patch_id"]]
+    assert (workspace / "warm.txt").read_text() == "warm"
+
+
+def test_idle_server_exits_by_itself(workspace: Path) -> None:
+    proc = subprocess.Popen(
+        [str(BOOCODE), "serve", "--workspace", str(workspace), "--http", "127.0.0.1:0", "--idle-exit", "1"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    try:
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert not (workspace / ".boocode" / "server.json").exists()
+
+
+def test_live_chat_is_refused_from_another_process(workspace: Path) -> None:
+    slow = subprocess.Popen(
+        [str(BOOCODE), "run", "slow 2000 20", "--no-server", "--workspace", str(workspace)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    try:
+        assert slow.stderr is not None
+        seen = read_until(slow.stderr.fileno(), lambda text: "(chat " in text and "chunk" in text)
+        chat = seen.split("(chat ")[1].split(")")[0]
+        assert chat is not None
+        refused = boo(workspace, "run", "x", "--chat", chat, "--no-server", check=False)
+        assert chat in one_line_error(refused)
+        os.kill(slow.pid, signal.SIGINT)  # Ctrl-C cancels the run
+        assert slow.wait(timeout=60) != 0
+    finally:
+        if slow.poll() is None:
+            os.killpg(slow.pid, signal.SIGKILL)
+            slow.wait()
+    [run] = boo_json(workspace, "ls")["subagents"]
+    assert run["status"] == "cancelled"
+
+
+def test_agents_traces_memory_json_shapes(workspace: Path) -> None:
+    agents = boo_json(workspace, "agents")
+    fixture = next(a for a in agents["agents"] if a["name"] == "fixture")
+    assert set(fixture) == set(AgentInfo.model_fields) and fixture["installed"] and fixture["default"]
+    assert "fixture" in boo(workspace, "agents").stdout
+
+    boo(workspace, "run", "write memo.txt zebra crossing", "--no-server")
+    traces = boo_json(workspace, "traces")
+    assert set(traces) == {"session_id", "traces"}
+    assert any(t["tool_name"] for t in traces["traces"])
+    hits = boo_json(workspace, "memory", "search", "zebra")
+    assert set(hits) == {"hits"}
+    assert hits["hits"] and set(hits["hits"][0]) == set(MemoryHit.model_fields)
+
+
+def test_help_documents_every_option() -> None:
+    out = subprocess.run([str(BOOCODE), "run", "--help"], capture_output=True, text=True, check=True).stdout
+    for opt in ("--agent", "--chat", "--json", "--workspace", "--session", "--no-server"):
+        assert opt in out
+    out = subprocess.run([str(BOOCODE), "serve", "--help"], capture_output=True, text=True, check=True).stdout
+    for opt in ("--http", "--token", "--idle-exit", "--workspace"):
+        assert opt in out

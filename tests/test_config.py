@@ -1,0 +1,71 @@
+"""Configuration loading: precedence, validation errors that name the file and key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from boocode_mcp.config import Config, load_config
+from boocode_mcp.errors import ConfigError
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def test_defaults_without_any_file(tmp_path: Path) -> None:
+    cfg = load_config(tmp_path, user_config=tmp_path / "missing.toml")
+    assert cfg == Config()
+    assert cfg.permissions.policy == "auto"
+    assert cfg.pool.max_warm == 8
+
+
+def test_workspace_overrides_user_and_agent_entries_replace_whole(tmp_path: Path) -> None:
+    user = write(
+        tmp_path / "user.toml",
+        'default_agent = "qwen"\n[pool]\nmax_warm = 3\nidle_ttl_s = 5\n'
+        '[agents.mine]\ncommand = "a"\nargs = ["x"]\nenv = { K = "1" }\n',
+    )
+    write(
+        tmp_path / "ws" / ".boocode" / "config.toml",
+        '[pool]\nmax_warm = 2\n[agents.mine]\ncommand = "b"\n[permissions]\npolicy = "ask"\ntimeout_s = 7\n',
+    )
+    cfg = load_config(tmp_path / "ws", user_config=user)
+    assert cfg.default_agent == "qwen"
+    assert cfg.pool.max_warm == 2
+    assert cfg.pool.idle_ttl_s == 5
+    assert cfg.permissions.policy == "ask"
+    assert cfg.permissions.timeout_s == 7
+    # The workspace's entry replaces the user's entry of the same name; nothing is inherited.
+    assert cfg.agents["mine"].command == "b"
+    assert cfg.agents["mine"].args == ()
+    assert cfg.agents["mine"].env == {}
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ('[pool]\nmax_warm = "many"\n', "pool.max_warm"),
+        ('[permissions]\npolicy = "sometimes"\n', "permissions.policy"),
+        ('[agents.x]\nargs = ["a"]\n', "agents.x.command"),
+        ('[agents.x]\ncommand = "a"\nflavour = 1\n', "agents.x.flavour"),
+        ("unknown_key = 1\n", "unknown_key"),
+    ],
+)
+def test_invalid_key_names_file_and_key(tmp_path: Path, text: str, key: str) -> None:
+    path = write(tmp_path / ".boocode" / "config.toml", text)
+    with pytest.raises(ConfigError) as err:
+        load_config(tmp_path, user_config=tmp_path / "none.toml")
+    assert str(path) in str(err.value)
+    assert key in str(err.value)
+
+
+def test_invalid_toml_names_file(tmp_path: Path) -> None:
+    path = write(tmp_path / "user.toml", "this is = = not toml\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(tmp_path, user_config=path)
+    assert str(path) in str(err.value)
+    assert "TOML" in str(err.value)

@@ -1,0 +1,145 @@
+"""Real agents (opencode, qwen-code) driven through the BooCode MCP server, end to end.
+
+Each test starts the real `boocode-mcp` console script on stdio for a temporary git workspace
+whose .boocode/config.toml points the agent at the scripted model server (tests/model_server.py),
+and drives it with the MCP SDK client the way a host would.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from tests.model_server import ModelServer, RequestRecord
+from tests.real_agents import (  # noqa: F401 - pytest fixtures
+    AgentSetup,
+    boocode_mcp,
+    model_server_fixture,
+    real_agent_fixture,
+    setup_for,
+    write_workspace_config,
+)
+
+pytestmark = [pytest.mark.anyio, pytest.mark.real_agents]
+
+# One turn against the stub model takes a few seconds including a cold agent start; these bounds
+# leave room for a slow CI machine and still fail a hang quickly.
+TEST_S = 120
+
+
+@dataclass(frozen=True)
+class Workspace:
+    repo: Path
+    scratch: Path
+    setup: AgentSetup
+    server: ModelServer
+
+    @property
+    def agent(self) -> str:
+        return self.setup.name
+
+    def log(self, name: str) -> Path:
+        return self.scratch / "logs" / name
+
+
+@pytest.fixture
+def ws(real_agent: tuple[str, Path], model_server: ModelServer, git_repo: Path) -> Workspace:
+    name, binary = real_agent
+    scratch = git_repo.parent / "scratch"
+    setup = setup_for(name, binary, model_server.base_url, scratch / "agent")
+    write_workspace_config(git_repo, [setup])
+    return Workspace(git_repo, scratch, setup, model_server)
+
+
+async def _wait_request(server: ModelServer, predicate: Any, within: float) -> RequestRecord:
+    return await anyio.to_thread.run_sync(lambda: server.wait_for(predicate, within))
+
+
+async def test_text_turn(ws: Workspace) -> None:
+    with anyio.fail_after(TEST_S):
+        async with boocode_mcp(ws.repo, ws.scratch, ws.log("boocode.log")) as bc:
+            status = await bc.run("please say hello-boocode", agent=ws.agent)
+    assert status["status"] == "completed", status
+    assert status["agent"] == ws.agent
+    assert "hello-boocode" in (status["final_message"] or "")
+    # BooCode ran the agent in the chat's worktree, not in the workspace itself.
+    assert status["worktree"] and Path(status["worktree"]) != ws.repo
+
+
+async def test_write_becomes_patch_and_applies(ws: Workspace) -> None:
+    target = ws.repo / "notes" / "from-agent.txt"
+    with anyio.fail_after(TEST_S):
+        async with boocode_mcp(ws.repo, ws.scratch, ws.log("boocode.log")) as bc:
+            status = await bc.run("write file notes/from-agent.txt with agent-content", agent=ws.agent)
+            assert status["status"] == "completed", status
+            assert status["patch_id"], status
+            # The agent wrote into its worktree: the workspace is untouched until the patch applies.
+            assert not target.exists()
+            patches = (await bc.call("list_patches", chat_id=status["chat_id"]))["patches"]
+            applied = await bc.call("apply_pending", chat_id=status["chat_id"])
+    assert [p["id"] for p in patches] == [status["patch_id"]]
+    patch = patches[0]
+    assert patch["status"] == "pending" and patch["agent"] == ws.agent
+    # Only the file the agent was asked to write: no agent config or state leaks into the patch.
+    assert [f["path"] for f in patch["files"]] == ["notes/from-agent.txt"]
+    assert applied["applied"] == [status["patch_id"]] and applied["conflicts"] == []
+    assert target.read_text().strip() == "agent-content"
+
+
+async def test_follow_up_reuses_the_warm_agent(ws: Workspace) -> None:
+    with anyio.fail_after(TEST_S):
+        async with boocode_mcp(ws.repo, ws.scratch, ws.log("boocode.log")) as bc:
+            first = await bc.run("remember warm-marker, say one", agent=ws.agent)
+            assert first["status"] == "completed", first
+            before = await bc.agent_sessions(first["chat_id"])
+            mark = ws.server.mark()
+            second = await bc.run("say two", chat_id=first["chat_id"])
+            after = await bc.agent_sessions(first["chat_id"])
+    assert second["status"] == "completed", second
+    assert second["chat_id"] == first["chat_id"] and "two" in (second["final_message"] or "")
+    assert len(before) == 1 and len(after) == 1, (before, after)
+    assert before[0]["pid"] is not None and after[0]["pid"] == before[0]["pid"]
+    assert after[0]["acp_session_id"] == before[0]["acp_session_id"]
+    # Same agent session: the model saw the first turn in the second turn's history.
+    turn = [r for r in ws.server.since(mark) if r.kind == "text"]
+    assert turn and "warm-marker" in turn[-1].all_text()
+
+
+async def test_cancel_slow_turn_then_next_turn(ws: Workspace) -> None:
+    with anyio.fail_after(TEST_S):
+        async with boocode_mcp(ws.repo, ws.scratch, ws.log("boocode.log")) as bc:
+            spawned = await bc.spawn("slow", agent=ws.agent)
+            slow = await _wait_request(ws.server, lambda r: r.kind == "slow" and r.chunks_sent >= 3, 60)
+            await bc.call("cancel_subagent", subagent_id=spawned["subagent_id"])
+            cancelled = await bc.wait_status(spawned["subagent_id"])
+            # The agent dropped its model stream rather than letting it run to the end.
+            await _wait_request(ws.server, lambda r: r is slow and (r.disconnected or r.finished), 30)
+            after = await bc.run("say after-cancel", chat_id=spawned["chat_id"])
+    assert cancelled["status"] == "cancelled", cancelled
+    assert slow.disconnected, f"slow stream ran to the end ({slow.chunks_sent} chunks)"
+    assert after["status"] == "completed", after
+    assert "after-cancel" in (after["final_message"] or "")
+
+
+async def test_follow_up_after_restart_resumes_session(ws: Workspace) -> None:
+    with anyio.fail_after(2 * TEST_S):
+        async with boocode_mcp(ws.repo, ws.scratch, ws.log("boocode-1.log")) as bc:
+            first = await bc.run("remember restart-marker, say one", agent=ws.agent)
+            assert first["status"] == "completed", first
+            [before] = await bc.agent_sessions(first["chat_id"])
+            await ws.setup.wait_recorded("restart-marker")
+        # A new BooCode server process on the same workspace: the old agent died with the old server.
+        async with boocode_mcp(ws.repo, ws.scratch, ws.log("boocode-2.log")) as bc:
+            mark = ws.server.mark()
+            second = await bc.run("say two", chat_id=first["chat_id"], session_id=first["session_id"])
+            [after] = await bc.agent_sessions(first["chat_id"])
+    assert second["status"] == "completed", second
+    assert after["pid"] != before["pid"]
+    # Resumed through session/load: the same agent session, and the earlier turn reached the model.
+    assert after["acp_session_id"] == before["acp_session_id"]
+    turn = [r for r in ws.server.since(mark) if r.kind == "text"]
+    assert turn and "restart-marker" in turn[-1].all_text()

@@ -1,0 +1,169 @@
+"""Start-up recovery and sharing the database with other processes: what a dead owner left behind."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import anyio
+import pytest
+
+from boocode_mcp import procs, workspace
+from boocode_mcp.engine import Engine
+from boocode_mcp.errors import InvalidRequestError
+from boocode_mcp.store import chats, open_db, sessions, subagents
+from tests.test_engine_runs import finished, user_config, write_config
+
+pytestmark = pytest.mark.anyio
+
+__all__ = ["user_config"]  # the fixture, imported for pytest
+
+
+async def dead_pid() -> int:
+    """The pid of a process that has exited (and been reaped)."""
+    proc = await asyncio.create_subprocess_exec("true")
+    await proc.wait()
+    return proc.pid
+
+
+@pytest.fixture
+async def sleeper() -> AsyncIterator[asyncio.subprocess.Process]:
+    """A live process in its own group, standing in for an agent or another BooCode process."""
+    proc = await procs.spawn_in_group(
+        ["sleep", "600"], cwd="/", env=procs.child_env(), stdout=None, stderr=None
+    )
+    try:
+        yield proc
+    finally:
+        await procs.terminate_group(proc, grace_s=0.5)
+
+
+async def seed_run(
+    db_path: Path, repo: Path, *, session_id: str, chat_id: str, run_id: str, owner_pid: int, status: str
+) -> None:
+    async with open_db(db_path) as db:
+        await sessions.create(db, session_id)
+        if await chats.get(db, session_id, chat_id) is None:
+            await chats.insert(
+                db,
+                chat_id=chat_id,
+                session_id=session_id,
+                agent="fixture",
+                worktree=str(workspace.worktree_path(repo, chat_id)),
+            )
+        assert await subagents.insert_if_chat_idle(
+            db,
+            subagent_id=run_id,
+            session_id=session_id,
+            chat_id=chat_id,
+            agent="fixture",
+            prompt="left behind",
+            model=None,
+            mode=None,
+            owner_pid=owner_pid,
+        )
+        await subagents.set_status(db, run_id, status, started_at=time.time())
+
+
+async def test_restart_recovers_runs_agent_groups_and_orphan_worktrees(
+    git_repo: Path, user_config: Path, sleeper: asyncio.subprocess.Process
+) -> None:
+    write_config(git_repo)
+    db_path = git_repo / ".boocode" / "boocode.db"
+    gone = await dead_pid()
+    await seed_run(
+        db_path, git_repo, session_id="s", chat_id="c1", run_id="r1", owner_pid=gone, status="running"
+    )
+    # Our own pid, but no Engine in this process drives r2: an earlier process that had our pid.
+    await seed_run(
+        db_path, git_repo, session_id="s", chat_id="c2", run_id="r2", owner_pid=os.getpid(), status="queued"
+    )
+    async with open_db(db_path) as db:
+        await db.execute(
+            "INSERT INTO agent_sessions (chat_id, agent, acp_session_id, pid, pgid, owner_pid, status)"
+            " VALUES ('c1', 'fixture', 'acp-1', ?, ?, ?, 'active')",
+            (sleeper.pid, sleeper.pid, gone),
+        )
+    await workspace.create_worktree(git_repo, "orphanclean")
+    dirty = await workspace.create_worktree(git_repo, "orphandirty")
+    (dirty.path / "work.txt").write_text("unapplied\n")
+    await workspace.create_worktree(git_repo, "c1")  # its chat exists: not an orphan
+
+    async with Engine.open(git_repo, user_config=user_config) as engine:
+        r1 = await engine.status("s", "r1")
+        assert r1.status == "interrupted"
+        assert r1.error is not None and f"pid {gone}" in r1.error
+        assert (await engine.status("s", "r2")).status == "interrupted"
+        with anyio.fail_after(10):
+            await sleeper.wait()  # its group was killed
+        assert sleeper.returncode is not None and sleeper.returncode < 0
+        [row] = await engine.agent_sessions("c1")
+        assert row.status == "closed" and row.acp_session_id == "acp-1" and row.pid is None
+        assert engine.kept_worktrees == [dirty.path]
+        assert (dirty.path / "work.txt").read_text() == "unapplied\n"
+        assert not workspace.worktree_path(git_repo, "orphanclean").exists()
+        assert workspace.worktree_path(git_repo, "c1").exists()
+        # The recovered chat takes a new turn.
+        again = await finished(
+            engine, "s", (await engine.spawn("s", "write r.txt r", chat_id="c1")).subagent_id
+        )
+        assert again.status == "completed"
+
+
+async def test_a_chat_live_in_another_process_is_refused_naming_it(
+    git_repo: Path, user_config: Path, sleeper: asyncio.subprocess.Process
+) -> None:
+    write_config(git_repo)
+    db_path = git_repo / ".boocode" / "boocode.db"
+    await seed_run(
+        db_path, git_repo, session_id="s", chat_id="c", run_id="r", owner_pid=sleeper.pid, status="running"
+    )
+    async with Engine.open(git_repo, user_config=user_config) as engine:
+        assert (await engine.status("s", "r")).status == "running"  # its owner is alive: left alone
+        with pytest.raises(InvalidRequestError, match=f"another BooCode process \\(pid {sleeper.pid}\\)"):
+            await engine.spawn("s", "hi", chat_id="c")
+        with pytest.raises(InvalidRequestError, match=f"pid {sleeper.pid}"):
+            await engine.cancel("s", "r")
+        with anyio.fail_after(1):
+            # wait() on a run another process drives returns at its timeout, not before.
+            assert (await engine.wait("s", "r", 0.3)).status == "running"
+        await procs.terminate_group(sleeper, grace_s=0.5)
+        # Its owner is gone: the chat is free again, and the abandoned run is closed.
+        view = await engine.spawn("s", "hi", chat_id="c")
+        assert (await engine.status("s", "r")).status == "interrupted"
+        assert (await finished(engine, "s", view.subagent_id)).status == "completed"
+
+
+async def test_two_engines_in_one_process_do_not_interrupt_each_other(
+    git_repo: Path, user_config: Path
+) -> None:
+    write_config(git_repo)
+    async with Engine.open(git_repo, user_config=user_config) as first:
+        sid = await first.ensure_session()
+        started = anyio.Event()
+        slow = await first.spawn(sid, "slow 100000 20", on_event=lambda ev: started.set())
+        with anyio.fail_after(10):
+            await started.wait()
+        async with Engine.open(git_repo, user_config=user_config) as second:
+            assert (await second.status(sid, slow.subagent_id)).status == "running"
+        assert (await first.status(sid, slow.subagent_id)).status == "running"
+        assert (await first.cancel(sid, slow.subagent_id)).status == "cancelled"
+
+
+async def test_shutdown_mid_run_marks_it_interrupted(git_repo: Path, user_config: Path) -> None:
+    write_config(git_repo, extra="[pool]\nmax_concurrent_runs = 1")
+    async with Engine.open(git_repo, user_config=user_config) as engine:
+        sid = await engine.ensure_session()
+        started = anyio.Event()
+        slow = await engine.spawn(sid, "slow 100000 20", on_event=lambda ev: started.set())
+        queued = await engine.spawn(sid, "hi")
+        with anyio.fail_after(10):
+            await started.wait()
+    async with open_db(git_repo / ".boocode" / "boocode.db") as db:
+        a = await subagents.get(db, sid, slow.subagent_id)
+        b = await subagents.get(db, sid, queued.subagent_id)
+        assert a is not None and a.status == "interrupted" and a.error and "shut down" in a.error
+        assert b is not None and b.status == "interrupted"
