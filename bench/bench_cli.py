@@ -36,7 +36,7 @@ ACPX = Path.home() / ".cache" / "boocode-agents" / "acpx" / "node_modules" / ".b
 
 def make_workspace(base: Path) -> Path:
     repo = base / "repo"
-    repo.mkdir()
+    repo.mkdir(parents=True)
     env = {**os.environ, "GIT_AUTHOR_NAME": "b", "GIT_AUTHOR_EMAIL": "b@x", "GIT_COMMITTER_NAME": "b",
            "GIT_COMMITTER_EMAIL": "b@x"}  # fmt: skip
     for args in (["init", "-q", "-b", "main"], ["commit", "-q", "--allow-empty", "-m", "init"]):
@@ -107,8 +107,8 @@ class FirstChunk:
         raise RuntimeError("not used")
 
 
-async def first_byte(argv: list[str], cwd: Path, warm_rounds: int) -> tuple[float, float]:
-    """(cold ms: spawn → initialize → session/new → first chunk; warm median ms: prompt → first chunk)."""
+async def first_byte(argv: list[str], cwd: Path, warm_rounds: int) -> tuple[float, list[float]]:
+    """(cold ms: spawn → initialize → session/new → first chunk; warm ms: prompt → first chunk)."""
     t0 = time.perf_counter()
     pipe = asyncio.subprocess.PIPE
     proc = await asyncio.create_subprocess_exec(
@@ -136,35 +136,49 @@ async def first_byte(argv: list[str], cwd: Path, warm_rounds: int) -> tuple[floa
 
     cold = await one("hello", t0)
     warm = [await one(f"again {i}", time.perf_counter()) for i in range(warm_rounds)]
+    await conn.close()
     proc.stdin.close()
     await asyncio.wait_for(proc.wait(), 30)
-    return cold, statistics.median(warm)
+    return cold, warm
 
 
-async def bench_first_byte(base: Path, rounds: int) -> dict[str, float]:
-    repo = make_workspace(base / "acp")
-    direct_dir = base / "direct"
-    direct_dir.mkdir()
-    boo = await first_byte([str(BOOCODE), "acp", "--workspace", str(repo)], repo, rounds)
-    direct = await first_byte([sys.executable, str(FIXTURE_AGENT)], direct_dir, rounds)
+async def bench_first_byte(base: Path, rounds: int, cold_rounds: int) -> dict[str, float]:
+    cold: dict[str, list[float]] = {"boo": [], "direct": []}
+    warm: dict[str, list[float]] = {"boo": [], "direct": []}
+    for i in range(cold_rounds):
+        # Interleaved, so load on the machine hits both sides alike.
+        repo = make_workspace(base / f"acp{i}")
+        direct_dir = base / f"direct{i}"
+        direct_dir.mkdir(parents=True)
+        for side, argv, cwd in (
+            ("boo", [str(BOOCODE), "acp", "--workspace", str(repo)], repo),
+            ("direct", [sys.executable, str(FIXTURE_AGENT)], direct_dir),
+        ):
+            c, w = await first_byte(argv, cwd, rounds)
+            cold[side].append(c)
+            warm[side].extend(w)
+    med = {
+        f"{k}_{side}": statistics.median(v[side]) for k, v in (("cold", cold), ("warm", warm)) for side in v
+    }
     return {
-        "boocode acp cold first byte (ms)": boo[0],
-        "direct agent cold first byte (ms)": direct[0],
-        "ratio cold": boo[0] / direct[0],
-        "boocode acp warm first byte (ms)": boo[1],
-        "direct agent warm first byte (ms)": direct[1],
-        "ratio warm": boo[1] / direct[1],
+        "boocode acp cold first byte (ms)": med["cold_boo"],
+        "direct agent cold first byte (ms)": med["cold_direct"],
+        "ratio cold": med["cold_boo"] / med["cold_direct"],
+        "boocode acp warm first byte (ms)": med["warm_boo"],
+        "direct agent warm first byte (ms)": med["warm_direct"],
+        "ratio warm": med["warm_boo"] / med["warm_direct"],
     }
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     p.add_argument("--rounds", type=int, default=10, help="follow-ups / warm prompts per side (default 10)")
+    p.add_argument("--cold-rounds", type=int, default=3, help="cold starts per side (default 3)")
     args = p.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-cli-") as tmp:
         base = Path(tmp)
         results = bench_follow_ups(base, args.rounds)
-        results.update(asyncio.run(bench_first_byte(base, args.rounds)))
+        results.update(asyncio.run(bench_first_byte(base, args.rounds, args.cold_rounds)))
     width = max(len(k) for k in results)
     for key, value in results.items():
         print(f"{key:<{width}}  {value:10.2f}")

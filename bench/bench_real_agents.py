@@ -14,14 +14,15 @@ Agents are installed into the cache (scripts/install-agents.sh) when missing.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 
@@ -39,6 +40,8 @@ from tests.real_agents import (
     write_workspace_config,
 )
 
+T = TypeVar("T")
+
 
 def _git_repo(root: Path) -> Path:
     repo = root / "repo"
@@ -51,16 +54,18 @@ def _git_repo(root: Path) -> Path:
     return repo
 
 
-async def _time(fn: Callable[[], Awaitable[Any]]) -> tuple[Any, float]:
+async def _time(step: Awaitable[T]) -> tuple[T, float]:
     t0 = time.perf_counter()
-    out = await fn()
+    out = await step
     return out, time.perf_counter() - t0
 
 
 async def bench_direct(name: str, binary: Path, server: ModelServer, root: Path, warm: int) -> dict[str, Any]:
     repo = _git_repo(root / "direct")
     setup = setup_for(name, binary, server.base_url, root / "direct-scratch")
+    mark = server.mark()
     t0 = time.perf_counter()
+    m0 = time.monotonic()
     async with direct_agent(setup, repo, root / "direct.log") as agent:
         sid = (await agent.conn.new_session(cwd=str(repo), mcp_servers=[])).session_id
         ready = time.perf_counter() - t0
@@ -70,9 +75,15 @@ async def bench_direct(name: str, binary: Path, server: ModelServer, root: Path,
             assert resp.stop_reason == "end_turn", resp
             return resp
 
-        _, first = await _time(lambda: turn(0))
-        warms = [(await _time(lambda i=i: turn(i)))[1] for i in range(1, warm + 1)]
-    return {"ready": ready, "first": first, "cold_first": ready + first, "warm": warms}
+        _, first = await _time(turn(0))
+        warms = [(await _time(turn(i)))[1] for i in range(1, warm + 1)]
+    return {
+        "ready": ready,
+        "first": first,
+        "cold_first": ready + first,
+        "first_request": _first_request(server, mark) - m0,
+        "warm": warms,
+    }
 
 
 async def bench_boocode(
@@ -84,15 +95,27 @@ async def bench_boocode(
     t0 = time.perf_counter()
     async with boocode_mcp(repo, scratch, root / "boocode.log") as bc:
         connected = time.perf_counter() - t0
-        first_status, cold_first = await _time(lambda: bc.run("say boocode-0", agent=name))
+        mark = server.mark()
+        m0 = time.monotonic()
+        first_status, cold_first = await _time(bc.run("say boocode-0", agent=name))
         assert first_status["status"] == "completed", first_status
         chat = first_status["chat_id"]
         warms = []
         for i in range(1, warm + 1):
-            status, elapsed = await _time(lambda i=i: bc.run(f"say boocode-{i}", chat_id=chat))
+            status, elapsed = await _time(bc.run(f"say boocode-{i}", chat_id=chat))
             assert status["status"] == "completed", status
             warms.append(elapsed)
-    return {"server_connect": connected, "cold_first": cold_first, "warm": warms}
+    return {
+        "server_connect": connected,
+        "cold_first": cold_first,
+        "first_request": _first_request(server, mark) - m0,
+        "warm": warms,
+    }
+
+
+def _first_request(server: ModelServer, mark: int) -> float:
+    """When (time.monotonic) the agent sent its first model request after `mark`."""
+    return min(r.started_at for r in server.since(mark) if r.path.endswith("/chat/completions"))
 
 
 def _ms(seconds: float) -> str:
@@ -109,12 +132,15 @@ async def main_async(agents: list[str], warm: int) -> None:
             booc = await bench_boocode(name, binary, server, root / name, warm)
             d_warm = statistics.median(direct["warm"])
             b_warm = statistics.median(booc["warm"])
-            print(f"\n{name} {version}  (warm turns: n={warm}, median)")
+            load = os.getloadavg()[0]
+            print(f"\n{name} {version}  (warm turns: n={warm}, median; load average {load:.1f})")
             print(f"  direct  cold start (spawn→initialize→session/new) {_ms(direct['ready'])}")
             print(f"  direct  cold start + first turn                   {_ms(direct['cold_first'])}")
+            print(f"  direct  spawn → agent's first model request       {_ms(direct['first_request'])}")
             print(f"  direct  warm turn                                 {_ms(d_warm)}")
             print(f"  boocode stdio server start + MCP handshake        {_ms(booc['server_connect'])}")
             print(f"  boocode first turn of a new chat (cold agent)     {_ms(booc['cold_first'])}")
+            print(f"  boocode spawn_subagent → first model request      {_ms(booc['first_request'])}")
             print(f"  boocode warm turn on the same chat_id             {_ms(b_warm)}")
             print(
                 f"  ratio boocode/direct: cold first turn {booc['cold_first'] / direct['cold_first']:.2f}x, "

@@ -9,10 +9,12 @@ workspace paths the editor knows.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import math
 import os
 import signal
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,6 +52,7 @@ from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from pydantic import BaseModel
 
+from boocode_mcp import __version__
 from boocode_mcp.agents.events import (
     AgentEvent,
     AvailableCommandsEvent,
@@ -60,16 +63,14 @@ from boocode_mcp.agents.events import (
     ToolCallEvent,
     ToolUpdateEvent,
 )
-from boocode_mcp.config import BOOCODE_DIR
 from boocode_mcp.errors import BooCodeError, NotFoundError
 from boocode_mcp.views import ApplyResult, PatchView, SubagentView
+from boocode_mcp.workspace import ensure_repo, worktree_path
 
 if TYPE_CHECKING:
     from boocode_mcp.engine import Engine
 
 __all__ = ["BOOCODE_COMMANDS", "BooCodeAgent", "EngineHost", "main_acp", "rewrite_paths"]
-
-VERSION = "0.1.0"
 
 # What the editor offers after every turn. ACP command names carry no slash; the editor shows
 # `/apply` and sends the prompt text "/apply".
@@ -97,8 +98,9 @@ class EngineHost:
         self._lock = anyio.Lock()
         self._stop = anyio.Event()
 
-    async def get(self, workspace: Path) -> Engine:
-        workspace = await anyio.Path(workspace).resolve()  # type: ignore[assignment]
+    async def get(self, directory: Path) -> Engine:
+        # Keyed by the repository's top level: an editor may open any directory inside it.
+        workspace = await ensure_repo(directory)
         async with self._lock:
             engine = self._engines.get(workspace)
             if engine is None:
@@ -145,8 +147,10 @@ class _Session:
     chat_id: str | None = None
     agent: str | None = None  # backend for the first turn; later switches go to the chat itself
     run_id: str | None = None
+    cancel_requested: bool = False  # a session/cancel that came before the run had an id
     lock: anyio.Lock = field(default_factory=anyio.Lock)
     backend_commands: list[AvailableCommand] = field(default_factory=list)
+    commands_sent: bool = False
 
 
 def rewrite_paths(value: Any, worktree: str, workspace: str) -> Any:
@@ -256,6 +260,15 @@ def describe_apply(result: ApplyResult) -> str:
     return f"BooCode: applied patch {ids} to the workspace{commit}."
 
 
+INVALID_PARAMS = -32602
+
+
+def _refused(error: BooCodeError) -> RequestError:
+    # The message itself carries the reason: editors show a JSON-RPC error's message, and
+    # BooCode's messages say what was wrong and what to do.
+    return RequestError(INVALID_PARAMS, str(error))
+
+
 _STOP_REASONS = frozenset({"end_turn", "max_tokens", "max_turn_requests", "refusal", "cancelled"})
 
 
@@ -286,7 +299,7 @@ class BooCodeAgent:
             agent_capabilities=AgentCapabilities(
                 load_session=True, prompt_capabilities=PromptCapabilities(embedded_context=True)
             ),
-            agent_info=Implementation(name="boocode", title="BooCode", version=VERSION),
+            agent_info=Implementation(name="boocode", title="BooCode", version=__version__),
         )
 
     async def _engine_for(self, cwd: str) -> Engine:
@@ -294,7 +307,7 @@ class BooCodeAgent:
         try:
             return await self._host.get(workspace)
         except BooCodeError as e:
-            raise RequestError.invalid_params({"message": str(e)}) from e
+            raise _refused(e) from e
 
     async def new_session(self, cwd: str, mcp_servers: Any = None, **kw: Any) -> NewSessionResponse:
         engine = await self._engine_for(cwd)
@@ -303,9 +316,10 @@ class BooCodeAgent:
                 engine.registry.spec(self._agent)
             session_id = await engine.ensure_session(None)
         except BooCodeError as e:
-            raise RequestError.invalid_params({"message": str(e)}) from e
+            raise _refused(e) from e
+        # The command list follows with the first prompt: updates for a session id the client
+        # has not been given yet may be dropped.
         self._sessions[session_id] = _Session(session_id, engine, engine.workspace, agent=self._agent)
-        await self._send_commands(self._sessions[session_id])
         return NewSessionResponse(session_id=session_id)
 
     async def load_session(
@@ -316,9 +330,9 @@ class BooCodeAgent:
             await engine.ensure_session(session_id, create=False)
             chats = await engine.chats(session_id)
         except NotFoundError as e:
-            raise RequestError.invalid_params({"message": f"unknown session {session_id}: {e}"}) from e
+            raise _refused(e) from e
         except BooCodeError as e:
-            raise RequestError.invalid_params({"message": str(e)}) from e
+            raise _refused(e) from e
         session = self._sessions.get(session_id) or _Session(session_id, engine, engine.workspace)
         self._sessions[session_id] = session
         if chats:
@@ -336,7 +350,11 @@ class BooCodeAgent:
 
     async def cancel(self, session_id: str, **kw: Any) -> None:
         session = self._sessions.get(session_id)
-        if session is None or session.run_id is None:
+        if session is None:
+            return
+        if session.lock.locked():
+            session.cancel_requested = True
+        if session.run_id is None:
             return
         with contextlib.suppress(BooCodeError):
             await session.engine.cancel(session_id, session.run_id)
@@ -346,11 +364,13 @@ class BooCodeAgent:
     async def prompt(self, session_id: str, prompt: list[Any], **kw: Any) -> PromptResponse:
         session = self._sessions.get(session_id)
         if session is None:
-            raise RequestError.invalid_params(
-                {"message": f"unknown session {session_id}: create it with session/new or session/load"}
+            raise RequestError(
+                INVALID_PARAMS, f"unknown session {session_id}: create it with session/new or session/load"
             )
         text = prompt_text(prompt)
         async with session.lock:
+            if not session.commands_sent:
+                await self._send_commands(session)
             command = parse_command(text)
             if command is not None:
                 try:
@@ -360,6 +380,7 @@ class BooCodeAgent:
                 await self._update(session_id, update_agent_message_text(reply))
                 await self._send_commands(session)
                 return PromptResponse(stop_reason="end_turn")
+            session.cancel_requested = False
             return await self._turn(session, text)
 
     async def _turn(self, session: _Session, text: str) -> PromptResponse:
@@ -367,7 +388,7 @@ class BooCodeAgent:
         send: MemoryObjectSendStream[tuple[AgentEvent, Any]]
         recv: MemoryObjectReceiveStream[tuple[AgentEvent, Any]]
         send, recv = anyio.create_memory_object_stream(math.inf)
-        state: dict[str, Any] = {"texts": 0, "worktree": None}
+        state: dict[str, Any] = {"texts": 0, "worktree": None, "note_checked": False, "note_sent": False}
 
         def on_event(event: AgentEvent) -> None:
             # Called synchronously in arrival order (backend.EventSink): enqueue, never await.
@@ -400,9 +421,10 @@ class BooCodeAgent:
                         permission_handler=on_permission,
                     )
                     session.chat_id, session.run_id = view.chat_id, view.subagent_id
-                    state["worktree"] = view.worktree or str(
-                        engine.workspace / BOOCODE_DIR / "worktrees" / view.chat_id
-                    )
+                    # Set before anything awaits, so the forwarder sees it with the first event.
+                    state["worktree"] = view.worktree or str(worktree_path(engine.workspace, view.chat_id))
+                    if session.cancel_requested:
+                        await engine.cancel(sid, view.subagent_id)
                     view = await engine.wait_finished(sid, view.subagent_id)
                 except BooCodeError as e:
                     # Kept out of the task group, which would wrap it in an ExceptionGroup.
@@ -416,9 +438,11 @@ class BooCodeAgent:
                     await engine.cancel(sid, session.run_id)
             raise
         if error is not None:
-            raise RequestError.invalid_request({"message": str(error)}) from error
+            raise _refused(error) from error
         assert view is not None
-        return await self._finish_turn(session, view, streamed_text=state["texts"] > 0)
+        return await self._finish_turn(
+            session, view, streamed_text=state["texts"] > 0, note_sent=state["note_sent"]
+        )
 
     async def _forward(
         self,
@@ -451,6 +475,15 @@ class BooCodeAgent:
                 update = _update_for(event)
                 if update is None:
                     continue
+                if not state["note_checked"] and session.run_id is not None:
+                    # Say it before the agent speaks: a backend that could not restore its context
+                    # answers without the earlier turns.
+                    state["note_checked"] = True
+                    with contextlib.suppress(BooCodeError):
+                        note = (await session.engine.status(sid, session.run_id)).session_note
+                        if note:
+                            state["note_sent"] = True
+                            await self._update(sid, update_agent_message_text(f"BooCode: {note}\n\n"))
                 if isinstance(event, TextEvent):
                     state["texts"] += 1
                 await self._update(sid, _rewrite_model(update, worktree, workspace))
@@ -458,7 +491,8 @@ class BooCodeAgent:
     async def _ask_permission(
         self, sid: str, event: PermissionRequestEvent, worktree: str | None, workspace: str
     ) -> str | None:
-        raw_tool_call = getattr(event.raw, "tool_call", None)
+        raw = event.raw
+        raw_tool_call = raw if isinstance(raw, ToolCallUpdate) else getattr(raw, "tool_call", None)
         if isinstance(raw_tool_call, ToolCallUpdate):
             tool_call = raw_tool_call
         else:
@@ -477,11 +511,11 @@ class BooCodeAgent:
         return None
 
     async def _finish_turn(
-        self, session: _Session, view: SubagentView, *, streamed_text: bool
+        self, session: _Session, view: SubagentView, *, streamed_text: bool, note_sent: bool
     ) -> PromptResponse:
         sid, engine = session.session_id, session.engine
         notes: list[str] = []
-        if view.session_note:
+        if view.session_note and not note_sent:
             notes.append(f"BooCode: {view.session_note}")
         if view.final_message and not streamed_text:
             await self._update(sid, update_agent_message_text(view.final_message))
@@ -568,6 +602,7 @@ class BooCodeAgent:
             for name, desc, hint in BOOCODE_COMMANDS
         ]
         await self._update(session.session_id, update_available_commands(ours + session.backend_commands))
+        session.commands_sent = True
 
 
 async def _cancel_on_signal(scope: anyio.CancelScope) -> None:
@@ -577,14 +612,34 @@ async def _cancel_on_signal(scope: anyio.CancelScope) -> None:
             return
 
 
+# session/update lines can be large (whole files in tool-call diffs); the SDK's own default.
+STDIO_LIMIT = 50 * 1024 * 1024
+
+
+async def claim_stdio() -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """Streams over stdin and the original stdout, with fd 1 pointed at stderr afterwards: a stray
+    print (ours, a library's, a child's that inherits fd 1) cannot corrupt the protocol stream."""
+    loop = asyncio.get_running_loop()
+    protocol_out = os.fdopen(os.dup(1), "wb", buffering=0)
+    os.dup2(2, 1)
+    reader = asyncio.StreamReader(limit=STDIO_LIMIT)
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    flow = asyncio.streams.FlowControlMixin()
+    transport, _ = await loop.connect_write_pipe(lambda: flow, protocol_out)
+    return reader, asyncio.StreamWriter(transport, flow, None, loop)
+
+
 async def serve_acp(workspace: Path | None = None, agent: str | None = None) -> None:
     """Serve ACP on stdio until the client closes stdin or a SIGTERM; engines close with it."""
+    reader, writer = await claim_stdio()
     async with anyio.create_task_group() as engines:
         host = EngineHost(engines)
         try:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(_cancel_on_signal, tg.cancel_scope)
-                await run_agent(BooCodeAgent(host, workspace=workspace, agent=agent))  # type: ignore[arg-type]
+                # run_agent's stream parameters are named from the client's side: writer first.
+                boocode = BooCodeAgent(host, workspace=workspace, agent=agent)
+                await run_agent(boocode, writer, reader)  # type: ignore[arg-type]
                 tg.cancel_scope.cancel()
         finally:
             # Engines exit through their own context managers: agents and their groups killed.

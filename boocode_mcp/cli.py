@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from boocode_mcp.views import SubagentView
 
 SERVER_FILE = "server.json"
+TOKEN_ENV = "BOOCODE_TOKEN"
 DEFAULT_IDLE_EXIT_S = 600.0
 SERVER_START_TIMEOUT_S = 30.0
 STATUS_POLL_S = 10.0  # wait_seconds per subagent_status poll; it returns early on any change
@@ -106,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--token",
         metavar="T",
         default=None,
-        help="bearer token every HTTP request must carry (required off loopback)",
+        help=f"bearer token every HTTP request must carry (required off loopback; default: ${TOKEN_ENV})",
     )
     p.add_argument(
         "--idle-exit",
@@ -266,7 +267,7 @@ def _serve(args: argparse.Namespace) -> None:
     host, port = args.http
     if args.idle_exit is not None:
         IdleWatchdog(workspace, args.idle_exit).start()
-    main_http(workspace, host, port, args.token)
+    main_http(workspace, host, port, args.token or os.environ.get(TOKEN_ENV) or None)
 
 
 class IdleWatchdog(threading.Thread):
@@ -304,13 +305,26 @@ class IdleWatchdog(threading.Thread):
             return time.time()  # database not there yet or busy: not a reason to exit
         return max(self.started_at, row[0] or 0.0, finished[0] or 0.0)
 
+    def serving(self) -> bool:
+        """Whether this process's server is up: it writes server.json once it listens."""
+        try:
+            return int(json.loads((self.db_path.parent / SERVER_FILE).read_text())["pid"]) == os.getpid()
+        except (OSError, ValueError, KeyError, TypeError):
+            return False
+
     def run(self) -> None:
         step = max(0.2, min(self.idle_s / 4, 5.0))
-        while True:
+        # Idle time counts from when the server is up; opening the engine can take a while.
+        while not self.serving():
             time.sleep(step)
-            if time.time() - self.last_activity() >= self.idle_s:
-                os.kill(os.getpid(), signal.SIGTERM)
-                return
+        self.started_at = time.time()
+        while time.time() - self.last_activity() < self.idle_s:
+            time.sleep(step)
+        # Repeated while the process lives: a SIGTERM that lands before the HTTP server has
+        # installed its own handler is ignored by the placeholder one main_http sets.
+        while True:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(max(step, 2.0))
 
 
 # -- the background server ------------------------------------------------------------------
@@ -356,8 +370,6 @@ def start_server(workspace: Path, idle_exit_s: float = DEFAULT_IDLE_EXIT_S) -> S
             str(workspace),
             "--http",
             "127.0.0.1:0",
-            "--token",
-            secrets.token_urlsafe(24),
             "--idle-exit",
             str(idle_exit_s),
         ]
@@ -369,6 +381,8 @@ def start_server(workspace: Path, idle_exit_s: float = DEFAULT_IDLE_EXIT_S) -> S
                 stdout=log,
                 stderr=log,
                 start_new_session=True,
+                # Through the environment, not argv: other users can read a process's arguments.
+                env={**os.environ, TOKEN_ENV: secrets.token_urlsafe(24)},
                 close_fds=True,
             )
         deadline = time.monotonic() + SERVER_START_TIMEOUT_S
@@ -396,11 +410,25 @@ async def mcp_client(info: ServerInfo) -> AsyncIterator[Any]:
     from mcp.shared._httpx_utils import create_mcp_http_client
 
     headers = {"Authorization": f"Bearer {info.token}"} if info.token else None
-    async with (
-        create_mcp_http_client(headers=headers) as http,
-        Client(streamable_http_client(info.url, http_client=http), mode="legacy") as client,
-    ):
+    async with contextlib.AsyncExitStack() as stack:
+        http = await stack.enter_async_context(create_mcp_http_client(headers=headers))
+        try:
+            client = await stack.enter_async_context(
+                Client(streamable_http_client(info.url, http_client=http), mode="legacy")
+            )
+        except Exception as e:
+            raise CliError(
+                f"the BooCode server at {info.url} (pid {info.pid}) does not answer ({_leaf(e)}); "
+                "stop it, or use --no-server"
+            ) from e
         yield client
+
+
+def _leaf(exc: BaseException) -> BaseException:
+    """The first real exception inside exception groups (what actually went wrong)."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return exc
 
 
 async def call_tool(client: Any, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
@@ -425,6 +453,11 @@ async def open_engine(workspace: Path) -> AsyncIterator[Engine]:
         yield engine
 
 
+def status_json(view: SubagentView) -> dict[str, Any]:
+    """subagent_status's object for one subagent, as the MCP tool returns it (its list field null)."""
+    return {**view.model_dump(mode="json"), "subagents": None}
+
+
 def _print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
@@ -433,6 +466,10 @@ async def _dispatch(args: argparse.Namespace) -> int:
     workspace = _workspace(args.workspace)
     if args.command == "agents":
         return await cmd_agents(workspace, args)
+    from boocode_mcp.workspace import ensure_repo
+
+    # The repository's top level, wherever inside it the command runs: server.json lives there.
+    workspace = await ensure_repo(workspace)
     if args.command == "run":
         return await cmd_run(workspace, args)
     if args.command == "apply" and not args.no_server:
@@ -510,7 +547,7 @@ async def cmd_show(engine: Engine, args: argparse.Namespace) -> int:
     if run is not None:
         run = await engine.status(run.session_id, run.subagent_id)
         if args.json:
-            _print_json(run.model_dump(mode="json"))
+            _print_json(status_json(run))
             return 0
         out.subagent(run)
         if run.patch_id is not None:
@@ -622,7 +659,7 @@ def _lookup(workspace: Path, table: str, ident: str, session: str | None) -> tup
     finds the session first; this is a read-only query of the shared database.
     """
     db_path = workspace / BOOCODE_DIR / "boocode.db"
-    noun = table.rstrip("es") if table == "patches" else table.rstrip("s")
+    noun = {"patches": "patch", "chats": "chat"}[table]
     try:
         with contextlib.closing(sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=5)) as db:
             sql = f"SELECT id, session_id FROM {table} WHERE (id = ? OR id LIKE ?)"
@@ -818,9 +855,9 @@ async def _run_in_process(workspace: Path, args: argparse.Namespace) -> int:
                 await engine.cancel(session, view.subagent_id)
             raise
     if progress is not None:
-        progress.status(_run_summary(view.model_dump(mode="json"), started))
+        progress.status(_run_summary(status_json(view), started))
         progress.done()
-    return _finish_run(view.model_dump(mode="json"), args.json)
+    return _finish_run(status_json(view), args.json)
 
 
 __all__ = [

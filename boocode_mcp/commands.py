@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import codecs
-import contextlib
 import os
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import BinaryIO
 
 import anyio
 
@@ -54,8 +54,12 @@ class _CappedBuffer:
 def resolve_cwd(workspace: Path, cwd: str | None) -> Path:
     """The directory `cwd` (relative to the workspace, or absolute) names, which must lie inside it."""
     root = workspace.resolve()
+    if not root.is_dir():
+        raise CommandError(f"the workspace {root} does not exist or is not a directory")
     if not cwd:
         return root
+    if "\0" in cwd:
+        raise CommandError(f"cwd {cwd!r} contains a NUL character")
     given = Path(cwd)
     target = Path(os.path.realpath(given if given.is_absolute() else root / given))
     if not target.is_relative_to(root):
@@ -68,12 +72,35 @@ def resolve_cwd(workspace: Path, cwd: str | None) -> Path:
     return target
 
 
-async def _drain(stream: asyncio.StreamReader | None, buffer: _CappedBuffer) -> None:
-    # Reading past the cap (and discarding) keeps a chatty child from blocking on a full pipe.
-    if stream is None:
-        return
-    while chunk := await stream.read(_CHUNK):
-        buffer.add(chunk)
+async def _drain(pipe: BinaryIO, buffer: _CappedBuffer) -> None:
+    """Read `pipe` to its end into `buffer`, then close it.
+
+    Reading past the cap (and discarding) keeps a chatty child from blocking on a full pipe.
+    """
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=_CHUNK)
+    transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), pipe)
+    try:
+        while chunk := await reader.read(_CHUNK):
+            buffer.add(chunk)
+    finally:
+        transport.close()
+
+
+def _start_error(
+    exc: OSError | ValueError, command: str, directory: Path, env: Mapping[str, str]
+) -> CommandError:
+    """The error a failed exec becomes: one that names the program and says what to do."""
+    if isinstance(exc, FileNotFoundError):
+        if os.sep in command:
+            return CommandError(f"program {command!r} not found (looked relative to {directory})")
+        return CommandError(
+            f"program {command!r} not found on PATH ({env.get('PATH', '')}); "
+            "install it, give its full path, or pass PATH in env"
+        )
+    if isinstance(exc, PermissionError):
+        return CommandError(f"program {command!r} is not executable: {exc.strerror}")
+    return CommandError(f"cannot start program {command!r}: {exc}")
 
 
 async def run_command(
@@ -101,20 +128,27 @@ async def run_command(
     directory = resolve_cwd(workspace, cwd)
     child_env = procs.child_env(env, agent=False)
     started = time.monotonic()
+    # Our own pipes rather than asyncio's: on Python 3.11 `Process.wait()` also waits for the
+    # child's pipes to close, which a backgrounded grandchild holding them would delay forever.
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
     try:
-        proc = await procs.spawn_in_group([command, *args], cwd=directory, env=child_env)
-    except FileNotFoundError as exc:
-        if os.sep in command:
-            raise CommandError(f"program {command!r} not found (looked relative to {directory})") from exc
-        raise CommandError(
-            f"program {command!r} not found on PATH ({child_env.get('PATH', '')}); "
-            "install it, give its full path, or pass PATH in env"
-        ) from exc
-    except PermissionError as exc:
-        raise CommandError(f"program {command!r} is not executable: {exc.strerror}") from exc
+        proc = await procs.spawn_in_group(
+            [command, *args], cwd=directory, env=child_env, stdout=out_w, stderr=err_w
+        )
     except (OSError, ValueError) as exc:
-        raise CommandError(f"cannot start program {command!r}: {exc}") from exc
+        os.close(out_r)
+        os.close(err_r)
+        raise _start_error(exc, command, directory, child_env) from exc
+    except BaseException:
+        os.close(out_r)
+        os.close(err_r)
+        raise
+    finally:
+        os.close(out_w)
+        os.close(err_w)
 
+    out_pipe, err_pipe = os.fdopen(out_r, "rb", buffering=0), os.fdopen(err_r, "rb", buffering=0)
     stdout, stderr = _CappedBuffer(output_cap), _CappedBuffer(output_cap)
     drained = anyio.Event()
     timed_out = False
@@ -123,8 +157,8 @@ async def run_command(
 
             async def pump() -> None:
                 async with anyio.create_task_group() as readers:
-                    readers.start_soon(_drain, proc.stdout, stdout)
-                    readers.start_soon(_drain, proc.stderr, stderr)
+                    readers.start_soon(_drain, out_pipe, stdout)
+                    readers.start_soon(_drain, err_pipe, stderr)
                 drained.set()
 
             tg.start_soon(pump)
@@ -140,8 +174,11 @@ async def run_command(
                 await drained.wait()
             tg.cancel_scope.cancel()
     finally:
-        with anyio.CancelScope(shield=True), contextlib.suppress(ProcessLookupError):
+        with anyio.CancelScope(shield=True):
             await procs.terminate_group(proc, grace_s=0)
+        # Closed here too in case a reader never started (closing twice is harmless).
+        out_pipe.close()
+        err_pipe.close()
     return CommandResult(
         exit_code=None if timed_out else proc.returncode,
         stdout=stdout.text(),

@@ -89,12 +89,15 @@ class Engine:
             db=db,
             repo=workspace_dir,
             config=config,
+            registry=registry,
             pool=pool,
             memory=memory,
             tracer=self.tracer,
             notify=self._notify,
         )
         self._digests: dict[str, Digest] = {}
+        # Two applies at once could both see a patch pending and apply it twice.
+        self._apply_lock = anyio.Lock()
 
     # ------------------------------------------------------------------------------- lifetime
 
@@ -208,7 +211,9 @@ class Engine:
         permission_handler: PermissionHandler | None = None,
     ) -> SubagentView:
         """Queue a run and return at once (status queued); the worktree and agent start in the
-        background. With `chat_id` the run continues that chat on its warm agent."""
+        background. With `chat_id` the run continues that chat on its warm agent; an `agent`
+        different from the chat's switches the chat to it (as set_chat_agent does). The session
+        is created when it does not exist yet."""
         if not prompt.strip():
             raise InvalidRequestError("the prompt is empty; say what the subagent should do")
         session_id = await self.ensure_session(session_id)
@@ -264,19 +269,23 @@ class Engine:
             on_event=on_event,
             permission_handler=permission_handler,
         )
+        # Read before submitting, so the answer is the queued run even when a worker is idle.
+        view = await self.status(session_id, subagent_id)
         self._runner.submit(run)
         self._notify(f"subagents://{subagent_id}")
-        return await self.status(session_id, subagent_id)
+        return view
 
     async def _check_chat_idle(self, chat_id: str) -> None:
         """One turn at a time per chat, across processes sharing the database."""
         for row in await runs_store.live_for_chat(self.db, chat_id):
-            if row.id in self._runner.active:
+            if row.id in self._runner.active or (
+                row.owner_pid == os.getpid() and run_owner_alive(row.owner_pid, row.id, row.created_at)
+            ):
                 raise InvalidRequestError(
                     f"chat {chat_id!r} already has run {row.id!r} ({row.status}); one turn at a time per "
                     "chat: wait for it (subagent_status with wait_seconds) or cancel it"
                 )
-            if run_owner_alive(row.owner_pid, row.id):
+            if run_owner_alive(row.owner_pid, row.id, row.created_at):
                 raise InvalidRequestError(
                     f"chat {chat_id!r} has run {row.id!r} ({row.status}) live in another BooCode process "
                     f"(pid {row.owner_pid}); wait for it there or cancel it there"
@@ -384,7 +393,7 @@ class Engine:
         run = self._runner.active.get(subagent_id)
         if run is not None:
             await self._runner.cancel(run)
-        elif run_owner_alive(row.owner_pid, row.id):
+        elif run_owner_alive(row.owner_pid, row.id, row.created_at):
             raise InvalidRequestError(
                 f"subagent {subagent_id!r} runs in another BooCode process (pid {row.owner_pid}); "
                 "cancel it through that process"
@@ -543,6 +552,17 @@ class Engine:
         """
         if patch_ids is not None and chat_id is not None:
             raise InvalidRequestError("give either patch_ids or chat_id, not both")
+        async with self._apply_lock:
+            return await self._apply(session_id, patch_ids, chat_id, dry_run, commit_message)
+
+    async def _apply(
+        self,
+        session_id: str | None,
+        patch_ids: Sequence[str] | None,
+        chat_id: str | None,
+        dry_run: bool,
+        commit_message: str | None,
+    ) -> ApplyResult:
         selected: list[PatchRow] = []
         if patch_ids is not None:
             if not patch_ids:
@@ -592,10 +612,16 @@ class Engine:
         )
 
     async def discard(self, session_id: str | None, patch_id: str) -> PatchView:
-        """Mark a pending patch discarded (the workspace is not touched)."""
+        """Discard a pending patch: its changes leave the chat's worktree, so the chat's next patch
+        does not carry them again. The main workspace is not touched."""
         p = await self._patch(session_id, patch_id)
         if p.status != "pending":
             raise InvalidRequestError(f"patch {patch_id!r} is {p.status}, not pending; nothing to discard")
+        # A live turn is still writing the worktree: reverting under it would corrupt its work.
+        await self._check_chat_idle(p.chat_id)
+        owner = await chats_store.get(self.db, p.session_id, p.chat_id)
+        if owner is not None and Path(owner.worktree).is_dir():
+            await workspace.revert_worktree(Path(owner.worktree), p.diff)
         await patches_store.set_status(self.db, p.id, "discarded")
         self._notify(f"patches://{p.session_id}/{p.id}")
         return await self.get_patch(p.session_id, p.id, include_hunks=False)
@@ -603,7 +629,7 @@ class Engine:
     # ------------------------------------------------------------------------- everything else
 
     async def search_memory(self, query: str, limit: int = 10, source: str | None = None) -> list[MemoryHit]:
-        await self.memory.refresh_notes()
+        # search() refreshes the notes itself (stat only, throttled); no refresh per query here.
         return await self.memory.search(query, limit, source)
 
     async def run_command(

@@ -18,7 +18,7 @@ import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import anyio
 from mcp.server import MCPServer
@@ -203,8 +203,9 @@ async def _watch_signals(scope: anyio.CancelScope, received: list[int]) -> None:
 async def serve_stdio(workspace: Path) -> None:
     """Serve MCP on stdin/stdout until EOF or a signal, then shut the engine down.
 
-    After a signal the process exits from here: stdin's reader thread is blocked in read() and
-    nothing can wake it, so leaving through the SDK would hang until the host closes the pipe.
+    After a signal or a failure the process exits from here: stdin's reader thread is blocked in
+    read() and nothing can wake it, so leaving through the SDK would hang until the host closes
+    the pipe.
     """
     from mcp.server.stdio import stdio_server
 
@@ -214,28 +215,36 @@ async def serve_stdio(workspace: Path) -> None:
     # Claim stdio first: while it is claimed fd 1 points at stderr, so nothing the engine or a
     # library prints can corrupt the protocol stream.
     async with stdio_server() as (read_stream, write_stream):
-        async with Engine.open(workspace) as engine:
-            server = build_server(engine)
-            lowlevel = server._lowlevel_server
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(_watch_signals, tg.cancel_scope, received)
-                await lowlevel.run(read_stream, write_stream, lowlevel.create_initialization_options())
-                tg.cancel_scope.cancel()
+        try:
+            async with Engine.open(workspace) as engine:
+                server = build_server(engine)
+                lowlevel = server._lowlevel_server
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(_watch_signals, tg.cancel_scope, received)
+                    await lowlevel.run(read_stream, write_stream, lowlevel.create_initialization_options())
+                    tg.cancel_scope.cancel()
+        except BooCodeError as e:
+            # E.g. not a git repository: say so and leave now (see the docstring for why now).
+            print(f"boocode-mcp: {e}", file=sys.stderr)
+            _exit_now(1)
+        except Exception:
+            logger.exception("the BooCode MCP server failed")
+            _exit_now(1)
         if received:
             # The engine has shut down (its agent groups are killed); nothing is left to do.
             logger.info("stopped by signal %d", received[0])
-            sys.stderr.flush()
-            os._exit(0)
+            _exit_now(0)
+
+
+def _exit_now(code: int) -> NoReturn:
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def main_stdio(workspace: Path) -> None:
     """`boocode-mcp`: the MCP server on stdio for `workspace`."""
     _configure_logging()
-    try:
-        anyio.run(serve_stdio, workspace)
-    except BooCodeError as e:
-        print(f"boocode-mcp: {e}", file=sys.stderr)
-        sys.exit(1)
+    anyio.run(serve_stdio, workspace)
 
 
 def server_info_path(workspace: Path) -> Path:
@@ -284,41 +293,74 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-async def serve_http(workspace: Path, host: str, port: int, token: str | None) -> None:
-    """Serve streamable HTTP at /mcp until SIGTERM/SIGINT; the engine is shut down after."""
+class _StopSignals:
+    """The signal handler main_http installs: records the signal and stops a running uvicorn.
+
+    uvicorn handles SIGTERM/SIGINT itself while it serves, then re-raises them once it has shut
+    down; with the default handler that would kill the process before the engine has stopped its
+    agents. This handler only records, so serve_http finishes the shutdown (or, for a signal that
+    arrives while the engine starts, never starts serving). SIGHUP, which uvicorn ignores, stops
+    it the same way.
+    """
+
+    def __init__(self) -> None:
+        self.received: list[int] = []
+        self.server: Any = None
+
+    def __call__(self, signum: int, _frame: object) -> None:
+        self.received.append(signum)
+        if self.server is not None:
+            self.server.should_exit = True
+
+
+async def serve_http(
+    workspace: Path, host: str, port: int, token: str | None, stop: _StopSignals | None = None
+) -> None:
+    """Serve streamable HTTP at /mcp until SIGTERM/SIGINT/SIGHUP; the engine is shut down after."""
     import uvicorn
 
     from boocode_mcp.engine import Engine
+    from boocode_mcp.workspace import ensure_repo
 
-    check_binding(host, token)
+    check_binding(host, token)  # again, for callers that skip main_http
+    repo = await ensure_repo(workspace)
     sock = _bind(host, port)
-    bound_port = sock.getsockname()[1]
-    url = f"http://{url_host(host)}:{bound_port}/mcp"
-    async with Engine.open(workspace) as engine:
-        server = build_server(engine)
-        app: Any = server.streamable_http_app(transport_security=transport_security(host), host=host)
-        if token:
-            app = BearerTokenMiddleware(app, token)
-        config = uvicorn.Config(app, log_level="warning", lifespan="on", access_log=False)
-        info = _claim_server_info(workspace, url, token)
+    url = f"http://{url_host(host)}:{sock.getsockname()[1]}/mcp"
+    try:
+        # Claimed before the engine starts, so a second server refuses before touching anything.
+        info = _claim_server_info(repo, url, token)
         try:
-            logger.warning("BooCode MCP serving %s at %s", workspace, url)
-            await uvicorn.Server(config).serve(sockets=[sock])
+            async with Engine.open(repo) as engine:
+                server = build_server(engine)
+                app: Any = server.streamable_http_app(transport_security=transport_security(host), host=host)
+                if token:
+                    app = BearerTokenMiddleware(app, token)
+                config = uvicorn.Config(app, log_level="warning", lifespan="on", access_log=False)
+                uv = uvicorn.Server(config)
+                if stop is not None:
+                    stop.server = uv
+                if stop is None or not stop.received:
+                    logger.warning("BooCode MCP serving %s at %s", repo, url)
+                    await uv.serve(sockets=[sock])
         finally:
             _release_server_info(info)
-            sock.close()
+    finally:
+        sock.close()
 
 
 def main_http(workspace: Path, host: str, port: int, token: str | None) -> None:
     """`boocode serve --http HOST:PORT [--token T]`."""
     _configure_logging()
-    # uvicorn re-raises the signal that stopped it once it has shut down; with the default
-    # handler that would kill the process before the engine has stopped its agents. A handler
-    # that only returns lets serve_http finish the shutdown.
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda _signum, _frame: None)
     try:
-        anyio.run(serve_http, workspace, host, port, token)
+        check_binding(host, token)
+    except BooCodeError as e:
+        print(f"boocode serve: {e}", file=sys.stderr)
+        sys.exit(2)
+    stop = _StopSignals()
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, stop)
+    try:
+        anyio.run(serve_http, workspace, host, port, token, stop)
     except BooCodeError as e:
         print(f"boocode serve: {e}", file=sys.stderr)
         sys.exit(1)

@@ -48,9 +48,9 @@ _SAY_RE = re.compile(r"\bsay\s+(\S+)", re.IGNORECASE)
 # qwen-code's environment context, and a few generic phrasings).
 _CWD_RES = (
     re.compile(r"[Ww]orking directory:\s*(/\S+)"),
-    re.compile(r"working in the directory:?\s*(/\S+?)[.\s]", re.IGNORECASE),
-    re.compile(r"current working directory(?: is)?:?\s*(/\S+?)[.\s]", re.IGNORECASE),
-    re.compile(r"<cwd>\s*(/\S+?)\s*</cwd>"),
+    re.compile(r"working in the directory:?\s*(/\S+)", re.IGNORECASE),
+    re.compile(r"current working directory(?: is)?:?\s*(/\S+)", re.IGNORECASE),
+    re.compile(r"<cwd>\s*(/[^<\s]+)\s*</cwd>"),
 )
 _WRITE_TOOL_NAMES = ("write", "write_file", "writefile", "create_file", "file_write", "str_replace_editor")
 _PATH_PROPS = ("file_path", "filePath", "absolute_path", "path", "filename", "file")
@@ -121,7 +121,7 @@ def _tool_schema(tool: dict[str, Any]) -> dict[str, Any]:
 
 def find_write_tool(tools: list[Any]) -> dict[str, Any] | None:
     """The agent's own file-writing tool: an exact well-known name first, then any 'write' tool."""
-    by_name = {name.lower(): t for t in tools if (name := _tool_name(t))}
+    by_name: dict[str, dict[str, Any]] = {name.lower(): t for t in tools if (name := _tool_name(t))}
     for name in _WRITE_TOOL_NAMES:
         if name in by_name:
             return by_name[name]
@@ -137,7 +137,8 @@ def find_cwd(messages: list[dict[str, Any]]) -> str | None:
         text = message_text(message)
         for pattern in _CWD_RES:
             if m := pattern.search(text):
-                return m.group(1).rstrip("/.,;:") or "/"
+                # Paths may hold dots (".boocode/worktrees/..."); only trailing punctuation goes.
+                return m.group(1).rstrip("/.,;:'\"`)") or "/"
     return None
 
 

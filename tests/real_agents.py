@@ -69,8 +69,12 @@ def ensure_installed(name: str) -> Path:
     )
     if proc.returncode != 0 or not binary.exists():
         output = (proc.stdout + proc.stderr)[-2000:]
-        if _UNREACHABLE.search(output):
-            raise RegistryUnreachableError(f"npm registry unreachable while installing {name}: {output}")
+        cause = next((line.strip() for line in output.splitlines() if _UNREACHABLE.search(line)), None)
+        if cause is not None:
+            raise RegistryUnreachableError(
+                f"cannot install {name}: the npm registry is unreachable ({cause}); "
+                f"run scripts/install-agents.sh when it is"
+            )
         raise RuntimeError(f"installing {name} failed (exit {proc.returncode}): {output}")
     return binary
 
@@ -187,15 +191,15 @@ def setup_for(name: str, binary: Path, base_url: str, scratch: Path) -> AgentSet
     return {"opencode": opencode_setup, "qwen": qwen_setup}[name](binary, base_url, scratch)
 
 
-def write_workspace_config(workspace: Path, setups: Sequence[AgentSetup], *, extra: str = "") -> Path:
+def write_workspace_config(
+    workspace: Path, setups: Sequence[AgentSetup], *, policy: str = "auto", timeout_s: float = 300
+) -> Path:
     """Write <workspace>/.boocode/config.toml naming the given agents (first one is the default)."""
     cfg_dir = workspace / ".boocode"
     cfg_dir.mkdir(parents=True, exist_ok=True)
     parts = [f"default_agent = {_toml_str(setups[0].name)}\n"] if setups else []
     parts += [s.config_toml() for s in setups]
-    parts.append('[permissions]\npolicy = "auto"\n')
-    if extra:
-        parts.append(extra)
+    parts.append(f"[permissions]\npolicy = {_toml_str(policy)}\ntimeout_s = {timeout_s}\n")
     path = cfg_dir / "config.toml"
     path.write_text("\n".join(parts))
     return path
@@ -303,6 +307,7 @@ async def direct_agent(
             limit=50 * 1024 * 1024,
         )
     client = DirectClient(cwd)
+    conn = None
     try:
         assert proc.stdin is not None and proc.stdout is not None
         conn = connect_to_agent(client, proc.stdin, proc.stdout)  # type: ignore[arg-type]
@@ -316,6 +321,9 @@ async def direct_agent(
         yield DirectAgent(proc, conn, client, init, log_path)
     finally:
         await close_agent(proc, grace_s=close_grace_s)
+        if conn is not None:
+            # Stops the connection's receive and send tasks, which would otherwise be left pending.
+            await conn.close()
 
 
 async def close_agent(proc: asyncio.subprocess.Process, *, grace_s: float) -> str:
@@ -392,20 +400,24 @@ class BooCodeMcp:
     async def spawn(self, prompt: str, **arguments: Any) -> dict[str, Any]:
         return await self.call("spawn_subagent", prompt=prompt, **arguments)
 
-    async def wait_status(self, subagent_id: str, statuses: frozenset[str] = TERMINAL) -> dict[str, Any]:
+    async def wait_status(
+        self, subagent_id: str, statuses: frozenset[str] = TERMINAL, *, session_id: str | None = None
+    ) -> dict[str, Any]:
         """Poll subagent_status (each call bounded by the server) until the run reaches a status.
 
         Unbounded by itself: callers bound it with anyio.fail_after.
         """
         while True:
-            status = await self.call("subagent_status", subagent_id=subagent_id, wait_seconds=10)
+            status = await self.call(
+                "subagent_status", subagent_id=subagent_id, wait_seconds=10, session_id=session_id
+            )
             if status["status"] in statuses:
                 return status
 
     async def run(self, prompt: str, **arguments: Any) -> dict[str, Any]:
         """Spawn and wait for the run to finish; the final subagent_status."""
         spawned = await self.spawn(prompt, wait_seconds=30, **arguments)
-        return await self.wait_status(spawned["subagent_id"])
+        return await self.wait_status(spawned["subagent_id"], session_id=spawned["session_id"])
 
     async def resource(self, uri: str) -> Any:
         result = await self.client.read_resource(uri)
@@ -416,6 +428,37 @@ class BooCodeMcp:
         if isinstance(data, dict) and "agent_sessions" in data:
             return list(data["agent_sessions"])
         return list(data) if isinstance(data, list) else [data]
+
+
+def group_members(pgid: int) -> list[int]:
+    """Live (non-zombie) processes of a process group, from /proc."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            # The command name may hold spaces and parentheses; fields after it are fixed.
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if fields[0] != "Z" and int(fields[2]) == pgid:
+            members.append(int(stat.parent.name))
+    return members
+
+
+async def wait_group_gone(pgid: int, within: float = 15.0) -> None:
+    """Wait until no process of the group runs; AssertionError naming the survivors otherwise.
+
+    A process group's end has no event to wait on from outside, so /proc is polled (off the
+    event loop), bounded by `within`.
+    """
+
+    def poll() -> list[int]:
+        deadline = time.monotonic() + within
+        while (left := group_members(pgid)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return left
+
+    survivors = await anyio.to_thread.run_sync(poll)
+    assert not survivors, f"agent process group {pgid} outlived BooCode: {survivors}"
 
 
 @contextlib.asynccontextmanager
@@ -446,10 +489,17 @@ async def boocode_mcp(workspace: Path, scratch: Path, log_path: Path) -> AsyncIt
 # -- pytest fixtures (import the *_fixture functions into a test module to use them) ----------
 
 
+# An unreachable registry is tried once per test session, not once per test.
+_UNINSTALLABLE: dict[str, RegistryUnreachableError] = {}
+
+
 def _installed_or_skip(name: str) -> Path:
+    if name in _UNINSTALLABLE:
+        pytest.skip(str(_UNINSTALLABLE[name]))
     try:
         return ensure_installed(name)
     except RegistryUnreachableError as e:
+        _UNINSTALLABLE[name] = e
         pytest.skip(str(e))
 
 

@@ -42,12 +42,13 @@ ACPX = Path.home() / ".cache" / "boocode-agents" / "acpx" / "node_modules" / ".b
 TURN_TIMEOUT = 60
 
 
-def configure(repo: Path, *, policy: str = "ask") -> Path:
+def configure(repo: Path, *, env: str = "{}") -> Path:
     boo = repo / ".boocode"
     boo.mkdir(exist_ok=True)
+    # policy "deny": a permission that reaches the editor proves the ACP front end asked it.
     (boo / "config.toml").write_text(
         f'default_agent = "fixture"\n\n[agents.fixture]\ncommand = {json.dumps(sys.executable)}\n'
-        f"args = [{json.dumps(str(FIXTURE_AGENT))}]\n\n[permissions]\npolicy = {json.dumps(policy)}\n"
+        f'args = [{json.dumps(str(FIXTURE_AGENT))}]\nenv = {env}\n\n[permissions]\npolicy = "deny"\n'
     )
     return repo
 
@@ -97,15 +98,17 @@ class RecordingClient:
 
 
 @contextlib.asynccontextmanager
-async def boocode_acp(workspace: Path, client: RecordingClient, *extra: str) -> AsyncIterator[Any]:
+async def boocode_acp(
+    workspace: Path, client: RecordingClient, *extra: str, workspace_arg: bool = True
+) -> AsyncIterator[Any]:
     """`boocode acp --workspace WS` as a child process, connected through the SDK's client side."""
     log = (workspace.parent / "acp-stderr.log").open("ab")
     proc = await asyncio.create_subprocess_exec(
         str(BOOCODE),
         "acp",
-        "--workspace",
-        str(workspace),
+        *(["--workspace", str(workspace)] if workspace_arg else []),
         *extra,
+        cwd=workspace.parent,
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         stderr=log,
@@ -143,6 +146,8 @@ async def test_one_shot_turn_streams_updates_with_workspace_paths(workspace: Pat
         sid = (await conn.new_session(cwd=str(workspace), mcp_servers=[])).session_id
         resp = await prompt(conn, sid, "write hello.txt hi there")
     assert resp.stop_reason == "end_turn"
+    # The editor learns BooCode's commands before the first turn's output.
+    assert isinstance(client.updates[0], AvailableCommandsUpdate)
     starts = [u for u in client.updates if isinstance(u, ToolCallStart)]
     assert starts, client.updates
     # The agent worked in the chat's worktree; the editor sees the workspace path.
@@ -152,6 +157,23 @@ async def test_one_shot_turn_streams_updates_with_workspace_paths(workspace: Pat
     assert "patch" in text and "hello.txt" in text and "+1" in text
     assert set(client.commands()) >= {"apply", "discard", "patches", "status", "agent"}
     assert not (workspace / "hello.txt").exists()  # nothing lands until /apply
+
+
+async def test_workspace_is_the_editors_cwd_without_workspace_option(workspace: Path) -> None:
+    client = RecordingClient()
+    async with boocode_acp(workspace, client, "--agent", "fixture", workspace_arg=False) as conn:
+        sid = (await conn.new_session(cwd=str(workspace / "src"), mcp_servers=[])).session_id
+        await prompt(conn, sid, "write from-cwd.txt x")
+        assert "from-cwd.txt" in client.messages()
+        await prompt(conn, sid, "/apply")
+    # The git repository above the editor's cwd is the workspace.
+    assert (workspace / "from-cwd.txt").read_text() == "x"
+
+
+async def test_unknown_agent_option_refuses_new_session(workspace: Path) -> None:
+    async with boocode_acp(workspace, RecordingClient(), "--agent", "no-such-agent") as conn:
+        with pytest.raises(RequestError, match="no-such-agent"):
+            await conn.new_session(cwd=str(workspace), mcp_servers=[])
 
 
 async def test_session_persists_across_restarts_and_apply_lands_the_file(workspace: Path) -> None:
@@ -171,11 +193,29 @@ async def test_session_persists_across_restarts_and_apply_lands_the_file(workspa
         # The backend agent restored its own context through session/load.
         second.updates.clear()
         await prompt(conn, sid, "history")
-        assert "write notes.txt first note" in second.messages()
+        assert "history: 1 prompts: write notes.txt first note" in second.messages()
+        assert "context" not in second.messages()
+        # The backend's own session/load replay is BooCode's business, not the editor's.
+        assert not any(isinstance(u, UserMessageChunk) for u in second.updates)
         second.updates.clear()
         await prompt(conn, sid, "/apply")
         assert "applied" in second.messages()
     assert (workspace / "notes.txt").read_text() == "first note"
+
+
+async def test_next_turn_says_when_the_agent_lost_its_context(git_repo: Path) -> None:
+    workspace = configure(git_repo, env='{ FIXTURE_NO_LOAD = "1" }')
+    async with boocode_acp(workspace, RecordingClient()) as conn:
+        sid = (await conn.new_session(cwd=str(workspace), mcp_servers=[])).session_id
+        await prompt(conn, sid, "remember me")
+    client = RecordingClient()
+    async with boocode_acp(workspace, client) as conn:
+        await conn.load_session(cwd=str(workspace), session_id=sid, mcp_servers=[])
+        client.updates.clear()
+        await prompt(conn, sid, "history")
+    text = client.messages()
+    assert "history: 0 prompts" in text  # a fresh agent session ...
+    assert text.index("context") < text.index("history: 0 prompts")  # ... announced before it speaks
 
 
 async def test_apply_conflict_is_reported_and_workspace_untouched(workspace: Path) -> None:

@@ -462,3 +462,58 @@ async def test_close_during_a_turn_ends_it(tmp_path: Path, worktree: Path) -> No
         # The fixture honours the cancel that close() sends first.
         assert outcome[0].stop_reason == "cancelled"
         assert backend.status == "closed"
+
+
+async def test_cancel_while_the_agent_is_still_starting_skips_the_turn(
+    tmp_path: Path, worktree: Path
+) -> None:
+    async with open_backend(tmp_path, worktree) as backend:
+        results: list[Any] = []
+        started = anyio.Event()
+
+        async def run() -> None:
+            started.set()
+            results.append(await backend.prompt("remember this", Recorder(), ALLOW))
+
+        with anyio.fail_after(20):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(run)
+                await started.wait()
+                assert backend.busy and backend.pid is None
+                await backend.cancel()
+        assert results[0].stop_reason == "cancelled"
+        # The prompt never reached the agent.
+        _, rec = await turn(backend, "history")
+        assert rec.text == "history: 0 prompts: "
+
+
+async def test_crash_takes_the_agents_terminals_with_it(tmp_path: Path, worktree: Path) -> None:
+    async with open_backend(tmp_path, worktree) as backend:
+        _, rec = await turn(backend, "terminal-bg sleep 60")
+        assert rec.text.startswith("terminal term-")
+        (pgid,) = backend.terminal_pgids()
+        assert procs.group_alive(pgid)
+        with pytest.raises(AgentCrashedError):
+            await turn(backend, "crash")
+        assert not procs.group_alive(pgid) and backend.terminal_pgids() == []
+
+
+async def test_close_while_the_agent_is_starting_leaves_no_process(tmp_path: Path, worktree: Path) -> None:
+    backend = WarmAcpBackend(chat_id="c", agent=fixture_agent(), cwd=worktree, log_dir=tmp_path / "logs")
+    errors: list[BaseException] = []
+    started = anyio.Event()
+
+    async def run() -> None:
+        started.set()
+        try:
+            await backend.prompt("hello", Recorder(), ALLOW)
+        except AgentCrashedError as e:
+            errors.append(e)
+
+    with anyio.fail_after(20):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(run)
+            await started.wait()
+            await backend.close()
+    assert len(errors) == 1 and "was closed" in str(errors[0])
+    assert backend.status == "closed" and backend.pid is None

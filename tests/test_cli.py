@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import select
@@ -15,11 +16,14 @@ from typing import Any
 
 import pytest
 
+from boocode_mcp.cli_render import Renderer
 from boocode_mcp.views import AgentInfo, ApplyResult, MemoryHit, PatchView, SubagentView
 from tests.conftest import FIXTURE_AGENT, git
 
 BOOCODE = Path(sys.executable).parent / "boocode"
 TIMEOUT = 90
+# subagent_status with an id: the subagent's fields, and its list form's field null.
+STATUS_FIELDS = {*SubagentView.model_fields, "subagents"}
 
 
 def configure(repo: Path) -> Path:
@@ -110,7 +114,8 @@ def test_run_ls_show_patches_apply_in_process(workspace: Path) -> None:
     shown = boo(workspace, "show", sub["subagent_id"][:8])
     assert "wrote hello.txt" in shown.stdout and "+hi from the cli" in shown.stdout
     assert not any(ch in shown.stdout for ch in "\x1b│┃")  # not a terminal: plain text
-    assert boo_json(workspace, "show", sub["subagent_id"])["subagent_id"] == sub["subagent_id"]
+    shown_json = boo_json(workspace, "show", sub["subagent_id"])
+    assert set(shown_json) == STATUS_FIELDS and shown_json["subagent_id"] == sub["subagent_id"]
 
     patches = boo_json(workspace, "patches")
     assert set(patches) == {"patches"}
@@ -130,13 +135,18 @@ def test_run_ls_show_patches_apply_in_process(workspace: Path) -> None:
 
 def test_run_json_and_follow_up_in_the_same_chat(workspace: Path) -> None:
     first = json.loads(boo(workspace, "run", "pid", "--no-server", "--json").stdout)
-    assert set(first) == set(SubagentView.model_fields)
+    assert set(first) == STATUS_FIELDS
     assert first["status"] == "completed"
     second = json.loads(
         boo(workspace, "run", "history", "--chat", first["chat_id"], "--no-server", "--json").stdout
     )
     assert second["chat_id"] == first["chat_id"]
     assert "pid" in second["final_message"]  # the agent remembered the chat's first turn
+    other = json.loads(boo(workspace, "run", "another chat", "--no-server", "--json").stdout)
+    assert other["session_id"] != first["session_id"]
+    mine = boo_json(workspace, "ls", "--session", first["session_id"])["subagents"]
+    assert {r["subagent_id"] for r in mine} == {first["subagent_id"], second["subagent_id"]}
+    assert len(boo_json(workspace, "ls")["subagents"]) == 3  # without --session: every session
 
 
 def test_errors_are_one_line_and_non_zero(workspace: Path) -> None:
@@ -166,6 +176,7 @@ def test_refused_apply_leaves_workspace_untouched(workspace: Path) -> None:
 
 def test_background_server_keeps_the_agent_warm(workspace: Path) -> None:
     first = json.loads(boo(workspace, "run", "pid", "--json").stdout)
+    assert set(first) == STATUS_FIELDS  # subagent_status's object, over MCP
     info = json.loads((workspace / ".boocode" / "server.json").read_text())
     assert info["token"] and info["url"].startswith("http://127.0.0.1:")
     second = json.loads(boo(workspace, "run", "pid", "--chat", first["chat_id"][:8], "--json").stdout)
@@ -178,6 +189,14 @@ def test_background_server_keeps_the_agent_warm(workspace: Path) -> None:
     applied = boo_json(workspace, "apply", write["patch_id"])  # through the server
     assert applied["applied"] == [write["patch_id"]]
     assert (workspace / "warm.txt").read_text() == "warm"
+    agent_pid = int(first["final_message"].split()[-1])
+    agent = os.pidfd_open(agent_pid)
+    try:
+        kill_server(workspace)
+        # The server took its agent down with it.
+        assert select.select([agent], [], [], 30)[0], f"agent {agent_pid} outlived its server"
+    finally:
+        os.close(agent)
 
 
 def test_idle_server_exits_by_itself(workspace: Path) -> None:
@@ -207,10 +226,29 @@ def test_live_chat_is_refused_from_another_process(workspace: Path) -> None:
         assert slow.stderr is not None
         seen = read_until(slow.stderr.fileno(), lambda text: "(chat " in text and "chunk" in text)
         chat = seen.split("(chat ")[1].split(")")[0]
-        assert chat is not None
         refused = boo(workspace, "run", "x", "--chat", chat, "--no-server", check=False)
         assert chat in one_line_error(refused)
         os.kill(slow.pid, signal.SIGINT)  # Ctrl-C cancels the run
+        assert slow.wait(timeout=60) != 0
+    finally:
+        if slow.poll() is None:
+            os.killpg(slow.pid, signal.SIGKILL)
+            slow.wait()
+    [run] = boo_json(workspace, "ls")["subagents"]
+    assert run["status"] == "cancelled"
+
+
+def test_ctrl_c_cancels_a_run_on_the_background_server(workspace: Path) -> None:
+    slow = subprocess.Popen(
+        [str(BOOCODE), "run", "slow 2000 20", "--workspace", str(workspace)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    try:
+        assert slow.stderr is not None
+        read_until(slow.stderr.fileno(), lambda text: "chunk" in text)  # progress from the server
+        os.kill(slow.pid, signal.SIGINT)
         assert slow.wait(timeout=60) != 0
     finally:
         if slow.poll() is None:
@@ -233,6 +271,23 @@ def test_agents_traces_memory_json_shapes(workspace: Path) -> None:
     hits = boo_json(workspace, "memory", "search", "zebra")
     assert set(hits) == {"hits"}
     assert hits["hits"] and set(hits["hits"][0]) == set(MemoryHit.model_fields)
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_diff_is_colored_on_a_terminal_and_plain_otherwise(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TERM", "xterm-256color")
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    diff = "diff --git a/x b/x\n--- a/x\n+++ b/x\n@@ -1 +1 @@\n-old\n+new\n"
+    tty = _Terminal()
+    Renderer(tty).diff(diff)
+    assert "\x1b[" in tty.getvalue() and "+new" in tty.getvalue()
+    plain = io.StringIO()
+    Renderer(plain).diff(diff)
+    assert plain.getvalue() == diff
 
 
 def test_help_documents_every_option() -> None:

@@ -230,3 +230,62 @@ async def test_apply_and_discard_refuse_patches_that_are_not_pending(
         with pytest.raises(InvalidRequestError, match="not both"):
             await engine.apply_pending(sid, patch_ids=[run.patch_id], chat_id=run.chat_id)
         assert not (git_repo / "d.txt").exists()
+
+
+async def test_cancel_while_awaiting_permission_answers_it_cancelled(
+    git_repo: Path, user_config: Path
+) -> None:
+    write_config(git_repo, policy="ask")
+    async with Engine.open(git_repo, user_config=user_config) as engine:
+        sid = await engine.ensure_session()
+        view = await engine.spawn(sid, "permission")
+        waiting = await wait_for_status(engine, sid, view.subagent_id, "awaiting_permission")
+        assert waiting.pending_permission is not None
+        with anyio.fail_after(TIMEOUT_S):
+            done = await engine.cancel(sid, view.subagent_id)
+        assert done.status == "cancelled" and done.pending_permission is None
+        cur = await engine.db.execute(
+            "SELECT status FROM permissions WHERE id = ?", (waiting.pending_permission.request_id,)
+        )
+        row = await cur.fetchone()
+        assert row is not None and row["status"] == "cancelled"
+        with pytest.raises(InvalidRequestError, match="has finished"):
+            await engine.respond_permission(sid, view.subagent_id, waiting.pending_permission.request_id, "0")
+
+
+async def test_cancel_of_an_agent_that_ignores_it_still_ends_the_run(
+    git_repo: Path, user_config: Path
+) -> None:
+    write_config(git_repo)
+    async with Engine.open(git_repo, user_config=user_config) as engine:
+        sid = await engine.ensure_session()
+        streaming = anyio.Event()
+        view = await engine.spawn(sid, "hang", on_event=lambda ev: streaming.set())
+        with anyio.fail_after(TIMEOUT_S):
+            await streaming.wait()
+            await engine.cancel(sid, view.subagent_id)
+            done = await engine.wait_finished(sid, view.subagent_id)
+        assert done.status == "cancelled"
+        assert done.error is not None and "session/cancel" in done.error
+        again = await finished(engine, sid, (await engine.spawn(sid, "hi", chat_id=view.chat_id)).subagent_id)
+        assert again.status == "completed"
+
+
+async def test_discard_takes_the_work_out_of_the_chat_so_the_next_patch_lacks_it(
+    git_repo: Path, user_config: Path
+) -> None:
+    write_config(git_repo)
+    async with Engine.open(git_repo, user_config=user_config) as engine:
+        sid = await engine.ensure_session()
+        run = await finished(engine, sid, (await engine.spawn(sid, "write bad.txt nope")).subagent_id)
+        assert run.patch_id is not None
+        await engine.discard(sid, run.patch_id)
+        chat = next(c for c in await engine.chats(sid) if c.id == run.chat_id)
+        assert not (Path(chat.worktree) / "bad.txt").exists()
+        nxt = await finished(
+            engine, sid, (await engine.spawn(sid, "write good.txt yes", chat_id=run.chat_id)).subagent_id
+        )
+        assert nxt.patch_id is not None
+        patch = await engine.get_patch(sid, nxt.patch_id)
+        assert [f.path for f in patch.files] == ["good.txt"]
+        assert patch.parent_patch_id is None  # the discarded patch is not its parent

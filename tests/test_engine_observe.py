@@ -101,17 +101,31 @@ async def test_finished_runs_are_searchable_in_memory(git_repo: Path, user_confi
         assert [h.id for h in hits if h.source == "subagent"] == [f"subagent:{run.subagent_id}"]
 
 
-async def test_model_and_mode_are_recorded_when_the_backend_cannot_switch(
+async def test_model_and_mode_reach_the_agent_through_its_spec_or_are_recorded(
     git_repo: Path, user_config: Path
 ) -> None:
     write_config(git_repo)
+    config = git_repo / ".boocode" / "config.toml"
+    config.write_text(
+        config.read_text().replace("[permissions]", 'model_env = "FIXTURE_MODEL"\n[permissions]')
+    )
     async with Engine.open(git_repo, user_config=user_config) as engine:
         sid = await engine.ensure_session()
+        first = await finished(engine, sid, (await engine.spawn(sid, "pid")).subagent_id)
         run = await finished(
-            engine, sid, (await engine.spawn(sid, "hi", model="big-model", mode="plan")).subagent_id
+            engine,
+            sid,
+            (
+                await engine.spawn(sid, "pid", chat_id=first.chat_id, model="big-model", mode="plan")
+            ).subagent_id,
         )
         assert run.status == "completed"
-        assert run.session_note is not None and "big-model" in run.session_note
+        # A new model means a new agent process, started with the spec's variable set.
+        assert run.final_message != first.final_message
+        environ = (await anyio.Path(f"/proc/{run.final_message}/environ").read_bytes()).split(b"\0")
+        assert b"FIXTURE_MODEL=big-model" in environ
+        assert run.session_note is not None and "mode 'plan' recorded but not applied" in run.session_note
+        assert "model" not in run.session_note
         cur = await engine.db.execute("SELECT model, mode FROM subagents WHERE id = ?", (run.subagent_id,))
         row = await cur.fetchone()
         assert row is not None and (row["model"], row["mode"]) == ("big-model", "plan")
@@ -148,3 +162,14 @@ async def test_a_chat_continues_after_a_restart_and_says_when_context_was_lost(
         )
         assert lost.status == "completed"
         assert lost.session_note is not None and "could not restore" in lost.session_note
+
+
+async def test_usage_reported_by_the_agent_reaches_the_status(git_repo: Path, user_config: Path) -> None:
+    write_config(git_repo)
+    async with Engine.open(git_repo, user_config=user_config) as engine:
+        sid = await engine.ensure_session()
+        run = await finished(engine, sid, (await engine.spawn(sid, "usage")).subagent_id)
+        assert run.usage is not None
+        assert (run.usage.input_tokens, run.usage.output_tokens) == (11, 7)
+        plain = await finished(engine, sid, (await engine.spawn(sid, "hi")).subagent_id)
+        assert plain.usage is None

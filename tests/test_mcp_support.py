@@ -88,8 +88,9 @@ async def call(client: Client, tool: str, **args: Any) -> dict[str, Any]:
     r = await client.call_tool(tool, args)
     text = r.content[0].text if r.content and hasattr(r.content[0], "text") else ""
     assert not r.is_error, f"{tool}({args}) failed: {text}"
-    assert r.structured_content is not None
-    return r.structured_content
+    out: dict[str, Any] | None = r.structured_content
+    assert out is not None
+    return out
 
 
 async def call_error(client: Client, tool: str, **args: Any) -> str:
@@ -105,14 +106,16 @@ async def wait_for(
     subagent_id: str,
     statuses: set[str] | frozenset[str],
     *,
-    timeout: float = 30,
+    within: float = 30,
     **extra: Any,
 ) -> dict[str, Any]:
     """Poll subagent_status (its own bounded wait) until the run reaches one of `statuses`."""
-    with anyio.fail_after(timeout):
+    with anyio.fail_after(within):
         s = await call(client, "subagent_status", subagent_id=subagent_id, **extra)
         while s["status"] not in statuses:
-            assert s["status"] not in TERMINAL, f"run ended {s['status']} ({s.get('error')}), wanted {statuses}"
+            assert s["status"] not in TERMINAL, (
+                f"run ended {s['status']} ({s.get('error')}), wanted {statuses}"
+            )
             s = await call(client, "subagent_status", subagent_id=subagent_id, wait_seconds=5, **extra)
         return s
 
@@ -120,7 +123,8 @@ async def wait_for(
 async def run_turn(client: Client, prompt: str, **args: Any) -> dict[str, Any]:
     """Spawn a run and wait until it finishes; returns its final status."""
     spawned = await call(client, "spawn_subagent", prompt=prompt, wait_seconds=20, **args)
-    return await wait_for(client, spawned["subagent_id"], TERMINAL)
+    extra = {"session_id": args["session_id"]} if "session_id" in args else {}
+    return await wait_for(client, spawned["subagent_id"], TERMINAL, **extra)
 
 
 def process_running(pid: int) -> bool:
@@ -131,6 +135,10 @@ def process_running(pid: int) -> bool:
         return False
     # The state letter follows the parenthesised command name, which may itself hold spaces.
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def command_line(pid: int) -> bytes:
+    return Path(f"/proc/{pid}/cmdline").read_bytes()
 
 
 def parent_pid(pid: int) -> int:

@@ -187,8 +187,17 @@ async def test_unchanged_files_are_not_reread_or_rewritten(db: aiosqlite.Connect
     # A new mtime with the same bytes is re-read and hashed, but nothing is re-indexed.
     bump_mtime(paths[0])
     touched = await index.refresh_notes()
-    assert (touched.files_touched, touched.files_indexed, touched.entries_written) == (1, 0, 0)
+    assert (touched.files_unchanged, touched.files_touched, touched.files_indexed) == (4, 1, 0)
+    assert touched.entries_written == 0
     assert await memory_rows(db) == rows
+
+
+async def test_undecodable_note_is_indexed_with_replacement(db: aiosqlite.Connection, notes: Path) -> None:
+    note = notes / "latin1.md"
+    note.write_bytes(b"# Caf\xe9 menu\nespresso \xff\xfe and\x00 more\n")
+    index = MemoryIndex(db, [notes])
+    assert (await index.refresh_notes()).files_indexed == 1
+    assert await ids(index, "espresso") == [f"note:{note}#1"]
 
 
 async def test_search_refreshes_notes_by_itself(db: aiosqlite.Connection, notes: Path) -> None:
@@ -234,7 +243,7 @@ async def test_refresh_inside_another_tasks_transaction(db: aiosqlite.Connection
     assert await ids(index, "connection") == [f"note:{note}#1"]
 
 
-async def test_concurrent_searches_share_one_refresh(db: aiosqlite.Connection, notes: Path) -> None:
+async def test_concurrent_searches_all_see_the_notes(db: aiosqlite.Connection, notes: Path) -> None:
     for i in range(20):
         write(notes / f"n{i}.md", f"# Note {i}\nconcurrency {i}\n")
     index = MemoryIndex(db, [notes], refresh_interval_s=3600)
@@ -273,6 +282,20 @@ async def test_subagent_transcript_is_searchable_at_once(db: aiosqlite.Connectio
     assert hit.title == "Add retry with backoff to the uploader"
     assert hit.created_at == 1_700_000_000.0
     assert hit.path is None
+
+
+async def test_subagent_needs_an_id(db: aiosqlite.Connection) -> None:
+    index = MemoryIndex(db, [])
+    with pytest.raises(InvalidRequestError, match="subagent_id"):
+        await index.index_subagent(
+            subagent_id="",
+            agent="a",
+            prompt="p",
+            final_message=None,
+            tool_titles=[],
+            files=[],
+            created_at=0.0,
+        )
 
 
 async def test_reindexing_a_subagent_replaces_it(db: aiosqlite.Connection) -> None:

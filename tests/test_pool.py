@@ -354,6 +354,26 @@ async def test_background_tick_evicts_idle_backends(tmp_path: Path) -> None:
         pid = pids_of([b])[0]
         with anyio.fail_after(10):
             # Polling: the point is that nothing but the pool's own tick task closes it.
-            while pool.peek("c1", "fx") is not None:  # noqa: ASYNC110
+            while b.status != "closed":  # noqa: ASYNC110
                 await anyio.sleep(0.02)
-        assert b.status == "closed" and not procs.group_alive(pid)
+        assert pool.peek("c1", "fx") is None and not procs.group_alive(pid)
+
+
+async def test_different_env_replaces_an_idle_backend_keeping_context(
+    tmp_path: Path, db: aiosqlite.Connection
+) -> None:
+    wt = await make_chat(db, "c1", tmp_path / "wt")
+    async with make_pool(tmp_path, db) as pool:
+        a = await pool.get("c1", "fx", wt, env={"MODEL": "m1"})
+        await say(a, "remember fig")
+        await pool.sync()
+        row1 = await agent_sessions.get(db, "c1", "fx")
+        assert await pool.get("c1", "fx", wt, env={"MODEL": "m1"}) is a
+        assert await pool.get("c1", "fx", wt) is a
+        b = await pool.get("c1", "fx", wt, env={"MODEL": "m2"})
+        assert b is not a and a.status == "closed"
+        assert await say(b, "history") == "history: 1 prompts: remember fig"
+        await pool.sync()
+        row2 = await agent_sessions.get(db, "c1", "fx")
+        assert row1 is not None and row2 is not None
+        assert row1.config_hash and row2.config_hash and row1.config_hash != row2.config_hash

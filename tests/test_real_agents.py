@@ -16,11 +16,13 @@ import pytest
 
 from tests.model_server import ModelServer, RequestRecord
 from tests.real_agents import (  # noqa: F401 - pytest fixtures
+    TERMINAL,
     AgentSetup,
     boocode_mcp,
     model_server_fixture,
     real_agent_fixture,
     setup_for,
+    wait_group_gone,
     write_workspace_config,
 )
 
@@ -28,7 +30,7 @@ pytestmark = [pytest.mark.anyio, pytest.mark.real_agents]
 
 # One turn against the stub model takes a few seconds including a cold agent start; these bounds
 # leave room for a slow CI machine and still fail a hang quickly.
-TEST_S = 120
+TEST_S = 180
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,9 @@ async def test_text_turn(ws: Workspace) -> None:
     with anyio.fail_after(TEST_S):
         async with boocode_mcp(ws.repo, ws.scratch, ws.log("boocode.log")) as bc:
             status = await bc.run("please say hello-boocode", agent=ws.agent)
+            [session] = await bc.agent_sessions(status["chat_id"])
+        # The agent (spawned as the leader of its own group) died with the server.
+        await wait_group_gone(session["pid"])
     assert status["status"] == "completed", status
     assert status["agent"] == ws.agent
     assert "hello-boocode" in (status["final_message"] or "")
@@ -133,6 +138,7 @@ async def test_follow_up_after_restart_resumes_session(ws: Workspace) -> None:
             [before] = await bc.agent_sessions(first["chat_id"])
             await ws.setup.wait_recorded("restart-marker")
         # A new BooCode server process on the same workspace: the old agent died with the old server.
+        await wait_group_gone(before["pid"])
         async with boocode_mcp(ws.repo, ws.scratch, ws.log("boocode-2.log")) as bc:
             mark = ws.server.mark()
             second = await bc.run("say two", chat_id=first["chat_id"], session_id=first["session_id"])
@@ -143,3 +149,29 @@ async def test_follow_up_after_restart_resumes_session(ws: Workspace) -> None:
     assert after["acp_session_id"] == before["acp_session_id"]
     turn = [r for r in ws.server.since(mark) if r.kind == "text"]
     assert turn and "restart-marker" in turn[-1].all_text()
+
+
+@pytest.mark.parametrize("real_agent", ["qwen"], indirect=True)  # opencode asks no permission by default
+async def test_permission_question_answered_over_mcp(ws: Workspace) -> None:
+    write_workspace_config(ws.repo, [ws.setup], policy="ask")
+    with anyio.fail_after(TEST_S):
+        async with boocode_mcp(ws.repo, ws.scratch, ws.log("boocode.log")) as bc:
+            spawned = await bc.spawn("write file asked.txt with allowed-content", agent=ws.agent)
+            asking = await bc.wait_status(
+                spawned["subagent_id"], frozenset({"awaiting_permission", *TERMINAL})
+            )
+            assert asking["status"] == "awaiting_permission", asking
+            pending = asking["pending_permission"]
+            # qwen's own option ids; BooCode passes them through with their ACP kinds.
+            kinds = {o["kind"]: o["option_id"] for o in pending["options"]}
+            assert {"allow_once", "reject_once"} <= set(kinds), pending
+            await bc.call(
+                "respond_permission",
+                subagent_id=spawned["subagent_id"],
+                request_id=pending["request_id"],
+                option_id=kinds["allow_once"],
+            )
+            done = await bc.wait_status(spawned["subagent_id"])
+            patches = (await bc.call("list_patches", chat_id=spawned["chat_id"]))["patches"]
+    assert done["status"] == "completed", done
+    assert [f["path"] for p in patches for f in p["files"]] == ["asked.txt"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -15,7 +16,7 @@ from boocode_mcp import procs, workspace
 from boocode_mcp.engine import Engine
 from boocode_mcp.errors import InvalidRequestError
 from boocode_mcp.store import chats, open_db, sessions, subagents
-from tests.test_engine_runs import finished, user_config, write_config
+from tests.test_engine_runs import TIMEOUT_S, finished, user_config, write_config
 
 pytestmark = pytest.mark.anyio
 
@@ -167,3 +168,90 @@ async def test_shutdown_mid_run_marks_it_interrupted(git_repo: Path, user_config
         b = await subagents.get(db, sid, queued.subagent_id)
         assert a is not None and a.status == "interrupted" and a.error and "shut down" in a.error
         assert b is not None and b.status == "interrupted"
+
+
+OWNER_SCRIPT = """
+import sys, anyio
+from pathlib import Path
+from boocode_mcp.engine import Engine
+
+async def main() -> None:
+    async with Engine.open(Path(sys.argv[1]), user_config=Path(sys.argv[2])) as engine:
+        sid = await engine.ensure_session()
+        streaming = anyio.Event()
+        view = await engine.spawn(sid, "write half.txt half")
+        await engine.wait_finished(sid, view.subagent_id)
+        slow = await engine.spawn(
+            sid, "slow 100000 20", chat_id=view.chat_id, on_event=lambda e: streaming.set()
+        )
+        await streaming.wait()
+        print(sid, slow.subagent_id, slow.chat_id, flush=True)
+        await anyio.sleep_forever()
+
+anyio.run(main)
+"""
+
+
+async def test_a_killed_owner_process_is_recovered_by_the_next_one(git_repo: Path, user_config: Path) -> None:
+    write_config(git_repo)
+    owner = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        OWNER_SCRIPT,
+        str(git_repo),
+        str(user_config),
+        stdout=asyncio.subprocess.PIPE,
+        cwd=str(Path(__file__).parent.parent),
+    )
+    try:
+        assert owner.stdout is not None
+        with anyio.fail_after(TIMEOUT_S):
+            line = (await owner.stdout.readline()).decode()
+        sid, run_id, chat_id = line.split()
+    finally:
+        owner.kill()  # SIGKILL: no cleanup of any kind
+        await owner.wait()
+    async with open_db(git_repo / ".boocode" / "boocode.db") as db:
+        cur = await db.execute("SELECT pgid FROM agent_sessions WHERE chat_id = ?", (chat_id,))
+        row = await cur.fetchone()
+        assert row is not None and row["pgid"] is not None
+        agent_group = int(row["pgid"])
+    # The agent outlived its owner, in its own group. A pidfd becomes readable when it exits (it
+    # may linger as a zombie: its new parent need not reap it).
+    agent_exit = os.pidfd_open(agent_group)
+    try:
+        async with Engine.open(git_repo, user_config=user_config) as engine:
+            assert agent_group in engine.recovery.killed_groups
+            with anyio.fail_after(5):
+                await anyio.wait_readable(agent_exit)
+            await check_recovered(engine, sid, run_id, chat_id, owner.pid)
+    finally:
+        os.close(agent_exit)
+
+
+async def check_recovered(engine: Engine, sid: str, run_id: str, chat_id: str, owner_pid: int) -> None:
+    """The dead owner's run is interrupted, its record kept, and its chat goes on."""
+    view = await engine.status(sid, run_id)
+    assert view.status == "interrupted" and view.error and f"pid {owner_pid}" in view.error
+    assert view.activity.event_count > 0  # what it did before it died is still there
+    # The chat goes on; the agent restarts and loads its session.
+    again = await finished(engine, sid, (await engine.spawn(sid, "history", chat_id=chat_id)).subagent_id)
+    assert again.status == "completed"
+    assert again.final_message is not None and "write half.txt half" in again.final_message
+
+
+async def test_a_reused_pid_is_not_mistaken_for_the_owner(
+    git_repo: Path, user_config: Path, sleeper: asyncio.subprocess.Process
+) -> None:
+    write_config(git_repo)
+    db_path = git_repo / ".boocode" / "boocode.db"
+    await seed_run(
+        db_path, git_repo, session_id="s", chat_id="c", run_id="r", owner_pid=sleeper.pid, status="running"
+    )
+    async with open_db(db_path) as db:
+        # The run was written long before the process now holding that pid was started.
+        await db.execute("UPDATE subagents SET created_at = created_at - 3600 WHERE id = 'r'")
+    async with Engine.open(git_repo, user_config=user_config) as engine:
+        assert "r" in engine.recovery.interrupted
+        assert (await engine.status("s", "r")).status == "interrupted"
+    assert sleeper.returncode is None  # an unrelated process is never signalled

@@ -8,12 +8,15 @@ from pathlib import Path
 
 import pytest
 
+from boocode_mcp.errors import WorkspaceError
 from boocode_mcp.workspace import (
     ApplyConflict,
     apply_patches,
     create_worktree,
     diff_worktree,
+    rebaseline,
 )
+from boocode_mcp.workspace import apply as apply_module
 from tests.conftest import git
 
 pytestmark = pytest.mark.anyio
@@ -114,7 +117,9 @@ async def test_new_file_that_already_exists_conflicts(git_repo: Path) -> None:
     patch = await _patch(git_repo, "c1", {"notes.txt": b"agent\n"})
     (git_repo / "notes.txt").write_text("user\n")
     outcome = await apply_patches(git_repo, [("p1", patch)])
-    assert outcome.conflicts == (ApplyConflict("p1", "notes.txt", "notes.txt: already exists in working directory"),)
+    assert outcome.conflicts == (
+        ApplyConflict("p1", "notes.txt", "notes.txt: already exists in working directory"),
+    )
     assert (git_repo / "notes.txt").read_text() == "user\n"
 
 
@@ -173,7 +178,10 @@ async def test_commit_message_commits_exactly_the_touched_files(git_repo: Path) 
 
 
 async def test_paths_leaving_the_workspace_are_refused(git_repo: Path) -> None:
-    evil = "diff --git a/../evil.txt b/../evil.txt\nnew file mode 100644\n--- /dev/null\n+++ b/../evil.txt\n@@ -0,0 +1 @@\n+x\n"
+    evil = (
+        "diff --git a/../evil.txt b/../evil.txt\nnew file mode 100644\n"
+        "--- /dev/null\n+++ b/../evil.txt\n@@ -0,0 +1 @@\n+x\n"
+    )
     outcome = await apply_patches(git_repo, [("p1", evil)])
     assert outcome.conflicts == (ApplyConflict("p1", "../evil.txt", "the path leaves the workspace"),)
     assert not (git_repo.parent / "evil.txt").exists()
@@ -183,7 +191,10 @@ async def test_symlinked_directory_leaving_the_workspace_is_refused(git_repo: Pa
     outside = tmp_path / "outside"
     outside.mkdir()
     (git_repo / "link").symlink_to(outside)
-    patch = "diff --git a/link/x.txt b/link/x.txt\nnew file mode 100644\n--- /dev/null\n+++ b/link/x.txt\n@@ -0,0 +1 @@\n+x\n"
+    patch = (
+        "diff --git a/link/x.txt b/link/x.txt\nnew file mode 100644\n"
+        "--- /dev/null\n+++ b/link/x.txt\n@@ -0,0 +1 @@\n+x\n"
+    )
     outcome = await apply_patches(git_repo, [("p1", patch)])
     assert [c.file for c in outcome.conflicts] == ["link/x.txt"]
     assert list(outside.iterdir()) == []
@@ -216,8 +227,6 @@ async def test_file_in_the_way_of_a_new_directory_conflicts(git_repo: Path) -> N
 async def test_failure_while_writing_restores_every_file(
     git_repo: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from boocode_mcp.workspace import apply as apply_module
-
     patch = await _patch(
         git_repo, "c1", {"README.md": None, "a/new.txt": b"new\n", "src/app.py": b"changed\n"}
     )
@@ -234,8 +243,51 @@ async def test_failure_while_writing_restores_every_file(
         real_place(src, dst)
 
     monkeypatch.setattr(apply_module, "_place", failing_place)
-    with pytest.raises(OSError, match="No space left"):
+    with pytest.raises(WorkspaceError, match=r"could not write src/app.py: No space left.*restored"):
         await apply_patches(git_repo, [("p1", patch)])
     monkeypatch.setattr(apply_module, "_place", real_place)
     assert _snapshot(git_repo) == before
     assert not (git_repo / "a").exists()
+
+
+async def test_crlf_and_unicode_paths_apply(git_repo: Path) -> None:
+    (git_repo / "wín dows.txt").write_bytes(b"one\r\ntwo\r\n")
+    git(git_repo, "add", "-A")
+    git(git_repo, "commit", "-qm", "crlf")
+    patch = await _patch(git_repo, "c1", {"wín dows.txt": b"one\r\nTWO\r\n", "日本/新.md": b"x\n"})
+    outcome = await apply_patches(git_repo, [("p1", patch)])
+    assert outcome.conflicts == ()
+    assert (git_repo / "wín dows.txt").read_bytes() == b"one\r\nTWO\r\n"
+    assert (git_repo / "日本" / "新.md").read_bytes() == b"x\n"
+
+
+async def test_conflict_on_a_unicode_path_names_it(git_repo: Path) -> None:
+    (git_repo / "é.txt").write_text("a\n")
+    git(git_repo, "add", "-A")
+    git(git_repo, "commit", "-qm", "unicode")
+    patch = await _patch(git_repo, "c1", {"é.txt": b"b\n"})
+    (git_repo / "é.txt").write_text("user\n")
+    outcome = await apply_patches(git_repo, [("p1", patch)])
+    assert [c.file for c in outcome.conflicts] == ["é.txt"]
+
+
+async def test_commit_and_rebaseline_work_without_a_git_identity(
+    git_repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    git(git_repo, "config", "--unset", "user.name")
+    git(git_repo, "config", "--unset", "user.email")
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(tmp_path / "no-global-config"))
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    monkeypatch.setenv("EMAIL", "")
+    for name in ("GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL", "GIT_COMMITTER_NAME", "GIT_COMMITTER_EMAIL"):
+        monkeypatch.delenv(name, raising=False)
+    wt = await create_worktree(git_repo, "c1")
+    (wt.path / "README.md").write_text("# agent\n")
+    patch = await diff_worktree(wt.path, wt.base_sha)
+
+    outcome = await apply_patches(git_repo, [("p1", patch)], commit_message="agent work")
+    await rebaseline(wt.path, wt.base_sha, patch)
+
+    assert outcome.commit_sha is not None
+    author = git(git_repo, "log", "-1", "--format=%an <%ae>").strip()
+    assert author == "BooCode <boocode@localhost>"

@@ -9,7 +9,6 @@ import tempfile
 from pathlib import Path
 
 import anyio
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -205,7 +204,8 @@ def _content(draw: st.DrawFn, name: str) -> bytes:
     lines = draw(st.lists(_LINES, max_size=25))
     eol = "\r\n" if draw(st.integers(0, 4)) == 0 else "\n"
     text = eol.join(lines)
-    if lines and draw(st.booleans()):
+    terminated: bool = draw(st.booleans())
+    if lines and terminated:
         text += eol
     return text.encode()
 
@@ -318,13 +318,13 @@ def test_parse_round_trips_through_git(
         git(repo, "add", "-A")
         git(repo, "commit", "-q", "--allow-empty", "-m", "base")
         git(repo, "clone", "-q", str(repo), str(Path(tmp) / "clone"))
-        for name, data in final.items():
+        for name, content in final.items():
             path = repo / name
-            if data is None:
+            if content is None:
                 path.unlink()
             else:
                 path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_bytes(data)
+                path.write_bytes(content)
 
         text = _staged_diff(repo)
         parsed = parse_unified_diff(text)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import shutil
 from pathlib import Path
 
+import anyio
 import pytest
 
 from boocode_mcp.errors import WorkspaceError
@@ -40,7 +42,7 @@ async def test_missing_directory_is_named(tmp_path: Path) -> None:
 
 
 async def test_ensure_repo_finds_toplevel_from_a_subdirectory(git_repo: Path) -> None:
-    assert await ensure_repo(git_repo / "src") == git_repo.resolve()
+    assert await ensure_repo(git_repo / "src") == await anyio.Path(git_repo).resolve()
 
 
 async def test_capture_head(git_repo: Path) -> None:
@@ -49,7 +51,7 @@ async def test_capture_head(git_repo: Path) -> None:
 
 async def test_capture_head_without_commits_says_what_to_do(tmp_path: Path) -> None:
     git(tmp_path, "init", "-q")
-    with pytest.raises(WorkspaceError, match="no commit yet.*--allow-empty"):
+    with pytest.raises(WorkspaceError, match=r"no commit yet.*--allow-empty"):
         await capture_head(tmp_path)
 
 
@@ -67,7 +69,7 @@ async def test_exclude_is_idempotent_and_leaves_gitignore_alone(git_repo: Path) 
 async def test_create_worktree_on_new_branch_from_head(git_repo: Path) -> None:
     head = await capture_head(git_repo)
     wt = await create_worktree(git_repo, "chat-1")
-    assert wt.path == worktree_path(git_repo.resolve(), "chat-1")
+    assert wt.path == worktree_path(Path(await anyio.Path(git_repo).resolve()), "chat-1")
     assert (wt.branch, wt.base_sha) == ("boocode/chat-1", head)
     assert (wt.path / "src" / "app.py").read_text() == "def main():\n    return 1\n"
     assert git(wt.path, "rev-parse", "--abbrev-ref", "HEAD").strip() == "boocode/chat-1"
@@ -97,7 +99,6 @@ async def test_diff_includes_untracked_and_leaves_worktree_index_alone(git_repo:
     (wt.path / "pic.bin").write_bytes(b"\0\1\2" * 100)
     (wt.path / ".boocode").mkdir()
     (wt.path / ".boocode" / "scratch").write_text("never in a patch\n")
-    index = wt.path / ".git"
     own_index = Path(git(wt.path, "rev-parse", "--git-path", "index").strip())
     own_index = own_index if own_index.is_absolute() else wt.path / own_index
     before = hashlib.sha256(own_index.read_bytes()).hexdigest()
@@ -107,7 +108,6 @@ async def test_diff_includes_untracked_and_leaves_worktree_index_alone(git_repo:
     parsed = parse_unified_diff(text)
     assert sorted(f.path for f in parsed.files) == ["new.txt", "pic.bin", "src/app.py"]
     assert hashlib.sha256(own_index.read_bytes()).hexdigest() == before
-    assert index.is_file()
     # The agent's own view of its worktree is untouched: the new file is still untracked to git.
     assert "?? new.txt" in git(wt.path, "status", "--porcelain")
 
@@ -198,9 +198,20 @@ async def test_remove_after_rebaseline_counts_as_clean(git_repo: Path) -> None:
 
 
 async def test_recreate_after_directory_deleted_by_hand(git_repo: Path) -> None:
-    import shutil
-
     wt = await create_worktree(git_repo, "c1")
     shutil.rmtree(wt.path)
     again = await create_worktree(git_repo, "c1")
     assert (again.path / "README.md").exists()
+
+
+async def test_main_workspace_diff_never_sees_worktrees(git_repo: Path) -> None:
+    wt = await create_worktree(git_repo, "c1")
+    (wt.path / "agent.txt").write_text("inside the chat's worktree\n")
+    assert await diff_worktree(git_repo, wt.base_sha) == ""
+    assert not await is_dirty(git_repo, wt.base_sha)
+
+
+async def test_list_ignores_worktrees_that_are_not_boocodes(git_repo: Path, tmp_path: Path) -> None:
+    git(git_repo, "worktree", "add", "-q", str(tmp_path / "users-own"), "-b", "feature")
+    wt = await create_worktree(git_repo, "c1")
+    assert await list_worktrees(git_repo) == [wt.path]

@@ -149,6 +149,8 @@ class WarmAcpBackend:
         self._turn_done.set()
         self._prompt_task: asyncio.Task[PromptResponse] | None = None
         self._cancel_gave_up = False
+        # cancel() arrived while prompt() was still starting the agent: the turn must not begin.
+        self._cancel_requested = False
         # Usage: this backend's totals, and the last cumulative session cost the agent reported.
         self._input_tokens = 0
         self._output_tokens = 0
@@ -192,6 +194,11 @@ class WarmAcpBackend:
     def note(self) -> str | None:
         return self._note
 
+    @property
+    def env(self) -> dict[str, str]:
+        """The caller's environment additions this backend was created with."""
+        return dict(self._env)
+
     def touch(self) -> None:
         """Count as activity now (the pool calls this when it hands the backend out)."""
         self._last_active = time.time()
@@ -234,10 +241,10 @@ class WarmAcpBackend:
 
     async def ensure_session(self) -> SessionInfo:
         if self._closed:
-            raise AgentCrashedError(
-                f"agent {self._agent.name!r} for chat {self._chat_id} was closed; ask the pool for a new one"
-            )
+            raise self._closed_error()
         async with self._start_lock:
+            if self._closed:
+                raise self._closed_error()
             if self._alive() and self._session_id is not None:
                 return self._info("reused")
             if self._proc is not None:
@@ -276,11 +283,16 @@ class WarmAcpBackend:
                     limit=STDOUT_LIMIT,
                 )
             except OSError as e:
+                self._set_status("crashed")
                 raise AgentCrashedError(
                     f"agent {self._agent.name!r} could not be started ({self._agent.program}: "
                     f"{e.strerror or e}); check `boocode agents`"
                 ) from e
         assert proc.stdin is not None and proc.stdout is not None
+        if self._closed:
+            # close() ran while the process was being spawned and could not see it.
+            await procs.terminate_group(proc, grace_s=0.5)
+            raise self._closed_error()
         self._proc = proc
         client = WorktreeClient(self._cwd, self._terminals, self._route_update, self._route_permission)
         # WorktreeClient is a plain class on purpose (SDK-FACTS 2.6-d), so it is not an acp.Client.
@@ -292,7 +304,7 @@ class WarmAcpBackend:
                 return await self._handshake(self._conn)
         except TimeoutError:
             await self._teardown()
-            self._set_status("crashed")
+            self._start_failed()
             raise AgentCrashedError(
                 f"agent {self._agent.name!r} (pid {proc.pid}) did not finish starting within "
                 f"{self._start_timeout:.0f} s; see log {self.log_path}"
@@ -300,14 +312,16 @@ class WarmAcpBackend:
         except ConnectionError:
             code = await self._reap(proc)
             await self._teardown()
-            self._set_status("crashed")
+            if self._closed:
+                raise self._closed_error() from None
+            self._start_failed()
             raise AgentCrashedError(
                 f"agent {self._agent.name!r} (pid {proc.pid}) {_describe_exit(code)} while starting; "
                 f"see log {self.log_path}"
             ) from None
         except RequestError as e:
             await self._teardown()
-            self._set_status("crashed")
+            self._start_failed()
             raise AgentTurnError(
                 f"agent {self._agent.name!r} refused to start a session ({e.code}: {e}); "
                 f"see log {self.log_path}"
@@ -316,6 +330,15 @@ class WarmAcpBackend:
             with anyio.CancelScope(shield=True):
                 await self._teardown()
             raise
+
+    def _start_failed(self) -> None:
+        if not self._closed:
+            self._set_status("crashed")
+
+    def _closed_error(self) -> AgentCrashedError:
+        return AgentCrashedError(
+            f"agent {self._agent.name!r} for chat {self._chat_id} was closed; ask the pool for a new one"
+        )
 
     async def _handshake(self, conn: ClientSideConnection) -> SessionInfo:
         spec = self._agent.spec
@@ -365,6 +388,8 @@ class WarmAcpBackend:
         """Notice the process exiting; closing the connection fails whatever request is pending."""
         await proc.wait()
         if self._proc is proc and not self._closed:
+            # Whatever the agent left in its group (tool processes, MCP servers) goes with it.
+            procs.kill_group(proc.pid)
             self._status = "crashed"
             self._changed()
         with contextlib.suppress(Exception):
@@ -463,6 +488,7 @@ class WarmAcpBackend:
                 "wait for it or cancel it first"
             )
         self._busy = True
+        self._cancel_requested = False
         self._turn_done = asyncio.Event()
         try:
             await self.ensure_session()
@@ -480,6 +506,8 @@ class WarmAcpBackend:
     async def _run_turn(self, text: str, on_event: EventSink, permissions: PermissionHandler) -> TurnResult:
         conn, proc, sid = self._conn, self._proc, self._session_id
         assert conn is not None and proc is not None and sid is not None
+        if self._cancel_requested:
+            return TurnResult(stop_reason="cancelled")
         turn = _Turn(sink=on_event, permissions=permissions, cost_at_start=self._cost, scopes=set())
         self._turn = turn
         self._last_active = time.time()
@@ -517,6 +545,8 @@ class WarmAcpBackend:
 
     async def _crashed(self, proc: asyncio.subprocess.Process) -> AgentCrashedError:
         code = await self._reap(proc)
+        procs.kill_group(proc.pid)
+        await self._terminals.close_all()
         if not self._closed:
             self._status = "crashed"
             self._changed()
@@ -564,6 +594,11 @@ class WarmAcpBackend:
     async def cancel(self) -> None:
         turn, task = self._turn, self._prompt_task
         if turn is None or task is None:
+            if self._busy:
+                # prompt() is still starting the agent; it will see this before sending the prompt.
+                self._cancel_requested = True
+                with anyio.move_on_after(self._cancel_timeout):
+                    await self._turn_done.wait()
             return
         await self._cancel_turn(turn, task)
         # Return only once prompt() has finished, so the session can take the next prompt.

@@ -8,6 +8,8 @@ long as `async with pool`; leaving it disposes of every backend, so no agent pro
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import logging
 import os
 import sqlite3
@@ -25,7 +27,7 @@ from boocode_mcp.agents.acp_backend import CANCEL_TIMEOUT_S, BackendState, WarmA
 from boocode_mcp.agents.backend import AgentBackend
 from boocode_mcp.agents.lifecycle import PoolEntry, choose_evictions
 from boocode_mcp.agents.registry import AgentRegistry
-from boocode_mcp.config import PoolConfig
+from boocode_mcp.config import AgentSpec, PoolConfig
 from boocode_mcp.errors import InvalidRequestError
 from boocode_mcp.store import agent_sessions as rows
 from boocode_mcp.store.agent_sessions import AgentSessionRow
@@ -34,6 +36,14 @@ log = logging.getLogger(__name__)
 
 Key = tuple[str, str]
 MAX_TICK_S = 30.0
+
+
+def config_hash(spec: AgentSpec, env: Mapping[str, str]) -> str:
+    """A fingerprint of how an agent was launched, recorded so a later look can tell it changed."""
+    blob = json.dumps(
+        {"spec": spec.model_dump(mode="json"), "env": dict(sorted(env.items()))}, sort_keys=True
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 class AgentPool:
@@ -64,6 +74,7 @@ class AgentPool:
         self._last_session: dict[Key, str] = {}
         # Usage totals the row held before this pool's backend took over (the backend counts its own).
         self._base_rows: dict[Key, AgentSessionRow] = {}
+        self._config_hashes: dict[Key, str] = {}
         self._pending: dict[Key, AgentSessionRow] = {}
         self._wake = asyncio.Event()
         self._write_lock = asyncio.Lock()
@@ -99,34 +110,47 @@ class AgentPool:
 
     # --- public API -----------------------------------------------------------------------
 
-    async def get(self, chat_id: str, agent: str, cwd: Path) -> AgentBackend:
-        """The warm backend of (chat, agent), created if needed (the process starts on first use)."""
+    async def get(
+        self, chat_id: str, agent: str, cwd: Path, *, env: Mapping[str, str] | None = None
+    ) -> AgentBackend:
+        """The warm backend of (chat, agent), created if needed (the process starts on first use).
+
+        `env` (e.g. a model chosen through the spec's model_env) is added to the agent's
+        environment; an idle backend started with a different `env` is replaced, keeping its
+        session (loaded again where the agent supports it).
+        """
         resolved = self._registry.resolve(agent)
-        if self._disposed:
-            raise InvalidRequestError("the agent pool is shut down; no new agent sessions can start")
         if self._db is not None and self._tg is None:
             raise InvalidRequestError("AgentPool with a database must be used as `async with AgentPool(...)`")
         key = (chat_id, agent)
+        wanted_env = {**self._env, **(env or {})}
         async with self._get_lock:
+            if self._disposed:
+                raise InvalidRequestError("the agent pool is shut down; no new agent sessions can start")
             existing = self._backends.get(key)
             if existing is not None and existing.status != "closed":
-                # Being handed out counts as use: the caller is about to prompt it.
-                existing.touch()
-                return existing
+                if env is None or existing.env == wanted_env or existing.busy:
+                    # Being handed out counts as use: the caller is about to prompt it.
+                    existing.touch()
+                    return existing
+                await self._close_keys([key])
             resume = await self._resume_id(key)
             await self._evict(reserve=1)
+            mine: list[WarmAcpBackend] = []
             backend = WarmAcpBackend(
                 chat_id=chat_id,
                 agent=resolved,
                 cwd=cwd,
                 log_dir=self._log_dir,
                 resume_session_id=resume,
-                env=self._env,
-                on_state=lambda state: self._on_state(key, state),
+                env=wanted_env,
+                on_state=lambda state: self._on_state(key, state, mine),
                 cancel_timeout_s=self._cancel_timeout,
             )
+            mine.append(backend)
             self._backends[key] = backend
-            self._on_state(key, backend.state())
+            self._config_hashes[key] = config_hash(resolved.spec, wanted_env)
+            self._on_state(key, backend.state(), mine)
             await self.sync()
             return backend
 
@@ -137,13 +161,14 @@ class AgentPool:
         return list(self._backends.values())
 
     async def close_chat(self, chat_id: str) -> None:
-        keys = [k for k in self._backends if k[0] == chat_id]
-        await self._close_keys(keys)
+        async with self._get_lock:
+            await self._close_keys([k for k in self._backends if k[0] == chat_id])
 
     async def dispose(self) -> None:
         """Close every backend (and so every agent process group); the pool takes no new work."""
         self._disposed = True
-        await self._close_keys(list(self._backends))
+        async with self._get_lock:
+            await self._close_keys(list(self._backends))
         await self.sync()
 
     async def sync(self) -> None:
@@ -213,9 +238,13 @@ class AgentPool:
                 tg.start_soon(close_one, backend)
         await self.sync()
 
-    def _on_state(self, key: Key, state: BackendState) -> None:
+    def _on_state(self, key: Key, state: BackendState, source: list[WarmAcpBackend]) -> None:
         """Called synchronously by backends; queues the row for the writer (never awaits)."""
         if self._db is None:
+            return
+        current = self._backends.get(key)
+        if current is not None and source and current is not source[0]:
+            # A replaced backend finishing late must not overwrite its successor's row.
             return
         base = self._base_rows.get(key) or AgentSessionRow(chat_id=key[0], agent=key[1])
         self._pending[key] = base.with_(
@@ -224,6 +253,7 @@ class AgentPool:
             pid=state.pid,
             pgid=state.pgid,
             owner_pid=self.owner_pid,
+            config_hash=self._config_hashes.get(key, base.config_hash),
             last_active_at=state.last_active,
             load_supported=state.load_supported,
             note=state.note,

@@ -139,8 +139,8 @@ class MemoryIndex:
             return await self._refresh_locked()
 
     async def _refresh_locked(self) -> RefreshStats:
-        cur = await self._db.execute("SELECT path, mtime_ns, size, hash FROM memory_files")
-        known = {str(r[0]): _Known(int(r[1]), int(r[2]), str(r[3])) for r in await cur.fetchall()}
+        rows = await self._db.execute_fetchall("SELECT path, mtime_ns, size, hash FROM memory_files")
+        known = {str(r[0]): _Known(int(r[1]), int(r[2]), str(r[3])) for r in rows}
         seen = await anyio.to_thread.run_sync(_scan, self._note_dirs)
         moved = [
             p
@@ -202,8 +202,9 @@ class MemoryIndex:
             raise InvalidRequestError("index_subagent needs a subagent_id")
         title = _subagent_title(prompt) or f"{agent} run {subagent_id}"
         parts = [prompt.strip(), (final_message or "").strip()]
-        parts.append("\n".join(t.strip() for t in tool_titles if t.strip()))
-        parts.append("\n".join(f.strip() for f in files if f.strip()))
+        # Once each: a run that read one file fifty times is not fifty times more about it.
+        parts.append("\n".join(dict.fromkeys(t.strip() for t in tool_titles if t.strip())))
+        parts.append("\n".join(dict.fromkeys(f.strip() for f in files if f.strip())))
         body = "\n\n".join(p for p in parts if p)
         tags = agent
         await self._db.execute(
@@ -236,20 +237,24 @@ class MemoryIndex:
 
     async def _search_parsed(self, parsed: ParsedQuery, limit: int, source: str | None) -> list[MemoryHit]:
         strict = parsed.match_all()
-        assert strict is not None  # parsed is not empty
+        if strict is None:
+            return []
         hits = await self._run_match(strict, limit, source)
         if not hits and (loose := parsed.match_any()) is not None:
             hits = await self._run_match(loose, limit, source)
         return hits
 
     async def _run_match(self, match: str, limit: int, source: str | None) -> list[MemoryHit]:
-        # Rank every match cheaply (rowid + bm25 only), keep the top `limit`, and only then build
-        # snippets: snippet() is costly, and evaluated before the sort it would run for every match.
-        cur = await self._db.execute(
+        # Rank every match cheaply (rowid + bm25, source/created_at from the covering index), keep
+        # the top `limit`, and only then build snippets: snippet() is costly, and evaluated before
+        # the sort it would run for every match. CROSS JOIN keeps `top` outermost so the second
+        # MATCH is a rowid seek per hit, not another scan of every match.
+        # execute_fetchall: one round trip to the connection's thread instead of two.
+        rows = await self._db.execute_fetchall(
             """
             WITH top AS MATERIALIZED (
                 SELECT memory_fts.rowid AS id, bm25(memory_fts, ?, ?, ?) AS rank, m.created_at AS created_at
-                FROM memory_fts JOIN memory AS m ON m.id = memory_fts.rowid
+                FROM memory_fts JOIN memory AS m INDEXED BY memory_rank ON m.id = memory_fts.rowid
                 WHERE memory_fts MATCH ? AND (? IS NULL OR m.source = ?)
                 ORDER BY rank, created_at DESC
                 LIMIT ?
@@ -276,7 +281,6 @@ class MemoryIndex:
                 match,
             ),
         )
-        rows = await cur.fetchall()
         hits = []
         for r in rows:
             body_snippet, best_snippet = str(r["body_snippet"] or ""), str(r["best_snippet"] or "")

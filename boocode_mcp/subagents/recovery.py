@@ -41,13 +41,45 @@ class RecoveryReport:
     kept_worktrees: tuple[Path, ...] = ()
 
 
-def run_owner_alive(owner_pid: int | None, subagent_id: str) -> bool:
-    """Whether the process that owns a live run row is still driving it."""
+# Clock skew allowed between a process's start time (as /proc reports it) and the rows it wrote.
+START_SLACK_S = 2.0
+
+
+def process_started_at(pid: int) -> float | None:
+    """When the process started (unix time), from /proc; None when unknown (or not Linux)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        boot = next(
+            float(line.split()[1])
+            for line in Path("/proc/stat").read_text().splitlines()
+            if line.startswith("btime ")
+        )
+    except (OSError, StopIteration, ValueError):
+        return None
+    fields = stat.rsplit(")", 1)[-1].split()
+    try:
+        ticks = int(fields[19])  # field 22 of the full line: starttime, in clock ticks after boot
+    except (IndexError, ValueError):
+        return None
+    return boot + ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _pid_is_owner(pid: int, since: float | None) -> bool:
+    """Whether `pid` is alive and is the process that wrote a row at time `since`: a process that
+    started after the row was written only inherited a reused pid."""
+    if not procs.pid_alive(pid):
+        return False
+    started = process_started_at(pid)
+    return since is None or started is None or started <= since + START_SLACK_S
+
+
+def run_owner_alive(owner_pid: int | None, subagent_id: str, since: float | None = None) -> bool:
+    """Whether the process that owns a live run row (created at `since`) is still driving it."""
     if owner_pid is None:
         return False
     if owner_pid == os.getpid():
         return subagent_id in LIVE_RUNS
-    return procs.pid_alive(owner_pid)
+    return _pid_is_owner(owner_pid, since)
 
 
 def _parent_pid(pid: int) -> int | None:
@@ -60,20 +92,20 @@ def _parent_pid(pid: int) -> int | None:
     return int(fields[1]) if len(fields) > 1 else None
 
 
-def _agent_owner_alive(owner_pid: int | None, pid: int | None) -> bool:
+def _agent_owner_alive(owner_pid: int | None, pid: int | None, since: float | None) -> bool:
     if owner_pid is None:
         return False
     if owner_pid == os.getpid():
         # Our own pid: alive only if the agent is a child of this very process (an earlier process
         # with our pid left orphans, which were re-parented away from us).
         return pid is not None and _parent_pid(pid) == os.getpid()
-    return procs.pid_alive(owner_pid)
+    return _pid_is_owner(owner_pid, since)
 
 
 async def interrupt_dead_runs(db: aiosqlite.Connection) -> list[str]:
     done: list[str] = []
     for row in await subagents.live(db):
-        if run_owner_alive(row.owner_pid, row.id):
+        if run_owner_alive(row.owner_pid, row.id, row.created_at):
             continue
         if await subagents.mark_interrupted_if_live(db, row.id, INTERRUPTED_ERROR.format(pid=row.owner_pid)):
             await permissions.cancel_pending_for(db, row.id)
@@ -85,10 +117,11 @@ async def reap_agent_sessions(db: aiosqlite.Connection) -> tuple[list[int], list
     killed: list[int] = []
     closed: list[tuple[str, str]] = []
     cur = await db.execute(
-        "SELECT chat_id, agent, pid, pgid, owner_pid FROM agent_sessions WHERE status != 'closed'"
+        "SELECT chat_id, agent, pid, pgid, owner_pid, last_active_at FROM agent_sessions"
+        " WHERE status != 'closed'"
     )
     for r in await cur.fetchall():
-        if _agent_owner_alive(r["owner_pid"], r["pid"]):
+        if _agent_owner_alive(r["owner_pid"], r["pid"], r["last_active_at"]):
             continue
         pgid = r["pgid"]
         if pgid is not None and procs.group_alive(pgid) and procs.kill_group(pgid):

@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-import os
 import time
 import uuid
 from collections.abc import Callable
@@ -26,6 +25,7 @@ from boocode_mcp import workspace
 from boocode_mcp.agents.backend import AgentBackend, EventSink, PermissionHandler, TurnResult
 from boocode_mcp.agents.events import AgentEvent
 from boocode_mcp.agents.pool import AgentPool
+from boocode_mcp.agents.registry import AgentRegistry
 from boocode_mcp.config import Config
 from boocode_mcp.errors import BooCodeError
 from boocode_mcp.memory import MemoryIndex
@@ -71,6 +71,7 @@ class Run:
     permission_handler: PermissionHandler | None = None
     status: str = "queued"
     started: bool = False
+    finished: bool = False
     backend: AgentBackend | None = None
     tool_titles: list[str] = dataclasses.field(default_factory=list)
     cancel_requested: anyio.Event = dataclasses.field(default_factory=anyio.Event)
@@ -95,6 +96,7 @@ class Runner:
         db: aiosqlite.Connection,
         repo: Path,
         config: Config,
+        registry: AgentRegistry,
         pool: AgentPool,
         memory: MemoryIndex | None,
         tracer: Tracer,
@@ -103,6 +105,7 @@ class Runner:
         self._db = db
         self._repo = repo
         self._config = config
+        self._registry = registry
         self._pool = pool
         self._memory = memory
         self._tracer = tracer
@@ -142,7 +145,7 @@ class Runner:
         async with recv:
             async for run_id in recv:
                 run = self.active.get(run_id)
-                if run is None or run.started:
+                if run is None or run.started or run.finished:
                     continue  # cancelled while queued
                 await self._execute(run)
 
@@ -195,10 +198,16 @@ class Runner:
             await run.done.wait()
 
     async def _finish_unstarted(self, run: Run, status: str, error: str | None) -> None:
-        if run.started or self.active.pop(run.id, None) is None:
+        if run.started or run.finished:
             return
-        LIVE_RUNS.discard(run.id)
+        run.finished = True
         await self._set_status(run, status, finished_at=time.time(), error=error)
+        self._release(run)
+
+    def _release(self, run: Run) -> None:
+        # Only after the final status is in the database: until then the chat must read as busy.
+        self.active.pop(run.id, None)
+        LIVE_RUNS.discard(run.id)
         run.done.set()
 
     # ------------------------------------------------------------------------------------ a turn
@@ -219,7 +228,10 @@ class Runner:
                         base = await self._prepare_worktree(run)
                         await self._turn(run, send, outcome)
                     except BooCodeError as e:
-                        outcome.status, outcome.error = "failed", str(e)
+                        # An agent that had to be killed because it ignored session/cancel was
+                        # still cancelled, as far as the caller is concerned.
+                        cancelled = run.cancel_requested.is_set()
+                        outcome.status, outcome.error = ("cancelled" if cancelled else "failed"), str(e)
                     except Exception as e:
                         log.exception("subagent %s failed", run.id)
                         outcome.status, outcome.error = "failed", f"internal error: {type(e).__name__}: {e}"
@@ -264,21 +276,32 @@ class Runner:
         if run.cancel_requested.is_set():
             outcome.status = "cancelled"
             return
-        backend = await self._pool.get(run.chat_id, run.agent, run.worktree)
+        notes: list[str] = []
+        # A model/mode reaches the agent through the environment variable its spec names (the pool
+        # restarts an idle agent whose environment changes, reloading its session); an agent
+        # without one gets the request recorded on the run, not applied.
+        spec = self._registry.spec(run.agent)
+        env: dict[str, str] = {}
+        for what, value, var in (("model", run.model, spec.model_env), ("mode", run.mode, spec.mode_env)):
+            if value is None:
+                continue
+            if var is not None:
+                env[var] = value
+            else:
+                notes.append(
+                    f"{what} {value!r} recorded but not applied: agent {run.agent!r} takes no {what}"
+                )
+        backend = await self._pool.get(run.chat_id, run.agent, run.worktree, env=env or None)
         run.backend = backend
         info = await backend.ensure_session()
         await self._pool.sync()
         self._agent_sessions_changed(run.chat_id)
-        notes: list[str] = []
         if info.origin == "fresh_after_restart":
-            notes.append(
+            notes.insert(
+                0,
                 "the agent could not restore this chat's earlier context (it cannot session/load it); "
-                "this turn started a fresh agent session"
+                "this turn started a fresh agent session",
             )
-        if run.model or run.mode:
-            # The ACP backend has no model/mode switch; the request is recorded on the run.
-            asked = ", ".join(f"{k}={v!r}" for k, v in (("model", run.model), ("mode", run.mode)) if v)
-            notes.append(f"{asked} recorded; the {run.agent} backend does not switch model/mode per turn")
         send.send_nowait(
             (
                 SESSION_KIND,
@@ -370,6 +393,30 @@ class Runner:
     # ------------------------------------------------------------------------------ end of turn
 
     async def _finish(self, run: Run, outcome: _Outcome, base: str | None) -> None:
+        run.finished = True
+        try:
+            await self._write_final(run, outcome, base)
+        finally:
+            # Even if the final write failed or timed out: the run is no longer driven, and a row
+            # left live is closed as interrupted by the chat's next spawn.
+            self._release(run)
+        await self._pool.sync()
+        self._agent_sessions_changed(run.chat_id)
+        if self._memory is not None:
+            try:
+                await self._memory.index_subagent(
+                    subagent_id=run.id,
+                    agent=run.agent,
+                    prompt=run.prompt,
+                    final_message=run.digest.final_message or None,
+                    tool_titles=run.tool_titles,
+                    files=list(run.digest.files),
+                    created_at=time.time(),
+                )
+            except Exception:
+                log.exception("indexing subagent %s in memory failed", run.id)
+
+    async def _write_final(self, run: Run, outcome: _Outcome, base: str | None) -> None:
         patch_id: str | None = None
         try:
             if base is not None and await anyio.Path(run.worktree).is_dir():
@@ -380,52 +427,21 @@ class Runner:
             outcome.error = f"{outcome.error}; {note}" if outcome.error else note
             if outcome.status == "completed":
                 outcome.status = "failed"
-        digest = run.digest
-        result = outcome.result
-        usage = {
-            "input_tokens": result.input_tokens
-            if result and result.input_tokens is not None
-            else digest.input_tokens,
-            "output_tokens": (
-                result.output_tokens if result and result.output_tokens is not None else digest.output_tokens
-            ),
-            "cost": result.cost if result and result.cost is not None else digest.cost,
-        }
-        has_usage = any(v is not None for v in usage.values())
         trace_outcome = {"completed": "ok", "cancelled": "cancelled"}.get(outcome.status, "error")
         try:
             await self._tracer.end_turn(run.session_id, run.id, trace_outcome)
         except Exception:
             log.exception("closing the traces of %s failed", run.id)
-        self.active.pop(run.id, None)
-        LIVE_RUNS.discard(run.id)
-        finished = time.time()
         await self._set_status(
             run,
             outcome.status,
-            finished_at=finished,
+            finished_at=time.time(),
             stop_reason=outcome.stop_reason,
-            final_message=digest.final_message or None,
+            final_message=run.digest.final_message or None,
             error=outcome.error,
-            usage=usage if has_usage else None,
+            usage=_usage(outcome.result, run.digest),
             patch_id=patch_id,
         )
-        run.done.set()
-        await self._pool.sync()
-        self._agent_sessions_changed(run.chat_id)
-        if self._memory is not None:
-            try:
-                await self._memory.index_subagent(
-                    subagent_id=run.id,
-                    agent=run.agent,
-                    prompt=run.prompt,
-                    final_message=digest.final_message or None,
-                    tool_titles=run.tool_titles,
-                    files=list(digest.files),
-                    created_at=finished,
-                )
-            except Exception:
-                log.exception("indexing subagent %s in memory failed", run.id)
 
     async def _record_patch(self, run: Run, base: str, *, failed: bool) -> str | None:
         """The chat's worktree against its base as a pending patch superseding the chat's older
@@ -481,6 +497,21 @@ class Runner:
         return patch_id
 
 
+def _usage(result: TurnResult | None, digest: Digest) -> dict[str, Any] | None:
+    """The turn's usage: what the prompt response reported, else what usage updates said."""
+    usage = {
+        "input_tokens": digest.input_tokens,
+        "output_tokens": digest.output_tokens,
+        "cost": digest.cost,
+    }
+    if result is not None:
+        for name in usage:
+            value = getattr(result, name)
+            if value is not None:
+                usage[name] = value
+    return usage if any(v is not None for v in usage.values()) else None
+
+
 def new_run(
     *,
     subagent_id: str,
@@ -508,7 +539,3 @@ def new_run(
         on_event=on_event,
         permission_handler=permission_handler,
     )
-
-
-def owner_pid() -> int:
-    return os.getpid()

@@ -6,12 +6,12 @@ import logging
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import CallToolResult, TextContent
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 from boocode_mcp.errors import BooCodeError
 from boocode_mcp.tools.state import state_of
@@ -21,6 +21,12 @@ if TYPE_CHECKING:
     from boocode_mcp.tracing import McpCall
 
 logger = logging.getLogger(__name__)
+
+# Every tool that creates or reads subagents, chats, patches or traces takes this (DESIGN §3).
+SessionArg = Annotated[
+    str | None,
+    Field(description="BooCode session to act in; default: this connection's own session"),
+]
 
 
 @dataclass(frozen=True)

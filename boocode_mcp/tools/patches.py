@@ -8,8 +8,7 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp_types import CallToolResult, ToolAnnotations
 from pydantic import Field
 
-from boocode_mcp.tools.calls import tool_call
-from boocode_mcp.tools.subagents import SessionArg
+from boocode_mcp.tools.calls import SessionArg, tool_call
 from boocode_mcp.views import ApplyResult, PatchList, PatchStatus, PatchView
 
 

@@ -9,7 +9,7 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp_types import CallToolResult, ToolAnnotations
 from pydantic import BaseModel, ConfigDict, Field
 
-from boocode_mcp.tools.calls import clip, tool_call
+from boocode_mcp.tools.calls import SessionArg, clip, tool_call
 from boocode_mcp.views import (
     TERMINAL_STATUSES,
     Activity,
@@ -29,11 +29,6 @@ if TYPE_CHECKING:
 MAX_WAIT_SECONDS = 30.0
 STATUS_LIST_LIMIT = 50
 
-SessionArg = Annotated[
-    str | None,
-    Field(description="BooCode session to act in; default: this connection's own session"),
-]
-
 
 class _Out(BaseModel):
     model_config = ConfigDict(frozen=True)
@@ -46,7 +41,7 @@ class SpawnResult(_Out):
     session_id: str
     chat_id: str
     agent: str
-    worktree: str | None = Field(description="the chat's git worktree (null until it is created)")
+    worktree: str | None = Field(description="the chat's git worktree (created in the background)")
     status: SubagentStatus
     final_message: str | None = None
     patch_id: str | None = None

@@ -12,6 +12,7 @@ from boocode_mcp.workspace.worktrees import (
     list_worktrees,
     rebaseline,
     remove_worktree,
+    revert_worktree,
     worktree_path,
 )
 
@@ -36,5 +37,6 @@ __all__ = [
     "parse_unified_diff",
     "rebaseline",
     "remove_worktree",
+    "revert_worktree",
     "worktree_path",
 ]

@@ -150,6 +150,12 @@ def _write_all(repo: Path, scratch: Path, backup: Path, changes: Sequence[_Chang
             elif _lexists(target):
                 target.unlink()
                 _prune_empty_dirs(target.parent, repo)
+    except OSError as exc:
+        _restore(repo, backup, done, created)
+        failed = done[-1].path if done else "the workspace"
+        raise WorkspaceError(
+            f"could not write {failed}: {exc.strerror or exc}; every file was restored, nothing was applied"
+        ) from exc
     except BaseException:
         _restore(repo, backup, done, created)
         raise

@@ -309,30 +309,32 @@ def _read_hunk(lines: list[str], i: int, match: re.Match[str], current: _FileBui
     old_count = int(match.group(2)) if match.group(2) is not None else 1
     new_start = int(match.group(3))
     new_count = int(match.group(4)) if match.group(4) is not None else 1
-    body: list[str] = []
     old_left, new_left = old_count, new_count
+    additions = deletions = 0
     i += 1
+    start = i
     n = len(lines)
+    # The hot loop of a large diff: local counters, one slice at the end.
     while i < n and (old_left > 0 or new_left > 0):
-        line = lines[i]
-        tag = line[:1]
-        if tag == "-":
-            old_left -= 1
-            current.deletions += 1
-        elif tag == "+":
+        tag = lines[i][:1]
+        if tag == "+":
             new_left -= 1
-            current.additions += 1
-        elif tag == " " or line == "":
+            additions += 1
+        elif tag == "-":
+            old_left -= 1
+            deletions += 1
+        elif tag == " " or tag == "":
             # An empty line is a context line from `diff.suppressBlankEmpty`.
             old_left -= 1
             new_left -= 1
         elif tag != "\\":
             break
-        body.append(line)
         i += 1
     while i < n and lines[i].startswith("\\"):
-        body.append(lines[i])
         i += 1
+    body = lines[start:i]
+    current.additions += additions
+    current.deletions += deletions
     current.hunks.append(
         Hunk(old_start, old_count, new_start, new_count, match.group(5).rstrip("\r"), tuple(body))
     )

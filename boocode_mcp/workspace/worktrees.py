@@ -249,6 +249,30 @@ async def rebaseline(worktree: Path, base: str, diff: str) -> str:
     return sha
 
 
+async def revert_worktree(worktree: Path, diff: str) -> None:
+    """Take a discarded patch's changes back out of the worktree's files (reverse apply).
+
+    Only the worktree's files change, never its index; a patch that no longer reverses cleanly (the
+    files moved on since) is a WorkspaceError and nothing is written, since git apply is atomic.
+    """
+    if not diff.strip():
+        return
+    result = await run_git(
+        worktree,
+        "apply",
+        "-R",
+        "--binary",
+        "--whitespace=nowarn",
+        input=diff.encode("utf-8", "surrogateescape"),
+        check=False,
+    )
+    if result.returncode != 0:
+        raise WorkspaceError(
+            f"cannot discard the patch from worktree {worktree}: its files changed since the patch "
+            f"was recorded ({result.err}); nothing was changed"
+        )
+
+
 async def remove_worktree(repo: Path, chat_id: str, *, force: bool = False) -> bool:
     """Remove the chat's worktree, branch and base ref; False when it had none.
 

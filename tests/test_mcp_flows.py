@@ -1,9 +1,12 @@
-"""The MCP front end in-process (`Client(server)`), in both protocol eras, on the real engine."""
+"""The MCP tools and resources end to end: in-process (`Client(server)`) and over stdio against the
+installed `boocode-mcp` script, in both protocol eras, on the real engine and the fixture agent."""
 
 from __future__ import annotations
 
 import subprocess
 import warnings
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +14,7 @@ import anyio
 import mcp_types as types
 import pytest
 from mcp import Client
+from mcp.shared.subscriptions import ResourceUpdated
 
 from tests.test_mcp_support import (
     TERMINAL,
@@ -21,6 +25,7 @@ from tests.test_mcp_support import (
     inprocess_server,
     read_json,
     run_turn,
+    stdio_params,
     wait_for,
 )
 
@@ -32,14 +37,44 @@ def mode(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
+@pytest.fixture(params=["inprocess", "stdio"])
+def transport(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+Connect = Callable[..., Client]
+
+
+@asynccontextmanager
+async def connector(repo: Path, transport: str, mode: str) -> AsyncIterator[Connect]:
+    """Yields `connect(**client_options)`: a new client connection to the workspace's server.
+
+    In-process, every connection shares one engine; over stdio, each is its own `boocode-mcp`
+    process on the same workspace (and database).
+    """
+    if transport == "inprocess":
+        async with inprocess_server(repo) as server:
+            yield lambda **options: Client(server, mode=mode, **options)
+    else:
+        yield lambda **options: Client(stdio_params(repo), mode=mode, **options)
+
+
+def _out(tool: types.Tool) -> set[str]:
+    """The names of a tool's structured output fields."""
+    assert tool.output_schema is not None, tool.name
+    return set(tool.output_schema["properties"])
+
+
 def _status_porcelain(repo: Path) -> str:
     return subprocess.run(
         ["git", "status", "--porcelain"], cwd=repo, capture_output=True, text=True, check=True
     ).stdout
 
 
-async def test_list_tools_flat_arguments_and_output_schemas(git_repo: Path, mode: str) -> None:
-    async with inprocess_server(configure(git_repo)) as server, Client(server, mode=mode) as client:
+async def test_list_tools_flat_arguments_and_output_schemas(
+    git_repo: Path, transport: str, mode: str
+) -> None:
+    async with connector(configure(git_repo), transport, mode) as connect, connect() as client:
         tools = {t.name: t for t in (await client.list_tools()).tools}
     assert set(tools) == TOOL_NAMES
     for tool in tools.values():
@@ -59,20 +94,20 @@ async def test_list_tools_flat_arguments_and_output_schemas(git_repo: Path, mode
     assert spawn.input_schema["properties"]["wait_seconds"]["maximum"] == 30
     assert {
         "subagent_id", "session_id", "chat_id", "agent", "worktree", "status", "final_message", "patch_id"
-    } <= set(spawn.output_schema["properties"])  # fmt: skip
-    status_out = set(tools["subagent_status"].output_schema["properties"])
+    } <= _out(spawn)  # fmt: skip
+    status_out = _out(tools["subagent_status"])
     assert {
         "subagent_id", "chat_id", "agent", "status", "activity", "final_message", "stop_reason", "error",
         "usage", "patch_id", "pending_permission", "subagents",
     } <= status_out  # fmt: skip
-    assert set(tools["cancel_subagent"].output_schema["properties"]) == {"subagent_id", "status"}
-    assert set(tools["respond_permission"].output_schema["properties"]) == {"subagent_id", "status"}
-    assert set(tools["search_memory"].output_schema["properties"]) == {"hits"}
+    assert _out(tools["cancel_subagent"]) == {"subagent_id", "status"}
+    assert _out(tools["respond_permission"]) == {"subagent_id", "status"}
+    assert _out(tools["search_memory"]) == {"hits"}
     assert {"exit_code", "stdout", "stderr", "truncated", "timed_out", "duration_ms"} <= set(
-        tools["run_command"].output_schema["properties"]
+        _out(tools["run_command"])
     )
-    assert set(tools["list_patches"].output_schema["properties"]) == {"patches"}
-    assert {"applied", "conflicts", "dry_run"} <= set(tools["apply_pending"].output_schema["properties"])
+    assert _out(tools["list_patches"]) == {"patches"}
+    assert {"applied", "conflicts", "dry_run"} <= _out(tools["apply_pending"])
     assert set(tools["list_patches"].input_schema["properties"]) >= {
         "session_id", "chat_id", "status", "limit", "include_hunks"
     }  # fmt: skip
@@ -81,8 +116,10 @@ async def test_list_tools_flat_arguments_and_output_schemas(git_repo: Path, mode
     }  # fmt: skip
 
 
-async def test_spawn_wait_review_apply_puts_the_file_in_the_workspace(git_repo: Path, mode: str) -> None:
-    async with inprocess_server(configure(git_repo)) as server, Client(server, mode=mode) as client:
+async def test_spawn_wait_review_apply_puts_the_file_in_the_workspace(
+    git_repo: Path, transport: str, mode: str
+) -> None:
+    async with connector(configure(git_repo), transport, mode) as connect, connect() as client:
         spawned = await call(
             client, "spawn_subagent", prompt="write notes/hello.txt hello from the fixture", wait_seconds=20
         )
@@ -117,9 +154,9 @@ async def test_spawn_wait_review_apply_puts_the_file_in_the_workspace(git_repo: 
 
 
 async def test_follow_up_turn_reuses_the_agent_process_and_patches_only_new_work(
-    git_repo: Path, mode: str
+    git_repo: Path, transport: str, mode: str
 ) -> None:
-    async with inprocess_server(configure(git_repo)) as server, Client(server, mode=mode) as client:
+    async with connector(configure(git_repo), transport, mode) as connect, connect() as client:
         first = await run_turn(client, "pid")
         chat = first["chat_id"]
         agent_pid = int(first["final_message"])
@@ -141,8 +178,8 @@ async def test_follow_up_turn_reuses_the_agent_process_and_patches_only_new_work
         assert [s["pid"] for s in sessions["agent_sessions"]] == [agent_pid]
 
 
-async def test_cancel_then_the_next_turn_works(git_repo: Path, mode: str) -> None:
-    async with inprocess_server(configure(git_repo)) as server, Client(server, mode=mode) as client:
+async def test_cancel_then_the_next_turn_works(git_repo: Path, transport: str, mode: str) -> None:
+    async with connector(configure(git_repo), transport, mode) as connect, connect() as client:
         spawned = await call(client, "spawn_subagent", prompt="slow 2000 20")
         running = await wait_for(client, spawned["subagent_id"], {"running"})
         assert running["status"] == "running"
@@ -157,12 +194,12 @@ async def test_cancel_then_the_next_turn_works(git_repo: Path, mode: str) -> Non
 
 
 def _allow_once(pending: dict[str, Any]) -> str:
-    return next(o["option_id"] for o in pending["options"] if o["kind"] == "allow_once")
+    return str(next(o["option_id"] for o in pending["options"] if o["kind"] == "allow_once"))
 
 
-async def test_permission_ask_is_answered_over_mcp(git_repo: Path, mode: str) -> None:
+async def test_permission_ask_is_answered_over_mcp(git_repo: Path, transport: str, mode: str) -> None:
     configure(git_repo, policy="ask")
-    async with inprocess_server(git_repo) as server, Client(server, mode=mode) as client:
+    async with connector(git_repo, transport, mode) as connect, connect() as client:
         spawned = await call(client, "spawn_subagent", prompt="permission granted.txt", wait_seconds=20)
         # spawn's wait returns as soon as the run needs an answer.
         assert spawned["status"] == "awaiting_permission"
@@ -185,12 +222,14 @@ async def test_permission_ask_is_answered_over_mcp(git_repo: Path, mode: str) ->
         assert [f["path"] for f in patch["files"]] == ["granted.txt"]
 
 
-async def test_unanswered_permission_fails_closed_at_its_deadline(git_repo: Path, mode: str) -> None:
+async def test_unanswered_permission_fails_closed_at_its_deadline(
+    git_repo: Path, transport: str, mode: str
+) -> None:
     configure(git_repo, policy="ask", permission_timeout_s=1)
-    async with inprocess_server(git_repo) as server, Client(server, mode=mode) as client:
+    async with connector(git_repo, transport, mode) as connect, connect() as client:
         spawned = await call(client, "spawn_subagent", prompt="permission", wait_seconds=20)
         assert spawned["status"] == "awaiting_permission"
-        final = await wait_for(client, spawned["subagent_id"], TERMINAL, timeout=20)
+        final = await wait_for(client, spawned["subagent_id"], TERMINAL, within=20)
         assert final["pending_permission"] is None
         assert (final["final_message"] or "").startswith("denied"), final
         assert not (final["patch_id"] and "permitted.txt" in final["activity"]["files_touched"])
@@ -204,8 +243,10 @@ async def test_unanswered_permission_fails_closed_at_its_deadline(git_repo: Path
         assert spawned["subagent_id"] in late or "anything" in late
 
 
-async def test_two_chats_editing_the_same_lines_are_refused_together(git_repo: Path, mode: str) -> None:
-    async with inprocess_server(configure(git_repo)) as server, Client(server, mode=mode) as client:
+async def test_two_chats_editing_the_same_lines_are_refused_together(
+    git_repo: Path, transport: str, mode: str
+) -> None:
+    async with connector(configure(git_repo), transport, mode) as connect, connect() as client:
         one = await run_turn(client, "edit src/app.py 1 2")
         two = await run_turn(client, "edit src/app.py 1 3")
         if one["status"] != "completed" or two["status"] != "completed":
@@ -219,7 +260,7 @@ async def test_two_chats_editing_the_same_lines_are_refused_together(git_repo: P
         assert _status_porcelain(git_repo) == status_before
 
 
-async def test_resources_read_and_updated_in_each_era(git_repo: Path, mode: str) -> None:
+async def test_resources_read_and_updated_in_each_era(git_repo: Path, transport: str, mode: str) -> None:
     configure(git_repo, policy="ask")
     updates: list[str] = []
     changed = anyio.Event()
@@ -230,8 +271,8 @@ async def test_resources_read_and_updated_in_each_era(git_repo: Path, mode: str)
             changed.set()
 
     async with (
-        inprocess_server(git_repo) as server,
-        Client(server, mode=mode, message_handler=on_message) as client,
+        connector(git_repo, transport, mode) as connect,
+        connect(message_handler=on_message) as client,
     ):
         spawned = await call(client, "spawn_subagent", prompt="permission", wait_seconds=20)
         sub_uri = f"subagents://{spawned['subagent_id']}"
@@ -255,7 +296,7 @@ async def test_resources_read_and_updated_in_each_era(git_repo: Path, mode: str)
                 await call(client, "respond_permission", **answer)
                 with anyio.fail_after(15):
                     event = await stream.__anext__()
-            assert event.uri == sub_uri
+            assert isinstance(event, ResourceUpdated) and event.uri == sub_uri
         final = await wait_for(client, spawned["subagent_id"], TERMINAL)
 
         sub = await read_json(client, sub_uri)
@@ -276,8 +317,8 @@ async def test_resources_read_and_updated_in_each_era(git_repo: Path, mode: str)
         }
 
 
-async def test_handshake_capabilities_are_truthful(git_repo: Path) -> None:
-    async with inprocess_server(configure(git_repo)) as server, Client(server, mode="legacy") as client:
+async def test_handshake_capabilities_are_truthful(git_repo: Path, transport: str) -> None:
+    async with connector(configure(git_repo), transport, "legacy") as connect, connect() as client:
         caps = client.server_capabilities
         assert caps.resources is not None and caps.resources.subscribe is True
         # BooCode's resource list never changes at run time, so it does not claim to announce it.
@@ -290,12 +331,14 @@ async def test_handshake_capabilities_are_truthful(git_repo: Path) -> None:
             await client.unsubscribe_resource("agent-sessions://list")
 
 
-async def test_error_texts_are_tool_errors_and_the_server_keeps_serving(git_repo: Path, mode: str) -> None:
-    async with inprocess_server(configure(git_repo)) as server:
-        async with Client(server, mode=mode) as other:
+async def test_error_texts_are_tool_errors_and_the_server_keeps_serving(
+    git_repo: Path, transport: str, mode: str
+) -> None:
+    async with connector(configure(git_repo), transport, mode) as connect:
+        async with connect() as other:
             theirs = await run_turn(other, "write theirs.txt secret")
             their_session = theirs["session_id"]
-        async with Client(server, mode=mode) as client:
+        async with connect() as client:
             text = await call_error(client, "subagent_status", subagent_id="no-such-run")
             assert "no-such-run" in text
             text = await call_error(client, "spawn_subagent", prompt="hi", agent="nosuchagent")
@@ -328,8 +371,8 @@ async def test_error_texts_are_tool_errors_and_the_server_keeps_serving(git_repo
             assert ran["exit_code"] == 0 and ran["timed_out"] is False
 
 
-async def test_missing_agent_program_is_a_readable_error(git_repo: Path) -> None:
-    async with inprocess_server(configure(git_repo)) as server, Client(server, mode="legacy") as client:
+async def test_missing_agent_program_is_a_readable_error(git_repo: Path, transport: str) -> None:
+    async with connector(configure(git_repo), transport, "legacy") as connect, connect() as client:
         r = await client.call_tool("spawn_subagent", {"prompt": "hi", "agent": "ghost"})
         if r.is_error:
             text = r.content[0].text  # type: ignore[union-attr]
@@ -342,10 +385,41 @@ async def test_missing_agent_program_is_a_readable_error(git_repo: Path) -> None
         assert (await run_turn(client, "fine"))["status"] == "completed"
 
 
-async def test_search_memory_finds_a_finished_transcript(git_repo: Path) -> None:
-    async with inprocess_server(configure(git_repo)) as server, Client(server, mode="legacy") as client:
+async def test_search_memory_finds_a_finished_transcript(git_repo: Path, transport: str) -> None:
+    async with connector(configure(git_repo), transport, "legacy") as connect, connect() as client:
         await run_turn(client, "remember the pelican migration")
         hits = (await call(client, "search_memory", query="pelican"))["hits"]
         assert hits and hits[0]["source"] == "subagent"
         notes_only = (await call(client, "search_memory", query="pelican", source="note"))["hits"]
         assert notes_only == []
+
+
+async def test_a_cancelled_tool_call_leaves_the_run_and_the_server_alive(
+    git_repo: Path, transport: str, mode: str
+) -> None:
+    async with connector(configure(git_repo), transport, mode) as connect, connect() as client:
+        # The host gives up on a waiting spawn (its own timeout): only the call ends, not the run.
+        with anyio.move_on_after(1):
+            await client.call_tool("spawn_subagent", {"prompt": "slow 2000 20", "wait_seconds": 20})
+        runs = (await call(client, "subagent_status"))["subagents"]
+        assert len(runs) == 1 and runs[0]["status"] in {"queued", "running"}
+        run = runs[0]
+        await call(client, "cancel_subagent", subagent_id=run["subagent_id"])
+        final = await wait_for(client, run["subagent_id"], TERMINAL)
+        assert final["status"] == "cancelled"
+        traces = (await read_json(client, f"traces://{run['session_id']}"))["traces"]
+        spawn_traces = [t for t in traces if t["tool_name"] == "spawn_subagent"]
+        assert [t["outcome"] for t in spawn_traces] == ["cancelled"]
+
+
+async def test_status_lists_runs_most_recent_first_and_an_unknown_session_is_refused(
+    git_repo: Path, transport: str, mode: str
+) -> None:
+    async with connector(configure(git_repo), transport, mode) as connect, connect() as client:
+        first = await run_turn(client, "one")
+        second = await run_turn(client, "two", chat_id=first["chat_id"])
+        listing = (await call(client, "subagent_status"))["subagents"]
+        assert [r["subagent_id"] for r in listing] == [second["subagent_id"], first["subagent_id"]]
+        assert all(r["prompt"] in ("one", "two") for r in listing)
+        text = await call_error(client, "list_patches", session_id="no-such-session")
+        assert "no-such-session" in text

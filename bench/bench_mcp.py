@@ -1,0 +1,254 @@
+"""Benchmark: BooCode's MCP front end over stdio against baselines measured in the same run.
+
+1. spawn_subagent return latency (p50/p99) against a trivial MCP tool call: spawn must return at
+   once, not wait for the agent to start or for `git worktree add`.
+2. A warm follow-up turn through MCP (spawn_subagent with chat_id and wait_seconds, the fixture
+   agent writing a file) against its floor: the same prompt sent straight to a warm fixture agent
+   over ACP + `git diff` of a worktree + one trivial MCP call. Goal: at most 1.5x the floor.
+3. 32 concurrent subagents on the fixture agent: all must complete; wall time reported.
+4. BooCode's own memory per warm agent: server RSS delta / number of warm agents.
+
+Run: .venv/bin/python bench/bench_mcp.py [--spawns N] [--turns N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import anyio
+from acp import PROTOCOL_VERSION, connect_to_agent, text_block
+from acp.schema import ClientCapabilities, Implementation
+from mcp import Client, StdioServerParameters
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURE_AGENT = ROOT / "tests" / "fixtures" / "fixture_agent.py"
+BOOCODE_MCP = Path(sys.executable).parent / "boocode-mcp"
+TERMINAL = {"completed", "failed", "cancelled", "interrupted"}
+CONCURRENT = 32
+
+
+def make_workspace(base: Path) -> Path:
+    repo = base / "repo"
+    repo.mkdir()
+    env = {**os.environ, "GIT_AUTHOR_NAME": "b", "GIT_AUTHOR_EMAIL": "b@x", "GIT_COMMITTER_NAME": "b",
+           "GIT_COMMITTER_EMAIL": "b@x"}  # fmt: skip
+    (repo / "README.md").write_text("# bench\n")
+    for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-q", "-m", "init"]):
+        subprocess.run(["git", *args], cwd=repo, env=env, check=True)
+    (repo / ".boocode").mkdir()
+    # Room for every concurrent run and every agent to stay warm, so part 3 measures concurrency
+    # and part 4 counts warm agents rather than the pool's eviction.
+    (repo / ".boocode" / "config.toml").write_text(
+        f'default_agent = "fixture"\n[agents.fixture]\ncommand = {json.dumps(sys.executable)}\n'
+        f"args = [{json.dumps(str(FIXTURE_AGENT))}]\n"
+        f"[pool]\nmax_warm = {CONCURRENT + 8}\nmax_concurrent_runs = {CONCURRENT}\n"
+    )
+    return repo
+
+
+def pct(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+def parent_pid(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+async def tool(client: Client, name: str, **args: Any) -> dict[str, Any]:
+    r = await client.call_tool(name, args)
+    if r.is_error or r.structured_content is None:
+        raise SystemExit(f"{name} failed: {r.content}")
+    out: dict[str, Any] = r.structured_content
+    return out
+
+
+async def timed_tool(client: Client, name: str, **args: Any) -> tuple[float, dict[str, Any]]:
+    t0 = time.perf_counter()
+    out = await tool(client, name, **args)
+    return (time.perf_counter() - t0) * 1000, out
+
+
+async def finish(client: Client, subagent_id: str) -> dict[str, Any]:
+    with anyio.fail_after(120):
+        while True:
+            s = await tool(client, "subagent_status", subagent_id=subagent_id, wait_seconds=10)
+            if s["status"] in TERMINAL:
+                return s
+
+
+class _SilentClient:
+    """The ACP client side of the floor: no fs/terminal, so the fixture writes files itself."""
+
+    async def session_update(self, session_id: str, update: Any, **kw: Any) -> None:
+        return None
+
+
+async def acp_floor_ms(cwd: Path, prompts: list[str]) -> list[float]:
+    """Warm prompt latency straight to the fixture agent over ACP (no BooCode in between)."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, str(FIXTURE_AGENT), cwd=str(cwd),
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    assert proc.stdin is not None and proc.stdout is not None
+    conn = connect_to_agent(_SilentClient(), proc.stdin, proc.stdout)  # type: ignore[arg-type]
+    try:
+        await conn.initialize(
+            protocol_version=PROTOCOL_VERSION,
+            client_capabilities=ClientCapabilities(),
+            client_info=Implementation(name="bench", version="0"),
+        )
+        sid = (await conn.new_session(cwd=str(cwd), mcp_servers=[])).session_id
+        await conn.prompt(session_id=sid, prompt=[text_block("warm up")])
+        out = []
+        for p in prompts:
+            t0 = time.perf_counter()
+            await conn.prompt(session_id=sid, prompt=[text_block(p)])
+            out.append((time.perf_counter() - t0) * 1000)
+        return out
+    finally:
+        await conn.close()
+        proc.kill()
+        await proc.wait()
+
+
+def git_diff_ms(worktree: Path, rounds: int) -> list[float]:
+    out = []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        subprocess.run(["git", "diff", "HEAD"], cwd=worktree, capture_output=True, check=True)
+        out.append((time.perf_counter() - t0) * 1000)
+    return out
+
+
+async def main(spawns: int, turns: int) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        repo = make_workspace(Path(tmp))
+        env = {"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", tmp),
+               "XDG_CONFIG_HOME": str(Path(tmp) / "xdg")}  # fmt: skip
+        params = StdioServerParameters(
+            command=str(BOOCODE_MCP), args=["--workspace", str(repo)], env=env, cwd=str(repo)
+        )
+        t_start = time.perf_counter()
+        async with Client(params, mode="legacy") as client:
+            # A warm chat first: its agent pid leads to the server pid (the agent's parent).
+            first = await tool(client, "spawn_subagent", prompt="pid", wait_seconds=30)
+            first = await finish(client, first["subagent_id"]) if first["status"] not in TERMINAL else first
+            chat = first["chat_id"]
+            server_pid = parent_pid(int(first["final_message"]))
+            rss_one_agent = rss_kib(server_pid)
+
+            # 1. spawn latency against a trivial call (status of a finished run: one traced read).
+            trivial = [
+                (await timed_tool(client, "subagent_status", subagent_id=first["subagent_id"]))[0]
+                for _ in range(spawns)
+            ]
+            # Idle: each run finishes before the next spawn, so the figure is spawn's own cost;
+            # cold_ms is what it would cost if spawn waited for the agent start and worktree add.
+            spawn_ms, cold_ms = [], []
+            for i in range(spawns):
+                t0 = time.perf_counter()
+                out = await tool(client, "spawn_subagent", prompt=f"note {i}")
+                spawn_ms.append((time.perf_counter() - t0) * 1000)
+                s = await finish(client, out["subagent_id"])
+                cold_ms.append((time.perf_counter() - t0) * 1000)
+                if s["status"] != "completed":
+                    raise SystemExit(f"spawned run ended {s['status']}: {s['error']}")
+            # Burst: back to back while earlier runs start their agents (2 cores shared with them).
+            burst_ms, spawned = [], []
+            for i in range(spawns):
+                ms, out = await timed_tool(client, "spawn_subagent", prompt=f"burst {i}")
+                burst_ms.append(ms)
+                spawned.append(out["subagent_id"])
+            for sid in spawned:
+                await finish(client, sid)
+
+            # 2. warm follow-up turns on the warm chat, the agent writing a file each time.
+            prompts = [f"write bench/f{i}.txt turn {i}" for i in range(turns)]
+            turn_ms = []
+            for p in prompts:
+                ms, out = await timed_tool(client, "spawn_subagent", prompt=p, chat_id=chat, wait_seconds=30)
+                if out["status"] != "completed":
+                    raise SystemExit(f"warm turn ended {out['status']}")
+                turn_ms.append(ms)
+            worktree = Path(out["worktree"])
+
+            # 3. 32 concurrent subagents, each on its own new chat (cold agent + worktree each).
+            t0 = time.perf_counter()
+            batch = [
+                (await tool(client, "spawn_subagent", prompt=f"write c{i}.txt concurrent {i}"))["subagent_id"]
+                for i in range(CONCURRENT)
+            ]
+            finals = [await finish(client, sid) for sid in batch]
+            concurrent_s = time.perf_counter() - t0
+            completed = sum(1 for f in finals if f["status"] == "completed")
+
+            # 4. RSS per warm agent: every chat so far keeps its agent warm (max_warm is large).
+            warm = [
+                s
+                for s in json.loads((await client.read_resource("agent-sessions://list")).contents[0].text)[  # type: ignore[union-attr]
+                    "agent_sessions"
+                ]
+                if s["pid"] and s["status"] in ("idle", "active")
+            ]
+            rss_all = rss_kib(server_pid)
+
+            # The floor of part 2, on the same (now idle) machine: the same prompts straight to a
+            # warm fixture agent over ACP, plus one git diff; its MCP call is part 1's trivial call.
+            floor_acp = await acp_floor_ms(worktree, prompts)
+            floor_diff = git_diff_ms(worktree, turns)
+
+        total_s = time.perf_counter() - t_start
+
+    p50_trivial, p50_spawn = statistics.median(trivial), statistics.median(spawn_ms)
+    floor = statistics.median(floor_acp) + statistics.median(floor_diff) + p50_trivial
+    p50_turn = statistics.median(turn_ms)
+    extra_agents = max(1, len(warm) - 1)
+    print(f"BooCode MCP over stdio, fixture agent ({total_s:.1f} s in all)")
+    print(
+        f"1. spawn_subagent return: p50 {p50_spawn:.1f} ms, p99 {pct(spawn_ms, 0.99):.1f} ms | trivial "
+        f"call p50 {p50_trivial:.1f} ms, p99 {pct(trivial, 0.99):.1f} ms | ratio p50 "
+        f"{p50_spawn / p50_trivial:.2f}x ({spawns} spawns, server otherwise idle)\n"
+        f"   new chat spawn -> completed (agent start + worktree add + turn): p50 "
+        f"{statistics.median(cold_ms):.0f} ms; spawn in a burst of {spawns} new chats: p50 "
+        f"{statistics.median(burst_ms):.1f} ms, p99 {pct(burst_ms, 0.99):.1f} ms"
+    )
+    print(
+        f"2. warm follow-up turn via MCP: p50 {p50_turn:.1f} ms, p90 {pct(turn_ms, 0.9):.1f} ms, "
+        f"p99 {pct(turn_ms, 0.99):.1f} ms | floor "
+        f"{floor:.1f} ms (ACP prompt {statistics.median(floor_acp):.1f} + git diff "
+        f"{statistics.median(floor_diff):.1f} + MCP call {p50_trivial:.1f}) | ratio "
+        f"{p50_turn / floor:.2f}x (goal <= 1.5x; {turns} turns)"
+    )
+    print(f"3. {CONCURRENT} concurrent subagents: {completed}/{CONCURRENT} completed in {concurrent_s:.2f} s")
+    print(
+        f"4. server RSS {rss_one_agent / 1024:.1f} MiB with 1 warm agent, {rss_all / 1024:.1f} MiB with "
+        f"{len(warm)}: {(rss_all - rss_one_agent) / extra_agents:.0f} KiB per additional warm agent"
+    )
+    if completed != CONCURRENT:
+        raise SystemExit(1)
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--spawns", type=int, default=20)
+    ap.add_argument("--turns", type=int, default=30)
+    a = ap.parse_args()
+    anyio.run(main, a.spawns, a.turns)
