@@ -620,7 +620,7 @@ class Engine:
         # A live turn is still writing the worktree: reverting under it would corrupt its work.
         await self._check_chat_idle(p.chat_id)
         owner = await chats_store.get(self.db, p.session_id, p.chat_id)
-        if owner is not None and Path(owner.worktree).is_dir():
+        if owner is not None and await anyio.Path(owner.worktree).is_dir():
             await workspace.revert_worktree(Path(owner.worktree), p.diff)
         await patches_store.set_status(self.db, p.id, "discarded")
         self._notify(f"patches://{p.session_id}/{p.id}")
