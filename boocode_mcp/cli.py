@@ -501,33 +501,6 @@ async def cmd_agents(workspace: Path, args: argparse.Namespace) -> int:
     return 0
 
 
-async def _find_subagent(engine: Engine, session: str | None, ident: str) -> SubagentView | None:
-    runs = await engine.list_subagents(session, limit=100_000)
-    found = [r for r in runs if r.subagent_id == ident] or [
-        r for r in runs if r.subagent_id.startswith(ident)
-    ]
-    if len(found) > 1:
-        raise CliError(f"{ident} is ambiguous: it starts {len(found)} subagent ids; give more of it")
-    return found[0] if found else None
-
-
-async def _resolve_patch_ids(
-    engine: Engine, session: str | None, idents: Sequence[str]
-) -> list[tuple[str, str]]:
-    """[(patch_id, session_id)] for full ids or unique prefixes."""
-    patches = await engine.list_patches(session, limit=100_000)
-    out: list[tuple[str, str]] = []
-    for ident in idents:
-        found = [p for p in patches if p.id == ident] or [p for p in patches if p.id.startswith(ident)]
-        if not found:
-            where = f"session {session}" if session else "this workspace"
-            raise CliError(f"no patch {ident} in {where}; see `boocode patches`")
-        if len(found) > 1:
-            raise CliError(f"{ident} is ambiguous: it starts {len(found)} patch ids; give more of it")
-        out.append((found[0].id, found[0].session_id))
-    return out
-
-
 async def cmd_ls(engine: Engine, args: argparse.Namespace) -> int:
     from boocode_mcp.cli_render import Renderer
 
@@ -543,41 +516,36 @@ async def cmd_show(engine: Engine, args: argparse.Namespace) -> int:
     from boocode_mcp.cli_render import Renderer
 
     out = Renderer()
-    run = await _find_subagent(engine, args.session, args.id)
-    if run is not None:
-        run = await engine.status(run.session_id, run.subagent_id)
-        if args.json:
-            _print_json(status_json(run))
-            return 0
-        out.subagent(run)
-        if run.patch_id is not None:
-            patch = await engine.get_patch(run.session_id, run.patch_id, include_diff=not args.no_diff)
-            out.line("")
-            out.patch_header(patch)
-            if patch.diff:
-                out.diff(patch.diff)
-        return 0
-    [(patch_id, session_id)] = await _resolve_no_fail(engine, args.session, args.id)
-    patch = await engine.get_patch(session_id, patch_id, include_diff=not args.no_diff)
-    if args.json:
-        _print_json(patch.model_dump(mode="json"))
-        return 0
-    out.patch_header(patch)
-    if patch.diff:
-        out.diff(patch.diff)
-    return 0
-
-
-async def _resolve_no_fail(engine: Engine, session: str | None, ident: str) -> list[tuple[str, str]]:
     try:
-        return await _resolve_patch_ids(engine, session, [ident])
-    except CliError as e:
-        if "ambiguous" in str(e):
-            raise
-        where = f"session {session}" if session else "this workspace"
-        raise CliError(
-            f"no subagent or patch {ident} in {where}; see `boocode ls` and `boocode patches`"
-        ) from e
+        run_id, session_id = lookup(engine.workspace, "subagents", args.id, args.session)
+    except NotFound:
+        try:
+            patch_id, session_id = lookup(engine.workspace, "patches", args.id, args.session)
+        except NotFound:
+            where = f"session {args.session}" if args.session else "this workspace"
+            raise CliError(
+                f"no subagent or patch {args.id} in {where}; see `boocode ls` and `boocode patches`"
+            ) from None
+        patch = await engine.get_patch(session_id, patch_id, include_diff=not args.no_diff)
+        if args.json:
+            _print_json(patch.model_dump(mode="json"))
+            return 0
+        out.patch_header(patch)
+        if patch.diff:
+            out.diff(patch.diff)
+        return 0
+    run = await engine.status(session_id, run_id)
+    if args.json:
+        _print_json(status_json(run))
+        return 0
+    out.subagent(run)
+    if run.patch_id is not None:
+        patch = await engine.get_patch(session_id, run.patch_id, include_diff=not args.no_diff)
+        out.line("")
+        out.patch_header(patch)
+        if patch.diff:
+            out.diff(patch.diff)
+    return 0
 
 
 async def cmd_patches(engine: Engine, args: argparse.Namespace) -> int:
@@ -585,7 +553,7 @@ async def cmd_patches(engine: Engine, args: argparse.Namespace) -> int:
 
     chat = args.chat
     if chat is not None:
-        chat = await _resolve_chat(engine, args.session, chat)
+        chat, _ = lookup(engine.workspace, "chats", chat, args.session)
     patches = await engine.list_patches(args.session, chat_id=chat, status=args.status, limit=args.limit)
     if args.diff:
         patches = [await engine.get_patch(p.session_id, p.id, include_diff=True) for p in patches]
@@ -621,7 +589,7 @@ def _apply_outcome(result: dict[str, Any], as_json: bool) -> int:
 
 
 async def cmd_apply(engine: Engine, args: argparse.Namespace) -> int:
-    resolved = await _resolve_patch_ids(engine, args.session, args.ids)
+    resolved = [lookup(engine.workspace, "patches", i, args.session) for i in args.ids]
     sessions = {s for _, s in resolved}
     # All or nothing is one engine call; patches of several sessions are looked up without one.
     session = args.session or (sessions.pop() if len(sessions) == 1 else None)
@@ -632,12 +600,12 @@ async def cmd_apply(engine: Engine, args: argparse.Namespace) -> int:
 
 
 async def cmd_apply_server(workspace: Path, info: ServerInfo, args: argparse.Namespace) -> int:
-    resolved = [(_lookup(workspace, "patches", i, args.session)) for i in args.ids]
+    resolved = [lookup(workspace, "patches", i, args.session) for i in args.ids]
     sessions = {s for _, s in resolved}
     if len(sessions) > 1:
-        raise CliError(
-            "these patches belong to different sessions; apply them per --session, or use --no-server"
-        )
+        # One MCP call sees one session; all or nothing across sessions is an engine call here.
+        async with open_engine(workspace) as engine:
+            return await cmd_apply(engine, args)
     async with mcp_client(info) as client:
         result = await call_tool(
             client,
@@ -652,42 +620,39 @@ async def cmd_apply_server(workspace: Path, info: ServerInfo, args: argparse.Nam
     return _apply_outcome(result, args.json)
 
 
-def _lookup(workspace: Path, table: str, ident: str, session: str | None) -> tuple[str, str]:
-    """(id, session_id) of a chat or patch by id or unique prefix, read from the database.
+class NotFound(CliError):
+    """No row has this id or id prefix."""
 
-    The MCP tools look ids up within one session, so the CLI, which acts on every session,
-    finds the session first; this is a read-only query of the shared database.
+
+_NOUNS = {"subagents": "subagent", "patches": "patch", "chats": "chat"}
+
+
+def lookup(workspace: Path, table: str, ident: str, session: str | None) -> tuple[str, str]:
+    """(id, session_id) of a subagent, patch or chat by its id or a unique prefix of it.
+
+    The engine and the MCP tools look ids up within one session; the CLI acts on every session,
+    so it finds the row's session first, with a read-only query of the shared database.
     """
+    noun = _NOUNS[table]  # also keeps `table` to fixed names in the SQL below
     db_path = workspace / BOOCODE_DIR / "boocode.db"
-    noun = {"patches": "patch", "chats": "chat"}[table]
+    prefix = ident.replace("\\", "").replace("%", "").replace("_", "")
+    sql = f"SELECT id, session_id FROM {table} WHERE (id = ? OR id LIKE ?)"
+    params = [ident, prefix + "%"]
+    if session is not None:
+        sql += " AND session_id = ?"
+        params.append(session)
     try:
         with contextlib.closing(sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=5)) as db:
-            sql = f"SELECT id, session_id FROM {table} WHERE (id = ? OR id LIKE ?)"
-            params: list[str] = [ident, ident.replace("%", "").replace("_", "") + "%"]
-            if session is not None:
-                sql += " AND session_id = ?"
-                params.append(session)
-            rows = db.execute(sql, params).fetchall()
+            rows = db.execute(sql, params).fetchall() if prefix else []
     except sqlite3.Error as e:
         raise CliError(f"cannot read {db_path}: {e}") from e
-    exact = [r for r in rows if r[0] == ident]
-    rows = exact or rows
+    rows = [r for r in rows if r[0] == ident] or rows
     if not rows:
-        raise CliError(f"no {noun} {ident} in this workspace; see `boocode ls` / `boocode patches`")
+        where = f"session {session}" if session else "this workspace"
+        raise NotFound(f"no {noun} {ident} in {where}; see `boocode ls` and `boocode patches`")
     if len(rows) > 1:
-        raise CliError(f"{ident} is ambiguous: it starts {len(rows)} {table} ids; give more of it")
+        raise CliError(f"{ident} is ambiguous: it starts {len(rows)} {noun} ids; give more of it")
     return str(rows[0][0]), str(rows[0][1])
-
-
-async def _resolve_chat(engine: Engine, session: str | None, ident: str) -> str:
-    chats = await engine.chats(session)
-    ids = [c.id for c in chats]
-    found = [i for i in ids if i == ident] or [i for i in ids if i.startswith(ident)]
-    if not found:
-        raise CliError(f"no chat {ident} in this workspace; see `boocode ls`")
-    if len(found) > 1:
-        raise CliError(f"{ident} is ambiguous: it starts {len(found)} chat ids; give more of it")
-    return found[0]
 
 
 async def cmd_traces(engine: Engine, args: argparse.Namespace) -> int:
@@ -767,7 +732,7 @@ async def _run_via_server(workspace: Path, info: ServerInfo, args: argparse.Name
     session = args.session
     chat = args.chat
     if chat is not None:
-        chat, session = _lookup(workspace, "chats", chat, session)
+        chat, session = lookup(workspace, "chats", chat, session)
     started = time.monotonic()
     async with mcp_client(info) as client:
         spawned = await call_tool(
@@ -833,9 +798,7 @@ async def _run_in_process(workspace: Path, args: argparse.Namespace) -> int:
         session = args.session
         chat = args.chat
         if chat is not None:
-            chat = await _resolve_chat(engine, session, chat)
-            if session is None:
-                session = next(c.session_id for c in await engine.chats(None) if c.id == chat)
+            chat, session = lookup(engine.workspace, "chats", chat, session)
         session = await engine.ensure_session(session, create=session is None)
         view = await engine.spawn(
             session,

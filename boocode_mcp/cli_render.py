@@ -261,14 +261,21 @@ class Progress:
         act = view.get("activity") or {}
         recent = act.get("recent_text") or ""
         if recent and recent != self._text:
-            if recent.startswith(self._text):
-                self.text(recent[len(self._text) :])
-            else:
-                self._end_line()
-                self.text(recent)
+            self.text(recent[_overlap(self._text, recent) :])
             self._text = recent
         for tc in act.get("tool_calls") or []:
             self.tool(tc["tool_call_id"], tc.get("title"), tc.get("status"))
 
     def done(self) -> None:
         self._end_line()
+
+
+def _overlap(seen: str, recent: str) -> int:
+    """How much of `recent` (a sliding tail of the agent's text) was already printed as the end
+    of `seen`, so that only the new part is printed."""
+    if recent.startswith(seen):
+        return len(seen)
+    for k in range(min(len(seen), len(recent)), 0, -1):
+        if seen.endswith(recent[:k]):
+            return k
+    return 0

@@ -135,7 +135,8 @@ async def _unsubscribe(
 async def _set_level(
     ctx: ServerRequestContext[ServerState, Any], params: SetLevelRequestParams
 ) -> EmptyResult:
-    ctx.lifespan_context.log_level = params.level
+    # BooCode sends no log notifications (its log goes to stderr), so every level is already
+    # honoured; answering keeps hosts that set one from seeing an error.
     return EmptyResult()
 
 

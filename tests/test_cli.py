@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from boocode_mcp.cli_render import Renderer
+from boocode_mcp.cli_render import Progress, Renderer
 from boocode_mcp.views import AgentInfo, ApplyResult, MemoryHit, PatchView, SubagentView
 from tests.conftest import FIXTURE_AGENT, git
 
@@ -288,6 +288,16 @@ def test_diff_is_colored_on_a_terminal_and_plain_otherwise(monkeypatch: pytest.M
     plain = io.StringIO()
     Renderer(plain).diff(diff)
     assert plain.getvalue() == diff
+
+
+def test_polled_progress_prints_each_piece_of_text_once() -> None:
+    err = io.StringIO()
+    progress = Progress(err)
+    full = "".join(f"chunk {i} " for i in range(40))
+    # subagent_status carries a sliding 60-character tail of the text; polls see overlapping tails.
+    for end in [10, 25, 25, *range(60, len(full), 40), len(full)]:
+        progress.activity({"activity": {"recent_text": full[max(0, end - 60) : end], "tool_calls": []}})
+    assert err.getvalue() == full
 
 
 def test_help_documents_every_option() -> None:

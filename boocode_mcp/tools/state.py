@@ -32,7 +32,6 @@ class ServerState:
     http_sessions: dict[str, str] = field(default_factory=dict)
     # Handshake-era `resources/subscribe`: uri -> the connections (ServerSession) that asked.
     subscriptions: dict[str, set[ServerSession]] = field(default_factory=dict)
-    log_level: str = "info"
     _session_lock: anyio.Lock = field(default_factory=anyio.Lock)
 
     async def session_for(self, ctx: Context[Any, Any], session_id: str | None) -> str:
