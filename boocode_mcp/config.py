@@ -31,6 +31,12 @@ class AgentSpec(BaseModel):
     model_env: str | None = Field(
         default=None, description="environment variable through which the agent takes a model name"
     )
+    settle_s: float = Field(
+        default=0.0,
+        ge=0,
+        le=10,
+        description="seconds to give the agent after a turn ends to persist its session before it is closed",
+    )
     mode_env: str | None = Field(
         default=None, description="environment variable through which the agent takes a mode name"
     )

@@ -269,8 +269,9 @@ class Engine:
             on_event=on_event,
             permission_handler=permission_handler,
         )
-        # Read before submitting, so the answer is the queued run even when a worker is idle.
-        view = await self.status(session_id, subagent_id)
+        # Read before submitting, so the answer is the queued run even when a worker is idle; the
+        # run has no events yet, so its own (empty) digest is the one to show.
+        view = await self._view(await self._row(session_id, subagent_id), run.digest)
         self._runner.submit(run)
         self._notify(f"subagents://{subagent_id}")
         return view
@@ -313,20 +314,31 @@ class Engine:
         cached = self._digests.get(row.id)
         if cached is not None:
             return cached
+        if row.status in TERMINAL_STATUSES:
+            # The live digest of a run that ended in this process: it applied the same events the
+            # table holds, in the same order, at the same times.
+            ended = self._runner.ended_digests.pop(row.id, None)
+            if ended is not None:
+                self._cache_digest(row.id, ended)
+                return ended
         digest = Digest(
             roots=(str(workspace.worktree_path(self.workspace, row.chat_id)), str(self.workspace))
         )
         for ev in await events_store.list_events(self.db, row.id):
             digest.apply(ev.kind, ev.payload, ev.created_at)
         if row.status in TERMINAL_STATUSES:
-            # A finished run's events never change again.
-            if len(self._digests) >= _DIGEST_CACHE_MAX:
-                self._digests.pop(next(iter(self._digests)))
-            self._digests[row.id] = digest
+            self._cache_digest(row.id, digest)
         return digest
 
-    async def _view(self, row: SubagentRow) -> SubagentView:
-        digest = await self._digest(row)
+    def _cache_digest(self, subagent_id: str, digest: Digest) -> None:
+        # A finished run's events never change again.
+        if len(self._digests) >= _DIGEST_CACHE_MAX:
+            self._digests.pop(next(iter(self._digests)))
+        self._digests[subagent_id] = digest
+
+    async def _view(self, row: SubagentRow, digest: Digest | None = None) -> SubagentView:
+        if digest is None:
+            digest = await self._digest(row)
         collisions: list[Collision] = []
         if row.patch_id is not None:
             patch = await patches_store.get(self.db, row.session_id, row.patch_id)
@@ -363,6 +375,17 @@ class Engine:
     async def wait(self, session_id: str | None, subagent_id: str, timeout_s: float) -> SubagentView:
         """The run's status after it changes or `timeout_s` passes, whichever comes first."""
         run = self._runner.active.get(subagent_id)
+        if (
+            run is not None
+            and session_id in (None, run.session_id)
+            and run.status not in TERMINAL_STATUSES
+            and timeout_s > 0
+        ):
+            # Driven here and not finished: its status is in memory (written to the database
+            # before `changed` fires), so there is nothing to read before waiting.
+            with anyio.move_on_after(timeout_s):
+                await run.changed.wait()
+            return await self.status(session_id, subagent_id)
         changed = run.changed if run is not None else None
         row = await self._row(session_id, subagent_id)
         if row.status in TERMINAL_STATUSES or timeout_s <= 0:

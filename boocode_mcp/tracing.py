@@ -43,6 +43,9 @@ class Tracer:
     def __init__(self, db: aiosqlite.Connection, notify: Callable[[str], None] | None = None) -> None:
         self._db = db
         self._notify = notify or (lambda uri: None)
+        # subagent -> tool_call_id -> (trace id, started_at) of the agent tool calls of its turn in
+        # progress, so each update finds its trace without a query; end_turn drops the entry.
+        self._agent_calls: dict[str, dict[str, tuple[int, float]]] = {}
 
     def _changed(self, session_id: str | None) -> None:
         if session_id is not None:
@@ -112,6 +115,7 @@ class Tracer:
         )
         if trace_id is None:
             return
+        self._agent_calls.setdefault(subagent_id, {})[tool_call_id] = (trace_id, at)
         if status in ("completed", "failed"):
             await self._finish(trace_id, at, at, "ok" if status == "completed" else "error", None, None)
         self._changed(session_id)
@@ -129,7 +133,13 @@ class Tracer:
         at: float,
     ) -> None:
         """A later update of an agent tool call; completed/failed finishes the trace."""
-        trace_id = await store.find_agent_call(self._db, subagent_id, tool_call_id)
+        started: float | None = None
+        trace_id: int | None = None
+        known = self._agent_calls.get(subagent_id, {}).get(tool_call_id)
+        if known is not None:
+            trace_id, started = known
+        else:
+            trace_id = await store.find_agent_call(self._db, subagent_id, tool_call_id)
         if trace_id is None:
             # An update for a call we never saw start: record it from here.
             trace_id = await store.start(
@@ -144,26 +154,34 @@ class Tracer:
             )
             if trace_id is None:
                 return
+            started = at
+            self._agent_calls.setdefault(subagent_id, {})[tool_call_id] = (trace_id, at)
         output = content_text if content_text else raw_output
         tokens = raw_output if isinstance(raw_output, dict) else {}
-        await store.update(
-            self._db,
-            trace_id,
-            tool_name=title,
-            output_excerpt=excerpt(output),
-            input_tokens=_int(tokens.get("input_tokens")),
-            output_tokens=_int(tokens.get("output_tokens")),
-            cost=_float(tokens.get("cost")),
-        )
+        fields: dict[str, Any] = {
+            "tool_name": title,
+            "output_excerpt": excerpt(output),
+            "input_tokens": _int(tokens.get("input_tokens")),
+            "output_tokens": _int(tokens.get("output_tokens")),
+            "cost": _float(tokens.get("cost")),
+        }
         if status in ("completed", "failed"):
-            cur = await self._db.execute("SELECT started_at FROM traces WHERE id = ?", (trace_id,))
-            row = await cur.fetchone()
-            started = float(row["started_at"]) if row is not None else at
-            await self._finish(trace_id, started, at, "ok" if status == "completed" else "error", None, None)
+            if started is None:
+                cur = await self._db.execute("SELECT started_at FROM traces WHERE id = ?", (trace_id,))
+                row = await cur.fetchone()
+                started = float(row["started_at"]) if row is not None else at
+            # The same columns _finish sets, in the same statement as the update's own.
+            fields.update(
+                finished_at=at,
+                latency_ms=max(0.0, (at - started) * 1000),
+                outcome="ok" if status == "completed" else "error",
+            )
+        await store.update(self._db, trace_id, **fields)
         self._changed(session_id)
 
     async def end_turn(self, session_id: str, subagent_id: str, outcome: str) -> None:
         """Close the agent tool calls a turn left open: the turn's end is theirs."""
+        self._agent_calls.pop(subagent_id, None)
         now = time.time()
         open_calls = await store.running_for_subagent(self._db, subagent_id)
         for trace_id, started in open_calls:

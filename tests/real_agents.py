@@ -29,6 +29,8 @@ from typing import Any
 import anyio
 import pytest
 
+from boocode_mcp.agents.builtin import BUILTIN_AGENTS
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 INSTALL_SCRIPT = REPO_ROOT / "scripts" / "install-agents.sh"
 REAL_AGENT_NAMES = ("opencode", "qwen")
@@ -116,8 +118,12 @@ class AgentSetup:
         """This agent as a `[agents.<name>]` table of BooCode's config."""
         env = ", ".join(f"{k} = {_toml_str(v)}" for k, v in sorted(self.env.items()))
         args = ", ".join(_toml_str(a) for a in self.args)
+        # The entry replaces the built-in spec whole; keep the built-in's quirks that are not about
+        # the stub provider (settle_s: how long the agent needs to persist a turn).
+        settle = BUILTIN_AGENTS[self.name].settle_s if self.name in BUILTIN_AGENTS else 0.0
         return (
             f"[agents.{self.name}]\ncommand = {_toml_str(self.command)}\nargs = [{args}]\nenv = {{ {env} }}\n"
+            f"settle_s = {settle}\n"
         )
 
 

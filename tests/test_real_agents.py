@@ -136,7 +136,8 @@ async def test_follow_up_after_restart_resumes_session(ws: Workspace) -> None:
             first = await bc.run("remember restart-marker, say one", agent=ws.agent)
             assert first["status"] == "completed", first
             [before] = await bc.agent_sessions(first["chat_id"])
-            await ws.setup.wait_recorded("restart-marker")
+        # No waiting for the agent's record here: the server's own shutdown must leave the agent
+        # time to persist the turn (the spec's settle_s covers agents that write it late).
         # A new BooCode server process on the same workspace: the old agent died with the old server.
         await wait_group_gone(before["pid"])
         async with boocode_mcp(ws.repo, ws.scratch, ws.log("boocode-2.log")) as bc:

@@ -133,6 +133,7 @@ class WarmAcpBackend:
 
         self._status: BackendStatus = "idle"
         self._last_active = time.time()
+        self._turn_ended_at = 0.0
         self._proc: asyncio.subprocess.Process | None = None
         self._conn: ClientSideConnection | None = None
         self._watcher: asyncio.Task[None] | None = None
@@ -497,7 +498,7 @@ class WarmAcpBackend:
             self._turn = None
             self._prompt_task = None
             self._busy = False
-            self._last_active = time.time()
+            self._last_active = self._turn_ended_at = time.time()
             if self._status == "active":
                 self._status = "idle"
             self._changed()
@@ -623,6 +624,11 @@ class WarmAcpBackend:
                 self._cancel_timeout = min(saved, 2.0)
                 await self._cancel_turn(turn, task)
                 self._cancel_timeout = saved
+            settle = self._agent.spec.settle_s - (time.time() - self._turn_ended_at)
+            if self._proc is not None and self._proc.returncode is None and settle > 0:
+                # Some agents persist a turn only after answering it (the spec's settle_s says how
+                # long); closing sooner would lose the turn for a later session/load.
+                await anyio.sleep(settle)
             await self._teardown()
             self._status = "closed"
             self._changed()

@@ -46,6 +46,9 @@ BUILTIN_AGENTS: dict[str, AgentSpec] = {
         args=("--acp",),
         install="npm install -g @qwen-code/qwen-code",
         model_env="OPENAI_MODEL",
+        # qwen-code writes its chat record tens of ms after answering a prompt and does not flush
+        # it on exit: closed at once, it forgets the last turn and session/load cannot restore it.
+        settle_s=1.0,
     ),
     "gemini": AgentSpec(
         command="gemini",

@@ -18,7 +18,7 @@ from typing import Any
 
 import aiosqlite
 import anyio
-from anyio.abc import TaskStatus
+from anyio.abc import TaskGroup, TaskStatus
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from boocode_mcp import workspace
@@ -50,6 +50,7 @@ CANCEL_ABANDON_S = 60.0
 # Bound on the end-of-turn bookkeeping (diff, patch) when it runs shielded during shutdown.
 FINISH_TIMEOUT_S = 30.0
 MAX_TOOL_TITLES = 200
+ENDED_DIGESTS_MAX = 64
 
 Record = tuple[str, dict[str, Any], float]
 
@@ -111,12 +112,19 @@ class Runner:
         self._tracer = tracer
         self._notify = notify
         self.active: dict[str, Run] = {}
+        # The digests of runs that just ended, so the first status read after the end (the one a
+        # waiting caller makes at once) need not rebuild them from the events table.
+        self.ended_digests: dict[str, Digest] = {}
         self.permissions = PermissionQueue(db, config.permissions, self._on_pending)
         send, recv = anyio.create_memory_object_stream[str](math.inf)
         self._queue_send: MemoryObjectSendStream[str] = send
         self._queue_recv: MemoryObjectReceiveStream[str] = recv
         self._dirty: set[str] = set()
         self._dirty_event = anyio.Event()
+        # One private index per chat worktree, reset to the chat's base between turns so the diff
+        # after a turn needs only `git add` and `git diff`.
+        self._indexes = workspace.DiffIndexes()
+        self._tg: TaskGroup | None = None
 
     # ----------------------------------------------------------------------------------- lifetime
 
@@ -124,17 +132,20 @@ class Runner:
         """Run the workers and the activity notifier until cancelled; then close what is left."""
         try:
             async with anyio.create_task_group() as tg:
+                self._tg = tg
                 for _ in range(self._config.pool.max_concurrent_runs):
                     tg.start_soon(self._worker, self._queue_recv.clone())
                 tg.start_soon(self._notify_activity)
                 task_status.started()
         finally:
+            self._tg = None
             with anyio.CancelScope(shield=True):
                 # Queued runs that never started: this process will not run them.
                 for run in list(self.active.values()):
                     await self._finish_unstarted(
                         run, "interrupted", "BooCode shut down before the run started; spawn it again"
                     )
+            self._indexes.close()
 
     def submit(self, run: Run) -> None:
         self.active[run.id] = run
@@ -208,6 +219,9 @@ class Runner:
         # Only after the final status is in the database: until then the chat must read as busy.
         self.active.pop(run.id, None)
         LIVE_RUNS.discard(run.id)
+        if len(self.ended_digests) >= ENDED_DIGESTS_MAX:
+            self.ended_digests.pop(next(iter(self.ended_digests)))
+        self.ended_digests[run.id] = run.digest
         run.done.set()
 
     # ------------------------------------------------------------------------------------ a turn
@@ -226,6 +240,8 @@ class Runner:
                     # rather than leaving wrapped in an exception group.
                     try:
                         base = await self._prepare_worktree(run)
+                        # Off the critical path: resetting the diff index while the agent works.
+                        tg.start_soon(self._prepare_index, run.worktree, base)
                         await self._turn(run, send, outcome)
                     except BooCodeError as e:
                         # An agent that had to be killed because it ignored session/cancel was
@@ -252,9 +268,18 @@ class Runner:
         if chat.base_sha is not None and await anyio.Path(chat.worktree).is_dir():
             return chat.base_sha
         wt = await workspace.create_worktree(self._repo, run.chat_id, base=chat.base_sha)
+        self._indexes.forget(run.worktree)
         base = chat.base_sha or wt.base_sha
         await chats.set_base(self._db, run.chat_id, base, wt.branch)
         return base
+
+    async def _prepare_index(self, worktree: Path, base: str) -> None:
+        """Reset the worktree's diff index to `base` ahead of the diff; a failure only costs speed
+        (the diff retries the reset and reports its error)."""
+        try:
+            await self._indexes.get(worktree).prepare(base)
+        except Exception as e:
+            log.debug("preparing the diff index of %s failed: %s", worktree, e)
 
     def _sink(self, run: Run, send: MemoryObjectSendStream[Record]) -> EventSink:
         def sink(event: AgentEvent) -> None:
@@ -350,21 +375,46 @@ class Runner:
         outcome.status = "cancelled" if cancelled else "completed"
 
     async def _consume(self, run: Run, recv: MemoryObjectReceiveStream[Record]) -> None:
-        """The one writer of a run's events: rows in order, digest, traces."""
+        """The one writer of a run's events: rows in order, digest, traces.
+
+        Whatever has queued up while the last write was in flight is written in one statement:
+        a streaming agent sends updates faster than one round trip to the database each.
+        """
         seq = 0
         async with recv:
-            async for kind, payload, at in recv:
-                seq += 1
-                run.digest.apply(kind, payload, at)
+            async for first in recv:
+                batch: list[tuple[int, str, dict[str, Any], float]] = []
+                record: Record | None = first
+                while record is not None:
+                    kind, payload, at = record
+                    seq += 1
+                    run.digest.apply(kind, payload, at)
+                    batch.append((seq, kind, payload, at))
+                    try:
+                        record = recv.receive_nowait()
+                    except (anyio.WouldBlock, anyio.EndOfStream):
+                        record = None
                 self._activity(run)
-                try:
-                    await self._record_event(run, seq, kind, payload, at)
-                except Exception:
-                    # A lost row must not stop the turn or reorder the rest.
-                    log.exception("recording event %d of %s failed", seq, run.id)
+                await self._record_events(run, batch)
 
-    async def _record_event(self, run: Run, seq: int, kind: str, payload: dict[str, Any], at: float) -> None:
-        await events.insert(self._db, run.id, seq, kind, payload)
+    async def _record_events(self, run: Run, batch: list[tuple[int, str, dict[str, Any], float]]) -> None:
+        try:
+            await events.insert_many(self._db, run.id, batch)
+        except Exception:
+            # Row by row, so one bad row loses only itself; a lost row must not stop the turn or
+            # reorder the rest.
+            for seq, kind, payload, at in batch:
+                try:
+                    await events.insert(self._db, run.id, seq, kind, payload, at)
+                except Exception:
+                    log.exception("recording event %d of %s failed", seq, run.id)
+        for seq, kind, payload, at in batch:
+            try:
+                await self._trace_event(run, kind, payload, at)
+            except Exception:
+                log.exception("tracing event %d of %s failed", seq, run.id)
+
+    async def _trace_event(self, run: Run, kind: str, payload: dict[str, Any], at: float) -> None:
         if kind == "tool_call":
             title = str(payload.get("title") or "")
             if title and len(run.tool_titles) < MAX_TOOL_TITLES:
@@ -400,6 +450,9 @@ class Runner:
             # Even if the final write failed or timed out: the run is no longer driven, and a row
             # left live is closed as interrupted by the chat's next spawn.
             self._release(run)
+        if base is not None and self._tg is not None:
+            # The chat's next turn most likely starts from the same base: get its index ready now.
+            self._tg.start_soon(self._prepare_index, run.worktree, base)
         await self._pool.sync()
         self._agent_sessions_changed(run.chat_id)
         if self._memory is not None:
@@ -446,7 +499,7 @@ class Runner:
     async def _record_patch(self, run: Run, base: str, *, failed: bool) -> str | None:
         """The chat's worktree against its base as a pending patch superseding the chat's older
         pending one; None when the worktree holds no change."""
-        diff = await workspace.diff_worktree(run.worktree, base)
+        diff = await self._indexes.get(run.worktree).diff(base)
         if not diff.strip():
             return None
         parsed = workspace.parse_unified_diff(diff)

@@ -5,6 +5,8 @@ from boocode_mcp.workspace.collisions import Overlap, find_collisions
 from boocode_mcp.workspace.diff import FileDiff, FileStatus, Hunk, ParsedDiff, parse_unified_diff
 from boocode_mcp.workspace.git import capture_head, ensure_repo, exclude_boocode_dir
 from boocode_mcp.workspace.worktrees import (
+    DiffIndex,
+    DiffIndexes,
     Worktree,
     create_worktree,
     diff_worktree,
@@ -19,6 +21,8 @@ from boocode_mcp.workspace.worktrees import (
 __all__ = [
     "ApplyConflict",
     "ApplyOutcome",
+    "DiffIndex",
+    "DiffIndexes",
     "FileDiff",
     "FileStatus",
     "Hunk",

@@ -8,7 +8,9 @@ index, output is never localized (git's messages are parsed), and nothing prompt
 from __future__ import annotations
 
 import os
+import stat
 import subprocess
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,23 +108,52 @@ async def run_git(
     """Run `git args…` in `cwd`; with `check`, a non-zero exit is a WorkspaceError quoting git."""
     argv = ["git", *_STABLE_CONFIG, *args]
     try:
-        proc = await anyio.run_process(
-            argv,
-            input=input,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            cwd=str(cwd),
-            env=git_env(env),
-            check=False,
-        )
+        result = await _run(argv, str(cwd), git_env(env), input)
     except FileNotFoundError as exc:
         if not await anyio.Path(cwd).is_dir():
             raise WorkspaceError(f"{cwd} does not exist or is not a directory") from exc
         raise WorkspaceError("git is not installed: no 'git' on PATH; install git") from exc
-    result = GitResult(proc.returncode, proc.stdout or b"", proc.stderr or b"")
     if check and result.returncode != 0:
         raise WorkspaceError(f"git {_describe(args)} failed in {cwd}: {result.err or 'no output'}")
     return result
+
+
+async def _run(argv: list[str], cwd: str, env: dict[str, str], input: bytes | None) -> GitResult:
+    """Run one git process to completion in a worker thread.
+
+    A worker thread rather than asyncio's subprocess transport: git runs for a millisecond or two,
+    and asyncio's fork, child-watcher thread and pipe transports cost about as much again, on the
+    event loop. Cancelling kills the process (as anyio.run_process does) and returns at once.
+    """
+    lock = threading.Lock()
+    started: list[subprocess.Popen[bytes]] = []
+    cancelled = False
+
+    def run() -> GitResult:
+        with lock:
+            if cancelled:
+                raise RuntimeError("cancelled before git started")
+            proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                cwd=cwd,
+                env=env,
+            )
+            started.append(proc)
+        out, err = proc.communicate(input)
+        return GitResult(proc.returncode, out, err)
+
+    try:
+        return await anyio.to_thread.run_sync(run, abandon_on_cancel=True)
+    except anyio.get_cancelled_exc_class():
+        with lock:
+            cancelled = True
+            for proc in started:
+                # The abandoned thread's communicate() then returns and reaps it.
+                proc.kill()
+        raise
 
 
 def _describe(args: Sequence[str]) -> str:
@@ -165,11 +196,40 @@ async def resolve_commit(repo: Path, rev: str) -> str:
     return sha
 
 
+# (work tree, name, identity of its .git entry) -> the path git named. A chat's worktree asks for
+# the same two paths after every turn; each answer costs a git process.
+_GIT_PATHS: dict[tuple[str, str, object], Path] = {}
+_GIT_PATHS_MAX = 512
+
+
+def _dot_git_identity(repo: Path) -> object | None:
+    """What makes a cached answer stale: a worktree's `.git` file names its admin directory (its
+    text is the identity); a `.git` directory replaced is a new repository (a new inode). None when
+    `repo` is not the top of a work tree."""
+    dot_git = repo / ".git"
+    try:
+        st = dot_git.stat()
+        if stat.S_ISREG(st.st_mode):
+            return dot_git.read_bytes()
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino)
+
+
 async def git_path(repo: Path, name: str) -> Path:
     """Where git keeps `name` (e.g. info/exclude, index) for the work tree `repo`."""
+    identity = _dot_git_identity(repo)
+    key = (str(repo), name, identity) if identity is not None else None
+    if key is not None and (cached := _GIT_PATHS.get(key)) is not None:
+        return cached
     result = await run_git(repo, "rev-parse", "--git-path", name)
     path = Path(result.out.strip())
-    return path if path.is_absolute() else repo / path
+    path = path if path.is_absolute() else repo / path
+    if key is not None:
+        if len(_GIT_PATHS) >= _GIT_PATHS_MAX:
+            _GIT_PATHS.pop(next(iter(_GIT_PATHS)))
+        _GIT_PATHS[key] = path
+    return path
 
 
 async def exclude_boocode_dir(repo: Path) -> None:

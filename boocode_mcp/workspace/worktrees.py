@@ -130,30 +130,80 @@ async def create_worktree(repo: Path, chat_id: str, base: str | None = None) -> 
     return Worktree(path, branch, base_sha)
 
 
+async def _reset_index(worktree: Path, index: Path, base: str, *, seed: bool) -> None:
+    """Make `index` hold exactly the tree of `base`, keeping stat data where it can.
+
+    `read-tree -m` keeps the stat data of the entries that match `base`, so a later `git add`
+    rehashes only what changed. With `seed`, the worktree's own index is copied first (a fresh
+    index has no stat data); an index read-tree refuses (e.g. one left mid-merge) is replaced by a
+    plain read of `base`.
+    """
+    env = {"GIT_INDEX_FILE": str(index)}
+    if seed:
+        own = await git_path(worktree, "index")
+        _seed_index(own, index)
+    # On a missing index file (nothing to seed from) this is a plain read of `base`.
+    result = await run_git(worktree, "read-tree", "-m", base, env=env, check=False)
+    if result.returncode == 0:
+        return
+    _unlink(index)
+    await run_git(worktree, "read-tree", base, env=env)
+
+
+def _seed_index(own: Path, index: Path) -> None:
+    # Local file operations on small files: not worth a worker thread each.
+    _unlink(index)
+    if own.is_file():
+        # copy2 keeps the file's mtime, which git's racy-entry check compares entries against: a
+        # copy stamped "now" would make a file changed in the same second as the worktree's own
+        # index was written (same size, same inode) look unchanged, and its change would be lost.
+        shutil.copy2(own, index)
+
+
+def _unlink(path: Path) -> None:
+    path.unlink(missing_ok=True)
+
+
+async def _stage(worktree: Path, index: Path) -> dict[str, str]:
+    """`git add` every file of the worktree (untracked ones included) into `index`; the
+    environment that points git at it."""
+    # `.boocode/` never belongs in a patch. Excluding it through info/exclude (shared by every
+    # worktree) rather than an exclude pathspec: `git add` fails on a pathspec naming an ignored path.
+    await exclude_boocode_dir(worktree)
+    env = {"GIT_INDEX_FILE": str(index)}
+    await run_git(worktree, "add", "-A", "--", ".", env=env)
+    return env
+
+
 @contextlib.asynccontextmanager
 async def _staged(worktree: Path, base: str) -> AsyncIterator[dict[str, str]]:
     """A temporary index holding the worktree's files (untracked ones included) over `base`.
 
-    Yields the environment that points git at it. The worktree's own index is copied first and
-    `read-tree -m` keeps its stat data for unchanged files, so `git add` rehashes only what changed.
+    Yields the environment that points git at it.
     """
-    # `.boocode/` never belongs in a patch. Excluding it through info/exclude (shared by every
-    # worktree) rather than an exclude pathspec: `git add` fails on a pathspec naming an ignored path.
-    await exclude_boocode_dir(worktree)
     with tempfile.TemporaryDirectory(prefix="boocode-index-") as tmp:
         index = Path(tmp) / "index"
-        env = {"GIT_INDEX_FILE": str(index)}
-        own = await git_path(worktree, "index")
-        seeded = False
-        if own.is_file():
-            shutil.copyfile(own, index)
-            result = await run_git(worktree, "read-tree", "-m", base, env=env, check=False)
-            seeded = result.returncode == 0
-        if not seeded:
-            index.unlink(missing_ok=True)
-            await run_git(worktree, "read-tree", base, env=env)
-        await run_git(worktree, "add", "-A", "--", ".", env=env)
-        yield env
+        await _reset_index(worktree, index, base, seed=True)
+        yield await _stage(worktree, index)
+
+
+async def _diff_staged(worktree: Path, base: str, env: dict[str, str]) -> str:
+    raw = (await run_git(worktree, *_DIFF_ARGS, base, "--", env=env)).stdout
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    with tempfile.TemporaryDirectory(prefix="boocode-attr-") as tmp:
+        attributes = Path(tmp) / "attributes"
+        attributes.write_text(
+            "".join(f"{_attr_pattern(p)} -diff\n" for p in _non_utf8_paths(raw)), encoding="utf-8"
+        )
+        raw = (
+            await run_git(
+                worktree, "-c", f"core.attributesFile={attributes}", *_DIFF_ARGS, base, "--", env=env
+            )
+        ).stdout
+    return raw.decode("utf-8", "replace")
 
 
 async def diff_worktree(worktree: Path, base: str) -> str:
@@ -165,22 +215,113 @@ async def diff_worktree(worktree: Path, base: str) -> str:
     if not await anyio.Path(worktree).is_dir():
         raise WorkspaceError(f"worktree {worktree} does not exist")
     async with _staged(worktree, base) as env:
-        raw = (await run_git(worktree, *_DIFF_ARGS, base, "--", env=env)).stdout
+        return await _diff_staged(worktree, base, env)
+
+
+class DiffIndex:
+    """A private index for diffing one worktree again and again (a chat's worktree after each turn).
+
+    Gives what `diff_worktree` gives, with fewer git processes when it matters: the index file is
+    kept between diffs, so `git add` finds the stat data of the files it saw last time and rehashes
+    only what changed, and `prepare` can reset it to the base ahead of time (e.g. while the agent
+    works), leaving `git add` and `git diff` for after the turn. The worktree's own index is never
+    touched.
+    """
+
+    def __init__(self, worktree: Path, index_file: Path) -> None:
+        self.worktree = worktree
+        self._index = index_file
+        self._lock = anyio.Lock()
+        # The base the index holds exactly (reset and not yet staged into), if any.
+        self._ready: str | None = None
+        # Whether the file may be stale or half-written (a failed or cancelled git): start over.
+        self._seed = True
+
+    async def prepare(self, base: str) -> None:
+        """Reset the index to `base` now, so the next `diff(base)` skips that step."""
+        async with self._lock:
+            await self._prepare(base)
+
+    async def _prepare(self, base: str) -> None:
+        if self._ready == base:
+            return
+        self._ready = None
+        if self._seed:
+            # Left by a git killed mid-write (a cancelled diff); only this object uses the file.
+            self._index.with_name(self._index.name + ".lock").unlink(missing_ok=True)
         try:
-            return raw.decode("utf-8")
-        except UnicodeDecodeError:
-            pass
-        with tempfile.TemporaryDirectory(prefix="boocode-attr-") as tmp:
-            attributes = Path(tmp) / "attributes"
-            attributes.write_text(
-                "".join(f"{_attr_pattern(p)} -diff\n" for p in _non_utf8_paths(raw)), encoding="utf-8"
-            )
-            raw = (
-                await run_git(
-                    worktree, "-c", f"core.attributesFile={attributes}", *_DIFF_ARGS, base, "--", env=env
-                )
-            ).stdout
-        return raw.decode("utf-8", "replace")
+            await _reset_index(self.worktree, self._index, base, seed=self._seed)
+        except BaseException:
+            self._seed = True
+            raise
+        self._seed = False
+        self._ready = base
+
+    async def diff(self, base: str) -> str:
+        """The worktree's changes against commit `base`, exactly as `diff_worktree` reports them."""
+        if not await anyio.Path(self.worktree).is_dir():
+            raise WorkspaceError(f"worktree {self.worktree} does not exist")
+        async with self._lock:
+            await self._prepare(base)
+            # From here on the index holds more than `base`: the next diff resets it first.
+            self._ready = None
+            try:
+                env = await _stage(self.worktree, self._index)
+                return await _diff_staged(self.worktree, base, env)
+            except BaseException:
+                self._seed = True
+                raise
+
+    @property
+    def busy(self) -> bool:
+        return self._lock.locked()
+
+    def discard(self) -> None:
+        """Delete the index file (and a lock a killed git may have left); only when not busy."""
+        if self.busy:
+            return
+        self._ready = None
+        self._seed = True
+        self._index.unlink(missing_ok=True)
+        self._index.with_name(self._index.name + ".lock").unlink(missing_ok=True)
+
+
+class DiffIndexes:
+    """The `DiffIndex` of each recently diffed worktree, in one private directory; `close` deletes it."""
+
+    def __init__(self, max_entries: int = 64) -> None:
+        self._max = max_entries
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        self._entries: dict[Path, DiffIndex] = {}
+        self._counter = 0
+
+    def get(self, worktree: Path) -> DiffIndex:
+        """The worktree's index (created on first use); the least recently used beyond the cap
+        are dropped."""
+        entry = self._entries.pop(worktree, None)
+        if entry is None:
+            if self._tmp is None:
+                self._tmp = tempfile.TemporaryDirectory(prefix="boocode-indexes-")
+            self._counter += 1
+            entry = DiffIndex(worktree, Path(self._tmp.name) / f"index-{self._counter}")
+            idle = [w for w, e in self._entries.items() if not e.busy]
+            for dropped in idle[: max(0, len(self._entries) + 1 - self._max)]:
+                # Least recently used first; an index in use stays (its diff must finish on it).
+                self._entries.pop(dropped).discard()
+        self._entries[worktree] = entry
+        return entry
+
+    def forget(self, worktree: Path) -> None:
+        """Drop the worktree's index (the worktree was created anew)."""
+        entry = self._entries.pop(worktree, None)
+        if entry is not None:
+            entry.discard()
+
+    def close(self) -> None:
+        self._entries.clear()
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
 
 
 def _non_utf8_paths(raw: bytes) -> list[str]:
