@@ -39,6 +39,10 @@ class AgentCrashedError(BooCodeError):
     """An agent process exited or its connection closed while it was needed."""
 
 
+class AgentTurnError(BooCodeError):
+    """The agent answered a request (prompt, session/new) with a JSON-RPC error."""
+
+
 class AgentBusyError(BooCodeError):
     """A second prompt for an agent session that already has one in flight."""
 

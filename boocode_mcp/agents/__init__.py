@@ -1,6 +1,6 @@
 """The ACP client side: agent registry, warm backends, client callbacks and the pool."""
 
-from boocode_mcp.agents.acp_backend import AgentTurnError, BackendState, WarmAcpBackend
+from boocode_mcp.agents.acp_backend import BackendState, WarmAcpBackend
 from boocode_mcp.agents.backend import (
     AgentBackend,
     BackendStatus,
@@ -20,7 +20,6 @@ __all__ = [
     "AgentBackend",
     "AgentPool",
     "AgentRegistry",
-    "AgentTurnError",
     "BackendState",
     "BackendStatus",
     "EventSink",

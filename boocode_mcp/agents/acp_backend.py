@@ -50,7 +50,7 @@ from boocode_mcp.agents.events import UsageEvent
 from boocode_mcp.agents.mapping import map_permission_request, map_update
 from boocode_mcp.agents.registry import ResolvedAgent
 from boocode_mcp.agents.terminals import TerminalManager
-from boocode_mcp.errors import AgentBusyError, AgentCrashedError, BooCodeError
+from boocode_mcp.errors import AgentBusyError, AgentCrashedError, AgentTurnError
 
 log = logging.getLogger(__name__)
 
@@ -58,10 +58,6 @@ CANCEL_TIMEOUT_S = 10.0
 START_TIMEOUT_S = 120.0
 STDOUT_LIMIT = 1 << 24
 NOTE_FRESH = "context not restored: {why}; the agent starts a fresh session"
-
-
-class AgentTurnError(BooCodeError):
-    """The agent answered a request (prompt, session/new) with a JSON-RPC error."""
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ is better. Snippets mark matched words as «word». `limit` outside 1..100 or a 
 than None/"note"/"subagent" is an InvalidRequestError.
 
 Writes that must land together run as one job on the connection's worker thread (see
-`_atomically`): the connection is shared with the rest of the engine, and awaiting between
+`store.transaction.atomically`): the connection is shared with the rest of the engine, and awaiting between
 BEGIN and COMMIT would let another task's statements fall inside (or collide with) this
 transaction.
 """
@@ -35,7 +35,7 @@ import logging
 import os
 import sqlite3
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -48,6 +48,7 @@ import anyio.to_thread
 from boocode_mcp.errors import InvalidRequestError
 from boocode_mcp.memory.notes import Section, parse_note
 from boocode_mcp.memory.query import ParsedQuery, parse_query
+from boocode_mcp.store.transaction import atomically
 from boocode_mcp.views import MemoryHit, MemorySource
 
 log = logging.getLogger(__name__)
@@ -157,7 +158,7 @@ class MemoryIndex:
             batch = reads[i : i + FILES_PER_WRITE]
             removals = gone if i == 0 else []
             if batch or removals:
-                await _atomically(
+                await atomically(
                     self._db, partial(_write_notes, reads=batch, gone=removals, now=now, counts=counts)
                 )
         self._last_refresh = time.monotonic()
@@ -368,41 +369,6 @@ def _read_notes(paths: Sequence[str], known: dict[str, _Known]) -> list[_Read]:
 
 
 # -- database side (the connection's worker thread) --------------------------------------------
-
-
-async def _atomically(db: aiosqlite.Connection, work: Callable[[sqlite3.Connection], T]) -> T:
-    """Run `work` in one transaction as a single job on the connection's worker thread.
-
-    aiosqlite has no public way to do this, so this uses its `_execute` (queue a callable on the
-    worker thread). Inside another task's open transaction a SAVEPOINT nests instead, so this
-    never fails with "cannot start a transaction within a transaction".
-    """
-
-    def job() -> T:
-        conn = db._conn
-        if conn.in_transaction:
-            conn.execute("SAVEPOINT boocode_memory")
-            try:
-                result = work(conn)
-            except BaseException:
-                conn.execute("ROLLBACK TO boocode_memory")
-                conn.execute("RELEASE boocode_memory")
-                raise
-            conn.execute("RELEASE boocode_memory")
-            return result
-        # IMMEDIATE takes the write lock up front, so a second process waits (busy_timeout)
-        # instead of failing on a read-to-write upgrade.
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            result = work(conn)
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
-        return result
-
-    run = cast(Callable[[Callable[[], T]], Awaitable[T]], db._execute)
-    return await run(job)
 
 
 def _write_notes(
