@@ -103,6 +103,23 @@ class Tracer:
         at: float,
     ) -> None:
         """An agent started a tool call (ACP `tool_call`)."""
+        trace_id = await self._open_agent_call(session_id, subagent_id, tool_call_id, title, raw_input, at)
+        if trace_id is None:
+            return
+        if status in ("completed", "failed"):
+            await self._finish(trace_id, at, at, "ok" if status == "completed" else "error", None, None)
+        self._changed(session_id)
+
+    async def _open_agent_call(
+        self,
+        session_id: str,
+        subagent_id: str,
+        tool_call_id: str,
+        title: str | None,
+        raw_input: Any,
+        at: float,
+    ) -> int | None:
+        """Insert the trace row of an agent tool call and remember it; None if already recorded."""
         trace_id = await store.start(
             self._db,
             session_id=session_id,
@@ -113,12 +130,9 @@ class Tracer:
             input=raw_input,
             started_at=at,
         )
-        if trace_id is None:
-            return
-        self._agent_calls.setdefault(subagent_id, {})[tool_call_id] = (trace_id, at)
-        if status in ("completed", "failed"):
-            await self._finish(trace_id, at, at, "ok" if status == "completed" else "error", None, None)
-        self._changed(session_id)
+        if trace_id is not None:
+            self._agent_calls.setdefault(subagent_id, {})[tool_call_id] = (trace_id, at)
+        return trace_id
 
     async def agent_tool_update(
         self,
@@ -141,21 +155,12 @@ class Tracer:
         else:
             trace_id = await store.find_agent_call(self._db, subagent_id, tool_call_id)
         if trace_id is None:
-            # An update for a call we never saw start: record it from here.
-            trace_id = await store.start(
-                self._db,
-                session_id=session_id,
-                subagent_id=subagent_id,
-                source="agent",
-                tool_name=title or "tool call",
-                tool_call_id=tool_call_id,
-                input=None,
-                started_at=at,
-            )
+            # An update for a call we never saw start (qwen announces a call first in its
+            # permission request): record it from here.
+            trace_id = await self._open_agent_call(session_id, subagent_id, tool_call_id, title, None, at)
             if trace_id is None:
                 return
             started = at
-            self._agent_calls.setdefault(subagent_id, {})[tool_call_id] = (trace_id, at)
         output = content_text if content_text else raw_output
         tokens = raw_output if isinstance(raw_output, dict) else {}
         fields: dict[str, Any] = {

@@ -125,6 +125,9 @@ class Runner:
         # after a turn needs only `git add` and `git diff`.
         self._indexes = workspace.DiffIndexes()
         self._tg: TaskGroup | None = None
+        # create_worktree runs `git worktree prune`, which deletes the admin directory of a worktree
+        # another `git worktree add` is still creating (its add then fails): one creation at a time.
+        self._create_lock = anyio.Lock()
 
     # ----------------------------------------------------------------------------------- lifetime
 
@@ -267,7 +270,8 @@ class Runner:
             raise BooCodeError(f"chat {run.chat_id!r} disappeared from the database")
         if chat.base_sha is not None and await anyio.Path(chat.worktree).is_dir():
             return chat.base_sha
-        wt = await workspace.create_worktree(self._repo, run.chat_id, base=chat.base_sha)
+        async with self._create_lock:
+            wt = await workspace.create_worktree(self._repo, run.chat_id, base=chat.base_sha)
         self._indexes.forget(run.worktree)
         base = chat.base_sha or wt.base_sha
         await chats.set_base(self._db, run.chat_id, base, wt.branch)
