@@ -145,7 +145,7 @@ async def test_least_recently_used_indexes_are_dropped(git_repo: Path) -> None:
         kept.close()
 
 
-async def test_git_path_is_cached_until_the_worktree_is_made_again(git_repo: Path) -> None:
+async def test_git_path_is_cached_until_dot_git_changes(git_repo: Path) -> None:
     wt = await create_worktree(git_repo, "chat-e")
     first = await git_path(wt.path, "index")
     assert first == Path(git(wt.path, "rev-parse", "--path-format=absolute", "--git-path", "index").strip())
@@ -184,3 +184,17 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+async def test_index_directory_of_a_dead_process_is_deleted(git_repo: Path, tmp_path: Path) -> None:
+    root = tmp_path / "indexes"
+    dead = (await anyio.run_process(["sh", "-c", "echo $$"])).stdout.decode().strip()  # exited: pid dead
+    (root / dead).mkdir(parents=True)
+    (root / dead / "index-1").write_bytes(b"left by a killed server")
+    kept = DiffIndexes(root)
+    wt = await create_worktree(git_repo, "chat-f")
+    _write(wt.path / "f.txt", "f\n")
+    assert await _same_as_fresh(kept, wt, wt.base_sha) != ""
+    assert [p.name for p in root.iterdir()] == [str(os.getpid())]
+    kept.close()
+    assert list(root.iterdir()) == []

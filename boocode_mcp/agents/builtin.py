@@ -69,7 +69,10 @@ BUILTIN_AGENTS: dict[str, AgentSpec] = {
     "goose": AgentSpec(
         command="goose",
         args=("acp",),
-        install="see https://block.github.io/goose/docs/getting-started/installation",
+        install=(
+            "curl -fsSL https://github.com/block/goose/releases/download/stable/download_cli.sh"
+            " | CONFIGURE=false bash"
+        ),
         model_env="GOOSE_MODEL",
         mode_env="GOOSE_MODE",
     ),

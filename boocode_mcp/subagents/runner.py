@@ -26,7 +26,7 @@ from boocode_mcp.agents.backend import AgentBackend, EventSink, PermissionHandle
 from boocode_mcp.agents.events import AgentEvent
 from boocode_mcp.agents.pool import AgentPool
 from boocode_mcp.agents.registry import AgentRegistry
-from boocode_mcp.config import Config
+from boocode_mcp.config import BOOCODE_DIR, Config
 from boocode_mcp.errors import BooCodeError
 from boocode_mcp.memory import MemoryIndex
 from boocode_mcp.store import chats, events, patches, subagents
@@ -123,7 +123,7 @@ class Runner:
         self._dirty_event = anyio.Event()
         # One private index per chat worktree, reset to the chat's base between turns so the diff
         # after a turn needs only `git add` and `git diff`.
-        self._indexes = workspace.DiffIndexes()
+        self._indexes = workspace.DiffIndexes(repo / BOOCODE_DIR / "indexes")
         self._tg: TaskGroup | None = None
         # create_worktree runs `git worktree prune`, which deletes the admin directory of a worktree
         # another `git worktree add` is still creating (its add then fails): one creation at a time.
@@ -449,7 +449,12 @@ class Runner:
     async def _finish(self, run: Run, outcome: _Outcome, base: str | None) -> None:
         run.finished = True
         try:
-            await self._write_final(run, outcome, base)
+            async with anyio.create_task_group() as tg:
+                # The transcript is complete once the events are drained: index it while git
+                # computes the patch, so it is searchable by the time the run reads as finished
+                # and its writes do not queue up in front of the finished run's first status read.
+                tg.start_soon(self._index_memory, run)
+                await self._write_final(run, outcome, base)
         finally:
             # Even if the final write failed or timed out: the run is no longer driven, and a row
             # left live is closed as interrupted by the chat's next spawn.
@@ -459,19 +464,22 @@ class Runner:
             self._tg.start_soon(self._prepare_index, run.worktree, base)
         await self._pool.sync()
         self._agent_sessions_changed(run.chat_id)
-        if self._memory is not None:
-            try:
-                await self._memory.index_subagent(
-                    subagent_id=run.id,
-                    agent=run.agent,
-                    prompt=run.prompt,
-                    final_message=run.digest.final_message or None,
-                    tool_titles=run.tool_titles,
-                    files=list(run.digest.files),
-                    created_at=time.time(),
-                )
-            except Exception:
-                log.exception("indexing subagent %s in memory failed", run.id)
+
+    async def _index_memory(self, run: Run) -> None:
+        if self._memory is None:
+            return
+        try:
+            await self._memory.index_subagent(
+                subagent_id=run.id,
+                agent=run.agent,
+                prompt=run.prompt,
+                final_message=run.digest.final_message or None,
+                tool_titles=run.tool_titles,
+                files=list(run.digest.files),
+                created_at=time.time(),
+            )
+        except Exception:
+            log.exception("indexing subagent %s in memory failed", run.id)
 
     async def _write_final(self, run: Run, outcome: _Outcome, base: str | None) -> None:
         patch_id: str | None = None

@@ -9,6 +9,7 @@ computed in a temporary index (GIT_INDEX_FILE), so an agent may use git in its w
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import shutil
 import tempfile
@@ -287,23 +288,39 @@ class DiffIndex:
 
 
 class DiffIndexes:
-    """The `DiffIndex` of each recently diffed worktree, in one private directory; `close` deletes it."""
+    """The `DiffIndex` of each recently diffed worktree, in one private directory; `close` deletes it.
 
-    def __init__(self, max_entries: int = 64) -> None:
+    With `root`, that directory is `root/<pid>`, and the directories a killed process left there
+    are deleted when the next one starts; without, it is a temporary directory.
+    """
+
+    def __init__(self, root: Path | None = None, max_entries: int = 64) -> None:
+        self._root = root
         self._max = max_entries
-        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        self._dir: Path | None = None
         self._entries: dict[Path, DiffIndex] = {}
         self._counter = 0
+
+    def _directory(self) -> Path:
+        if self._dir is None:
+            if self._root is None:
+                self._dir = Path(tempfile.mkdtemp(prefix="boocode-indexes-"))
+            else:
+                self._root.mkdir(parents=True, exist_ok=True)
+                for stale in self._root.iterdir():
+                    if stale.name.isdigit() and not _pid_alive(int(stale.name)):
+                        shutil.rmtree(stale, ignore_errors=True)
+                self._dir = self._root / str(os.getpid())
+                self._dir.mkdir(exist_ok=True)
+        return self._dir
 
     def get(self, worktree: Path) -> DiffIndex:
         """The worktree's index (created on first use); the least recently used beyond the cap
         are dropped."""
         entry = self._entries.pop(worktree, None)
         if entry is None:
-            if self._tmp is None:
-                self._tmp = tempfile.TemporaryDirectory(prefix="boocode-indexes-")
             self._counter += 1
-            entry = DiffIndex(worktree, Path(self._tmp.name) / f"index-{self._counter}")
+            entry = DiffIndex(worktree, self._directory() / f"index-{self._counter}")
             idle = [w for w, e in self._entries.items() if not e.busy]
             for dropped in idle[: max(0, len(self._entries) + 1 - self._max)]:
                 # Least recently used first; an index in use stays (its diff must finish on it).
@@ -319,9 +336,19 @@ class DiffIndexes:
 
     def close(self) -> None:
         self._entries.clear()
-        if self._tmp is not None:
-            self._tmp.cleanup()
-            self._tmp = None
+        if self._dir is not None:
+            shutil.rmtree(self._dir, ignore_errors=True)
+            self._dir = None
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _non_utf8_paths(raw: bytes) -> list[str]:
