@@ -51,7 +51,7 @@ def make_workspace(base: Path) -> Path:
     (repo / ".boocode" / "config.toml").write_text(
         f'default_agent = "fixture"\n[agents.fixture]\ncommand = {json.dumps(sys.executable)}\n'
         f"args = [{json.dumps(str(FIXTURE_AGENT))}]\n"
-        f"[pool]\nmax_warm = {CONCURRENT + 8}\nmax_concurrent_runs = {CONCURRENT}\n"
+        f"[pool]\nmax_warm = {CONCURRENT + 16}\nmax_concurrent_runs = {CONCURRENT}\n"
     )
     return repo
 

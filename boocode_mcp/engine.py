@@ -25,6 +25,7 @@ from boocode_mcp.agents.registry import AgentRegistry
 from boocode_mcp.config import BOOCODE_DIR, Config, load_config, user_config_dir
 from boocode_mcp.errors import InvalidRequestError, NotFoundError
 from boocode_mcp.memory import MemoryIndex
+from boocode_mcp.store import agent_sessions as agent_sessions_store
 from boocode_mcp.store import chats as chats_store
 from boocode_mcp.store import events as events_store
 from boocode_mcp.store import open_db, sessions
@@ -673,25 +674,9 @@ class Engine:
 
     async def agent_sessions(self, chat_id: str | None = None) -> list[AgentSessionView]:
         """The warm/known agent sessions, most recently active first."""
-        if chat_id is None:
-            cur = await self.db.execute("SELECT * FROM agent_sessions ORDER BY last_active_at DESC")
-        else:
-            cur = await self.db.execute(
-                "SELECT * FROM agent_sessions WHERE chat_id = ? ORDER BY last_active_at DESC", (chat_id,)
-            )
-        return [
-            AgentSessionView(
-                chat_id=r["chat_id"],
-                agent=r["agent"],
-                backend=r["backend"],
-                acp_session_id=r["acp_session_id"],
-                pid=r["pid"],
-                status=r["status"],
-                last_active_at=r["last_active_at"],
-                input_tokens=r["input_tokens"],
-                output_tokens=r["output_tokens"],
-                cost=r["cost"],
-                note=r["note"],
-            )
-            for r in await cur.fetchall()
-        ]
+        rows = (
+            await agent_sessions_store.list_all(self.db)
+            if chat_id is None
+            else await agent_sessions_store.list_by_chat(self.db, chat_id)
+        )
+        return [r.to_view() for r in rows]
