@@ -21,6 +21,7 @@ import anyio
 
 from boocode_mcp.config import BOOCODE_DIR
 from boocode_mcp.errors import WorkspaceError
+from boocode_mcp.procs import pid_alive
 from boocode_mcp.workspace.diff import parse_unified_diff
 from boocode_mcp.workspace.git import (
     BOOCODE_IDENTITY,
@@ -308,7 +309,7 @@ class DiffIndexes:
             else:
                 self._root.mkdir(parents=True, exist_ok=True)
                 for stale in self._root.iterdir():
-                    if stale.name.isdigit() and not _pid_alive(int(stale.name)):
+                    if stale.name.isdigit() and not pid_alive(int(stale.name)):
                         shutil.rmtree(stale, ignore_errors=True)
                 self._dir = self._root / str(os.getpid())
                 self._dir.mkdir(exist_ok=True)
@@ -339,16 +340,6 @@ class DiffIndexes:
         if self._dir is not None:
             shutil.rmtree(self._dir, ignore_errors=True)
             self._dir = None
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _non_utf8_paths(raw: bytes) -> list[str]:
