@@ -30,6 +30,7 @@ from boocode_mcp.config import BOOCODE_DIR
 from boocode_mcp.errors import BooCodeError
 
 if TYPE_CHECKING:
+    from boocode_mcp.cli_render import Progress
     from boocode_mcp.engine import Engine
     from boocode_mcp.views import SubagentView
 
@@ -131,7 +132,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     p = sub.add_parser(
-        "run", help="run a subagent in the foreground: progress on stderr, final message on stdout"
+        "run",
+        help="run a subagent in the foreground: progress on stderr, final message on stdout",
+        description="Run a subagent in the foreground: progress on stderr, the final message on "
+        'stdout. When the agent asks permission ([permissions] policy = "ask"), the request is '
+        "asked on the terminal when stdin and stderr are both one (answer with the option's number; "
+        "Enter leaves it to its deadline); otherwise, or with --json or --quiet, one line on stderr "
+        "gives the `boocode respond ...` command that answers it from another shell.",
     )
     _common(p)
     p.add_argument("prompt", metavar="PROMPT", help="the task for the agent")
@@ -141,7 +148,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--chat", metavar="ID", default=None, help="continue this chat (its agent stays warm)")
     p.add_argument("--model", metavar="M", default=None, help="model for the agent, where it supports one")
     p.add_argument("--mode", metavar="M", default=None, help="agent mode, where it supports one")
-    p.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    p.add_argument(
+        "--quiet", action="store_true", help="no progress on stderr (permission requests still show)"
+    )
+
+    p = sub.add_parser(
+        "respond",
+        help="answer a run's pending permission request (the command `boocode run` prints)",
+        description="Answer a run's pending permission request (see pending_permission in "
+        "`boocode show ID --json`); the run resumes. Answers through the workspace's BooCode "
+        "server when one runs; a run started with --no-server is answered from its own terminal.",
+    )
+    _common(p)
+    p.add_argument("subagent_id", metavar="SUBAGENT_ID", help="the run that asks (a unique prefix is enough)")
+    p.add_argument(
+        "request_id", metavar="REQUEST_ID", help="pending_permission.request_id (a prefix is enough)"
+    )
+    p.add_argument("option_id", metavar="OPTION_ID", help="one of pending_permission.options[].option_id")
 
     p = sub.add_parser("ls", help="list subagent runs, most recent first")
     _common(p)
@@ -472,15 +495,17 @@ async def _dispatch(args: argparse.Namespace) -> int:
     workspace = await ensure_repo(workspace)
     if args.command == "run":
         return await cmd_run(workspace, args)
-    if args.command == "apply" and not args.no_server:
+    if args.command in ("apply", "respond") and not args.no_server:
         info = read_server(workspace)
         if info is not None:
-            return await cmd_apply_server(workspace, info, args)
+            via_server = cmd_apply_server if args.command == "apply" else cmd_respond_server
+            return await via_server(workspace, info, args)
     handler: dict[str, Callable[[Engine, argparse.Namespace], Awaitable[int]]] = {
         "ls": cmd_ls,
         "show": cmd_show,
         "patches": cmd_patches,
         "apply": cmd_apply,
+        "respond": cmd_respond,
         "traces": cmd_traces,
         "memory": cmd_memory,
     }
@@ -535,6 +560,8 @@ async def cmd_show(engine: Engine, args: argparse.Namespace) -> int:
             out.diff(patch.diff)
         return 0
     run = await engine.status(session_id, run_id)
+    if run.status == "awaiting_permission" and run.pending_permission is None and not args.no_server:
+        run = await _server_status(engine.workspace, session_id, run)
     if args.json:
         _print_json(status_json(run))
         return 0
@@ -546,6 +573,21 @@ async def cmd_show(engine: Engine, args: argparse.Namespace) -> int:
         if patch.diff:
             out.diff(patch.diff)
     return 0
+
+
+async def _server_status(workspace: Path, session_id: str, run: SubagentView) -> SubagentView:
+    """The run's status as the workspace's server sees it: a pending permission request lives
+    in the memory of the process that drives the run, not in the database."""
+    from boocode_mcp.views import SubagentView
+
+    info = read_server(workspace)
+    if info is None:
+        return run
+    async with mcp_client(info) as client:
+        data = await call_tool(
+            client, "subagent_status", {"subagent_id": run.subagent_id, "session_id": session_id}
+        )
+    return SubagentView.model_validate({k: v for k, v in data.items() if k != "subagents"})
 
 
 async def cmd_patches(engine: Engine, args: argparse.Namespace) -> int:
@@ -618,6 +660,41 @@ async def cmd_apply_server(workspace: Path, info: ServerInfo, args: argparse.Nam
             },
         )
     return _apply_outcome(result, args.json)
+
+
+def _request_id(view: dict[str, Any], given: str) -> str:
+    """The pending request's full id when `given` is a prefix of it (the engine checks the rest)."""
+    pending = view.get("pending_permission") or {}
+    full = str(pending.get("request_id") or "")
+    return full if given and full.startswith(given) else given
+
+
+def _respond_outcome(result: dict[str, Any], as_json: bool) -> int:
+    answer = {"subagent_id": result["subagent_id"], "status": result["status"]}
+    if as_json:
+        _print_json(answer)
+    else:
+        sys.stdout.write(f"subagent {answer['subagent_id'][:8]}: {answer['status']}\n")
+    return 0
+
+
+async def cmd_respond(engine: Engine, args: argparse.Namespace) -> int:
+    run_id, session_id = lookup(engine.workspace, "subagents", args.subagent_id, args.session)
+    # Only the process driving a run can answer it, and this one drives none: the engine's
+    # error says which process does.
+    view = await engine.respond_permission(session_id, run_id, args.request_id, args.option_id)
+    return _respond_outcome(view.model_dump(mode="json"), args.json)
+
+
+async def cmd_respond_server(workspace: Path, info: ServerInfo, args: argparse.Namespace) -> int:
+    run_id, session_id = lookup(workspace, "subagents", args.subagent_id, args.session)
+    ids = {"subagent_id": run_id, "session_id": session_id}
+    async with mcp_client(info) as client:
+        request = _request_id(await call_tool(client, "subagent_status", ids), args.request_id)
+        result = await call_tool(
+            client, "respond_permission", {**ids, "request_id": request, "option_id": args.option_id}
+        )
+    return _respond_outcome(result, args.json)
 
 
 class NotFound(CliError):
@@ -716,6 +793,86 @@ async def cmd_run(workspace: Path, args: argparse.Namespace) -> int:
     return await _run_via_server(workspace, info, args)
 
 
+class PermissionAsker:
+    """What `boocode run` does when its run asks permission (policy "ask"): asks on the
+    terminal when stdin and stderr are both one, else prints the `boocode respond` command
+    that answers it from another shell. Each request is handled once."""
+
+    def __init__(
+        self,
+        workspace: Path,
+        subagent_id: str,
+        progress: Progress | None,
+        respond: Callable[[str, str], Awaitable[object]],
+        *,
+        in_process: bool,
+    ) -> None:
+        from boocode_mcp.cli_render import is_tty
+
+        self.workspace = workspace
+        self.subagent_id = subagent_id
+        self.respond = respond
+        self.in_process = in_process
+        # --quiet and --json give no Progress to ask with: they are for scripts.
+        self.progress = progress if is_tty(sys.stdin) and is_tty(sys.stderr) else None
+        self._handled: set[str] = set()
+
+    async def handle(self, pending: dict[str, Any] | None) -> None:
+        if not pending or pending["request_id"] in self._handled:
+            return
+        self._handled.add(pending["request_id"])
+        if self.progress is not None:
+            await self._ask(self.progress, pending)
+        else:
+            sys.stderr.write(self.hint(pending) + "\n")
+            sys.stderr.flush()
+
+    def hint(self, pending: dict[str, Any]) -> str:
+        """One line: the request and how to answer it."""
+        import shlex
+
+        title = " ".join(str(pending["title"]).split())
+        head = f"boocode: subagent {self.subagent_id[:8]} asks permission: {title};"
+        options = ", ".join(f"{shlex.quote(o['option_id'])} ({o['kind']})" for o in pending["options"])
+        if self.in_process:
+            return (
+                f"{head} it runs in this process (--no-server), so only a terminal running it can "
+                f"answer; it fails closed at its deadline (options: {options})"
+            )
+        args = [self.subagent_id, pending["request_id"], "OPTION_ID", "--workspace", str(self.workspace)]
+        command = shlex.join(["boocode", "respond", *args])
+        return f"{head} answer with `{command}`, OPTION_ID one of: {options}"
+
+    async def _ask(self, progress: Progress, pending: dict[str, Any]) -> None:
+        import anyio
+
+        options = pending["options"]
+        progress.permission(pending)
+        # Past its deadline the request has failed closed and the run moved on: stop asking.
+        with anyio.move_on_after(max(0.0, float(pending["deadline"]) - time.time())) as waited:
+            while True:
+                progress.ask(f"answer 1-{len(options)} (Enter leaves it to its deadline): ")
+                # A terminal hands over whole lines: once readable, readline does not block.
+                await anyio.wait_readable(sys.stdin.fileno())
+                choice = sys.stdin.readline().strip()
+                if not choice:  # empty line or EOF
+                    progress.status("left unanswered: it fails closed at its deadline")
+                    return
+                if choice.isdigit() and 1 <= int(choice) <= len(options):
+                    break
+                progress.status(f"{choice!r} is not a number from 1 to {len(options)}")
+        if waited.cancelled_caught:
+            progress.status("not answered in time: the request failed closed")
+            return
+        option = options[int(choice) - 1]
+        try:
+            await self.respond(pending["request_id"], option["option_id"])
+        except (CliError, BooCodeError) as e:
+            progress.status(f"not answered: {' '.join(str(e).split())}")
+        else:
+            progress.status(f"answered: {option['name']}")
+
+
 def _run_summary(view: dict[str, Any], started: float) -> str:
     act = view.get("activity") or {}
     n_tools = len(act.get("tool_calls") or [])
@@ -753,6 +910,18 @@ async def _run_via_server(workspace: Path, info: ServerInfo, args: argparse.Name
                 f"subagent {ids['subagent_id'][:8]} on {spawned['agent']} (chat {spawned['chat_id'][:8]})"
             )
         view: dict[str, Any] = spawned
+
+        async def respond(request_id: str, option_id: str) -> object:
+            answer = {"request_id": request_id, "option_id": option_id}
+            return await call_tool(client, "respond_permission", {**ids, **answer})
+
+        asker = PermissionAsker(
+            workspace,
+            ids["subagent_id"],
+            None if args.json else progress,
+            respond,
+            in_process=False,
+        )
         last_status = None
         try:
             while True:
@@ -761,9 +930,7 @@ async def _run_via_server(workspace: Path, info: ServerInfo, args: argparse.Name
                     progress.activity(view)
                     if view.get("status") != last_status:
                         progress.status(_run_summary(view, started))
-                    pp = view.get("pending_permission")
-                    if pp:
-                        progress.status(f"waiting for permission: {pp['title']}")
+                await asker.handle(view.get("pending_permission"))
                 last_status = view.get("status")
                 if view.get("status") in ("completed", "failed", "cancelled", "interrupted"):
                     break
@@ -781,6 +948,7 @@ async def _run_in_process(workspace: Path, args: argparse.Namespace) -> int:
 
     from boocode_mcp.agents.events import AgentEvent, TextEvent, ToolCallEvent, ToolUpdateEvent
     from boocode_mcp.cli_render import Progress
+    from boocode_mcp.views import TERMINAL_STATUSES
 
     progress = None if args.quiet else Progress()
 
@@ -811,8 +979,17 @@ async def _run_in_process(workspace: Path, args: argparse.Namespace) -> int:
         )
         if progress is not None:
             progress.status(f"subagent {view.subagent_id[:8]} on {view.agent} (chat {view.chat_id[:8]})")
+        run_id = view.subagent_id
+
+        async def respond(request_id: str, option_id: str) -> object:
+            return await engine.respond_permission(session, run_id, request_id, option_id)
+
+        asker = PermissionAsker(workspace, run_id, None if args.json else progress, respond, in_process=True)
         try:
-            view = await engine.wait_finished(session, view.subagent_id)
+            while view.status not in TERMINAL_STATUSES:
+                view = await engine.wait(session, run_id, STATUS_POLL_S)
+                pending = view.pending_permission
+                await asker.handle(None if pending is None else pending.model_dump(mode="json"))
         except anyio.get_cancelled_exc_class():
             with anyio.CancelScope(shield=True), contextlib.suppress(BooCodeError):
                 await engine.cancel(session, view.subagent_id)

@@ -266,6 +266,19 @@ class Progress:
         for tc in act.get("tool_calls") or []:
             self.tool(tc["tool_call_id"], tc.get("title"), tc.get("status"))
 
+    def permission(self, pending: dict[str, Any]) -> None:
+        """A pending permission request as a numbered menu (`boocode run` on a terminal)."""
+        self._end_line()
+        self.console.print(Text(f"? permission requested: {pending['title']}", style="bold"))
+        for i, option in enumerate(pending["options"], 1):
+            self.console.print(Text(f"  {i}. {option['name']} ({option['kind']})"))
+
+    def ask(self, prompt: str) -> None:
+        """A prompt the user's answer completes on the same line."""
+        self._end_line()
+        self.err.write(prompt)
+        self.err.flush()
+
     def done(self) -> None:
         self._end_line()
 
