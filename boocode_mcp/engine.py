@@ -476,7 +476,9 @@ class Engine:
     # --------------------------------------------------------------------------------- patches
 
     def _parsed(self, patch: PatchRow) -> workspace.ParsedDiff:
-        return workspace.parse_unified_diff(patch.diff)
+        # As stored when it was recorded: listing patches (collisions for every pending one) never
+        # re-parses their diffs.
+        return workspace.ParsedDiff.from_records(patch.files, patch.hunks)
 
     async def _collisions(
         self, patch: PatchRow, pending: Sequence[PatchRow] | None = None

@@ -123,6 +123,28 @@ def test_binary_files_counted_not_hunked(git_repo: Path) -> None:
     assert parsed.hunk_count == 1
 
 
+def test_stored_records_read_back_equal_to_the_parse(git_repo: Path) -> None:
+    """A patch is stored as to_records() and read back with from_records(), never re-parsed: the
+    two must agree for every kind of change."""
+    text = "".join(f"line {i}\n" for i in range(60))
+    (git_repo / "long.txt").write_text(text)
+    (git_repo / "gone.txt").write_text("bye\n")
+    git(git_repo, "add", "-A")
+    git(git_repo, "commit", "-qm", "more")
+    (git_repo / "long.txt").write_text(text.replace("line 2\n", "two\n").replace("line 50\n", "fifty\n"))
+    (git_repo / "gone.txt").unlink()
+    (git_repo / "src" / "app.py").rename(git_repo / "src" / "main.py")
+    (git_repo / "logo.bin").write_bytes(bytes(range(256)) * 8)
+    (git_repo / "new.txt").write_text("fresh\n")
+    parsed = parse_unified_diff(_staged_diff(git_repo))
+    statuses = {f.status for f in parsed.files}
+    assert {"modified", "deleted", "renamed", "added"} <= statuses
+    assert any(f.binary for f in parsed.files)
+    assert max(len(f.hunks) for f in parsed.files) == 2
+    files, hunks = parsed.to_records()
+    assert ParsedDiff.from_records(files, hunks) == parsed
+
+
 def test_binary_files_differ_line() -> None:
     text = "diff --git a/x.png b/x.png\nindex 1..2 100644\nBinary files a/x.png and b/x.png differ\n"
     f = _only(parse_unified_diff(text))

@@ -515,6 +515,7 @@ class Runner:
         if not diff.strip():
             return None
         parsed = workspace.parse_unified_diff(diff)
+        files, hunks = parsed.to_records()
         older = await patches.list_patches(self._db, run.session_id, chat_id=run.chat_id, status="pending")
         patch_id = uuid.uuid4().hex
         await patches.insert(
@@ -527,30 +528,8 @@ class Runner:
             agent=run.agent,
             base_sha=base,
             diff=diff,
-            hunks=[
-                {
-                    "file": f.path,
-                    "old_start": h.old_start,
-                    "old_count": h.old_count,
-                    "new_start": h.new_start,
-                    "new_count": h.new_count,
-                    "section": h.section,
-                    "lines": list(h.lines),
-                }
-                for f in parsed.files
-                for h in f.hunks
-            ],
-            files=[
-                {
-                    "path": f.path,
-                    "old_path": f.old_path,
-                    "status": f.status,
-                    "binary": f.binary,
-                    "additions": f.additions,
-                    "deletions": f.deletions,
-                }
-                for f in parsed.files
-            ],
+            hunks=hunks,
+            files=files,
             additions=parsed.additions,
             deletions=parsed.deletions,
             failed_mid_turn=failed,

@@ -9,8 +9,9 @@ Lines are split on "\\n" only: a "\\r" stays part of its line, as git apply expe
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 FileStatus = Literal["added", "modified", "deleted", "renamed", "copied"]
 
@@ -75,6 +76,67 @@ class ParsedDiff:
     @property
     def deletions(self) -> int:
         return sum(f.deletions for f in self.files)
+
+    def to_records(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """(files, hunks) as JSON-ready dicts, the form a patch is stored in; each hunk names its
+        file's new path, in file order."""
+        files = [
+            {
+                "path": f.path,
+                "old_path": f.old_path,
+                "status": f.status,
+                "binary": f.binary,
+                "additions": f.additions,
+                "deletions": f.deletions,
+            }
+            for f in self.files
+        ]
+        hunks = [
+            {
+                "file": f.path,
+                "old_start": h.old_start,
+                "old_count": h.old_count,
+                "new_start": h.new_start,
+                "new_count": h.new_count,
+                "section": h.section,
+                "lines": list(h.lines),
+            }
+            for f in self.files
+            for h in f.hunks
+        ]
+        return files, hunks
+
+    @classmethod
+    def from_records(
+        cls, files: Sequence[Mapping[str, Any]], hunks: Sequence[Mapping[str, Any]]
+    ) -> ParsedDiff:
+        """The inverse of to_records: a stored patch read back without parsing its diff again."""
+        by_file: dict[str, list[Hunk]] = {}
+        for h in hunks:
+            by_file.setdefault(h["file"], []).append(
+                Hunk(
+                    old_start=h["old_start"],
+                    old_count=h["old_count"],
+                    new_start=h["new_start"],
+                    new_count=h["new_count"],
+                    section=h["section"],
+                    lines=tuple(h["lines"]),
+                )
+            )
+        return cls(
+            files=tuple(
+                FileDiff(
+                    path=f["path"],
+                    old_path=f["old_path"],
+                    status=f["status"],
+                    binary=f["binary"],
+                    additions=f["additions"],
+                    deletions=f["deletions"],
+                    hunks=tuple(by_file.get(f["path"], ())),
+                )
+                for f in files
+            )
+        )
 
     @property
     def paths(self) -> tuple[str, ...]:
