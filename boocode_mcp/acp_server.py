@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import math
 import os
-import signal
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -52,7 +51,7 @@ from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from pydantic import BaseModel
 
-from boocode_mcp import __version__
+from boocode_mcp import __version__, procs
 from boocode_mcp.agents.events import (
     AgentEvent,
     AvailableCommandsEvent,
@@ -605,13 +604,6 @@ class BooCodeAgent:
         session.commands_sent = True
 
 
-async def _cancel_on_signal(scope: anyio.CancelScope) -> None:
-    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-        async for _ in signals:
-            scope.cancel()
-            return
-
-
 # session/update lines can be large (whole files in tool-call diffs); the SDK's own default.
 STDIO_LIMIT = 50 * 1024 * 1024
 
@@ -636,7 +628,7 @@ async def serve_acp(workspace: Path | None = None, agent: str | None = None) -> 
         host = EngineHost(engines)
         try:
             async with anyio.create_task_group() as tg:
-                tg.start_soon(_cancel_on_signal, tg.cancel_scope)
+                tg.start_soon(procs.cancel_on_signals, tg.cancel_scope)
                 # run_agent's stream parameters are named from the client's side: writer first.
                 boocode = BooCodeAgent(host, workspace=workspace, agent=agent)
                 await run_agent(boocode, writer, reader)  # type: ignore[arg-type]

@@ -26,7 +26,7 @@ from mcp.server.context import ServerRequestContext
 from mcp.server.subscriptions import InMemorySubscriptionBus, ResourceUpdated
 from mcp_types import EmptyResult, SetLevelRequestParams, SubscribeRequestParams, UnsubscribeRequestParams
 
-from boocode_mcp import __version__
+from boocode_mcp import __version__, procs
 from boocode_mcp.config import BOOCODE_DIR
 from boocode_mcp.errors import BooCodeError
 from boocode_mcp.http_auth import BearerTokenMiddleware, check_binding, transport_security, url_host
@@ -193,14 +193,6 @@ def _configure_logging() -> None:
     )
 
 
-async def _watch_signals(scope: anyio.CancelScope, received: list[int]) -> None:
-    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
-        async for signum in signals:
-            received.append(signum)
-            scope.cancel()
-            return
-
-
 async def serve_stdio(workspace: Path) -> None:
     """Serve MCP on stdin/stdout until EOF or a signal, then shut the engine down.
 
@@ -221,7 +213,7 @@ async def serve_stdio(workspace: Path) -> None:
                 server = build_server(engine)
                 lowlevel = server._lowlevel_server
                 async with anyio.create_task_group() as tg:
-                    tg.start_soon(_watch_signals, tg.cancel_scope, received)
+                    tg.start_soon(procs.cancel_on_signals, tg.cancel_scope, received)
                     await lowlevel.run(read_stream, write_stream, lowlevel.create_initialization_options())
                     tg.cancel_scope.cancel()
         except BooCodeError as e:
@@ -358,7 +350,7 @@ def main_http(workspace: Path, host: str, port: int, token: str | None) -> None:
         print(f"boocode serve: {e}", file=sys.stderr)
         sys.exit(2)
     stop = _StopSignals()
-    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+    for signum in procs.STOP_SIGNALS:
         signal.signal(signum, stop)
     try:
         anyio.run(serve_http, workspace, host, port, token, stop)

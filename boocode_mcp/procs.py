@@ -14,6 +14,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
+import anyio
+
 # Variables a child may inherit from the server's environment. Everything else must come from the
 # launch spec or the caller, so secrets reach only the children they are meant for.
 ENV_ALLOW = frozenset(
@@ -162,3 +164,18 @@ async def terminate_group(proc: asyncio.subprocess.Process, grace_s: float = 2.0
     with contextlib.suppress(ProcessLookupError):
         await proc.wait()
     return proc.returncode
+
+
+# A server ends cleanly on any of these, so its agents' process groups are killed on the way out:
+# a terminal or editor that goes away sends SIGHUP, whose default action would skip that.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
+async def cancel_on_signals(scope: anyio.CancelScope, received: list[int] | None = None) -> None:
+    """Cancel `scope` at the first stop signal, noting which one in `received`."""
+    with anyio.open_signal_receiver(*STOP_SIGNALS) as signals:
+        async for signum in signals:
+            if received is not None:
+                received.append(signum)
+            scope.cancel()
+            return

@@ -10,7 +10,9 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -34,6 +36,7 @@ from acp.schema import (
 )
 
 from tests.conftest import FIXTURE_AGENT, git
+from tests.real_agents import wait_group_gone
 
 pytestmark = pytest.mark.anyio
 
@@ -331,3 +334,51 @@ def test_acpx_persistent_session_then_apply(workspace: Path, tmp_path: Path) -> 
         # Ends acpx's queue owner and with it the BooCode process.
         _acpx(workspace, tmp_path, "sessions", "close")
     assert (workspace / "acpx-notes.txt").read_text() == "persisted"
+
+
+def _pgid_of_command(argv: list[str]) -> int | None:
+    """The process group of the live process running exactly `argv`, from /proc."""
+    wanted = ("\0".join(argv) + "\0").encode()
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if cmdline.read_bytes() == wanted:
+                return os.getpgid(int(cmdline.parent.name))
+        except (OSError, ProcessLookupError):
+            continue
+    return None
+
+
+async def test_sighup_shuts_down_and_leaves_no_process(workspace: Path) -> None:
+    """An editor or terminal that goes away sends SIGHUP; BooCode must still end what it started:
+    the agent and the terminals it runs for the agent, each in a process group of its own."""
+    log = (workspace.parent / "acp-hup.log").open("ab")
+    proc = await asyncio.create_subprocess_exec(
+        str(BOOCODE), "acp", "--workspace", str(workspace),
+        cwd=workspace.parent, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        stderr=log, start_new_session=True,
+    )  # fmt: skip
+    assert proc.stdin is not None and proc.stdout is not None
+    client = RecordingClient()
+    conn = connect_to_agent(client, proc.stdin, proc.stdout)  # type: ignore[arg-type]
+    sleeper = ["sleep", "3131"]  # an argv no other process of the machine runs
+    try:
+        await conn.initialize(
+            protocol_version=PROTOCOL_VERSION, client_capabilities=ClientCapabilities(terminal=True)
+        )
+        sid = (await conn.new_session(cwd=str(workspace), mcp_servers=[])).session_id
+        await prompt(conn, sid, "pid")
+        agent_pgid = int(re.findall(r"\d+", client.messages())[0])
+        await prompt(conn, sid, "terminal-bg " + " ".join(sleeper))
+        terminal_pgid = _pgid_of_command(sleeper)
+        assert terminal_pgid is not None, "the agent's terminal should be running"
+        proc.send_signal(signal.SIGHUP)
+        with anyio.fail_after(30):
+            code = await proc.wait()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        log.close()
+    await wait_group_gone(agent_pgid)
+    await wait_group_gone(terminal_pgid)
+    assert code == 0, (workspace.parent / "acp-hup.log").read_text()[-3000:]
