@@ -171,7 +171,7 @@ async def test_shutdown_mid_run_marks_it_interrupted(git_repo: Path, user_config
 
 
 OWNER_SCRIPT = """
-import sys, anyio
+import sqlite3, sys, anyio
 from pathlib import Path
 from boocode_mcp.engine import Engine
 
@@ -185,6 +185,13 @@ async def main() -> None:
             sid, "slow 100000 20", chat_id=view.chat_id, on_event=lambda e: streaming.set()
         )
         await streaming.wait()
+        # The sink sees an update before its row is written; wait for the row, so the kill below
+        # lands after something the agent did is on disk.
+        db = sqlite3.connect(Path(sys.argv[1]) / ".boocode" / "boocode.db")
+        query = "SELECT count(*) FROM events WHERE subagent_id = ? AND kind != 'session'"
+        while db.execute(query, (slow.subagent_id,)).fetchone()[0] == 0:
+            await anyio.sleep(0.01)
+        db.close()
         print(sid, slow.subagent_id, slow.chat_id, flush=True)
         await anyio.sleep_forever()
 
