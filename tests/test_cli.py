@@ -22,6 +22,16 @@ from tests.conftest import FIXTURE_AGENT, git
 
 BOOCODE = Path(sys.executable).parent / "boocode"
 TIMEOUT = 90
+# `boocode` as a terminal would start it, for tests that press Ctrl-C: a shell starts background
+# jobs with SIGINT ignored, and a test run started that way would pass the disposition on (the exec
+# keeps the pid, so the test signals `boocode` itself).
+INTERACTIVE_BOOCODE = [
+    sys.executable,
+    "-c",
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+    "os.execv(sys.argv[1], sys.argv[1:])",
+    str(BOOCODE),
+]
 # subagent_status with an id: the subagent's fields, and its list form's field null.
 STATUS_FIELDS = {*SubagentView.model_fields, "subagents"}
 
@@ -217,7 +227,7 @@ def test_idle_server_exits_by_itself(workspace: Path) -> None:
 
 def test_live_chat_is_refused_from_another_process(workspace: Path) -> None:
     slow = subprocess.Popen(
-        [str(BOOCODE), "run", "slow 2000 20", "--no-server", "--workspace", str(workspace)],
+        [*INTERACTIVE_BOOCODE, "run", "slow 2000 20", "--no-server", "--workspace", str(workspace)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         start_new_session=True,
@@ -240,7 +250,7 @@ def test_live_chat_is_refused_from_another_process(workspace: Path) -> None:
 
 def test_ctrl_c_cancels_a_run_on_the_background_server(workspace: Path) -> None:
     slow = subprocess.Popen(
-        [str(BOOCODE), "run", "slow 2000 20", "--workspace", str(workspace)],
+        [*INTERACTIVE_BOOCODE, "run", "slow 2000 20", "--workspace", str(workspace)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         start_new_session=True,

@@ -12,7 +12,17 @@ from typing import Any
 
 import pytest
 
-from tests.test_cli import BOOCODE, TIMEOUT, boo, boo_json, configure, kill_server, one_line_error, read_until
+from tests.test_cli import (
+    BOOCODE,
+    INTERACTIVE_BOOCODE,
+    TIMEOUT,
+    boo,
+    boo_json,
+    configure,
+    kill_server,
+    one_line_error,
+    read_until,
+)
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
@@ -28,7 +38,7 @@ def workspace(git_repo: Path) -> Iterator[Path]:
 
 def start_run(workspace: Path, prompt: str, *extra: str, **streams: Any) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [str(BOOCODE), "run", prompt, "--workspace", str(workspace), *extra],
+        [*INTERACTIVE_BOOCODE, "run", prompt, "--workspace", str(workspace), *extra],
         stdout=subprocess.PIPE,
         start_new_session=True,
         **streams,
