@@ -16,6 +16,7 @@ import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -41,9 +42,17 @@ from acp.schema import (
     AllowedOutcome,
     AvailableCommand,
     AvailableCommandInput,
+    CloseSessionResponse,
     Implementation,
+    ListSessionsResponse,
     PermissionOption,
     PromptCapabilities,
+    ResumeSessionResponse,
+    SessionCapabilities,
+    SessionCloseCapabilities,
+    SessionInfo,
+    SessionListCapabilities,
+    SessionResumeCapabilities,
     ToolCallUpdate,
     UnstructuredCommandInput,
 )
@@ -62,7 +71,7 @@ from boocode_mcp.agents.events import (
     ToolCallEvent,
     ToolUpdateEvent,
 )
-from boocode_mcp.errors import BooCodeError, NotFoundError
+from boocode_mcp.errors import BooCodeError
 from boocode_mcp.views import ApplyResult, PatchView, SubagentView
 from boocode_mcp.workspace import ensure_repo, worktree_path
 
@@ -131,6 +140,10 @@ class EngineHost:
             raise box["error"]
         engine: Engine = box["engine"]
         return engine
+
+    def engines(self) -> list[Engine]:
+        """The engines opened so far."""
+        return list(self._engines.values())
 
     def close(self) -> None:
         self._stop.set()
@@ -260,6 +273,16 @@ def describe_apply(result: ApplyResult) -> str:
 
 
 INVALID_PARAMS = -32602
+LIST_PAGE = 50  # sessions per session/list page
+TITLE_MAX = 80
+
+
+def session_title(prompt: str) -> str | None:
+    """A session's title for a picker: its first prompt on one line, cut at a word."""
+    text = " ".join(prompt.split())
+    if len(text) <= TITLE_MAX:
+        return text or None
+    return text[: TITLE_MAX - 1].rsplit(" ", 1)[0] + "…"
 
 
 def _refused(error: BooCodeError) -> RequestError:
@@ -296,7 +319,13 @@ class BooCodeAgent:
         return InitializeResponse(
             protocol_version=min(protocol_version, PROTOCOL_VERSION),
             agent_capabilities=AgentCapabilities(
-                load_session=True, prompt_capabilities=PromptCapabilities(embedded_context=True)
+                load_session=True,
+                prompt_capabilities=PromptCapabilities(embedded_context=True),
+                session_capabilities=SessionCapabilities(
+                    list=SessionListCapabilities(),
+                    resume=SessionResumeCapabilities(),
+                    close=SessionCloseCapabilities(),
+                ),
             ),
             agent_info=Implementation(name="boocode", title="BooCode", version=__version__),
         )
@@ -324,28 +353,93 @@ class BooCodeAgent:
     async def load_session(
         self, cwd: str, session_id: str, mcp_servers: Any = None, **kw: Any
     ) -> LoadSessionResponse:
+        session = await self._attach(cwd, session_id)
+        if session.chat_id is not None:
+            for run in await session.engine.chat_history(session_id, session.chat_id):
+                if run.prompt:
+                    await self._update(session_id, update_user_message_text(run.prompt))
+                if run.final_message:
+                    await self._update(session_id, update_agent_message_text(run.final_message))
+        await self._send_commands(session)
+        return LoadSessionResponse()
+
+    async def resume_session(
+        self, session_id: str, cwd: str, mcp_servers: Any = None, **kw: Any
+    ) -> ResumeSessionResponse:
+        """session/load without the replay: for a client that kept the conversation itself."""
+        session = await self._attach(cwd, session_id)
+        await self._send_commands(session)
+        return ResumeSessionResponse()
+
+    async def _attach(self, cwd: str, session_id: str) -> _Session:
+        """The stored session `session_id` as an open one of this connection, on its newest chat
+        (an ACP session holds one chat) and that chat's last run."""
         engine = await self._engine_for(cwd)
         try:
             await engine.ensure_session(session_id, create=False)
             chats = await engine.chats(session_id)
-        except NotFoundError as e:
-            raise _refused(e) from e
+            history = await engine.chat_history(session_id, chats[0].id) if chats else []
         except BooCodeError as e:
             raise _refused(e) from e
         session = self._sessions.get(session_id) or _Session(session_id, engine, engine.workspace)
         self._sessions[session_id] = session
         if chats:
-            session.chat_id = chats[0].id  # newest first; an ACP session holds one chat
-            history = await engine.chat_history(session_id, session.chat_id)
-            for run in history:
-                if run.prompt:
-                    await self._update(session_id, update_user_message_text(run.prompt))
-                if run.final_message:
-                    await self._update(session_id, update_agent_message_text(run.final_message))
-            if history:
-                session.run_id = history[-1].subagent_id
-        await self._send_commands(session)
-        return LoadSessionResponse()
+            session.chat_id = chats[0].id  # newest first
+        if history:
+            session.run_id = history[-1].subagent_id
+        return session
+
+    async def list_sessions(
+        self, cwd: str | None = None, cursor: str | None = None, **kw: Any
+    ) -> ListSessionsResponse:
+        """The workspace's sessions that have run something (every front end's, not only this
+        editor's: any of them can be loaded), most recently active first, a page at a time."""
+        offset = 0
+        if cursor is not None:
+            if not cursor.isdigit():
+                raise RequestError(
+                    INVALID_PARAMS, f"cursor {cursor!r} is not one BooCode gave out; list again without it"
+                )
+            offset = int(cursor)
+        if cwd is not None or self._workspace is not None:
+            engines = [await self._engine_for(cwd or str(self._workspace))]
+        else:
+            engines = self._host.engines()  # no workspace named: the ones this process has open
+        # Each engine's first offset + page + 1 rows are enough to cut this page from all of them.
+        rows = [
+            (summary, engine)
+            for engine in engines
+            for summary in await engine.list_sessions(limit=offset + LIST_PAGE + 1)
+        ]
+        rows.sort(key=lambda r: (-r[0].last_active_at, r[0].id))
+        page = rows[offset : offset + LIST_PAGE]
+        return ListSessionsResponse(
+            sessions=[
+                SessionInfo(
+                    session_id=summary.id,
+                    cwd=str(engine.workspace),
+                    title=session_title(summary.first_prompt),
+                    updated_at=datetime.fromtimestamp(summary.last_active_at, UTC).isoformat(),
+                )
+                for summary, engine in page
+            ],
+            next_cursor=str(offset + LIST_PAGE) if len(rows) > offset + LIST_PAGE else None,
+        )
+
+    async def close_session(self, session_id: str, **kw: Any) -> CloseSessionResponse:
+        """Cancel the session's turn and close its backend agent; what it did stays stored, so
+        session/load or session/resume opens it again."""
+        session = self._sessions.pop(session_id, None)
+        if session is None:
+            raise RequestError(
+                INVALID_PARAMS,
+                f"session {session_id} is not open in this connection; open it with session/load first",
+            )
+        session.cancel_requested = True
+        if session.chat_id is not None:
+            with contextlib.suppress(BooCodeError):
+                await session.engine.release_chat(session_id, session.chat_id)
+        return CloseSessionResponse()
 
     async def cancel(self, session_id: str, **kw: Any) -> None:
         session = self._sessions.get(session_id)
@@ -631,7 +725,9 @@ async def serve_acp(workspace: Path | None = None, agent: str | None = None) -> 
                 tg.start_soon(procs.cancel_on_signals, tg.cancel_scope)
                 # run_agent's stream parameters are named from the client's side: writer first.
                 boocode = BooCodeAgent(host, workspace=workspace, agent=agent)
-                await run_agent(boocode, writer, reader)  # type: ignore[arg-type]
+                # session/close and session/resume are still "unstable" in the SDK's router;
+                # without this it answers them "method not found" though BooCode implements them.
+                await run_agent(boocode, writer, reader, use_unstable_protocol=True)  # type: ignore[arg-type]
                 tg.cancel_scope.cancel()
         finally:
             # Engines exit through their own context managers: agents and their groups killed.

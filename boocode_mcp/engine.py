@@ -467,6 +467,18 @@ class Engine:
         """Newest first."""
         return await chats_store.list_chats(self.db, session_id)
 
+    async def list_sessions(self, *, limit: int, offset: int = 0) -> list[sessions.SessionSummary]:
+        """Sessions that have run something, most recently active first."""
+        return await sessions.list_summaries(self.db, limit=limit, offset=offset)
+
+    async def release_chat(self, session_id: str | None, chat_id: str) -> None:
+        """Cancel the chat's runs in this process and close its warm agent. The chat and its
+        history stay: its next turn starts the agent again, which reloads its session."""
+        chat = await self._chat(session_id, chat_id)
+        for run in [r for r in self._runner.active.values() if r.chat_id == chat.id]:
+            await self._runner.cancel(run)
+        await self.pool.close_chat(chat.id)
+
     async def set_chat_agent(self, session_id: str | None, chat_id: str, agent: str) -> None:
         """Switch the chat's backend agent for its later turns."""
         chat = await self._chat(session_id, chat_id)

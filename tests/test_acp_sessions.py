@@ -1,0 +1,149 @@
+"""`boocode acp` session management for an editor's history: session/list, session/resume and
+session/close, driven by the SDK's client side over real pipes against the fixture agent."""
+
+from __future__ import annotations
+
+import re
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from acp import RequestError
+from acp.schema import UserMessageChunk
+
+from boocode_mcp import workspace as ws
+from boocode_mcp.store import chats, open_db, sessions, subagents
+from tests.real_agents import wait_group_gone
+from tests.test_acp_server import TURN_TIMEOUT, RecordingClient, boocode_acp, configure, prompt
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def workspace(git_repo: Path) -> Path:
+    return configure(git_repo)
+
+
+async def new_session(conn: Any, workspace: Path) -> str:
+    sid: str = (await conn.new_session(cwd=str(workspace), mcp_servers=[])).session_id
+    return sid
+
+
+async def test_list_shows_sessions_that_ran_newest_first_and_resume_keeps_context(workspace: Path) -> None:
+    client = RecordingClient()
+    async with boocode_acp(workspace, client) as conn:
+        first = await new_session(conn, workspace)
+        await prompt(conn, first, "write a.txt   the first\ttask")
+        second = await new_session(conn, workspace)
+        await prompt(conn, second, "hello from the second")
+        await new_session(conn, workspace)  # never prompted: nothing to come back to
+        listed = await conn.list_sessions(cwd=str(workspace))
+        assert [s.session_id for s in listed.sessions] == [second, first]
+        assert [s.title for s in listed.sessions] == ["hello from the second", "write a.txt the first task"]
+        assert {s.cwd for s in listed.sessions} == {str(workspace)}
+        stamps = [datetime.fromisoformat(s.updated_at or "") for s in listed.sessions]
+        assert stamps[0] >= stamps[1] and all(abs(t.timestamp() - time.time()) < 600 for t in stamps)
+        assert listed.next_cursor is None
+        # A directory inside the workspace names the same workspace.
+        inside = await conn.list_sessions(cwd=str(workspace / "src"))
+        assert [s.session_id for s in inside.sessions] == [second, first]
+        with pytest.raises(RequestError, match="cursor 'x'"):
+            await conn.list_sessions(cwd=str(workspace), cursor="x")
+
+    client = RecordingClient()
+    async with boocode_acp(workspace, client) as conn:
+        # Another process lists what the first stored, and resumes a session without a replay.
+        assert [s.session_id for s in (await conn.list_sessions()).sessions] == [second, first]
+        with anyio.fail_after(TURN_TIMEOUT):
+            await conn.resume_session(session_id=first, cwd=str(workspace))
+        assert not any(isinstance(u, UserMessageChunk) for u in client.updates)
+        assert "apply" in client.commands()
+        await prompt(conn, first, "history")
+        assert "history: 1 prompts: write a.txt" in client.messages()
+        with pytest.raises(RequestError, match="no session 'nope'"):
+            await conn.resume_session(session_id="nope", cwd=str(workspace))
+
+
+async def seed_finished_sessions(workspace: Path, count: int) -> list[str]:
+    """`count` sessions with one finished run each, oldest first, written straight to the store."""
+    ids = [f"seeded-{i:03d}" for i in range(count)]
+    (workspace / ".boocode").mkdir(exist_ok=True)
+    async with open_db(workspace / ".boocode" / "boocode.db") as db:
+        for i, sid in enumerate(ids):
+            await sessions.create(db, sid)
+            chat = f"chat-{i:03d}"
+            await chats.insert(
+                db,
+                chat_id=chat,
+                session_id=sid,
+                agent="fixture",
+                worktree=str(ws.worktree_path(workspace, chat)),
+            )
+            run = f"run-{i:03d}"
+            assert await subagents.insert_if_chat_idle(
+                db,
+                subagent_id=run,
+                session_id=sid,
+                chat_id=chat,
+                agent="fixture",
+                prompt=f"task {i}",
+                model=None,
+                mode=None,
+                owner_pid=1,
+            )
+            await subagents.set_status(db, run, "completed", finished_at=1_700_000_000.0 + i)
+    return ids
+
+
+async def test_list_pages_through_every_session_once(workspace: Path) -> None:
+    ids = await seed_finished_sessions(workspace, 57)
+    async with boocode_acp(workspace, RecordingClient()) as conn:
+        page = await conn.list_sessions(cwd=str(workspace))
+        assert len(page.sessions) == 50 and page.next_cursor is not None
+        rest = await conn.list_sessions(cwd=str(workspace), cursor=page.next_cursor)
+        assert len(rest.sessions) == 7 and rest.next_cursor is None
+    listed = [s.session_id for s in page.sessions + rest.sessions]
+    assert listed == list(reversed(ids))  # most recently active first, each once
+    assert page.sessions[0].title == "task 56"
+
+
+def first_number(text: str) -> int:
+    match = re.search(r"\d+", text)
+    assert match is not None, text
+    return int(match.group())
+
+
+async def test_close_cancels_the_turn_and_frees_the_agent_until_reopened(workspace: Path) -> None:
+    client = RecordingClient()
+    async with boocode_acp(workspace, client) as conn:
+        sid = await new_session(conn, workspace)
+        await prompt(conn, sid, "pid")
+        agent_pid = first_number(client.messages())
+        result: dict[str, Any] = {}
+
+        async def run() -> None:
+            result["resp"] = await prompt(conn, sid, "slow 500 20")
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(run)
+            with anyio.fail_after(TURN_TIMEOUT):
+                await client.first_chunk.wait()
+            await conn.close_session(session_id=sid)
+        assert result["resp"].stop_reason == "cancelled"
+        await wait_group_gone(agent_pid)  # the backend agent runs in a group of its own
+        # Closed: this connection no longer knows it, but it is stored and opens again.
+        with pytest.raises(RequestError, match="unknown session"):
+            await conn.prompt(session_id=sid, prompt=[])
+        with pytest.raises(RequestError, match="not open in this connection"):
+            await conn.close_session(session_id=sid)
+        await conn.resume_session(session_id=sid, cwd=str(workspace))
+        client.updates.clear()
+        await prompt(conn, sid, "pid")
+        assert first_number(client.messages()) != agent_pid
+        client.updates.clear()
+        await prompt(conn, sid, "history")
+        # The restarted agent loaded its session: the earlier prompts are its context again.
+        assert "history: 3 prompts: pid" in client.messages()
