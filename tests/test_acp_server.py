@@ -15,7 +15,7 @@ import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -143,6 +143,23 @@ async def prompt(conn: Any, session_id: str, text: str) -> Any:
         return await conn.prompt(session_id=session_id, prompt=[text_block(text)])
 
 
+async def interrupt_slow_turn(
+    conn: Any, client: RecordingClient, sid: str, interrupt: Callable[[], Awaitable[object]]
+) -> Any:
+    """A slow turn, `interrupt` called once its first chunk reached the editor: the turn's response."""
+    result: dict[str, Any] = {}
+
+    async def run() -> None:
+        result["resp"] = await prompt(conn, sid, "slow 500 20")
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(run)
+        with anyio.fail_after(TURN_TIMEOUT):
+            await client.first_chunk.wait()
+        await interrupt()
+    return result["resp"]
+
+
 async def test_one_shot_turn_streams_updates_with_workspace_paths(workspace: Path) -> None:
     client = RecordingClient()
     async with boocode_acp(workspace, client) as conn:
@@ -238,17 +255,8 @@ async def test_cancel_stops_the_turn(workspace: Path) -> None:
     client = RecordingClient()
     async with boocode_acp(workspace, client) as conn:
         sid = (await conn.new_session(cwd=str(workspace), mcp_servers=[])).session_id
-        result: dict[str, Any] = {}
-
-        async def run() -> None:
-            result["resp"] = await prompt(conn, sid, "slow 500 20")
-
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(run)
-            with anyio.fail_after(TURN_TIMEOUT):
-                await client.first_chunk.wait()
-            await conn.cancel(session_id=sid)
-        assert result["resp"].stop_reason == "cancelled"
+        resp = await interrupt_slow_turn(conn, client, sid, lambda: conn.cancel(session_id=sid))
+        assert resp.stop_reason == "cancelled"
         chunks = [u for u in client.updates if text_of(u).startswith("chunk")]
         assert 0 < len(chunks) < 500
         # The session is usable again after the cancel.

@@ -14,10 +14,16 @@ import pytest
 from acp import RequestError
 from acp.schema import UserMessageChunk
 
-from boocode_mcp import workspace as ws
-from boocode_mcp.store import chats, open_db, sessions, subagents
 from tests.real_agents import wait_group_gone
-from tests.test_acp_server import TURN_TIMEOUT, RecordingClient, boocode_acp, configure, prompt
+from tests.test_acp_server import (
+    TURN_TIMEOUT,
+    RecordingClient,
+    boocode_acp,
+    configure,
+    interrupt_slow_turn,
+    prompt,
+)
+from tests.test_subagents_recovery import seed_run
 
 pytestmark = pytest.mark.anyio
 
@@ -68,33 +74,21 @@ async def test_list_shows_sessions_that_ran_newest_first_and_resume_keeps_contex
 
 
 async def seed_finished_sessions(workspace: Path, count: int) -> list[str]:
-    """`count` sessions with one finished run each, oldest first, written straight to the store."""
+    """`count` sessions with one finished run each, oldest first, as another process left them."""
     ids = [f"seeded-{i:03d}" for i in range(count)]
     (workspace / ".boocode").mkdir(exist_ok=True)
-    async with open_db(workspace / ".boocode" / "boocode.db") as db:
-        for i, sid in enumerate(ids):
-            await sessions.create(db, sid)
-            chat = f"chat-{i:03d}"
-            await chats.insert(
-                db,
-                chat_id=chat,
-                session_id=sid,
-                agent="fixture",
-                worktree=str(ws.worktree_path(workspace, chat)),
-            )
-            run = f"run-{i:03d}"
-            assert await subagents.insert_if_chat_idle(
-                db,
-                subagent_id=run,
-                session_id=sid,
-                chat_id=chat,
-                agent="fixture",
-                prompt=f"task {i}",
-                model=None,
-                mode=None,
-                owner_pid=1,
-            )
-            await subagents.set_status(db, run, "completed", finished_at=1_700_000_000.0 + i)
+    for i, sid in enumerate(ids):
+        await seed_run(
+            workspace / ".boocode" / "boocode.db",
+            workspace,
+            session_id=sid,
+            chat_id=f"chat-{i:03d}",
+            run_id=f"run-{i:03d}",
+            owner_pid=1,
+            status="completed",
+            prompt=f"task {i}",
+            finished_at=1_700_000_000.0 + i,
+        )
     return ids
 
 
@@ -122,17 +116,8 @@ async def test_close_cancels_the_turn_and_frees_the_agent_until_reopened(workspa
         sid = await new_session(conn, workspace)
         await prompt(conn, sid, "pid")
         agent_pid = first_number(client.messages())
-        result: dict[str, Any] = {}
-
-        async def run() -> None:
-            result["resp"] = await prompt(conn, sid, "slow 500 20")
-
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(run)
-            with anyio.fail_after(TURN_TIMEOUT):
-                await client.first_chunk.wait()
-            await conn.close_session(session_id=sid)
-        assert result["resp"].stop_reason == "cancelled"
+        resp = await interrupt_slow_turn(conn, client, sid, lambda: conn.close_session(session_id=sid))
+        assert resp.stop_reason == "cancelled"
         await wait_group_gone(agent_pid)  # the backend agent runs in a group of its own
         # Closed: this connection no longer knows it, but it is stored and opens again.
         with pytest.raises(RequestError, match="unknown session"):

@@ -43,8 +43,18 @@ async def sleeper() -> AsyncIterator[asyncio.subprocess.Process]:
 
 
 async def seed_run(
-    db_path: Path, repo: Path, *, session_id: str, chat_id: str, run_id: str, owner_pid: int, status: str
+    db_path: Path,
+    repo: Path,
+    *,
+    session_id: str,
+    chat_id: str,
+    run_id: str,
+    owner_pid: int,
+    status: str,
+    prompt: str = "left behind",
+    finished_at: float | None = None,
 ) -> None:
+    """A run as another BooCode process would have left it in the store."""
     async with open_db(db_path) as db:
         await sessions.create(db, session_id)
         if await chats.get(db, session_id, chat_id) is None:
@@ -61,12 +71,15 @@ async def seed_run(
             session_id=session_id,
             chat_id=chat_id,
             agent="fixture",
-            prompt="left behind",
+            prompt=prompt,
             model=None,
             mode=None,
             owner_pid=owner_pid,
         )
-        await subagents.set_status(db, run_id, status, started_at=time.time())
+        if finished_at is None:
+            await subagents.set_status(db, run_id, status, started_at=time.time())
+        else:
+            await subagents.set_status(db, run_id, status, started_at=finished_at, finished_at=finished_at)
 
 
 async def test_restart_recovers_runs_agent_groups_and_orphan_worktrees(
