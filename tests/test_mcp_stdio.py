@@ -66,7 +66,10 @@ async def test_sigkilled_server_leaves_an_interrupted_run_and_no_agent_after_res
         )
         assert status["status"] == "interrupted", status
         assert status["error"]
-        assert not process_running(agent_pid), f"agent {agent_pid} survived the restart"
+        # Killed by the restart's recovery (nothing else signals it); SIGKILL lands asynchronously.
+        with anyio.fail_after(5):
+            while process_running(agent_pid):  # noqa: ASYNC110
+                await anyio.sleep(0.02)
         # The chat is usable again, on a fresh agent process.
         nxt = await run_turn(client, "pid", chat_id=spawned["chat_id"], session_id=spawned["session_id"])
         assert nxt["status"] == "completed" and int(nxt["final_message"]) != agent_pid
