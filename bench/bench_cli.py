@@ -3,7 +3,8 @@
 1. A scripted follow-up: `boocode run --chat C` (warm background server) against `acpx prompt`
    (acpx's own warm queue owner) on the same fixture agent, the same prompts.
 2. First-byte latency: prompt sent → first agent_message_chunk, through `boocode acp` and with the
-   fixture agent driven directly over ACP; cold (new process + session) and warm (same session).
+   fixture agent driven directly over ACP; cold (new process + session), warm (same session), and
+   the first prompt of a session sent a second after session/new (as typed by a person).
 
 Run: .venv/bin/python bench/bench_cli.py [--rounds N]
 acpx is looked up in ~/.cache/boocode-agents/acpx
@@ -31,6 +32,7 @@ from acp.schema import AgentMessageChunk, ClientCapabilities, FileSystemCapabili
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURE_AGENT = ROOT / "tests" / "fixtures" / "fixture_agent.py"
 BOOCODE = Path(sys.executable).parent / "boocode"
+TYPING_S = 1.0
 ACPX = Path.home() / ".cache" / "boocode-agents" / "acpx" / "node_modules" / ".bin" / "acpx"
 
 
@@ -107,8 +109,14 @@ class FirstChunk:
         raise RuntimeError("not used")
 
 
-async def first_byte(argv: list[str], cwd: Path, warm_rounds: int) -> tuple[float, list[float]]:
-    """(cold ms: spawn → initialize → session/new → first chunk; warm ms: prompt → first chunk)."""
+async def first_byte(
+    argv: list[str], cwd: Path, warm_rounds: int, typing_s: float = 0.0
+) -> tuple[float, list[float]]:
+    """(cold ms: spawn → initialize → session/new → first chunk; warm ms: prompt → first chunk).
+
+    With `typing_s`, the first prompt goes `typing_s` after session/new, as a user types it, and
+    its figure is prompt → first chunk.
+    """
     t0 = time.perf_counter()
     pipe = asyncio.subprocess.PIPE
     proc = await asyncio.create_subprocess_exec(
@@ -134,6 +142,9 @@ async def first_byte(argv: list[str], cwd: Path, warm_rounds: int) -> tuple[floa
         await task
         return ms
 
+    if typing_s:
+        await asyncio.sleep(typing_s)
+        t0 = time.perf_counter()
     cold = await one("hello", t0)
     warm = [await one(f"again {i}", time.perf_counter()) for i in range(warm_rounds)]
     await conn.close()
@@ -145,6 +156,7 @@ async def first_byte(argv: list[str], cwd: Path, warm_rounds: int) -> tuple[floa
 async def bench_first_byte(base: Path, rounds: int, cold_rounds: int) -> dict[str, float]:
     cold: dict[str, list[float]] = {"boo": [], "direct": []}
     warm: dict[str, list[float]] = {"boo": [], "direct": []}
+    typed: dict[str, list[float]] = {"boo": [], "direct": []}
     for i in range(cold_rounds):
         # Interleaved, so load on the machine hits both sides alike.
         repo = make_workspace(base / f"acp{i}")
@@ -157,13 +169,22 @@ async def bench_first_byte(base: Path, rounds: int, cold_rounds: int) -> dict[st
             c, w = await first_byte(argv, cwd, rounds)
             cold[side].append(c)
             warm[side].extend(w)
+            # A new session whose first prompt comes as a user would type it, a second later:
+            # BooCode pre-warms the chat's worktree and agent at session/new.
+            t, _ = await first_byte(argv, cwd, 0, typing_s=TYPING_S)
+            typed[side].append(t)
     med = {
-        f"{k}_{side}": statistics.median(v[side]) for k, v in (("cold", cold), ("warm", warm)) for side in v
+        f"{k}_{side}": statistics.median(v[side])
+        for k, v in (("cold", cold), ("warm", warm), ("typed", typed))
+        for side in v
     }
     return {
         "boocode acp cold first byte (ms)": med["cold_boo"],
         "direct agent cold first byte (ms)": med["cold_direct"],
         "ratio cold": med["cold_boo"] / med["cold_direct"],
+        f"boocode acp first prompt {TYPING_S:g} s after session/new (ms)": med["typed_boo"],
+        f"direct agent first prompt {TYPING_S:g} s after session/new (ms)": med["typed_direct"],
+        "ratio first prompt": med["typed_boo"] / med["typed_direct"],
         "boocode acp warm first byte (ms)": med["warm_boo"],
         "direct agent warm first byte (ms)": med["warm_direct"],
         "ratio warm": med["warm_boo"] / med["warm_direct"],

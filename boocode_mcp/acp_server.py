@@ -274,6 +274,8 @@ def describe_apply(result: ApplyResult) -> str:
 
 INVALID_PARAMS = -32602
 LIST_PAGE = 50  # sessions per session/list page
+# What shutting down may spend removing never-prompted chats before the engines close anyway.
+SHUTDOWN_LET_GO_S = 10.0
 TITLE_MAX = 80
 
 
@@ -347,7 +349,13 @@ class BooCodeAgent:
             raise _refused(e) from e
         # The command list follows with the first prompt: updates for a session id the client
         # has not been given yet may be dropped.
-        self._sessions[session_id] = _Session(session_id, engine, engine.workspace, agent=self._agent)
+        session = _Session(session_id, engine, engine.workspace, agent=self._agent)
+        self._sessions[session_id] = session
+        # The chat's worktree and agent start now, so that they are warm by the time the user has
+        # typed the first prompt. An agent that is not installed is left for that prompt (or an
+        # /agent switch) to meet.
+        with contextlib.suppress(BooCodeError):
+            session.chat_id = await engine.open_chat(session_id, self._agent)
         return NewSessionResponse(session_id=session_id)
 
     async def load_session(
@@ -436,10 +444,23 @@ class BooCodeAgent:
                 f"session {session_id} is not open in this connection; open it with session/load first",
             )
         session.cancel_requested = True
-        if session.chat_id is not None:
-            with contextlib.suppress(BooCodeError):
-                await session.engine.release_chat(session_id, session.chat_id)
+        await self._let_go(session)
         return CloseSessionResponse()
+
+    async def _let_go(self, session: _Session) -> None:
+        """Stop the session's turn and agent. A chat that never ran is removed with its worktree
+        (only its pre-warm made it); one that ran is kept for session/load."""
+        if session.chat_id is None:
+            return
+        with contextlib.suppress(BooCodeError):
+            if not await session.engine.drop_chat_if_unused(session.session_id, session.chat_id):
+                await session.engine.release_chat(session.session_id, session.chat_id)
+
+    async def shutdown(self) -> None:
+        """Let go of every open session, as the connection ends."""
+        for session in list(self._sessions.values()):
+            await self._let_go(session)
+        self._sessions.clear()
 
     async def cancel(self, session_id: str, **kw: Any) -> None:
         session = self._sessions.get(session_id)
@@ -499,6 +520,14 @@ class BooCodeAgent:
             await done.wait()
             return answer.get("option")
 
+        # A pre-warmed chat another process dropped (it opened this session and ended before a
+        # prompt, and this one loaded it meanwhile): start a new chat instead.
+        if (
+            session.chat_id is not None
+            and session.run_id is None
+            and session.chat_id not in {c.id for c in await engine.chats(sid)}
+        ):
+            session.chat_id = None
         view: SubagentView | None = None
         error: BooCodeError | None = None
         try:
@@ -640,6 +669,10 @@ class BooCodeAgent:
                 session.agent = arg
             else:
                 await engine.set_chat_agent(sid, chat, arg)
+                if session.run_id is None:
+                    # Warm the new agent rather than the one the session started with.
+                    await engine.release_chat(sid, chat)
+                    await engine.prewarm_chat(sid, chat)
             return f"BooCode: later turns use {arg}."
         if chat is None:
             return "BooCode: nothing yet; this chat has had no turn."
@@ -670,6 +703,9 @@ class BooCodeAgent:
             lines.append(f"- agent {last.agent}; {len(history)} turns; last run {last.status}")
             if last.session_note:
                 lines.append(f"- {last.session_note}")
+        else:
+            agents = [c.agent for c in await engine.chats(sid) if c.id == chat]
+            lines.append(f"- agent {agents[0] if agents else '?'}; no turn yet")
         lines.append(
             "- pending patch: "
             + (
@@ -720,16 +756,18 @@ async def serve_acp(workspace: Path | None = None, agent: str | None = None) -> 
     reader, writer = await claim_stdio()
     async with anyio.create_task_group() as engines:
         host = EngineHost(engines)
+        boocode = BooCodeAgent(host, workspace=workspace, agent=agent)
         try:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(procs.cancel_on_signals, tg.cancel_scope)
                 # run_agent's stream parameters are named from the client's side: writer first.
-                boocode = BooCodeAgent(host, workspace=workspace, agent=agent)
                 # session/close and session/resume are still "unstable" in the SDK's router;
                 # without this it answers them "method not found" though BooCode implements them.
                 await run_agent(boocode, writer, reader, use_unstable_protocol=True)  # type: ignore[arg-type]
                 tg.cancel_scope.cancel()
         finally:
+            with anyio.CancelScope(shield=True), anyio.move_on_after(SHUTDOWN_LET_GO_S):
+                await boocode.shutdown()
             # Engines exit through their own context managers: agents and their groups killed.
             host.close()
 

@@ -23,7 +23,7 @@ from boocode_mcp.agents.backend import EventSink, PermissionHandler
 from boocode_mcp.agents.pool import AgentPool
 from boocode_mcp.agents.registry import AgentRegistry
 from boocode_mcp.config import BOOCODE_DIR, Config, load_config, user_config_dir
-from boocode_mcp.errors import InvalidRequestError, NotFoundError
+from boocode_mcp.errors import InvalidRequestError, NotFoundError, WorkspaceError
 from boocode_mcp.memory import MemoryIndex
 from boocode_mcp.store import agent_sessions as agent_sessions_store
 from boocode_mcp.store import chats as chats_store
@@ -55,6 +55,8 @@ from boocode_mcp.views import (
 )
 
 log = logging.getLogger(__name__)
+# How long dropping an unused chat waits for its pre-warm (worktree + agent start) to end.
+PREWARM_WAIT_S = 10.0
 
 # How often wait() re-reads a run that another process drives (no in-process event to wait on).
 FOREIGN_POLL_S = 0.25
@@ -470,6 +472,47 @@ class Engine:
     async def list_sessions(self, *, limit: int, offset: int = 0) -> list[sessions.SessionSummary]:
         """Sessions that have run something, most recently active first."""
         return await sessions.list_summaries(self.db, limit=limit, offset=offset)
+
+    async def open_chat(self, session_id: str, agent: str | None = None) -> str:
+        """A new chat whose worktree and agent start now, in the background, so its first turn
+        (spawn with this chat_id) finds them ready. An agent that is unknown or not installed is
+        an error here. `drop_chat_if_unused` undoes it while the chat has had no run."""
+        name = agent or self.config.default_agent
+        self.registry.resolve(name)
+        session_id = await self.ensure_session(session_id)
+        chat_id = str(uuid.uuid4())
+        await chats_store.insert(
+            self.db,
+            chat_id=chat_id,
+            session_id=session_id,
+            agent=name,
+            worktree=str(workspace.worktree_path(self.workspace, chat_id)),
+        )
+        self._runner.prewarm(session_id, chat_id, name)
+        return chat_id
+
+    async def prewarm_chat(self, session_id: str | None, chat_id: str) -> None:
+        """Start the chat's worktree and agent in the background (as `open_chat` does)."""
+        chat = await self._chat(session_id, chat_id)
+        self._runner.prewarm(chat.session_id, chat.id, chat.agent)
+
+    async def drop_chat_if_unused(self, session_id: str | None, chat_id: str) -> bool:
+        """Remove a chat that never ran (its row, agent and clean worktree), as if `open_chat`
+        had not been called; False, and nothing changed, once it has a run."""
+        chat = await self._chat(session_id, chat_id)
+        with anyio.move_on_after(PREWARM_WAIT_S):
+            # A pre-warm still starting the agent is cut short by closing it below.
+            await self._runner.prewarmed(chat.id)
+        if not await chats_store.delete_if_unused(self.db, chat.id):
+            return False
+        await self.pool.close_chat(chat.id)
+        try:
+            await workspace.remove_worktree(self.workspace, chat.id)
+        except WorkspaceError as e:
+            # Only a worktree someone changed by hand: left for the orphan reaping at start-up.
+            log.warning("kept the worktree of unused chat %s: %s", chat.id, e)
+        self._notify("agent-sessions://list")
+        return True
 
     async def release_chat(self, session_id: str | None, chat_id: str) -> None:
         """Cancel the chat's runs in this process and close its warm agent. The chat and its

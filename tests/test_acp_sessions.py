@@ -3,8 +3,11 @@ session/close, driven by the SDK's client side over real pipes against the fixtu
 
 from __future__ import annotations
 
+import json
 import re
+import sqlite3
 import time
+import tomllib
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -14,6 +17,7 @@ import pytest
 from acp import RequestError
 from acp.schema import UserMessageChunk
 
+from boocode_mcp.workspace import worktree_path
 from tests.real_agents import wait_group_gone
 from tests.test_acp_server import (
     TURN_TIMEOUT,
@@ -132,3 +136,89 @@ async def test_close_cancels_the_turn_and_frees_the_agent_until_reopened(workspa
         await prompt(conn, sid, "history")
         # The restarted agent loaded its session: the earlier prompts are its context again.
         assert "history: 3 prompts: pid" in client.messages()
+
+
+# -- pre-warm: a new session's worktree and agent start before its first prompt ----------------
+
+
+def warm_agents(workspace: Path, session_id: str) -> dict[str, int]:
+    """{agent: pid} of the session's running backend agents, as BooCode recorded them."""
+    db = sqlite3.connect(workspace / ".boocode" / "boocode.db")
+    try:
+        rows = db.execute(
+            "SELECT a.agent, a.pid FROM agent_sessions a JOIN chats c ON c.id = a.chat_id"
+            " WHERE c.session_id = ? AND a.pid IS NOT NULL AND a.status != 'closed'",
+            (session_id,),
+        ).fetchall()
+    finally:
+        db.close()
+    return {str(agent): int(pid) for agent, pid in rows}
+
+
+async def warmed(workspace: Path, session_id: str, agent: str = "fixture") -> int:
+    """The pid of the session's warm `agent`, once it has started (no prompt needed)."""
+    with anyio.fail_after(TURN_TIMEOUT):
+        while agent not in (pids := warm_agents(workspace, session_id)):  # noqa: ASYNC110
+            await anyio.sleep(0.05)
+    return pids[agent]
+
+
+def worktree_of(workspace: Path, chat_id: str) -> Path:
+    return worktree_path(workspace, chat_id)
+
+
+def chat_rows(workspace: Path) -> list[tuple[str, str]]:
+    db = sqlite3.connect(workspace / ".boocode" / "boocode.db")
+    try:
+        return [(str(s), str(c)) for s, c in db.execute("SELECT session_id, id FROM chats").fetchall()]
+    finally:
+        db.close()
+
+
+async def test_a_new_session_is_warm_before_its_first_prompt(workspace: Path) -> None:
+    client = RecordingClient()
+    async with boocode_acp(workspace, client) as conn:
+        sid = await new_session(conn, workspace)
+        pid = await warmed(workspace, sid)
+        [(_, chat)] = chat_rows(workspace)
+        assert worktree_of(workspace, chat).is_dir()
+        await prompt(conn, sid, "pid")
+        assert first_number(client.messages()) == pid  # the first turn ran on the pre-warmed agent
+        await prompt(conn, sid, "write w.txt warm")
+        await prompt(conn, sid, "/apply")
+    assert (workspace / "w.txt").read_text() == "warm"
+    assert chat_rows(workspace) == [(sid, chat)]  # a chat that ran is kept for session/load
+
+
+async def test_an_unprompted_session_leaves_no_agent_worktree_or_chat(workspace: Path) -> None:
+    async with boocode_acp(workspace, RecordingClient()) as conn:
+        closed = await new_session(conn, workspace)
+        closed_pid = await warmed(workspace, closed)
+        [(_, closed_chat)] = chat_rows(workspace)
+        closed_tree = worktree_of(workspace, closed_chat)
+        await conn.close_session(session_id=closed)
+        await wait_group_gone(closed_pid)
+        assert chat_rows(workspace) == [] and not closed_tree.exists()
+        # Left open when the editor goes away: the same clean-up on the way out.
+        left = await new_session(conn, workspace)
+        left_pid = await warmed(workspace, left)
+        [(_, left_chat)] = chat_rows(workspace)
+    await wait_group_gone(left_pid)
+    assert chat_rows(workspace) == [] and not worktree_of(workspace, left_chat).exists()
+
+
+async def test_switching_agent_before_the_first_prompt_warms_the_new_one(workspace: Path) -> None:
+    config = workspace / ".boocode" / "config.toml"
+    fixture = tomllib.loads(config.read_text())["agents"]["fixture"]
+    command, args = json.dumps(fixture["command"]), json.dumps(fixture["args"])
+    config.write_text(config.read_text() + f"\n[agents.other]\ncommand = {command}\nargs = {args}\n")
+    client = RecordingClient()
+    async with boocode_acp(workspace, client) as conn:
+        sid = await new_session(conn, workspace)
+        first = await warmed(workspace, sid)
+        await prompt(conn, sid, "/agent other")
+        other = await warmed(workspace, sid, "other")
+        await wait_group_gone(first)  # the agent it started with is not left idling
+        client.updates.clear()
+        await prompt(conn, sid, "pid")
+        assert first_number(client.messages()) == other

@@ -78,3 +78,13 @@ async def set_agent(db: aiosqlite.Connection, chat_id: str, agent: str) -> None:
 async def all_ids(db: aiosqlite.Connection) -> set[str]:
     cur = await db.execute("SELECT id FROM chats")
     return {str(r["id"]) for r in await cur.fetchall()}
+
+
+async def delete_if_unused(db: aiosqlite.Connection, chat_id: str) -> bool:
+    """Delete the chat unless it has a run; whether it was deleted. One statement, so a spawn
+    racing it either lands first (the chat stays) or finds no chat."""
+    cur = await db.execute(
+        "DELETE FROM chats WHERE id = ? AND NOT EXISTS (SELECT 1 FROM subagents WHERE chat_id = ?)",
+        (chat_id, chat_id),
+    )
+    return cur.rowcount > 0

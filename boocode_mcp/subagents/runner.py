@@ -128,6 +128,8 @@ class Runner:
         # create_worktree runs `git worktree prune`, which deletes the admin directory of a worktree
         # another `git worktree add` is still creating (its add then fails): one creation at a time.
         self._create_lock = anyio.Lock()
+        # Chats being pre-warmed: the event is set when that ends.
+        self._prewarming: dict[str, anyio.Event] = {}
 
     # ----------------------------------------------------------------------------------- lifetime
 
@@ -264,18 +266,57 @@ class Runner:
             await self._finish(run, outcome, base)
 
     async def _prepare_worktree(self, run: Run) -> str:
-        """The chat's worktree (created on its first turn, or again if it was removed) and base."""
-        chat = await chats.get(self._db, run.session_id, run.chat_id)
+        return await self._ensure_worktree(run.session_id, run.chat_id)
+
+    async def _ensure_worktree(self, session_id: str, chat_id: str) -> str:
+        """The chat's worktree (created on first use, or again if it was removed) and base."""
+        chat = await chats.get(self._db, session_id, chat_id)
         if chat is None:
-            raise BooCodeError(f"chat {run.chat_id!r} disappeared from the database")
+            raise BooCodeError(f"chat {chat_id!r} disappeared from the database")
         if chat.base_sha is not None and await anyio.Path(chat.worktree).is_dir():
             return chat.base_sha
         async with self._create_lock:
-            wt = await workspace.create_worktree(self._repo, run.chat_id, base=chat.base_sha)
-        self._indexes.forget(run.worktree)
-        base = chat.base_sha or wt.base_sha
-        await chats.set_base(self._db, run.chat_id, base, wt.branch)
+            # Again under the lock: a pre-warm and the chat's first turn may both get here.
+            chat = await chats.get(self._db, session_id, chat_id)
+            if chat is None:
+                raise BooCodeError(f"chat {chat_id!r} disappeared from the database")
+            if chat.base_sha is not None and await anyio.Path(chat.worktree).is_dir():
+                return chat.base_sha
+            wt = await workspace.create_worktree(self._repo, chat_id, base=chat.base_sha)
+            self._indexes.forget(Path(chat.worktree))
+            base = chat.base_sha or wt.base_sha
+            await chats.set_base(self._db, chat_id, base, wt.branch)
         return base
+
+    # ---------------------------------------------------------------------------------- pre-warm
+
+    def prewarm(self, session_id: str, chat_id: str, agent: str) -> None:
+        """Make a new chat's worktree and start its agent in the background, so that its first
+        turn finds both ready. A failure is left for that turn to meet and report."""
+        if self._tg is None or chat_id in self._prewarming:
+            return
+        self._prewarming[chat_id] = anyio.Event()
+        self._tg.start_soon(self._prewarm, session_id, chat_id, agent)
+
+    async def prewarmed(self, chat_id: str) -> None:
+        """Return once the chat's pre-warm (if any) has ended."""
+        done = self._prewarming.get(chat_id)
+        if done is not None:
+            await done.wait()
+
+    async def _prewarm(self, session_id: str, chat_id: str, agent: str) -> None:
+        try:
+            base = await self._ensure_worktree(session_id, chat_id)
+            worktree = workspace.worktree_path(self._repo, chat_id)
+            await self._prepare_index(worktree, base)
+            backend = await self._pool.get(chat_id, agent, worktree)
+            await backend.ensure_session()
+            await self._pool.sync()
+            self._agent_sessions_changed(chat_id)
+        except Exception as e:
+            log.info("pre-warming chat %s failed; its first turn starts it instead: %s", chat_id, e)
+        finally:
+            self._prewarming.pop(chat_id).set()
 
     async def _prepare_index(self, worktree: Path, base: str) -> None:
         """Reset the worktree's diff index to `base` ahead of the diff; a failure only costs speed
