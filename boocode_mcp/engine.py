@@ -234,14 +234,7 @@ class Engine:
             if chat.agent != name:
                 await chats_store.set_agent(self.db, chat.id, name)
         else:
-            chat_id = str(uuid.uuid4())
-            await chats_store.insert(
-                self.db,
-                chat_id=chat_id,
-                session_id=session_id,
-                agent=name,
-                worktree=str(workspace.worktree_path(self.workspace, chat_id)),
-            )
+            chat_id = await self._new_chat(session_id, name)
         assert chat_id is not None
         subagent_id = str(uuid.uuid4())
         inserted = await runs_store.insert_if_chat_idle(
@@ -480,15 +473,20 @@ class Engine:
         name = agent or self.config.default_agent
         self.registry.resolve(name)
         session_id = await self.ensure_session(session_id)
+        chat_id = await self._new_chat(session_id, name)
+        self._runner.prewarm(session_id, chat_id, name)
+        return chat_id
+
+    async def _new_chat(self, session_id: str, agent: str) -> str:
+        """A chat row; its worktree is made on first use."""
         chat_id = str(uuid.uuid4())
         await chats_store.insert(
             self.db,
             chat_id=chat_id,
             session_id=session_id,
-            agent=name,
+            agent=agent,
             worktree=str(workspace.worktree_path(self.workspace, chat_id)),
         )
-        self._runner.prewarm(session_id, chat_id, name)
         return chat_id
 
     async def prewarm_chat(self, session_id: str | None, chat_id: str) -> None:
