@@ -393,6 +393,9 @@ class BooCodeAgent:
         self._sessions[session_id] = session
         if chats:
             session.chat_id = chats[0].id  # newest first
+            # Its agent starts (and reloads its own session) while the user reads and types.
+            with contextlib.suppress(BooCodeError):
+                await engine.prewarm_chat(session_id, session.chat_id)
         if history:
             session.run_id = history[-1].subagent_id
         return session

@@ -490,9 +490,11 @@ class Engine:
         return chat_id
 
     async def prewarm_chat(self, session_id: str | None, chat_id: str) -> None:
-        """Start the chat's worktree and agent in the background (as `open_chat` does)."""
+        """Start the chat's worktree and agent (reloading its agent session) in the background,
+        as `open_chat` does; not while a run of the chat is live, here or in another process."""
         chat = await self._chat(session_id, chat_id)
-        self._runner.prewarm(chat.session_id, chat.id, chat.agent)
+        if not await runs_store.live_for_chat(self.db, chat.id):
+            self._runner.prewarm(chat.session_id, chat.id, chat.agent)
 
     async def drop_chat_if_unused(self, session_id: str | None, chat_id: str) -> bool:
         """Remove a chat that never ran (its row, agent and clean worktree), as if `open_chat`

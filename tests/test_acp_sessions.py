@@ -71,8 +71,13 @@ async def test_list_shows_sessions_that_ran_newest_first_and_resume_keeps_contex
             await conn.resume_session(session_id=first, cwd=str(workspace))
         assert not any(isinstance(u, UserMessageChunk) for u in client.updates)
         assert "apply" in client.commands()
+        # Reopening starts the chat's agent before the next prompt, and it loads its session.
+        pid = await warmed(workspace, first)
         await prompt(conn, first, "history")
         assert "history: 1 prompts: write a.txt" in client.messages()
+        client.updates.clear()
+        await prompt(conn, first, "pid")
+        assert first_number(client.messages()) == pid
         with pytest.raises(RequestError, match="no session 'nope'"):
             await conn.resume_session(session_id="nope", cwd=str(workspace))
 

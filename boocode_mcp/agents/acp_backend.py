@@ -135,6 +135,8 @@ class WarmAcpBackend:
         self._watcher: asyncio.Task[None] | None = None
         self._terminals = TerminalManager(self._cwd)
         self._session_id: str | None = None
+        # How the process now running got its session, until a turn has run on it.
+        self._start_origin: Literal["new", "loaded", "fresh_after_restart"] | None = None
         self._load_supported: bool | None = None
         self._agent_info: tuple[str | None, str | None] = (None, None)
         self._note: str | None = None
@@ -243,7 +245,8 @@ class WarmAcpBackend:
             if self._closed:
                 raise self._closed_error()
             if self._alive() and self._session_id is not None:
-                return self._info("reused")
+                # Started ahead of its first turn (a pre-warm): that turn still learns how.
+                return self._info(self._start_origin or "reused")
             if self._proc is not None:
                 # A dead (or half-dead) process from before: clear it away before the restart.
                 await self._teardown()
@@ -379,6 +382,7 @@ class WarmAcpBackend:
         self._resume_id = None
         self._last_active = time.time()
         self._set_status("idle")
+        self._start_origin = origin
         return self._info(origin)
 
     async def _watch(self, proc: asyncio.subprocess.Process, conn: ClientSideConnection) -> None:
@@ -507,6 +511,7 @@ class WarmAcpBackend:
             return TurnResult(stop_reason="cancelled")
         turn = _Turn(sink=on_event, permissions=permissions, cost_at_start=self._cost, scopes=set())
         self._turn = turn
+        self._start_origin = None
         self._last_active = time.time()
         self._set_status("active")
         task: asyncio.Task[PromptResponse] = asyncio.ensure_future(
