@@ -354,8 +354,9 @@ class BooCodeAgent:
         # The chat's worktree and agent start now, so that they are warm by the time the user has
         # typed the first prompt. An agent that is not installed is left for that prompt (or an
         # /agent switch) to meet.
-        with contextlib.suppress(BooCodeError):
-            session.chat_id = await engine.open_chat(session_id, self._agent)
+        if engine.config.pool.prewarm:
+            with contextlib.suppress(BooCodeError):
+                session.chat_id = await engine.open_chat(session_id, self._agent)
         return NewSessionResponse(session_id=session_id)
 
     async def load_session(
@@ -393,9 +394,10 @@ class BooCodeAgent:
         self._sessions[session_id] = session
         if chats:
             session.chat_id = chats[0].id  # newest first
-            # Its agent starts (and reloads its own session) while the user reads and types.
-            with contextlib.suppress(BooCodeError):
-                await engine.prewarm_chat(session_id, session.chat_id)
+            if engine.config.pool.prewarm:
+                # Its agent starts (and reloads its own session) while the user reads and types.
+                with contextlib.suppress(BooCodeError):
+                    await engine.prewarm_chat(session_id, session.chat_id)
         if history:
             session.run_id = history[-1].subagent_id
         return session
@@ -672,7 +674,7 @@ class BooCodeAgent:
                 session.agent = arg
             else:
                 await engine.set_chat_agent(sid, chat, arg)
-                if session.run_id is None:
+                if session.run_id is None and engine.config.pool.prewarm:
                     # Warm the new agent rather than the one the session started with.
                     await engine.release_chat(sid, chat)
                     await engine.prewarm_chat(sid, chat)

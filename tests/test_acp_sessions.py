@@ -227,3 +227,15 @@ async def test_switching_agent_before_the_first_prompt_warms_the_new_one(workspa
         client.updates.clear()
         await prompt(conn, sid, "pid")
         assert first_number(client.messages()) == other
+
+
+async def test_prewarm_off_starts_nothing_before_the_first_prompt(workspace: Path) -> None:
+    config = workspace / ".boocode" / "config.toml"
+    config.write_text(config.read_text() + "\n[pool]\nprewarm = false\n")
+    client = RecordingClient()
+    async with boocode_acp(workspace, client) as conn:
+        sid = await new_session(conn, workspace)
+        await anyio.sleep(1)  # what a pre-warm would have used to start the agent
+        assert chat_rows(workspace) == [] and warm_agents(workspace, sid) == {}
+        await prompt(conn, sid, "pid")
+        assert list(warm_agents(workspace, sid).values()) == [first_number(client.messages())]
