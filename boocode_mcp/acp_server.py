@@ -663,16 +663,16 @@ class BooCodeAgent:
     async def _command(self, session: _Session, name: str, arg: str) -> str:
         engine, sid, chat = session.engine, session.session_id, session.chat_id
         if name == "agent":
+            current = session.agent or engine.config.default_agent
+            if chat is not None:
+                rows = [c for c in await engine.chats(sid) if c.id == chat]
+                current = rows[0].agent if rows else current
             if not arg:
-                current = session.agent or engine.config.default_agent
-                if chat is not None:
-                    rows = [c for c in await engine.chats(sid) if c.id == chat]
-                    current = rows[0].agent if rows else current
                 return f"BooCode: agent is {current}; available: {', '.join(engine.registry.names())}"
             engine.registry.spec(arg)
             if chat is None:
                 session.agent = arg
-            else:
+            elif arg != current:
                 await engine.set_chat_agent(sid, chat, arg)
                 if session.run_id is None and engine.config.pool.prewarm:
                     # Warm the new agent rather than the one the session started with.
