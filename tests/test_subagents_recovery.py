@@ -15,7 +15,7 @@ import pytest
 from boocode_mcp import procs, workspace
 from boocode_mcp.engine import Engine
 from boocode_mcp.errors import InvalidRequestError
-from boocode_mcp.store import chats, open_db, sessions, subagents
+from boocode_mcp.store import agent_sessions, chats, open_db, sessions, subagents
 from tests.test_engine_runs import TIMEOUT_S, finished, user_config, write_config
 
 pytestmark = pytest.mark.anyio
@@ -275,3 +275,38 @@ async def test_a_reused_pid_is_not_mistaken_for_the_owner(
         assert "r" in engine.recovery.interrupted
         assert (await engine.status("s", "r")).status == "interrupted"
     assert sleeper.returncode is None  # an unrelated process is never signalled
+
+
+async def test_a_chat_that_never_ran_is_dropped_only_when_no_live_process_holds_it(
+    git_repo: Path, user_config: Path, sleeper: asyncio.subprocess.Process
+) -> None:
+    """As `boocode acp` pre-warms a session: a chat and its worktree made before any prompt."""
+    write_config(git_repo)
+    gone = await dead_pid()
+    holders = {"abandoned": gone, "held": sleeper.pid, "no-agent-yet": None}
+    (git_repo / ".boocode").mkdir(exist_ok=True)
+    async with open_db(git_repo / ".boocode" / "boocode.db") as db:
+        await sessions.create(db, "s")
+        for chat_id, owner in holders.items():
+            await chats.insert(
+                db,
+                chat_id=chat_id,
+                session_id="s",
+                agent="fixture",
+                worktree=str(workspace.worktree_path(git_repo, chat_id)),
+            )
+            await workspace.create_worktree(git_repo, chat_id)
+            if owner is not None:
+                row = agent_sessions.AgentSessionRow(
+                    chat_id=chat_id, agent="fixture", owner_pid=owner, last_active_at=time.time()
+                )
+                await agent_sessions.upsert(db, row)
+        # Past the grace a pre-warm in flight gets, except the one without an agent row yet.
+        await db.execute("UPDATE chats SET created_at = created_at - 3600 WHERE id != 'no-agent-yet'")
+    async with Engine.open(git_repo, user_config=user_config) as engine:
+        assert engine.recovery.dropped_chats == ("abandoned",)
+        assert sorted(c.id for c in await engine.chats("s")) == ["held", "no-agent-yet"]
+    assert not workspace.worktree_path(git_repo, "abandoned").exists()
+    assert workspace.worktree_path(git_repo, "held").is_dir()
+    assert workspace.worktree_path(git_repo, "no-agent-yet").is_dir()
+    assert sleeper.returncode is None

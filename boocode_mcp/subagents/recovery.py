@@ -3,6 +3,8 @@
 - runs it owned that were still queued/running/awaiting a permission become `interrupted`;
 - its agents' process groups are killed and their agent_sessions rows closed (the ACP session id
   is kept, so the next turn can `session/load` it);
+- chats that never ran and that no live process holds (made ahead of a first prompt, as
+  `boocode acp` pre-warms a session, by a process that was killed before it) are deleted;
 - worktrees under .boocode/worktrees whose chat is gone are removed when clean, kept and reported
   when they hold unapplied work.
 """
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,8 +40,14 @@ class RecoveryReport:
     interrupted: tuple[str, ...] = ()
     killed_groups: tuple[int, ...] = ()
     closed_agent_sessions: tuple[tuple[str, str], ...] = ()
+    dropped_chats: tuple[str, ...] = ()
     removed_worktrees: tuple[Path, ...] = ()
     kept_worktrees: tuple[Path, ...] = ()
+
+
+# A chat without a run younger than this may be one a live process is pre-warming right now,
+# before its agent_sessions row (which names that process) is written.
+UNUSED_CHAT_GRACE_S = 60.0
 
 
 # Clock skew allowed between a process's start time (as /proc reports it) and the rows it wrote.
@@ -135,6 +144,29 @@ async def reap_agent_sessions(db: aiosqlite.Connection) -> tuple[list[int], list
     return killed, closed
 
 
+async def drop_abandoned_chats(db: aiosqlite.Connection) -> list[str]:
+    """Delete the chats that never ran and that no live process holds; their worktrees become
+    orphans for `reap_worktrees`."""
+    cur = await db.execute(
+        "SELECT id FROM chats c WHERE created_at < ?"
+        " AND NOT EXISTS (SELECT 1 FROM subagents r WHERE r.chat_id = c.id)",
+        (time.time() - UNUSED_CHAT_GRACE_S,),
+    )
+    dropped: list[str] = []
+    for (chat_id,) in await cur.fetchall():
+        held = await db.execute(
+            "SELECT owner_pid, pid, last_active_at FROM agent_sessions WHERE chat_id = ?", (chat_id,)
+        )
+        # A process that pre-warmed the chat (or loaded it since) is recorded as its agent's owner.
+        if any(
+            _agent_owner_alive(r["owner_pid"], r["pid"], r["last_active_at"]) for r in await held.fetchall()
+        ):
+            continue
+        if await chats.delete_if_unused(db, chat_id):
+            dropped.append(str(chat_id))
+    return dropped
+
+
 async def reap_worktrees(db: aiosqlite.Connection, repo: Path) -> tuple[list[Path], list[Path]]:
     removed: list[Path] = []
     kept: list[Path] = []
@@ -156,11 +188,13 @@ async def reap_worktrees(db: aiosqlite.Connection, repo: Path) -> tuple[list[Pat
 async def recover(db: aiosqlite.Connection, repo: Path) -> RecoveryReport:
     interrupted = await interrupt_dead_runs(db)
     killed, closed = await reap_agent_sessions(db)
+    dropped = await drop_abandoned_chats(db)
     removed, kept = await reap_worktrees(db, repo)
     return RecoveryReport(
         interrupted=tuple(interrupted),
         killed_groups=tuple(killed),
         closed_agent_sessions=tuple(closed),
+        dropped_chats=tuple(dropped),
         removed_worktrees=tuple(removed),
         kept_worktrees=tuple(kept),
     )
