@@ -176,3 +176,24 @@ async def test_permission_question_answered_over_mcp(ws: Workspace) -> None:
             patches = (await bc.call("list_patches", chat_id=spawned["chat_id"]))["patches"]
     assert done["status"] == "completed", done
     assert [f["path"] for p in patches for f in p["files"]] == ["asked.txt"]
+
+
+async def test_boocode_acp_prewarms_the_agent_and_applies_its_write(ws: Workspace) -> None:
+    """An editor's session through `boocode acp`: the agent is started before the first prompt,
+    that prompt runs on it, and `/apply` lands its file."""
+    from tests.test_acp_server import RecordingClient, boocode_acp, prompt
+    from tests.test_acp_sessions import new_session, warm_agents, warmed
+
+    client = RecordingClient()
+    with anyio.fail_after(TEST_S):
+        async with boocode_acp(ws.repo, client) as conn:
+            sid = await new_session(conn, ws.repo)
+            pid = await warmed(ws.repo, sid, ws.agent)
+            resp = await prompt(conn, sid, "write file notes/from-editor.txt with editor-content")
+            assert resp.stop_reason == "end_turn"
+            assert warm_agents(ws.repo, sid) == {ws.agent: pid}  # the turn ran on the warm agent
+            assert "notes/from-editor.txt" in client.messages()
+            await prompt(conn, sid, "/apply")
+            assert "applied" in client.messages()
+        await wait_group_gone(pid)
+    assert (ws.repo / "notes" / "from-editor.txt").read_text().strip() == "editor-content"
