@@ -4,7 +4,9 @@ For each agent (opencode, qwen-code, against the scripted model server):
 - direct: cold start (spawn → initialize → session/new), the first turn, warm turns;
 - BooCode: the first turn of a new chat through MCP `spawn_subagent` (agent spawned cold,
   worktree created, patch captured) and warm follow-ups on the same chat_id, each timed from the
-  call to `completed`, over the real `boocode-mcp` stdio server.
+  call to `completed`, over the real `boocode-mcp` stdio server;
+- `boocode acp`: an editor's first prompt, sent --typing seconds after session/new (pre-warm
+  starts the agent meanwhile), from prompt to end of turn.
 
     .venv/bin/python bench/bench_real_agents.py [--agents opencode qwen] [--warm 10]
 
@@ -113,6 +115,23 @@ async def bench_boocode(
     }
 
 
+async def bench_acp_first_prompt(
+    name: str, binary: Path, server: ModelServer, root: Path, typing_s: float
+) -> float:
+    """An editor's first prompt through `boocode acp`, sent `typing_s` after session/new (the
+    time a person takes to type it): seconds from prompt to end of turn."""
+    from tests.test_acp_server import RecordingClient, boocode_acp
+
+    repo = _git_repo(root / "acp")
+    write_workspace_config(repo, [setup_for(name, binary, server.base_url, root / "acp-scratch" / "agent")])
+    async with boocode_acp(repo, RecordingClient()) as conn:
+        sid = (await conn.new_session(cwd=str(repo), mcp_servers=[])).session_id
+        await anyio.sleep(typing_s)
+        resp, elapsed = await _time(conn.prompt(session_id=sid, prompt=[text_block("say acp-0")]))
+        assert resp.stop_reason == "end_turn", resp
+    return elapsed
+
+
 def _first_request(server: ModelServer, mark: int) -> float:
     """When (time.monotonic) the agent sent its first model request after `mark`."""
     return min(r.started_at for r in server.since(mark) if r.path.endswith("/chat/completions"))
@@ -122,7 +141,7 @@ def _ms(seconds: float) -> str:
     return f"{seconds * 1000:8.1f} ms"
 
 
-async def main_async(agents: list[str], warm: int) -> None:
+async def main_async(agents: list[str], warm: int, typing_s: float) -> None:
     with ModelServer() as server, tempfile.TemporaryDirectory(prefix="boocode-bench-") as tmp:
         root = Path(tmp)
         for name in agents:
@@ -130,6 +149,7 @@ async def main_async(agents: list[str], warm: int) -> None:
             version = (await anyio.run_process([str(binary), "--version"])).stdout.decode().strip()
             direct = await bench_direct(name, binary, server, root / name, warm)
             booc = await bench_boocode(name, binary, server, root / name, warm)
+            acp_first = await bench_acp_first_prompt(name, binary, server, root / name, typing_s)
             d_warm = statistics.median(direct["warm"])
             b_warm = statistics.median(booc["warm"])
             load = os.getloadavg()[0]
@@ -142,9 +162,12 @@ async def main_async(agents: list[str], warm: int) -> None:
             print(f"  boocode first turn of a new chat (cold agent)     {_ms(booc['cold_first'])}")
             print(f"  boocode spawn_subagent → first model request      {_ms(booc['first_request'])}")
             print(f"  boocode warm turn on the same chat_id             {_ms(b_warm)}")
+            print(f"  boocode acp first prompt {typing_s:g} s after session/new {_ms(acp_first)}")
             print(
                 f"  ratio boocode/direct: cold first turn {booc['cold_first'] / direct['cold_first']:.2f}x, "
-                f"warm turn {b_warm / d_warm:.2f}x (+{(b_warm - d_warm) * 1000:.0f} ms)"
+                f"warm turn {b_warm / d_warm:.2f}x (+{(b_warm - d_warm) * 1000:.0f} ms), "
+                f"editor's first prompt vs direct cold start + first turn "
+                f"{acp_first / direct['cold_first']:.2f}x, vs direct warm turn {acp_first / d_warm:.2f}x"
             )
 
 
@@ -152,8 +175,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--agents", nargs="+", default=list(REAL_AGENT_NAMES), choices=REAL_AGENT_NAMES)
     parser.add_argument("--warm", type=int, default=10, help="warm turns per agent and path")
+    parser.add_argument(
+        "--typing", type=float, default=10.0, help="seconds between session/new and the first prompt (acp)"
+    )
     ns = parser.parse_args()
-    anyio.run(main_async, ns.agents, ns.warm)
+    anyio.run(main_async, ns.agents, ns.warm, ns.typing)
 
 
 if __name__ == "__main__":
