@@ -130,7 +130,9 @@ async def boocode_acp(
         assert init.agent_capabilities is not None and init.agent_capabilities.load_session
         yield conn
     finally:
-        # Closing stdin is how an editor ends the agent: BooCode must shut down on EOF.
+        # Closing stdin is how an editor ends the agent: BooCode must shut down on EOF. The
+        # connection closes first, so its tasks do not outlive it.
+        await conn.close()
         proc.stdin.close()
         with anyio.fail_after(30):
             code = await proc.wait()
