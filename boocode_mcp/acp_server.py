@@ -362,13 +362,12 @@ class BooCodeAgent:
     async def load_session(
         self, cwd: str, session_id: str, mcp_servers: Any = None, **kw: Any
     ) -> LoadSessionResponse:
-        session = await self._attach(cwd, session_id)
-        if session.chat_id is not None:
-            for run in await session.engine.chat_history(session_id, session.chat_id):
-                if run.prompt:
-                    await self._update(session_id, update_user_message_text(run.prompt))
-                if run.final_message:
-                    await self._update(session_id, update_agent_message_text(run.final_message))
+        session, history = await self._attach(cwd, session_id)
+        for run in history:
+            if run.prompt:
+                await self._update(session_id, update_user_message_text(run.prompt))
+            if run.final_message:
+                await self._update(session_id, update_agent_message_text(run.final_message))
         await self._send_commands(session)
         return LoadSessionResponse()
 
@@ -376,13 +375,13 @@ class BooCodeAgent:
         self, session_id: str, cwd: str, mcp_servers: Any = None, **kw: Any
     ) -> ResumeSessionResponse:
         """session/load without the replay: for a client that kept the conversation itself."""
-        session = await self._attach(cwd, session_id)
+        session, _ = await self._attach(cwd, session_id)
         await self._send_commands(session)
         return ResumeSessionResponse()
 
-    async def _attach(self, cwd: str, session_id: str) -> _Session:
+    async def _attach(self, cwd: str, session_id: str) -> tuple[_Session, list[SubagentView]]:
         """The stored session `session_id` as an open one of this connection, on its newest chat
-        (an ACP session holds one chat) and that chat's last run."""
+        (an ACP session holds one chat) and that chat's last run; and the chat's runs."""
         engine = await self._engine_for(cwd)
         try:
             await engine.ensure_session(session_id, create=False)
@@ -400,7 +399,7 @@ class BooCodeAgent:
                     await engine.prewarm_chat(session_id, session.chat_id)
         if history:
             session.run_id = history[-1].subagent_id
-        return session
+        return session, history
 
     async def list_sessions(
         self, cwd: str | None = None, cursor: str | None = None, **kw: Any

@@ -462,9 +462,9 @@ class Engine:
         """Newest first."""
         return await chats_store.list_chats(self.db, session_id)
 
-    async def list_sessions(self, *, limit: int, offset: int = 0) -> list[sessions.SessionSummary]:
+    async def list_sessions(self, *, limit: int) -> list[sessions.SessionSummary]:
         """Sessions that have run something, most recently active first."""
-        return await sessions.list_summaries(self.db, limit=limit, offset=offset)
+        return await sessions.list_summaries(self.db, limit=limit)
 
     async def open_chat(self, session_id: str, agent: str | None = None) -> str:
         """A new chat whose worktree and agent start now, in the background, so its first turn

@@ -36,7 +36,7 @@ class SessionSummary:
     first_prompt: str  # of its earliest run
 
 
-async def list_summaries(db: aiosqlite.Connection, *, limit: int, offset: int = 0) -> list[SessionSummary]:
+async def list_summaries(db: aiosqlite.Connection, *, limit: int) -> list[SessionSummary]:
     """Sessions with at least one run, most recently active first (then by id, so pages are stable)."""
     # One pass over subagents grouped by session: the (session_id, created_at) index serves it.
     cur = await db.execute(
@@ -48,9 +48,9 @@ async def list_summaries(db: aiosqlite.Connection, *, limit: int, offset: int = 
         JOIN (SELECT session_id, MAX(COALESCE(finished_at, created_at)) AS last_at
                 FROM subagents GROUP BY session_id) a ON a.session_id = s.id
         ORDER BY a.last_at DESC, s.id
-        LIMIT ? OFFSET ?
+        LIMIT ?
         """,
-        (limit, offset),
+        (limit,),
     )
     return [
         SessionSummary(

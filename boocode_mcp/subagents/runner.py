@@ -30,6 +30,7 @@ from boocode_mcp.config import BOOCODE_DIR, Config
 from boocode_mcp.errors import BooCodeError
 from boocode_mcp.memory import MemoryIndex
 from boocode_mcp.store import chats, events, patches, subagents
+from boocode_mcp.store.chats import ChatRow
 from boocode_mcp.subagents.digest import SESSION_KIND, Digest, event_record
 from boocode_mcp.subagents.permissions import PermissionQueue
 from boocode_mcp.subagents.recovery import LIVE_RUNS
@@ -270,23 +271,27 @@ class Runner:
 
     async def _ensure_worktree(self, session_id: str, chat_id: str) -> str:
         """The chat's worktree (created on first use, or again if it was removed) and base."""
-        chat = await chats.get(self._db, session_id, chat_id)
-        if chat is None:
-            raise BooCodeError(f"chat {chat_id!r} disappeared from the database")
-        if chat.base_sha is not None and await anyio.Path(chat.worktree).is_dir():
-            return chat.base_sha
+        chat, ready = await self._worktree_state(session_id, chat_id)
+        if ready is not None:
+            return ready
         async with self._create_lock:
             # Again under the lock: a pre-warm and the chat's first turn may both get here.
-            chat = await chats.get(self._db, session_id, chat_id)
-            if chat is None:
-                raise BooCodeError(f"chat {chat_id!r} disappeared from the database")
-            if chat.base_sha is not None and await anyio.Path(chat.worktree).is_dir():
-                return chat.base_sha
+            chat, ready = await self._worktree_state(session_id, chat_id)
+            if ready is not None:
+                return ready
             wt = await workspace.create_worktree(self._repo, chat_id, base=chat.base_sha)
             self._indexes.forget(Path(chat.worktree))
             base = chat.base_sha or wt.base_sha
             await chats.set_base(self._db, chat_id, base, wt.branch)
         return base
+
+    async def _worktree_state(self, session_id: str, chat_id: str) -> tuple[ChatRow, str | None]:
+        """The chat's row, and its base when its worktree is ready (None when it must be made)."""
+        chat = await chats.get(self._db, session_id, chat_id)
+        if chat is None:
+            raise BooCodeError(f"chat {chat_id!r} disappeared from the database")
+        ready = chat.base_sha is not None and await anyio.Path(chat.worktree).is_dir()
+        return chat, chat.base_sha if ready else None
 
     # ---------------------------------------------------------------------------------- pre-warm
 
