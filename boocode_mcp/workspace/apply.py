@@ -20,7 +20,7 @@ import anyio
 
 from boocode_mcp.errors import WorkspaceError
 from boocode_mcp.workspace.diff import ParsedDiff, parse_unified_diff
-from boocode_mcp.workspace.git import capture_head, ensure_repo, run_git, user_identity_env
+from boocode_mcp.workspace.git import capture_head, ensure_repo, git_apply, run_git, user_identity_env
 
 
 @dataclass(frozen=True)
@@ -245,15 +245,8 @@ async def apply_patches(
         for pid, text, diff in parsed:
             if not text.strip():
                 continue
-            result = await run_git(
-                scratch,
-                f"--git-dir={git_dir}",
-                f"--work-tree={scratch}",
-                "apply",
-                "--binary",
-                "--whitespace=nowarn",
-                input=text.encode("utf-8", "surrogateescape"),
-                check=False,
+            result = await git_apply(
+                scratch, text, git_options=(f"--git-dir={git_dir}", f"--work-tree={scratch}")
             )
             if result.returncode != 0:
                 conflicts.extend(_conflicts_from(pid, diff, result.err))

@@ -118,6 +118,24 @@ async def run_git(
     return result
 
 
+async def git_apply(
+    cwd: Path, diff: str, *options: str, git_options: Sequence[str] = (), env: Mapping[str, str] | None = None
+) -> GitResult:
+    """`git [git_options] apply --binary options…` of `diff` (text as `diff_worktree` gives it,
+    binary patches included), not checked: each caller words a refusal for what it was doing."""
+    return await run_git(
+        cwd,
+        *git_options,
+        "apply",
+        "--binary",
+        "--whitespace=nowarn",
+        *options,
+        env=env,
+        input=diff.encode("utf-8", "surrogateescape"),
+        check=False,
+    )
+
+
 async def _run(argv: list[str], cwd: str, env: dict[str, str], input: bytes | None) -> GitResult:
     """Run one git process to completion in a worker thread.
 

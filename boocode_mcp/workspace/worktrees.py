@@ -28,6 +28,7 @@ from boocode_mcp.workspace.git import (
     capture_head,
     ensure_repo,
     exclude_boocode_dir,
+    git_apply,
     git_path,
     resolve_commit,
     run_git,
@@ -386,16 +387,7 @@ async def rebaseline(worktree: Path, base: str, diff: str) -> str:
     with tempfile.TemporaryDirectory(prefix="boocode-index-") as tmp:
         env = {"GIT_INDEX_FILE": str(Path(tmp) / "index"), **BOOCODE_IDENTITY}
         await run_git(worktree, "read-tree", base, env=env)
-        applied = await run_git(
-            worktree,
-            "apply",
-            "--cached",
-            "--binary",
-            "--whitespace=nowarn",
-            env=env,
-            input=diff.encode("utf-8", "surrogateescape"),
-            check=False,
-        )
+        applied = await git_apply(worktree, diff, "--cached", env=env)
         if applied.returncode != 0:
             raise WorkspaceError(
                 f"cannot re-baseline worktree {worktree}: its patch does not apply to "
@@ -416,15 +408,7 @@ async def revert_worktree(worktree: Path, diff: str) -> None:
     """
     if not diff.strip():
         return
-    result = await run_git(
-        worktree,
-        "apply",
-        "-R",
-        "--binary",
-        "--whitespace=nowarn",
-        input=diff.encode("utf-8", "surrogateescape"),
-        check=False,
-    )
+    result = await git_apply(worktree, diff, "-R")
     if result.returncode != 0:
         raise WorkspaceError(
             f"cannot discard the patch from worktree {worktree}: its files changed since the patch "
