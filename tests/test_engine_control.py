@@ -12,7 +12,7 @@ from boocode_mcp.engine import Engine
 from boocode_mcp.errors import InvalidRequestError, NotFoundError
 from boocode_mcp.views import SubagentView
 from tests.conftest import git
-from tests.test_engine_runs import TIMEOUT_S, finished, user_config, write_config
+from tests.test_engine_runs import TIMEOUT_S, finished, run_turn, user_config, write_config
 
 pytestmark = pytest.mark.anyio
 
@@ -33,7 +33,7 @@ async def test_cancel_a_slow_run_keeps_its_partial_patch_and_the_agent(
     write_config(git_repo)
     async with Engine.open(git_repo, user_config=user_config) as engine:
         sid = await engine.ensure_session()
-        first = await finished(engine, sid, (await engine.spawn(sid, "pid")).subagent_id)
+        first = await run_turn(engine, sid, "pid")
         wrote = await finished(
             engine,
             sid,
@@ -59,9 +59,7 @@ async def test_cancel_a_slow_run_keeps_its_partial_patch_and_the_agent(
         assert patch.failed_mid_turn and patch.parent_patch_id == wrote.patch_id
         # Cancelling a finished run is not an error: it is returned unchanged.
         assert (await engine.cancel(sid, slow.subagent_id)).status == "cancelled"
-        after = await finished(
-            engine, sid, (await engine.spawn(sid, "pid", chat_id=first.chat_id)).subagent_id
-        )
+        after = await run_turn(engine, sid, "pid", chat_id=first.chat_id)
         assert after.status == "completed" and after.final_message == first.final_message
 
 
@@ -152,7 +150,7 @@ async def test_policy_deny_and_a_caller_handler_override(git_repo: Path, user_co
     write_config(git_repo, policy="deny")
     async with Engine.open(git_repo, user_config=user_config) as engine:
         sid = await engine.ensure_session()
-        denied = await finished(engine, sid, (await engine.spawn(sid, "permission")).subagent_id)
+        denied = await run_turn(engine, sid, "permission")
         assert denied.final_message == "denied 0"
         asked: list[str] = []
 
@@ -160,9 +158,7 @@ async def test_policy_deny_and_a_caller_handler_override(git_repo: Path, user_co
             asked.append(request.title)
             return next(o.option_id for o in request.options if o.kind == "allow_always")
 
-        allowed = await finished(
-            engine, sid, (await engine.spawn(sid, "permission", permission_handler=editor)).subagent_id
-        )
+        allowed = await run_turn(engine, sid, "permission", permission_handler=editor)
         assert asked and allowed.final_message == "allowed proceed_always-é"
 
 
@@ -172,8 +168,8 @@ async def test_two_chats_on_the_same_lines_collide_and_apply_refuses_both(
     write_config(git_repo)
     async with Engine.open(git_repo, user_config=user_config) as engine:
         sid = await engine.ensure_session()
-        a = await finished(engine, sid, (await engine.spawn(sid, "edit src/app.py 1 2")).subagent_id)
-        b = await finished(engine, sid, (await engine.spawn(sid, "edit src/app.py 1 3")).subagent_id)
+        a = await run_turn(engine, sid, "edit src/app.py 1 2")
+        b = await run_turn(engine, sid, "edit src/app.py 1 3")
         assert a.patch_id is not None and b.patch_id is not None
         a_patch, b_patch = a.patch_id, b.patch_id
         a = await engine.status(sid, a.subagent_id)  # re-read: b's patch did not exist before
@@ -200,15 +196,11 @@ async def test_crash_mid_turn_fails_clearly_and_the_next_turn_respawns(
     write_config(git_repo)
     async with Engine.open(git_repo, user_config=user_config) as engine:
         sid = await engine.ensure_session()
-        first = await finished(engine, sid, (await engine.spawn(sid, "pid")).subagent_id)
-        crashed = await finished(
-            engine, sid, (await engine.spawn(sid, "crash", chat_id=first.chat_id)).subagent_id
-        )
+        first = await run_turn(engine, sid, "pid")
+        crashed = await run_turn(engine, sid, "crash", chat_id=first.chat_id)
         assert crashed.status == "failed"
         assert crashed.error is not None and "fixture" in crashed.error and "restarts" in crashed.error
-        again = await finished(
-            engine, sid, (await engine.spawn(sid, "pid", chat_id=first.chat_id)).subagent_id
-        )
+        again = await run_turn(engine, sid, "pid", chat_id=first.chat_id)
         assert again.status == "completed"
         assert again.final_message != first.final_message  # a new process
 
@@ -219,7 +211,7 @@ async def test_apply_and_discard_refuse_patches_that_are_not_pending(
     write_config(git_repo)
     async with Engine.open(git_repo, user_config=user_config) as engine:
         sid = await engine.ensure_session()
-        run = await finished(engine, sid, (await engine.spawn(sid, "write d.txt d")).subagent_id)
+        run = await run_turn(engine, sid, "write d.txt d")
         assert run.patch_id is not None
         discarded = await engine.discard(sid, run.patch_id)
         assert discarded.status == "discarded"
@@ -267,7 +259,7 @@ async def test_cancel_of_an_agent_that_ignores_it_still_ends_the_run(
             done = await engine.wait_finished(sid, view.subagent_id)
         assert done.status == "cancelled"
         assert done.error is not None and "session/cancel" in done.error
-        again = await finished(engine, sid, (await engine.spawn(sid, "hi", chat_id=view.chat_id)).subagent_id)
+        again = await run_turn(engine, sid, "hi", chat_id=view.chat_id)
         assert again.status == "completed"
 
 
@@ -277,14 +269,12 @@ async def test_discard_takes_the_work_out_of_the_chat_so_the_next_patch_lacks_it
     write_config(git_repo)
     async with Engine.open(git_repo, user_config=user_config) as engine:
         sid = await engine.ensure_session()
-        run = await finished(engine, sid, (await engine.spawn(sid, "write bad.txt nope")).subagent_id)
+        run = await run_turn(engine, sid, "write bad.txt nope")
         assert run.patch_id is not None
         await engine.discard(sid, run.patch_id)
         chat = next(c for c in await engine.chats(sid) if c.id == run.chat_id)
         assert not (Path(chat.worktree) / "bad.txt").exists()
-        nxt = await finished(
-            engine, sid, (await engine.spawn(sid, "write good.txt yes", chat_id=run.chat_id)).subagent_id
-        )
+        nxt = await run_turn(engine, sid, "write good.txt yes", chat_id=run.chat_id)
         assert nxt.patch_id is not None
         patch = await engine.get_patch(sid, nxt.patch_id)
         assert [f.path for f in patch.files] == ["good.txt"]

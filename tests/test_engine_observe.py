@@ -8,7 +8,7 @@ import anyio
 import pytest
 
 from boocode_mcp.engine import Engine
-from tests.test_engine_runs import TIMEOUT_S, finished, user_config, write_config
+from tests.test_engine_runs import TIMEOUT_S, finished, run_turn, user_config, write_config
 
 pytestmark = pytest.mark.anyio
 
@@ -31,12 +31,12 @@ async def test_listeners_hear_every_resource_and_activity_is_coalesced(
         assert 3 <= mine < 60
         assert "agent-sessions://list" in heard and f"agent-sessions://{view.chat_id}" in heard
 
-        tools = await finished(engine, sid, (await engine.spawn(sid, "write t.txt t")).subagent_id)
+        tools = await run_turn(engine, sid, "write t.txt t")
         assert f"traces://{sid}" in heard
         assert f"patches://{sid}/{tools.patch_id}" in heard
         unsubscribe()
         count = len(heard)
-        await finished(engine, sid, (await engine.spawn(sid, "hi")).subagent_id)
+        await run_turn(engine, sid, "hi")
         assert len(heard) == count
 
 
@@ -77,7 +77,7 @@ async def test_mcp_calls_and_agent_tool_calls_are_traced(git_repo: Path, user_co
         with pytest.raises(RuntimeError, match="boom"):
             async with engine.tracer.mcp_call(sid, "run_command", {"command": "x"}):
                 raise RuntimeError("boom")
-        await finished(engine, sid, (await engine.spawn(sid, "tools")).subagent_id)
+        await run_turn(engine, sid, "tools")
         traces = await engine.traces(sid)
         mcp = [t for t in traces if t.source == "mcp"]
         assert [(t.tool_name, t.outcome) for t in mcp] == [
@@ -96,7 +96,7 @@ async def test_finished_runs_are_searchable_in_memory(git_repo: Path, user_confi
     write_config(git_repo)
     async with Engine.open(git_repo, user_config=user_config) as engine:
         sid = await engine.ensure_session()
-        run = await finished(engine, sid, (await engine.spawn(sid, "write zanzibar.txt quokka")).subagent_id)
+        run = await run_turn(engine, sid, "write zanzibar.txt quokka")
         hits = await engine.search_memory("zanzibar")
         assert [h.id for h in hits if h.source == "subagent"] == [f"subagent:{run.subagent_id}"]
 
@@ -111,7 +111,7 @@ async def test_model_and_mode_reach_the_agent_through_its_spec_or_are_recorded(
     )
     async with Engine.open(git_repo, user_config=user_config) as engine:
         sid = await engine.ensure_session()
-        first = await finished(engine, sid, (await engine.spawn(sid, "pid")).subagent_id)
+        first = await run_turn(engine, sid, "pid")
         run = await finished(
             engine,
             sid,
@@ -137,15 +137,13 @@ async def test_a_chat_continues_after_a_restart_and_says_when_context_was_lost(
     write_config(git_repo)
     async with Engine.open(git_repo, user_config=user_config) as engine:
         sid = await engine.ensure_session()
-        first = await finished(engine, sid, (await engine.spawn(sid, "remember the walrus")).subagent_id)
+        first = await run_turn(engine, sid, "remember the walrus")
         [live] = await engine.agent_sessions(first.chat_id)
         assert live.status == "idle" and live.pid is not None
     async with Engine.open(git_repo, user_config=user_config) as engine:
         [closed] = await engine.agent_sessions(first.chat_id)
         assert closed.status == "closed"
-        again = await finished(
-            engine, sid, (await engine.spawn(sid, "history", chat_id=first.chat_id)).subagent_id
-        )
+        again = await run_turn(engine, sid, "history", chat_id=first.chat_id)
         assert again.status == "completed"
         assert again.final_message is not None and "remember the walrus" in again.final_message
         assert again.session_note is None
@@ -157,9 +155,7 @@ async def test_a_chat_continues_after_a_restart_and_says_when_context_was_lost(
         .replace("[permissions]", 'env = { FIXTURE_NO_LOAD = "1" }\n[permissions]')
     )
     async with Engine.open(git_repo, user_config=user_config) as engine:
-        lost = await finished(
-            engine, sid, (await engine.spawn(sid, "history", chat_id=first.chat_id)).subagent_id
-        )
+        lost = await run_turn(engine, sid, "history", chat_id=first.chat_id)
         assert lost.status == "completed"
         assert lost.session_note is not None and "could not restore" in lost.session_note
 
@@ -168,8 +164,8 @@ async def test_usage_reported_by_the_agent_reaches_the_status(git_repo: Path, us
     write_config(git_repo)
     async with Engine.open(git_repo, user_config=user_config) as engine:
         sid = await engine.ensure_session()
-        run = await finished(engine, sid, (await engine.spawn(sid, "usage")).subagent_id)
+        run = await run_turn(engine, sid, "usage")
         assert run.usage is not None
         assert (run.usage.input_tokens, run.usage.output_tokens) == (11, 7)
-        plain = await finished(engine, sid, (await engine.spawn(sid, "hi")).subagent_id)
+        plain = await run_turn(engine, sid, "hi")
         assert plain.usage is None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -47,6 +48,11 @@ async def engine(git_repo: Path, user_config: Path) -> AsyncIterator[Engine]:
 async def finished(engine: Engine, sid: str, run_id: str) -> SubagentView:
     with anyio.fail_after(TIMEOUT_S):
         return await engine.wait_finished(sid, run_id)
+
+
+async def run_turn(engine: Engine, sid: str, prompt: str, **spawn_args: Any) -> SubagentView:
+    """Spawn a run and wait for it to finish (bounded)."""
+    return await finished(engine, sid, (await engine.spawn(sid, prompt, **spawn_args)).subagent_id)
 
 
 async def test_spawn_returns_queued_then_completes_with_a_pending_patch_that_applies(
@@ -96,7 +102,7 @@ async def test_follow_up_reuses_the_agent_and_its_patch_holds_only_new_work(engi
     patch = await engine.get_patch(sid, third_done.patch_id or "")
     assert [f.path for f in patch.files] == ["b.txt"]  # a.txt was applied: not in the new patch
 
-    again = await finished(engine, sid, (await engine.spawn(sid, "pid", chat_id=first.chat_id)).subagent_id)
+    again = await run_turn(engine, sid, "pid", chat_id=first.chat_id)
     assert again.final_message == pid  # the same warm agent process served every turn
     history = await engine.chat_history(sid, first.chat_id)
     assert [h.subagent_id for h in history][:3] == [first.subagent_id, second.subagent_id, third.subagent_id]
@@ -104,10 +110,8 @@ async def test_follow_up_reuses_the_agent_and_its_patch_holds_only_new_work(engi
 
 async def test_newer_patch_supersedes_the_older_pending_one(engine: Engine) -> None:
     sid = await engine.ensure_session()
-    one = await finished(engine, sid, (await engine.spawn(sid, "write a.txt one")).subagent_id)
-    two = await finished(
-        engine, sid, (await engine.spawn(sid, "write b.txt two", chat_id=one.chat_id)).subagent_id
-    )
+    one = await run_turn(engine, sid, "write a.txt one")
+    two = await run_turn(engine, sid, "write b.txt two", chat_id=one.chat_id)
     old = await engine.get_patch(sid, one.patch_id or "")
     new = await engine.get_patch(sid, two.patch_id or "")
     assert old.status == "superseded"
@@ -135,7 +139,7 @@ async def test_events_are_recorded_in_order_with_digest_and_traces(engine: Engin
     assert seen.count("text") == 30
     assert done.activity.event_count == 30
 
-    tools = await finished(engine, sid, (await engine.spawn(sid, "tools")).subagent_id)
+    tools = await run_turn(engine, sid, "tools")
     assert [t.status for t in tools.activity.tool_calls] == ["completed"]
     traces = await engine.traces(sid)
     agent_traces = [t for t in traces if t.source == "agent"]
@@ -166,7 +170,7 @@ async def test_ids_from_another_session_are_not_found(engine: Engine) -> None:
 
     mine = await engine.ensure_session()
     other = await engine.ensure_session()
-    done = await finished(engine, mine, (await engine.spawn(mine, "write x.txt x")).subagent_id)
+    done = await run_turn(engine, mine, "write x.txt x")
     with pytest.raises(NotFoundError):
         await engine.status(other, done.subagent_id)
     with pytest.raises(NotFoundError):

@@ -16,7 +16,7 @@ from boocode_mcp import procs, workspace
 from boocode_mcp.engine import Engine
 from boocode_mcp.errors import InvalidRequestError
 from boocode_mcp.store import agent_sessions, chats, open_db, sessions, subagents
-from tests.test_engine_runs import TIMEOUT_S, finished, user_config, write_config
+from tests.test_engine_runs import TIMEOUT_S, finished, run_turn, user_config, write_config
 
 pytestmark = pytest.mark.anyio
 
@@ -255,7 +255,7 @@ async def check_recovered(engine: Engine, sid: str, run_id: str, chat_id: str, o
     assert view.status == "interrupted" and view.error and f"pid {owner_pid}" in view.error
     assert view.activity.event_count > 0  # what it did before it died is still there
     # The chat goes on; the agent restarts and loads its session.
-    again = await finished(engine, sid, (await engine.spawn(sid, "history", chat_id=chat_id)).subagent_id)
+    again = await run_turn(engine, sid, "history", chat_id=chat_id)
     assert again.status == "completed"
     assert again.final_message is not None and "write half.txt half" in again.final_message
 
