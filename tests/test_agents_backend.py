@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -190,27 +190,36 @@ async def test_second_prompt_while_busy_is_refused(tmp_path: Path, worktree: Pat
                 await backend.cancel()
 
 
+async def crash_mid_turn(
+    backend: WarmAcpBackend, prompt: str, act: Callable[[], Awaitable[object] | None]
+) -> AgentCrashedError:
+    """The AgentCrashedError of a turn on `prompt` during which `act` ran (once text streamed)."""
+    rec = Recorder()
+    errors: list[AgentCrashedError] = []
+
+    async def run() -> None:
+        try:
+            await backend.prompt(prompt, rec, ALLOW)
+        except AgentCrashedError as e:
+            errors.append(e)
+
+    with anyio.fail_after(20):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(run)
+            await rec.first_text.wait()
+            acted = act()
+            if acted is not None:
+                await acted
+    assert len(errors) == 1, errors
+    return errors[0]
+
+
 async def test_kill_9_mid_prompt_is_a_crash_and_next_prompt_respawns(tmp_path: Path, worktree: Path) -> None:
     async with open_backend(tmp_path, worktree) as backend:
         await turn(backend, "hello")
         old_pid = backend.pid
         assert old_pid is not None
-        rec = Recorder()
-        errors: list[BaseException] = []
-
-        async def run() -> None:
-            try:
-                await backend.prompt("slow 1000 20", rec, ALLOW)
-            except AgentCrashedError as e:
-                errors.append(e)
-
-        with anyio.fail_after(20):
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(run)
-                await rec.first_text.wait()
-                os.kill(old_pid, signal.SIGKILL)
-        assert len(errors) == 1
-        msg = str(errors[0])
+        msg = str(await crash_mid_turn(backend, "slow 1000 20", lambda: os.kill(old_pid, signal.SIGKILL)))
         assert f"pid {old_pid}" in msg and "SIGKILL" in msg and str(backend.log_path) in msg
         assert "next prompt restarts it" in msg
         assert backend.status == "crashed" and not backend.busy
@@ -234,21 +243,7 @@ async def test_agent_ignoring_cancel_is_killed_after_the_bound(tmp_path: Path, w
         await turn(backend, "hello")
         pid = backend.pid
         assert pid is not None
-        rec = Recorder()
-        errors: list[BaseException] = []
-
-        async def run() -> None:
-            try:
-                await backend.prompt("hang", rec, ALLOW)
-            except AgentCrashedError as e:
-                errors.append(e)
-
-        with anyio.fail_after(20):
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(run)
-                await rec.first_text.wait()
-                await backend.cancel()
-        assert len(errors) == 1 and "did not answer session/cancel" in str(errors[0])
+        assert "did not answer session/cancel" in str(await crash_mid_turn(backend, "hang", backend.cancel))
         assert backend.status == "crashed"
         assert not procs.group_alive(pid)
         _, rec2 = await turn(backend, "pid")
