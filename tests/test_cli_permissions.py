@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -43,6 +44,27 @@ def start_run(workspace: Path, prompt: str, *extra: str, **streams: Any) -> subp
         start_new_session=True,
         **streams,
     )
+
+
+@contextlib.contextmanager
+def run_on_terminal(
+    workspace: Path, prompt: str, *extra: str
+) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    """`boocode run` with a pseudo-terminal as its stdin and stderr: (the run, the terminal's
+    controlling side to read and type on). The run is killed and the terminal closed after."""
+    controller, terminal = os.openpty()
+    try:
+        run = start_run(workspace, prompt, *extra, stdin=terminal, stderr=terminal)
+        os.close(terminal)  # the run holds its own copy; EOF on the controller once it exits
+        terminal = -1
+        try:
+            yield run, controller
+        finally:
+            stop(run)
+    finally:
+        os.close(controller)
+        if terminal >= 0:
+            os.close(terminal)
 
 
 def stop(run: subprocess.Popen[bytes]) -> None:
@@ -90,27 +112,16 @@ def test_run_prints_the_respond_command_and_respond_answers_it(workspace: Path) 
 
 @pytest.mark.parametrize("mode", [[], ["--no-server"]], ids=["server", "in-process"])
 def test_run_on_a_terminal_asks_and_answers_by_number(workspace: Path, mode: list[str]) -> None:
-    controller, terminal = os.openpty()
-    try:
-        run = start_run(workspace, "permission y.txt", *mode, stdin=terminal, stderr=terminal)
-        try:
-            os.close(terminal)
-            terminal = -1
-            seen = ANSI.sub("", read_until(controller, lambda t: "(Enter leaves it" in t))
-            assert "boocode respond" not in seen  # asked, not told how to answer elsewhere
-            number = re.search(r"(\d+)\. Once \(allow_once\)", seen)
-            assert number is not None, seen
-            assert "Write y.txt" in seen
-            os.write(controller, number[1].encode() + b"\n")
-            read_until(controller, lambda t: "answered" in t)
-            out, _ = run.communicate(timeout=TIMEOUT)
-            assert run.returncode == 0 and out.decode().startswith("allowed ")
-        finally:
-            stop(run)
-    finally:
-        os.close(controller)
-        if terminal >= 0:
-            os.close(terminal)
+    with run_on_terminal(workspace, "permission y.txt", *mode) as (run, controller):
+        seen = ANSI.sub("", read_until(controller, lambda t: "(Enter leaves it" in t))
+        assert "boocode respond" not in seen  # asked, not told how to answer elsewhere
+        number = re.search(r"(\d+)\. Once \(allow_once\)", seen)
+        assert number is not None, seen
+        assert "Write y.txt" in seen
+        os.write(controller, number[1].encode() + b"\n")
+        read_until(controller, lambda t: "answered" in t)
+        out, _ = run.communicate(timeout=TIMEOUT)
+        assert run.returncode == 0 and out.decode().startswith("allowed ")
     [sub] = boo_json(workspace, "ls")["subagents"]
     assert patch_files(workspace, sub["subagent_id"]) == ["y.txt"]
 
@@ -135,50 +146,28 @@ def test_in_process_run_says_only_it_can_answer(workspace: Path) -> None:
 
 
 def test_empty_answer_leaves_the_request_waiting(workspace: Path) -> None:
-    controller, terminal = os.openpty()
-    try:
-        run = start_run(workspace, "permission w.txt", stdin=terminal, stderr=terminal)
-        try:
-            os.close(terminal)
-            terminal = -1
-            read_until(controller, lambda t: "(Enter leaves it" in t)
-            os.write(controller, b"9\n")  # not an option: asked again
-            read_until(controller, lambda t: "not a number from 1 to 4" in t and t.endswith("deadline): "))
-            os.write(controller, b"\n")
-            read_until(controller, lambda t: "left unanswered" in t)
-            [sub] = boo_json(workspace, "ls")["subagents"]
-            shown = boo_json(workspace, "show", sub["subagent_id"])
-            assert shown["status"] == "awaiting_permission" and shown["pending_permission"]
-            os.kill(run.pid, signal.SIGINT)
-            assert run.wait(timeout=TIMEOUT) != 0
-        finally:
-            stop(run)
-    finally:
-        os.close(controller)
-        if terminal >= 0:
-            os.close(terminal)
+    with run_on_terminal(workspace, "permission w.txt") as (run, controller):
+        read_until(controller, lambda t: "(Enter leaves it" in t)
+        os.write(controller, b"9\n")  # not an option: asked again
+        read_until(controller, lambda t: "not a number from 1 to 4" in t and t.endswith("deadline): "))
+        os.write(controller, b"\n")
+        read_until(controller, lambda t: "left unanswered" in t)
+        [sub] = boo_json(workspace, "ls")["subagents"]
+        shown = boo_json(workspace, "show", sub["subagent_id"])
+        assert shown["status"] == "awaiting_permission" and shown["pending_permission"]
+        os.kill(run.pid, signal.SIGINT)
+        assert run.wait(timeout=TIMEOUT) != 0
 
 
 def test_prompt_gives_up_at_the_request_deadline(workspace: Path) -> None:
     with (workspace / ".boocode" / "config.toml").open("a") as f:
         f.write("timeout_s = 2\n")
-    controller, terminal = os.openpty()
-    try:
-        run = start_run(workspace, "permission v.txt", stdin=terminal, stderr=terminal)
-        try:
-            os.close(terminal)
-            terminal = -1
-            read_until(controller, lambda t: "(Enter leaves it" in t)
-            # Nobody answers: the request fails closed and the prompt stops waiting for a line.
-            read_until(controller, lambda t: "not answered in time" in t)
-            out, _ = run.communicate(timeout=TIMEOUT)
-            assert not out.decode().startswith("allowed")
-        finally:
-            stop(run)
-    finally:
-        os.close(controller)
-        if terminal >= 0:
-            os.close(terminal)
+    with run_on_terminal(workspace, "permission v.txt") as (run, controller):
+        read_until(controller, lambda t: "(Enter leaves it" in t)
+        # Nobody answers: the request fails closed and the prompt stops waiting for a line.
+        read_until(controller, lambda t: "not answered in time" in t)
+        out, _ = run.communicate(timeout=TIMEOUT)
+        assert not out.decode().startswith("allowed")
     assert not (workspace / "v.txt").exists()
 
 
