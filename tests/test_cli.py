@@ -225,13 +225,24 @@ def test_idle_server_exits_by_itself(workspace: Path) -> None:
     assert not (workspace / ".boocode" / "server.json").exists()
 
 
-def test_live_chat_is_refused_from_another_process(workspace: Path) -> None:
-    slow = subprocess.Popen(
-        [*INTERACTIVE_BOOCODE, "run", "slow 2000 20", "--no-server", "--workspace", str(workspace)],
+def start_run(workspace: Path, prompt: str, *extra: str, **streams: Any) -> subprocess.Popen[bytes]:
+    """`boocode run PROMPT` as a terminal would start it (Ctrl-C works), in a group of its own."""
+    return subprocess.Popen(
+        [*INTERACTIVE_BOOCODE, "run", prompt, "--workspace", str(workspace), *extra],
         stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
         start_new_session=True,
+        **streams,
     )
+
+
+def stop(run: subprocess.Popen[bytes]) -> None:
+    if run.poll() is None:
+        os.killpg(run.pid, signal.SIGKILL)
+        run.wait()
+
+
+def test_live_chat_is_refused_from_another_process(workspace: Path) -> None:
+    slow = start_run(workspace, "slow 2000 20", "--no-server", stderr=subprocess.PIPE)
     try:
         assert slow.stderr is not None
         seen = read_until(slow.stderr.fileno(), lambda text: "(chat " in text and "chunk" in text)
@@ -241,29 +252,20 @@ def test_live_chat_is_refused_from_another_process(workspace: Path) -> None:
         os.kill(slow.pid, signal.SIGINT)  # Ctrl-C cancels the run
         assert slow.wait(timeout=60) != 0
     finally:
-        if slow.poll() is None:
-            os.killpg(slow.pid, signal.SIGKILL)
-            slow.wait()
+        stop(slow)
     [run] = boo_json(workspace, "ls")["subagents"]
     assert run["status"] == "cancelled"
 
 
 def test_ctrl_c_cancels_a_run_on_the_background_server(workspace: Path) -> None:
-    slow = subprocess.Popen(
-        [*INTERACTIVE_BOOCODE, "run", "slow 2000 20", "--workspace", str(workspace)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-    )
+    slow = start_run(workspace, "slow 2000 20", stderr=subprocess.PIPE)
     try:
         assert slow.stderr is not None
         read_until(slow.stderr.fileno(), lambda text: "chunk" in text)  # progress from the server
         os.kill(slow.pid, signal.SIGINT)
         assert slow.wait(timeout=60) != 0
     finally:
-        if slow.poll() is None:
-            os.killpg(slow.pid, signal.SIGKILL)
-            slow.wait()
+        stop(slow)
     [run] = boo_json(workspace, "ls")["subagents"]
     assert run["status"] == "cancelled"
 

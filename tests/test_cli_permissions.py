@@ -9,13 +9,11 @@ import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from tests.test_cli import (
     BOOCODE,
-    INTERACTIVE_BOOCODE,
     TIMEOUT,
     boo,
     boo_json,
@@ -23,6 +21,8 @@ from tests.test_cli import (
     kill_server,
     one_line_error,
     read_until,
+    start_run,
+    stop,
 )
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
@@ -35,15 +35,6 @@ def workspace(git_repo: Path) -> Iterator[Path]:
         f.write('\n[permissions]\npolicy = "ask"\n')
     yield git_repo
     kill_server(git_repo)
-
-
-def start_run(workspace: Path, prompt: str, *extra: str, **streams: Any) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [*INTERACTIVE_BOOCODE, "run", prompt, "--workspace", str(workspace), *extra],
-        stdout=subprocess.PIPE,
-        start_new_session=True,
-        **streams,
-    )
 
 
 @contextlib.contextmanager
@@ -65,12 +56,6 @@ def run_on_terminal(
         os.close(controller)
         if terminal >= 0:
             os.close(terminal)
-
-
-def stop(run: subprocess.Popen[bytes]) -> None:
-    if run.poll() is None:
-        os.killpg(run.pid, signal.SIGKILL)
-        run.wait()
 
 
 def patch_files(workspace: Path, subagent_id: str) -> list[str]:
