@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import aiosqlite
@@ -66,9 +66,8 @@ async def test_auto_and_deny_answer_by_kind_without_queueing(db: aiosqlite.Conne
     assert rec.states == []
 
 
-async def test_ask_waits_for_a_valid_answer(db: aiosqlite.Connection) -> None:
-    rec = Recorder()
-    queue = PermissionQueue(db, PermissionsConfig(policy="ask", timeout_s=60), rec)
+async def asked(queue: PermissionQueue, rec: Recorder, meanwhile: Callable[[], None]) -> str | None:
+    """The answer to a request of subagent "r", `meanwhile` called once it is pending."""
     handler = queue.handler_for("s", "r")
     answers: list[str | None] = []
 
@@ -79,16 +78,27 @@ async def test_ask_waits_for_a_valid_answer(db: aiosqlite.Connection) -> None:
         async with anyio.create_task_group() as tg:
             tg.start_soon(ask)
             await rec.waiting.wait()
-            pending = queue.pending("r")
-            assert pending is not None and [o.option_id for o in pending.options] == ["a", "r"]
-            with pytest.raises(InvalidRequestError, match="valid option ids: a, r"):
-                queue.respond("r", pending.request_id, "zzz")
-            with pytest.raises(NotFoundError, match=pending.request_id):
-                queue.respond("r", "not-it", "a")
-            with pytest.raises(NotFoundError, match="no pending permission"):
-                queue.respond("other", pending.request_id, "a")
-            queue.respond("r", pending.request_id, "a")
-    assert answers == ["a"]
+            meanwhile()
+    [answer] = answers
+    return answer
+
+
+async def test_ask_waits_for_a_valid_answer(db: aiosqlite.Connection) -> None:
+    rec = Recorder()
+    queue = PermissionQueue(db, PermissionsConfig(policy="ask", timeout_s=60), rec)
+
+    def answer() -> None:
+        pending = queue.pending("r")
+        assert pending is not None and [o.option_id for o in pending.options] == ["a", "r"]
+        with pytest.raises(InvalidRequestError, match="valid option ids: a, r"):
+            queue.respond("r", pending.request_id, "zzz")
+        with pytest.raises(NotFoundError, match=pending.request_id):
+            queue.respond("r", "not-it", "a")
+        with pytest.raises(NotFoundError, match="no pending permission"):
+            queue.respond("other", pending.request_id, "a")
+        queue.respond("r", pending.request_id, "a")
+
+    assert await asked(queue, rec, answer) == "a"
     assert queue.pending("r") is None
     assert rec.states[-1] is None
     [row] = await permissions.for_subagent(db, "r")
@@ -118,17 +128,6 @@ async def test_a_caller_handler_overrides_the_policy(db: aiosqlite.Connection) -
 async def test_cancel_answers_a_pending_request_cancelled(db: aiosqlite.Connection) -> None:
     rec = Recorder()
     queue = PermissionQueue(db, PermissionsConfig(policy="ask", timeout_s=60), rec)
-    handler = queue.handler_for("s", "r")
-    answers: list[str | None] = []
-
-    async def ask() -> None:
-        answers.append(await handler(request(ALLOW, REJECT)))
-
-    with anyio.fail_after(10):
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(ask)
-            await rec.waiting.wait()
-            queue.cancel("r")
-    assert answers == [None]
+    assert await asked(queue, rec, lambda: queue.cancel("r")) is None
     [row] = await permissions.for_subagent(db, "r")
     assert row.status == "cancelled"
