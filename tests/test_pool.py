@@ -17,17 +17,17 @@ import pytest
 from boocode_mcp import procs
 from boocode_mcp.agents.acp_backend import WarmAcpBackend
 from boocode_mcp.agents.backend import AgentBackend
-from boocode_mcp.agents.events import AgentEvent, TextEvent
 from boocode_mcp.agents.permissions import policy_handler
 from boocode_mcp.agents.pool import AgentPool
 from boocode_mcp.agents.registry import AgentRegistry
 from boocode_mcp.config import AgentSpec, Config, PoolConfig
 from boocode_mcp.errors import AgentNotInstalledError, InvalidRequestError, UnknownAgentError
 from boocode_mcp.store import agent_sessions, open_db
+from tests.conftest import FIXTURE_AGENT
+from tests.test_agents_backend import Recorder
 
 pytestmark = pytest.mark.anyio
 
-FIXTURE_AGENT = Path(__file__).parent / "fixtures" / "fixture_agent.py"
 ALLOW = policy_handler("auto")
 
 
@@ -36,21 +36,6 @@ def registry(**env: str) -> AgentRegistry:
     nl = AgentSpec(command=sys.executable, args=(str(FIXTURE_AGENT),), env={**env, "FIXTURE_NO_LOAD": "1"})
     ghost = AgentSpec(command="boocode-no-such-agent-x", install="pip install ghost")
     return AgentRegistry(Config(agents={"fx": spec, "fx-noload": nl, "ghost": ghost}))
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.events: list[AgentEvent] = []
-        self.first_text = anyio.Event()
-
-    def __call__(self, event: AgentEvent) -> None:
-        self.events.append(event)
-        if isinstance(event, TextEvent):
-            self.first_text.set()
-
-    @property
-    def text(self) -> str:
-        return "".join(e.text for e in self.events if isinstance(e, TextEvent))
 
 
 async def say(backend: AgentBackend, text: str) -> str:
