@@ -112,10 +112,11 @@ class Renderer:
     def agents(self, agents: Sequence[AgentInfo]) -> None:
         self._table(
             "agents",
-            ["name", "installed", "version", "command", "install"],
+            ["name", "protocol", "installed", "version", "command", "install"],
             [
                 [
                     a.name + (" (default)" if a.default else ""),
+                    a.protocol,
                     "yes" if a.installed else "no",
                     a.version or "",
                     a.path or a.command,

@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from boocode_mcp.errors import ConfigError
 
 BOOCODE_DIR = ".boocode"
+
+# What a `protocol = "cli"` entry may substitute inside its argv items.
+CLI_PLACEHOLDERS = ("prompt", "model", "worktree")
+PLACEHOLDER_RE = re.compile(r"\{([A-Za-z_]+)\}")
+# How a cli entry that uses {model} receives the run's model: the runner hands a model to any agent
+# through the variable its spec names in model_env, and a cli entry without one gets this one.
+CLI_MODEL_ENV = "BOOCODE_MODEL"
+_CLI_ONLY_KEYS = ("stdin", "parser", "resume")
 
 
 class AgentSpec(BaseModel):
@@ -40,6 +49,58 @@ class AgentSpec(BaseModel):
     mode_env: str | None = Field(
         default=None, description="environment variable through which the agent takes a mode name"
     )
+    protocol: Literal["acp", "cli"] = Field(
+        default="acp", description='"acp": speaks ACP on stdio; "cli": a command run once per turn'
+    )
+    stdin: bool = Field(default=False, description="cli: send the prompt on stdin instead of as {prompt}")
+    parser: Literal["text", "jsonl"] = Field(
+        default="text", description="cli: stdout is plain text, or JSON lines of a known stream format"
+    )
+    resume: tuple[str, ...] = Field(
+        default=(), description="cli: argv items appended on a follow-up turn of the same chat"
+    )
+    fallback: str | None = Field(
+        default=None, description="acp: the cli entry a turn runs on when this agent's handshake fails"
+    )
+
+    @field_validator(*_CLI_ONLY_KEYS, "fallback")
+    @classmethod
+    def _fits_protocol(cls, value: Any, info: ValidationInfo) -> Any:
+        # Runs only for keys the entry sets; `protocol` is validated before these fields.
+        cli = info.data.get("protocol") == "cli"
+        if info.field_name == "fallback" and cli:
+            raise ValueError('only an ACP entry can have a fallback; remove it from this protocol = "cli" entry')
+        if info.field_name != "fallback" and not cli:
+            raise ValueError(f'{info.field_name} applies only to protocol = "cli" entries; add protocol = "cli"')
+        return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _cli_model_env(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or data.get("protocol") != "cli" or data.get("model_env") is not None:
+            return data
+        items = [*(data.get("args") or ()), *(data.get("resume") or ())]
+        if any(isinstance(item, str) and "{model}" in item for item in items):
+            return {**data, "model_env": CLI_MODEL_ENV}
+        return data
+
+    @model_validator(mode="after")
+    def _cli_argv(self) -> AgentSpec:
+        if self.protocol != "cli":
+            return self
+        items = (*self.args, *self.resume)
+        unknown = sorted({p for item in items for p in PLACEHOLDER_RE.findall(item)} - set(CLI_PLACEHOLDERS))
+        if unknown:
+            raise ValueError(
+                f"args/resume: unknown placeholder {', '.join('{' + p + '}' for p in unknown)}; "
+                f"the placeholders are {', '.join('{' + p + '}' for p in CLI_PLACEHOLDERS)}"
+            )
+        has_prompt = any("{prompt}" in item for item in items)
+        if self.stdin and has_prompt:
+            raise ValueError("args: {prompt} and stdin = true both give the prompt; keep one")
+        if not self.stdin and not any("{prompt}" in item for item in self.args):
+            raise ValueError("args: a cli entry needs an item with {prompt} in args, or stdin = true")
+        return self
 
 
 class PermissionsConfig(BaseModel):
@@ -69,6 +130,18 @@ class Config(BaseModel):
     agents: dict[str, AgentSpec] = Field(default_factory=dict)
     permissions: PermissionsConfig = Field(default_factory=PermissionsConfig)
     pool: PoolConfig = Field(default_factory=PoolConfig)
+
+    @model_validator(mode="after")
+    def _fallbacks_are_cli(self) -> Config:
+        # A target defined elsewhere (another file, a built-in) is checked by the agent registry.
+        for name, spec in self.agents.items():
+            target = self.agents.get(spec.fallback or "")
+            if target is not None and target.protocol != "cli":
+                raise ValueError(
+                    f"agents.{name}.fallback: {spec.fallback!r} is an ACP entry; a fallback must be a "
+                    'protocol = "cli" entry'
+                )
+        return self
 
 
 def user_config_dir() -> Path:

@@ -238,6 +238,9 @@ class AgentInfo(_View):
     path: str | None
     version: str | None
     install: str | None
+    protocol: Literal["acp", "cli"] = Field(
+        description='"acp": a warm ACP agent; "cli": a command run once per turn (no ACP)'
+    )
     builtin: bool
     configured: bool
     default: bool

@@ -11,6 +11,7 @@ import anyio
 import pytest
 
 from boocode_mcp.agents.builtin import BUILTIN_AGENTS
+from boocode_mcp.agents.builtin_cli import BUILTIN_CLI_AGENTS
 from boocode_mcp.agents.events import PermissionOptionInfo, PermissionRequestEvent
 from boocode_mcp.agents.permissions import choose_option, policy_handler
 from boocode_mcp.agents.registry import AgentRegistry, find_program
@@ -29,7 +30,7 @@ def _opt(option_id: str, kind: str) -> PermissionOptionInfo:
 
 def test_names_merge_builtins_and_config() -> None:
     reg = AgentRegistry(Config(agents={"mine": AgentSpec(command="true")}))
-    assert set(reg.names()) == {*BUILTIN_AGENTS, "mine"}
+    assert set(reg.names()) == {*BUILTIN_AGENTS, *BUILTIN_CLI_AGENTS, "mine"}
     assert reg.spec("mine").command == "true"
 
 

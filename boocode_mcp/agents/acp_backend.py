@@ -77,6 +77,8 @@ class BackendState:
     input_tokens: int
     output_tokens: int
     cost: float
+    # Which kind of backend ran the last turn: an ACP session, or a command-line agent's process.
+    backend: Literal["acp", "cli"] = "acp"
 
 
 @dataclass

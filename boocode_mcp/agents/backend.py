@@ -24,8 +24,9 @@ class SessionInfo:
     """What ensure_session established."""
 
     acp_session_id: str
-    pid: int
-    pgid: int
+    # None for an agent that runs no process between turns (a command-line agent).
+    pid: int | None
+    pgid: int | None
     # "new": a fresh session; "loaded": session/load restored the agent's context;
     # "reused": the warm session was already there; "fresh_after_restart": the agent could not
     # restore an earlier session, so its context is gone (status must say so).
@@ -33,6 +34,9 @@ class SessionInfo:
     load_supported: bool
     agent_name: str | None = None
     agent_version: str | None = None
+    # Something the run's status must say about how this turn's agent session came about (a
+    # follow-up without the chat's context, a fallback to another agent).
+    note: str | None = None
 
 
 @dataclass(frozen=True)

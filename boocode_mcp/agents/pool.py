@@ -8,15 +8,17 @@ long as `async with pool`; leaving it disposes of every backend, so no agent pro
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json
 import logging
 import os
 import sqlite3
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
+from typing import Protocol
 
 import aiosqlite
 import anyio
@@ -25,8 +27,10 @@ import anyio.abc
 from boocode_mcp import procs
 from boocode_mcp.agents.acp_backend import CANCEL_TIMEOUT_S, BackendState, WarmAcpBackend
 from boocode_mcp.agents.backend import AgentBackend
+from boocode_mcp.agents.cli_backend import CliBackend
+from boocode_mcp.agents.fallback import FallbackBackend
 from boocode_mcp.agents.lifecycle import PoolEntry, choose_evictions
-from boocode_mcp.agents.registry import AgentRegistry
+from boocode_mcp.agents.registry import AgentRegistry, ResolvedAgent
 from boocode_mcp.config import AgentSpec, PoolConfig
 from boocode_mcp.errors import InvalidRequestError
 from boocode_mcp.store import agent_sessions as rows
@@ -36,6 +40,20 @@ log = logging.getLogger(__name__)
 
 Key = tuple[str, str]
 MAX_TICK_S = 30.0
+
+
+class PooledBackend(AgentBackend, Protocol):
+    """What the pool needs of a backend beyond AgentBackend (ACP, command-line or with fallback)."""
+
+    @property
+    def env(self) -> dict[str, str]: ...
+
+    @property
+    def acp_session_id(self) -> str | None: ...
+
+    def touch(self) -> None: ...
+
+    def state(self) -> BackendState: ...
 
 
 def config_hash(spec: AgentSpec, env: Mapping[str, str]) -> str:
@@ -69,7 +87,7 @@ class AgentPool:
         self._tick_s = tick_s if tick_s is not None else min(config.idle_ttl_s / 4, MAX_TICK_S)
         self._env = dict(env or {})
         self._cancel_timeout = cancel_timeout_s
-        self._backends: dict[Key, WarmAcpBackend] = {}
+        self._backends: dict[Key, PooledBackend] = {}
         # Without a database, the session ids of evicted backends, so a later get() can load them.
         self._last_session: dict[Key, str] = {}
         # Usage totals the row held before this pool's backend took over (the backend counts its own).
@@ -136,16 +154,14 @@ class AgentPool:
                 await self._close_keys([key])
             resume = await self._resume_id(key)
             await self._evict(reserve=1)
-            mine: list[WarmAcpBackend] = []
-            backend = WarmAcpBackend(
-                chat_id=chat_id,
-                agent=resolved,
-                cwd=cwd,
-                log_dir=self._log_dir,
-                resume_session_id=resume,
-                env=wanted_env,
-                on_state=lambda state: self._on_state(key, state, mine),
-                cancel_timeout_s=self._cancel_timeout,
+            mine: list[PooledBackend] = []
+            backend = self._new_backend(
+                chat_id,
+                resolved,
+                cwd,
+                resume,
+                wanted_env,
+                lambda state: self._on_state(key, state, mine),
             )
             mine.append(backend)
             self._backends[key] = backend
@@ -153,6 +169,35 @@ class AgentPool:
             self._on_state(key, backend.state(), mine)
             await self.sync()
             return backend
+
+    def _new_backend(
+        self,
+        chat_id: str,
+        resolved: ResolvedAgent,
+        cwd: Path,
+        resume: str | None,
+        env: dict[str, str],
+        on_state: Callable[[BackendState], None],
+    ) -> PooledBackend:
+        """The backend class the agent's spec calls for: ACP, command-line, or ACP with a fallback."""
+        spec = resolved.spec
+        make: Callable[..., PooledBackend] = WarmAcpBackend
+        if spec.protocol == "cli":
+            make = CliBackend
+        elif spec.fallback is not None:
+            make = functools.partial(
+                FallbackBackend, fallback=functools.partial(self._registry.resolve, spec.fallback)
+            )
+        return make(
+            chat_id=chat_id,
+            agent=resolved,
+            cwd=cwd,
+            log_dir=self._log_dir,
+            resume_session_id=resume,
+            env=env,
+            on_state=on_state,
+            cancel_timeout_s=self._cancel_timeout,
+        )
 
     def peek(self, chat_id: str, agent: str) -> AgentBackend | None:
         return self._backends.get((chat_id, agent))
@@ -227,7 +272,7 @@ class AgentPool:
             if sid is not None:
                 self._last_session[key] = sid
 
-        async def close_one(backend: WarmAcpBackend) -> None:
+        async def close_one(backend: PooledBackend) -> None:
             try:
                 await backend.close()
             except Exception:
@@ -238,7 +283,7 @@ class AgentPool:
                 tg.start_soon(close_one, backend)
         await self.sync()
 
-    def _on_state(self, key: Key, state: BackendState, source: list[WarmAcpBackend]) -> None:
+    def _on_state(self, key: Key, state: BackendState, source: list[PooledBackend]) -> None:
         """Called synchronously by backends; queues the row for the writer (never awaits)."""
         if self._db is None:
             return
@@ -249,6 +294,7 @@ class AgentPool:
         base = self._base_rows.get(key) or AgentSessionRow(chat_id=key[0], agent=key[1])
         self._pending[key] = base.with_(
             status=state.status,
+            backend=state.backend,
             acp_session_id=state.acp_session_id,
             pid=state.pid,
             pgid=state.pgid,

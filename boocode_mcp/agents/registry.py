@@ -11,11 +11,14 @@ from pathlib import Path
 
 from boocode_mcp import procs
 from boocode_mcp.agents.builtin import BUILTIN_AGENTS
+from boocode_mcp.agents.builtin_cli import BUILTIN_CLI_AGENTS
 from boocode_mcp.config import BOOCODE_DIR, AgentSpec, Config
-from boocode_mcp.errors import AgentNotInstalledError, UnknownAgentError
+from boocode_mcp.errors import AgentNotInstalledError, ConfigError, UnknownAgentError
 from boocode_mcp.views import AgentInfo
 
 VERSION_TIMEOUT_S = 3.0
+# ACP agents, and the one-shot command modes of the same tools (`<agent>-cli`).
+BUILTINS: dict[str, AgentSpec] = {**BUILTIN_AGENTS, **BUILTIN_CLI_AGENTS}
 
 
 @dataclass(frozen=True)
@@ -44,7 +47,23 @@ class AgentRegistry:
 
     def __init__(self, config: Config) -> None:
         self._config = config
-        self._specs: dict[str, AgentSpec] = {**BUILTIN_AGENTS, **config.agents}
+        self._specs: dict[str, AgentSpec] = {**BUILTINS, **config.agents}
+        self._check_fallbacks()
+
+    def _check_fallbacks(self) -> None:
+        """Every `fallback` names a command-line agent (config.py checks those in one file)."""
+        for name, spec in self._specs.items():
+            if spec.fallback is None:
+                continue
+            target = self._specs.get(spec.fallback)
+            if target is None or target.protocol != "cli":
+                clis = ", ".join(n for n in self.names() if self._specs[n].protocol == "cli")
+                what = "no agent" if target is None else "an ACP agent"
+                raise ConfigError(
+                    f"invalid configuration: agents.{name}.fallback = {spec.fallback!r} names {what}; "
+                    f'it must name a protocol = "cli" entry ({clis}) in {BOOCODE_DIR}/config.toml or '
+                    "the user config"
+                )
 
     def names(self) -> list[str]:
         return sorted(self._specs)
@@ -85,7 +104,8 @@ class AgentRegistry:
                 path=programs[n],
                 version=v,
                 install=self._specs[n].install,
-                builtin=n in BUILTIN_AGENTS,
+                protocol=self._specs[n].protocol,
+                builtin=n in BUILTINS,
                 configured=n in self._config.agents,
                 default=n == self._config.default_agent,
             )

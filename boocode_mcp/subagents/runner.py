@@ -377,6 +377,8 @@ class Runner:
                 "the agent could not restore this chat's earlier context (it cannot session/load it); "
                 "this turn started a fresh agent session",
             )
+        if info.note:
+            notes.insert(0, info.note)
         send.send_nowait(
             (
                 SESSION_KIND,

@@ -1,0 +1,489 @@
+"""CliBackend: an agent without ACP, run as one process per turn in the chat's worktree.
+
+A `protocol = "cli"` entry is a command template: its argv items get `{prompt}`, `{model}` and
+`{worktree}` substituted (an item whose placeholder has no value is dropped), or the prompt goes
+on stdin. Each turn starts the command as the leader of its own process group, with the explicit
+environment of its launch spec plus the allow-list; the group's id is reported through `on_state`
+(and so recorded like an ACP agent's), so start-up recovery can reap a turn a killed BooCode left
+running. stdout is parsed into AgentEvents (agents/cli_streams.py); stderr lines go to the agent's
+log and into the run's events as progress (reasoning), and its tail is kept for the error of a
+failed turn. Cancel signals the group SIGINT, then SIGTERM, then SIGKILL, each after a bounded
+wait. Nothing is asked of BooCode's permission policy: the tool's own flags decide what it may do.
+
+Between turns there is no process. What carries a chat's context from one turn to the next is the
+tool's own session store: a follow-up turn appends the entry's `resume` items (e.g. `--continue`);
+an entry without them starts every follow-up afresh, and the turn's session note says so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import contextlib
+import logging
+import shlex
+import signal
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from pathlib import Path
+from typing import IO
+
+import anyio
+
+from boocode_mcp import procs
+from boocode_mcp.agents.acp_backend import CANCEL_TIMEOUT_S, BackendState, _describe_exit
+from boocode_mcp.agents.backend import (
+    BackendStatus,
+    EventSink,
+    PermissionHandler,
+    SessionInfo,
+    TurnResult,
+)
+from boocode_mcp.agents.cli_streams import Parsed, StdoutParser, parser_for
+from boocode_mcp.agents.events import AgentEvent, ReasoningEvent, UsageEvent
+from boocode_mcp.agents.registry import ResolvedAgent
+from boocode_mcp.config import CLI_PLACEHOLDERS, PLACEHOLDER_RE
+from boocode_mcp.errors import AgentBusyError, AgentCrashedError, AgentTurnError
+
+log = logging.getLogger(__name__)
+
+# How long each signal of a cancel (SIGINT, then SIGTERM) is given before the next one.
+SIGNAL_GRACE_S = 3.0
+# How long closing (as opposed to cancelling) gives each signal.
+CLOSE_GRACE_S = 1.0
+READ_CHUNK = 1 << 16
+# How long the pipes may stay open after the tool's group was killed (only a process that left the
+# group can hold them) before the turn stops reading them.
+DRAIN_S = 5.0
+STDERR_TAIL_LINES = 20
+STDERR_TAIL_CHARS = 2000
+NOTE_NO_RESUME = (
+    "agent {agent!r} runs one process per turn and has no resume arguments: this follow-up started "
+    "without the chat's earlier context"
+)
+
+
+def build_argv(
+    program: str,
+    items: Sequence[str],
+    values: Mapping[str, str | None],
+) -> list[str]:
+    """`program` and `items` with each `{placeholder}` replaced by its value; an item whose
+    placeholder has no value (None or empty) is dropped whole, so `--model={model}` vanishes
+    when there is no model."""
+    argv = [program]
+    for item in items:
+        names = [n for n in PLACEHOLDER_RE.findall(item) if n in CLI_PLACEHOLDERS]
+        if any(not values.get(n) for n in names):
+            continue
+        argv.append(PLACEHOLDER_RE.sub(lambda m: values.get(m.group(1)) or m.group(0), item))
+    return argv
+
+
+class _Usage:
+    """A turn's usage folded from its usage events (a cumulative report replaces, others add)."""
+
+    def __init__(self) -> None:
+        self.input_tokens: int | None = None
+        self.output_tokens: int | None = None
+        self.cost: float | None = None
+
+    def add(self, event: UsageEvent) -> None:
+        for name in ("input_tokens", "output_tokens", "cost"):
+            value = getattr(event, name)
+            if value is None:
+                continue
+            current = getattr(self, name)
+            setattr(self, name, value if event.cumulative or current is None else current + value)
+
+
+class CliBackend:
+    """An AgentBackend over a command-line agent; see the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        chat_id: str,
+        agent: ResolvedAgent,
+        cwd: Path,
+        log_dir: Path,
+        resume_session_id: str | None = None,
+        env: Mapping[str, str] | None = None,
+        on_state: Callable[[BackendState], None] | None = None,
+        cancel_timeout_s: float = CANCEL_TIMEOUT_S,
+        signal_grace_s: float = SIGNAL_GRACE_S,
+    ) -> None:
+        self._chat_id = chat_id
+        self._agent = agent
+        self._cwd = cwd.resolve()
+        self._log_dir = log_dir
+        self._env = dict(env or {})
+        self._on_state = on_state
+        self._cancel_timeout = cancel_timeout_s
+        self._grace = signal_grace_s
+        safe_chat = "".join(c if c.isalnum() or c in "-_." else "_" for c in chat_id)
+        self.log_path = log_dir / f"{agent.name}-{safe_chat}.log"
+
+        self._status: BackendStatus = "idle"
+        self._last_active = time.time()
+        # The tool's own session id once a turn has run (a marker when its output names none):
+        # a turn with one is a follow-up. Restored from the agent_sessions row after a restart.
+        self._session_id = resume_session_id
+        self._note: str | None = None
+        self._proc: asyncio.subprocess.Process | None = None
+        self._closed = False
+        self._busy = False
+        self._cancel_requested = False
+        # Set to end the running turn's process group; the turn's own task does the signalling.
+        self._stop = anyio.Event()
+        self._stop_grace = signal_grace_s
+        self._turn_done = asyncio.Event()
+        self._turn_done.set()
+        self._input_tokens = 0
+        self._output_tokens = 0
+        self._cost = 0.0
+
+    # --- AgentBackend properties -------------------------------------------------------------
+
+    @property
+    def chat_id(self) -> str:
+        return self._chat_id
+
+    @property
+    def agent(self) -> str:
+        return self._agent.name
+
+    @property
+    def status(self) -> BackendStatus:
+        return self._status
+
+    @property
+    def busy(self) -> bool:
+        return self._busy
+
+    @property
+    def last_active(self) -> float:
+        return self._last_active
+
+    @property
+    def pid(self) -> int | None:
+        """The running turn's process (the leader of its group), if any."""
+        proc = self._proc
+        return proc.pid if proc is not None and proc.returncode is None else None
+
+    @property
+    def acp_session_id(self) -> str | None:
+        return self._session_id
+
+    @property
+    def note(self) -> str | None:
+        return self._note
+
+    @property
+    def env(self) -> dict[str, str]:
+        """The caller's environment additions this backend was created with."""
+        return dict(self._env)
+
+    def touch(self) -> None:
+        self._last_active = time.time()
+
+    def state(self) -> BackendState:
+        pid = self.pid
+        return BackendState(
+            chat_id=self._chat_id,
+            agent=self._agent.name,
+            status=self._status,
+            acp_session_id=self._session_id,
+            pid=pid,
+            pgid=pid,
+            load_supported=bool(self._agent.spec.resume),
+            note=self._note,
+            last_active=self._last_active,
+            input_tokens=self._input_tokens,
+            output_tokens=self._output_tokens,
+            cost=self._cost,
+            backend="cli",
+        )
+
+    def _changed(self) -> None:
+        if self._on_state is not None:
+            try:
+                self._on_state(self.state())
+            except Exception:
+                log.exception("on_state callback failed for %s/%s", self._chat_id, self._agent.name)
+
+    # --- sessions ----------------------------------------------------------------------------
+
+    def _closed_error(self) -> AgentCrashedError:
+        return AgentCrashedError(
+            f"agent {self._agent.name!r} for chat {self._chat_id} was closed; ask the pool for a new one"
+        )
+
+    async def ensure_session(self) -> SessionInfo:
+        """Nothing to start: says whether the next turn continues the chat's context."""
+        if self._closed:
+            raise self._closed_error()
+        follow_up = self._session_id is not None
+        resumes = bool(self._agent.spec.resume)
+        self._note = NOTE_NO_RESUME.format(agent=self._agent.name) if follow_up and not resumes else None
+        return SessionInfo(
+            acp_session_id=self._session_id or "",
+            pid=None,
+            pgid=None,
+            origin="reused" if follow_up and resumes else "new",
+            load_supported=resumes,
+            note=self._note,
+        )
+
+    # --- turns -------------------------------------------------------------------------------
+
+    async def prompt(self, text: str, on_event: EventSink, permissions: PermissionHandler) -> TurnResult:
+        """Run the command once for this turn; `permissions` is unused (the tool's flags decide)."""
+        if self._busy:
+            raise AgentBusyError(
+                f"agent {self._agent.name!r} in chat {self._chat_id} is already running a prompt; "
+                "wait for it or cancel it first"
+            )
+        self._busy = True
+        self._cancel_requested = False
+        self._stop = anyio.Event()
+        self._stop_grace = self._grace
+        self._turn_done = asyncio.Event()
+        try:
+            await self.ensure_session()
+            return await self._run(text, on_event)
+        finally:
+            self._proc = None
+            self._busy = False
+            self._last_active = time.time()
+            if not self._closed:
+                self._status = "idle"
+            self._changed()
+            self._turn_done.set()
+
+    def _argv(self, text: str | None) -> list[str]:
+        spec = self._agent.spec
+        items = [*spec.args, *(spec.resume if self._session_id is not None else ())]
+        model = self._env.get(spec.model_env) if spec.model_env else None
+        values = {"prompt": None if spec.stdin else text, "model": model, "worktree": str(self._cwd)}
+        return build_argv(self._agent.program, items, values)
+
+    async def _run(self, text: str, sink: EventSink) -> TurnResult:
+        if self._cancel_requested:
+            return TurnResult(stop_reason="cancelled")
+        spec = self._agent.spec
+        argv = self._argv(text)
+        self._log_dir.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as logf:
+            stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+            # The prompt is in the run's record already; the log shows where it went.
+            shown = shlex.join(self._argv("{prompt}"))
+            logf.write(f"--- {stamp} turn: {shown} (cwd {self._cwd})\n".encode())
+            logf.flush()
+            try:
+                proc = await procs.spawn_in_group(
+                    argv,
+                    cwd=self._cwd,
+                    env=procs.child_env({**spec.env, **self._env}, agent=True),
+                    stdin=asyncio.subprocess.PIPE if spec.stdin else asyncio.subprocess.DEVNULL,
+                    stdout=asyncio.subprocess.PIPE,
+                    stderr=asyncio.subprocess.PIPE,
+                )
+            except OSError as e:
+                raise AgentCrashedError(
+                    f"agent {self._agent.name!r} could not be started ({self._agent.program}: "
+                    f"{e.strerror or e}); check `boocode agents`"
+                ) from e
+            self._proc = proc
+            self._session_id = self._session_id or f"cli-{self._chat_id}"
+            self._status = "active"
+            self._last_active = time.time()
+            # The pgid is on record (agent_sessions) before the tool does anything.
+            self._changed()
+            turn = _TurnIO(parser_for(spec.parser), sink, logf, self._touch_active)
+            try:
+                await turn.run(proc, text.encode() if spec.stdin else None, self._stop, self._end_group)
+            except BaseException:
+                # The caller gave up on the turn (shutdown, an abandoned cancel): end the tool now.
+                with anyio.CancelScope(shield=True):
+                    await _end_group(proc, CLOSE_GRACE_S)
+                raise
+            code = proc.returncode
+            logf.write(f"--- exit: {_describe_exit(code)}\n".encode())
+        if turn.session_id is not None:
+            self._session_id = turn.session_id
+        usage = turn.usage
+        self._input_tokens += usage.input_tokens or 0
+        self._output_tokens += usage.output_tokens or 0
+        self._cost += usage.cost or 0.0
+        cancelled = self._cancel_requested or self._closed
+        if not cancelled and (code != 0 or turn.error is not None):
+            raise AgentTurnError(self._failure(code, turn))
+        return TurnResult(
+            stop_reason="cancelled" if cancelled else "end_turn",
+            input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens,
+            cost=usage.cost,
+        )
+
+    def _failure(self, code: int | None, turn: _TurnIO) -> str:
+        what = (
+            f"agent {self._agent.name!r} {_describe_exit(code)}"
+            if code != 0
+            else f"agent {self._agent.name!r} reported an error"
+        )
+        details = [d for d in (turn.error, turn.stderr_tail()) if d]
+        detail = ": " + "\n".join(details) if details else " (nothing on stderr)"
+        return f"{what}{detail}\n(see log {self.log_path})"
+
+    def _touch_active(self) -> None:
+        self._last_active = time.time()
+
+    # --- stopping ----------------------------------------------------------------------------
+
+    async def _end_group(self, proc: asyncio.subprocess.Process) -> None:
+        await _end_group(proc, self._stop_grace)
+
+    async def cancel(self) -> None:
+        """End the running turn's process group (SIGINT, SIGTERM, SIGKILL), then wait, bounded,
+        for the turn to come back."""
+        if not self._busy:
+            return
+        self._cancel_requested = True
+        self._stop.set()
+        with anyio.move_on_after(self._cancel_timeout):
+            await self._turn_done.wait()
+
+    async def health(self) -> bool:
+        """A command-line agent has no process to lose between turns: healthy until closed."""
+        return not self._closed
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        with anyio.CancelScope(shield=True):
+            if self._busy:
+                self._stop_grace = min(self._grace, CLOSE_GRACE_S)
+                self._stop.set()
+                with anyio.move_on_after(self._cancel_timeout):
+                    await self._turn_done.wait()
+            self._status = "closed"
+            self._changed()
+
+
+async def _end_group(proc: asyncio.subprocess.Process, grace: float) -> None:
+    """SIGINT the group, then SIGTERM, each given `grace` seconds, then SIGKILL it whole."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        if proc.returncode is not None:
+            break
+        procs.kill_group(proc.pid, sig)
+        with anyio.move_on_after(grace):
+            await proc.wait()
+    # Also when the leader is gone: whatever it left in its group goes with it.
+    procs.kill_group(proc.pid)
+    with anyio.move_on_after(grace):
+        await proc.wait()
+
+
+class _TurnIO:
+    """One turn's pipes: the prompt into stdin, stdout through the parser into the sink, stderr
+    into the log, the sink (as progress) and a tail kept for errors."""
+
+    def __init__(
+        self, parser: StdoutParser, sink: EventSink, logf: IO[bytes], touch: Callable[[], None]
+    ) -> None:
+        self._parser = parser
+        self._sink = sink
+        self._log = logf
+        self._touch = touch
+        self._tail: deque[str] = deque(maxlen=STDERR_TAIL_LINES)
+        self._partial = ""
+        self.session_id: str | None = None
+        self.error: str | None = None
+        self.usage = _Usage()
+
+    async def run(
+        self,
+        proc: asyncio.subprocess.Process,
+        stdin: bytes | None,
+        stop: anyio.Event,
+        end_group: Callable[[asyncio.subprocess.Process], Awaitable[None]],
+    ) -> None:
+        """Until the process has exited and its output is read; `stop` ends its group early."""
+
+        async def on_stop() -> None:
+            await stop.wait()
+            await end_group(proc)
+
+        drained = anyio.Event()
+
+        async def pump() -> None:
+            assert proc.stdout is not None and proc.stderr is not None
+            async with anyio.create_task_group() as readers:
+                readers.start_soon(self._stdout, proc.stdout)
+                readers.start_soon(self._stderr, proc.stderr)
+            drained.set()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(on_stop)
+            tg.start_soon(pump)
+            if stdin is not None and proc.stdin is not None:
+                tg.start_soon(self._feed, proc.stdin, stdin)
+            await proc.wait()
+            # A tool's leftover children (a server it started, a shell) do not outlive its turn;
+            # ending them also closes the pipes they held open, which ends the pumps.
+            procs.kill_group(proc.pid)
+            with anyio.move_on_after(DRAIN_S):
+                await drained.wait()
+            if not drained.is_set():
+                log.warning("output of pid %s still open %g s after its group was killed", proc.pid, DRAIN_S)
+            tg.cancel_scope.cancel()
+
+    async def _feed(self, stream: asyncio.StreamWriter, data: bytes) -> None:
+        # A tool that exits (or closes stdin) before reading it all is its own business.
+        with contextlib.suppress(ConnectionError, OSError):
+            stream.write(data)
+            await stream.drain()
+        stream.close()
+
+    async def _stdout(self, stream: asyncio.StreamReader) -> None:
+        while data := await stream.read(READ_CHUNK):
+            self._take(self._parser.feed(data))
+        self._take(self._parser.finish())
+
+    async def _stderr(self, stream: asyncio.StreamReader) -> None:
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        while data := await stream.read(READ_CHUNK):
+            self._log.write(data)
+            self._stderr_text(decoder.decode(data))
+        self._stderr_text(decoder.decode(b"", final=True) + "\n")
+        self._log.flush()
+
+    def _stderr_text(self, text: str) -> None:
+        if text.strip():
+            self._emit(ReasoningEvent(text=text))
+        *lines, self._partial = (self._partial + text).split("\n")
+        self._tail.extend(line for line in lines if line.strip())
+
+    def _take(self, parsed: Parsed) -> None:
+        self.session_id = parsed.session_id or self.session_id
+        self.error = parsed.error or self.error
+        for line in parsed.noise:
+            self._log.write(f"stdout: {line}\n".encode())
+        for event in parsed.events:
+            if isinstance(event, UsageEvent):
+                self.usage.add(event)
+            self._emit(event)
+
+    def _emit(self, event: AgentEvent) -> None:
+        self._touch()
+        try:
+            self._sink(event)
+        except Exception:
+            log.exception("event sink failed")
+
+    def stderr_tail(self) -> str:
+        text = "\n".join(self._tail)
+        return text[-STDERR_TAIL_CHARS:]
