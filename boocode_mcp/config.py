@@ -8,7 +8,15 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from boocode_mcp.errors import ConfigError
 
@@ -69,9 +77,9 @@ class AgentSpec(BaseModel):
         # Runs only for keys the entry sets; `protocol` is validated before these fields.
         cli = info.data.get("protocol") == "cli"
         if info.field_name == "fallback" and cli:
-            raise ValueError('only an ACP entry can have a fallback; remove it from this protocol = "cli" entry')
+            raise ValueError('only an ACP entry has a fallback; remove it from this protocol = "cli" entry')
         if info.field_name != "fallback" and not cli:
-            raise ValueError(f'{info.field_name} applies only to protocol = "cli" entries; add protocol = "cli"')
+            raise ValueError(f'{info.field_name} is for protocol = "cli" entries only; add protocol = "cli"')
         return value
 
     @model_validator(mode="before")

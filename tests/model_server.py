@@ -13,6 +13,8 @@ Scripts (matched case-insensitively in the last user message's text):
 - ``slow`` (optionally ``slow <n>``) → streams ``n`` (default 200) text chunks 50 ms apart;
   the stream stops as soon as the client disconnects, and the log entry records that.
 - ``say <word>`` → the reply is exactly ``<word>``.
+- ``fail with <word>`` → HTTP 400 with the error message ``stub failure <word>`` (a 4xx, which
+  agents do not retry).
 - anything else → ``stub reply``.
 A request whose last message is a tool result gets a short final text (``done: <tool result
 excerpt>``); a request without tools (titles, routing, summaries) gets ``Stub title``.
@@ -44,6 +46,7 @@ SLOW_DELAY_S = 0.05
 _WRITE_RE = re.compile(r"write\s+file\s+(\S+)\s+with\s+(.+)", re.IGNORECASE | re.DOTALL)
 _SLOW_RE = re.compile(r"\bslow(?:\s+(\d+))?\b", re.IGNORECASE)
 _SAY_RE = re.compile(r"\bsay\s+(\S+)", re.IGNORECASE)
+_FAIL_RE = re.compile(r"\bfail\s+with\s+(\S+)", re.IGNORECASE)
 # How agents state their working directory in the prompt they send (opencode's system prompt,
 # qwen-code's environment context, and a few generic phrasings).
 _CWD_RES = (
@@ -190,6 +193,8 @@ def plan_response(body: dict[str, Any]) -> _Plan:
             args = build_write_arguments(tool, path, content, find_cwd(messages))
             return _Plan("tool_call", tool=(_tool_name(tool) or "write", args))
         return _Plan("text", "no write tool offered")
+    if m := _FAIL_RE.search(prompt):
+        return _Plan("error", f"stub failure {m.group(1)}")
     if m := _SLOW_RE.search(prompt):
         return _Plan("slow", str(int(m.group(1)) if m.group(1) else SLOW_CHUNKS))
     if m := _SAY_RE.search(prompt):
@@ -390,6 +395,11 @@ def _make_handler(server: ModelServer) -> type[BaseHTTPRequestHandler]:
             if plan.tool is not None:
                 record.tool_name, record.arguments = plan.tool
             server._log(record)
+            if plan.kind == "error":
+                self._send_json(400, {"error": {"message": plan.text, "type": "invalid_request_error"}})
+                record.finished = True
+                server._changed()
+                return
             if not record.stream:
                 self._send_json(200, _completion(plan))
                 record.finished = True

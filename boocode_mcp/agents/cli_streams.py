@@ -319,14 +319,18 @@ class OpencodeDialect:
         return events
 
 
-def _opencode_error(error: Any) -> str:
+def _message(error: Any) -> str | None:
+    """An error's text: a string, or an object's `message` (also under `data`)."""
     if not isinstance(error, Mapping):
-        return str(error) if error else "error"
-    name = _str(error.get("name"))
+        return _str(error)
     data = error.get("data")
-    message = _str(data.get("message")) if isinstance(data, Mapping) else None
-    message = message or _str(error.get("message"))
-    return ": ".join(p for p in (name, message) if p) or json.dumps(error)
+    return _str(error.get("message")) or (_str(data.get("message")) if isinstance(data, Mapping) else None)
+
+
+def _opencode_error(error: Any) -> str:
+    name = _str(error.get("name")) if isinstance(error, Mapping) else None
+    text = ": ".join(p for p in (name, _message(error)) if p)
+    return text or json.dumps(error)
 
 
 # --- stream-json (qwen-code, claude) ------------------------------------------------------------
@@ -363,9 +367,8 @@ class StreamJsonDialect:
                 )
             )
             if obj.get("is_error"):
-                out.error = (
-                    _str(obj.get("result")) or _str(obj.get("error")) or str(obj.get("subtype") or "error")
-                )
+                reason = _message(obj.get("error")) or _str(obj.get("result"))
+                out.error = reason or str(obj.get("subtype") or "error")
         return out
 
     def _assistant_block(self, block: Mapping[str, Any]) -> list[AgentEvent]:
