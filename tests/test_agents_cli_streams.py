@@ -272,6 +272,28 @@ def test_lines_split_anywhere_and_noise_is_set_aside() -> None:
     assert [e.kind for e in out.events] == ["tool_call", "tool_update", "usage", "text", "usage"]
 
 
+def test_long_titles_keep_a_paths_end_and_a_commands_start() -> None:
+    path = "/very/long" * 20 + "/file.py"
+    command = "pytest " + "-k something " * 20
+    lines = [
+        {
+            "type": "assistant",
+            "session_id": "s",
+            "message": {
+                "content": [
+                    {"type": "tool_use", "id": "1", "name": "Write", "input": {"file_path": path}},
+                    {"type": "tool_use", "id": "2", "name": "Bash", "input": {"command": command}},
+                ]
+            },
+        },
+    ]
+    write, bash = feed_lines(lines).events
+    assert isinstance(write, ToolCallEvent) and isinstance(bash, ToolCallEvent)
+    assert write.title.startswith("Write …") and write.title.endswith("/very/long/file.py")
+    assert bash.title.startswith("Bash pytest -k something") and bash.title.endswith("…")
+    assert len(write.title) - len("Write ") == len(bash.title) - len("Bash ") == 80
+
+
 def test_unknown_json_format_is_noise_not_output() -> None:
     out = feed_lines([{"event": "hello", "text": "not a known format"}])
     assert out.events == [] and len(out.noise) == 1

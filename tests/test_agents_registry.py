@@ -16,7 +16,7 @@ from boocode_mcp.agents.events import PermissionOptionInfo, PermissionRequestEve
 from boocode_mcp.agents.permissions import choose_option, policy_handler
 from boocode_mcp.agents.registry import AgentRegistry, find_program
 from boocode_mcp.config import AgentSpec, Config
-from boocode_mcp.errors import AgentNotInstalledError, UnknownAgentError
+from boocode_mcp.errors import AgentNotInstalledError, ConfigError, UnknownAgentError
 
 pytestmark = pytest.mark.anyio
 
@@ -98,6 +98,47 @@ async def test_describe_reports_installed_version_and_flags(tmp_path: Path) -> N
     assert infos["hang"].installed and infos["hang"].version is None
     assert set(BUILTIN_AGENTS) <= set(infos)
     assert infos["opencode"].builtin and not infos["opencode"].default
+
+
+async def test_builtin_cli_entries_are_listed_with_their_protocol(tmp_path: Path) -> None:
+    # The one-shot modes of the known agents work with no config, as `<agent>-cli`.
+    commands = {name: spec.command for name, spec in BUILTIN_CLI_AGENTS.items()}
+    assert commands == {
+        "opencode-cli": "opencode",
+        "qwen-cli": "qwen",
+        "claude-cli": "claude",
+        "gemini-cli": "gemini",
+        "codex-cli": "codex",
+    }
+    assert all(spec.protocol == "cli" and spec.stdin for spec in BUILTIN_CLI_AGENTS.values())
+    assert BUILTIN_CLI_AGENTS["qwen-cli"].args[:2] == ("--approval-mode", "yolo")
+    assert BUILTIN_CLI_AGENTS["opencode-cli"].args[:3] == ("run", "--format", "json")
+    tool = tmp_path / "my-tool"
+    tool.write_text("#!/bin/sh\necho 'my-tool 1.0'\n")
+    tool.chmod(tool.stat().st_mode | stat.S_IEXEC)
+    mine = AgentSpec(protocol="cli", command=str(tool), args=("{prompt}",))
+    with anyio.fail_after(15):
+        infos = {i.name: i for i in await AgentRegistry(Config(agents={"mine": mine})).describe()}
+    assert (
+        infos["mine"].protocol == "cli" and infos["mine"].installed and infos["mine"].version == "my-tool 1.0"
+    )
+    assert infos["opencode-cli"].protocol == "cli" and infos["opencode-cli"].builtin
+    assert infos["opencode"].protocol == "acp"
+
+
+def test_fallback_may_name_a_builtin_cli_entry() -> None:
+    reg = AgentRegistry(
+        Config(agents={"oc": AgentSpec(command="opencode", args=("acp",), fallback="opencode-cli")})
+    )
+    assert reg.spec("oc").fallback == "opencode-cli"
+
+
+@pytest.mark.parametrize(("target", "says"), [("nope", "names no agent"), ("qwen", "names an ACP agent")])
+def test_fallback_must_name_a_cli_agent(target: str, says: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        AgentRegistry(Config(agents={"mine": AgentSpec(command="x", fallback=target)}))
+    msg = str(err.value)
+    assert f"agents.mine.fallback = {target!r}" in msg and says in msg and "opencode-cli" in msg
 
 
 # --- permissions ----------------------------------------------------------------------------

@@ -69,3 +69,54 @@ def test_invalid_toml_names_file(tmp_path: Path) -> None:
         load_config(tmp_path, user_config=path)
     assert str(path) in str(err.value)
     assert "TOML" in str(err.value)
+
+
+# --- command-line agents ------------------------------------------------------------------
+
+
+def test_cli_entry_loads_and_takes_the_model_through_its_own_variable(tmp_path: Path) -> None:
+    write(
+        tmp_path / ".boocode" / "config.toml",
+        '[agents.tool]\nprotocol = "cli"\ncommand = "tool"\nargs = ["run", "--model={model}"]\n'
+        'stdin = true\nparser = "jsonl"\nresume = ["--continue"]\n'
+        '[agents.acp]\ncommand = "acp-agent"\nfallback = "tool"\n',
+    )
+    cfg = load_config(tmp_path, user_config=tmp_path / "none.toml")
+    tool = cfg.agents["tool"]
+    assert (tool.protocol, tool.stdin, tool.parser, tool.resume) == ("cli", True, "jsonl", ("--continue",))
+    assert tool.model_env == "BOOCODE_MODEL"
+    assert cfg.agents["acp"].protocol == "acp" and cfg.agents["acp"].fallback == "tool"
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "says"),
+    [
+        ('[agents.x]\ncommand = "a"\nstdin = true\n', "agents.x.stdin", 'protocol = "cli"'),
+        ('[agents.x]\ncommand = "a"\nresume = ["-c"]\n', "agents.x.resume", 'protocol = "cli"'),
+        ('[agents.x]\nprotocol = "cli"\ncommand = "a"\nparser = "xml"\n', "agents.x.parser", "jsonl"),
+        ('[agents.x]\nprotocol = "grpc"\ncommand = "a"\n', "agents.x.protocol", "cli"),
+        (
+            '[agents.x]\nprotocol = "cli"\ncommand = "a"\nstdin = true\nfallback = "y"\n',
+            "agents.x.fallback",
+            "only an ACP entry",
+        ),
+        ('[agents.x]\nprotocol = "cli"\ncommand = "a"\nargs = ["run"]\n', "agents.x", "{prompt}"),
+        ('[agents.x]\nprotocol = "cli"\ncommand = "a"\nargs = ["{promt}"]\n', "agents.x", "{promt}"),
+        (
+            '[agents.x]\nprotocol = "cli"\ncommand = "a"\nargs = ["{prompt}"]\nstdin = true\n',
+            "agents.x",
+            "stdin",
+        ),
+        (
+            '[agents.x]\ncommand = "a"\nfallback = "y"\n[agents.y]\ncommand = "b"\n',
+            "agents.x.fallback",
+            "'y' is an ACP entry",
+        ),
+    ],
+)
+def test_invalid_cli_keys_name_file_and_key(tmp_path: Path, text: str, key: str, says: str) -> None:
+    path = write(tmp_path / ".boocode" / "config.toml", text)
+    with pytest.raises(ConfigError) as err:
+        load_config(tmp_path, user_config=tmp_path / "none.toml")
+    assert str(path) in str(err.value)
+    assert key in str(err.value) and says in str(err.value)

@@ -180,7 +180,9 @@ def _title(name: str, hint: str | None) -> str:
         return name
     hint = " ".join(hint.split())
     if len(hint) > TITLE_HINT_CHARS:
-        hint = hint[: TITLE_HINT_CHARS - 1] + "…"
+        # A path says most at its end, anything else at its start.
+        keep = TITLE_HINT_CHARS - 1
+        hint = "…" + hint[-keep:] if hint.startswith("/") else hint[:keep] + "…"
     return f"{name} {hint}"
 
 
