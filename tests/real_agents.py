@@ -30,6 +30,8 @@ import anyio
 import pytest
 
 from boocode_mcp.agents.builtin import BUILTIN_AGENTS
+from boocode_mcp.agents.builtin_cli import BUILTIN_CLI_AGENTS
+from boocode_mcp.config import AgentSpec
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 INSTALL_SCRIPT = REPO_ROOT / "scripts" / "install-agents.sh"
@@ -195,6 +197,33 @@ def qwen_setup(binary: Path, base_url: str, scratch: Path) -> AgentSetup:
 
 def setup_for(name: str, binary: Path, base_url: str, scratch: Path) -> AgentSetup:
     return {"opencode": opencode_setup, "qwen": qwen_setup}[name](binary, base_url, scratch)
+
+
+def cli_spec_for(name: str, binary: Path, base_url: str, scratch: Path) -> AgentSpec:
+    """The built-in `<name>-cli` entry (the agent's one-shot mode) pointed at the scripted model
+    server: the same arguments, plus what only a stub provider needs."""
+    acp = setup_for(name, binary, base_url, scratch)
+    spec = BUILTIN_CLI_AGENTS[f"{name}-cli"]
+    extra = ("--auth-type", "openai") if name == "qwen" else ()
+    return spec.model_copy(
+        update={"command": str(binary), "args": (*spec.args, *extra), "env": {**spec.env, **acp.env}}
+    )
+
+
+def agent_table(name: str, spec: AgentSpec) -> str:
+    """`spec` as a `[agents.<name>]` table of BooCode's config (the keys that differ from defaults)."""
+    lines = [f"[agents.{name}]"]
+    for key, value in spec.model_dump(exclude_defaults=True).items():
+        if isinstance(value, dict):
+            items = ", ".join(f"{k} = {_toml_str(v)}" for k, v in sorted(value.items()))
+            lines.append(f"{key} = {{ {items} }}")
+        elif isinstance(value, list | tuple):
+            lines.append(f"{key} = [{', '.join(_toml_str(v) for v in value)}]")
+        elif isinstance(value, bool):
+            lines.append(f"{key} = {str(value).lower()}")
+        else:
+            lines.append(f"{key} = {_toml_str(value) if isinstance(value, str) else value}")
+    return "\n".join(lines) + "\n"
 
 
 def write_workspace_config(
