@@ -20,7 +20,6 @@ import argparse
 import asyncio
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -30,6 +29,7 @@ import anyio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.bench_real_agents import _git_repo
 from boocode_mcp import procs
 from boocode_mcp.agents.cli_backend import build_argv
 from boocode_mcp.agents.registry import AgentRegistry
@@ -40,17 +40,6 @@ from tests.real_agents import agent_table, cli_spec_for, ensure_installed
 
 FIXTURE_CLI = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "fixture_cli.py"
 TARGET = 1.05
-
-
-def _git_repo(root: Path) -> Path:
-    repo = root / "repo"
-    repo.mkdir(parents=True)
-    env_args = ["-c", "user.name=Bench", "-c", "user.email=bench@example.com"]
-    subprocess.run(["git", "init", "-q", "-b", "main", str(repo)], check=True)
-    (repo / "README.md").write_text("# bench\n")
-    subprocess.run(["git", *env_args, "-C", str(repo), "add", "-A"], check=True)
-    subprocess.run(["git", *env_args, "-C", str(repo), "commit", "-q", "-m", "initial"], check=True)
-    return repo
 
 
 async def run_direct(argv: list[str], env: dict[str, str], cwd: Path, prompt: str, stdin: bool) -> float:

@@ -454,6 +454,20 @@ class BooCodeMcp:
         spawned = await self.spawn(prompt, wait_seconds=30, **arguments)
         return await self.wait_status(spawned["subagent_id"], session_id=spawned["session_id"])
 
+    async def write_and_apply(
+        self, agent: str, path: str, content: str, workspace: Path
+    ) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any]]:
+        """Ask `agent` (through the scripted model) to write `path`, then apply the chat's patch:
+        (the run's final status, the chat's patches before the apply, the apply's result)."""
+        status = await self.run(f"write file {path} with {content}", agent=agent)
+        assert status["status"] == "completed", status
+        assert status["patch_id"], status
+        # The agent wrote into its worktree: the workspace is untouched until the patch applies.
+        assert not (workspace / path).exists()
+        patches = (await self.call("list_patches", chat_id=status["chat_id"]))["patches"]
+        applied = await self.call("apply_pending", chat_id=status["chat_id"])
+        return status, list(patches), applied
+
     async def resource(self, uri: str) -> Any:
         result = await self.client.read_resource(uri)
         return json.loads(result.contents[0].text)

@@ -13,7 +13,7 @@ from typing import Any
 import anyio
 import pytest
 
-from boocode_mcp.agents.acp_backend import BackendState
+from boocode_mcp.agents.backend_core import BackendState
 from boocode_mcp.agents.cli_backend import CliBackend, build_argv
 from boocode_mcp.agents.events import AgentEvent, ReasoningEvent, TextEvent, ToolCallEvent, ToolUpdateEvent
 from boocode_mcp.agents.permissions import policy_handler

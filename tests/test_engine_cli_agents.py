@@ -3,9 +3,7 @@ with the scripted command-line program (tests/fixtures/fixture_cli.py) and real 
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -19,6 +17,7 @@ from boocode_mcp.views import SubagentView
 from tests.real_agents import wait_group_gone
 from tests.test_agents_cli_backend import FIXTURE_CLI
 from tests.test_engine_runs import TIMEOUT_S, finished, run_turn, user_config, write_config
+from tests.test_subagents_recovery import killed_owner, reopened_reaping
 
 pytestmark = pytest.mark.anyio
 
@@ -190,29 +189,9 @@ async def test_a_turn_left_running_by_a_killed_boocode_is_reaped_at_start_up(
     git_repo: Path, user_config: Path
 ) -> None:
     write_config(git_repo, extra=CLI_AGENTS)
-    owner = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-c",
-        OWNER_SCRIPT,
-        str(git_repo),
-        str(user_config),
-        stdout=asyncio.subprocess.PIPE,
-        cwd=str(Path(__file__).parent.parent),
-    )
-    try:
-        assert owner.stdout is not None
-        with anyio.fail_after(TIMEOUT_S):
-            pgid = int((await owner.stdout.readline()).decode())
-    finally:
-        owner.kill()  # SIGKILL: no cleanup of any kind
-        await owner.wait()
-    # The tool outlived its owner, in its own group; a pidfd becomes readable when it exits.
-    leader = os.pidfd_open(pgid)
-    try:
-        async with Engine.open(git_repo, user_config=user_config) as engine:
-            assert pgid in engine.recovery.killed_groups
-            with anyio.fail_after(5):
-                await anyio.wait_readable(leader)
-        await wait_group_gone(pgid)
-    finally:
-        os.close(leader)
+    _, line = await killed_owner(OWNER_SCRIPT, git_repo, user_config)
+    pgid = int(line)
+    # The tool (and the child it started) outlived its owner, in its own group.
+    async with reopened_reaping(git_repo, user_config, pgid):
+        pass
+    await wait_group_gone(pgid)

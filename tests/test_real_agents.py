@@ -79,13 +79,9 @@ async def test_write_becomes_patch_and_applies(ws: Workspace) -> None:
     target = ws.repo / "notes" / "from-agent.txt"
     with anyio.fail_after(TEST_S):
         async with boocode_mcp(ws.repo, ws.scratch, ws.log("boocode.log")) as bc:
-            status = await bc.run("write file notes/from-agent.txt with agent-content", agent=ws.agent)
-            assert status["status"] == "completed", status
-            assert status["patch_id"], status
-            # The agent wrote into its worktree: the workspace is untouched until the patch applies.
-            assert not target.exists()
-            patches = (await bc.call("list_patches", chat_id=status["chat_id"]))["patches"]
-            applied = await bc.call("apply_pending", chat_id=status["chat_id"])
+            status, patches, applied = await bc.write_and_apply(
+                ws.agent, "notes/from-agent.txt", "agent-content", ws.repo
+            )
     assert [p["id"] for p in patches] == [status["patch_id"]]
     patch = patches[0]
     assert patch["status"] == "pending" and patch["agent"] == ws.agent

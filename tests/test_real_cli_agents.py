@@ -17,7 +17,7 @@ import pytest
 
 from boocode_mcp import procs
 from boocode_mcp.config import AgentSpec
-from tests.model_server import ModelServer, RequestRecord
+from tests.model_server import ModelServer
 from tests.real_agents import (  # noqa: F401 - pytest fixtures
     agent_table,
     boocode_mcp,
@@ -26,12 +26,10 @@ from tests.real_agents import (  # noqa: F401 - pytest fixtures
     real_agent_fixture,
     wait_group_gone,
 )
+from tests.test_real_agents import TEST_S, _wait_request
 
 pytestmark = [pytest.mark.anyio, pytest.mark.real_agents]
 
-# A one-shot turn against the stub model takes a few seconds including the tool's start-up; these
-# bounds leave room for a slow CI machine and still fail a hang quickly.
-TEST_S = 180
 # An ACP command that exits before it answers `initialize`.
 NOT_ACP = AgentSpec(
     command=sys.executable, args=("-c", "import sys; print('no ACP', file=sys.stderr); sys.exit(3)")
@@ -72,10 +70,6 @@ def ws(real_agent: tuple[str, Path], model_server: ModelServer, git_repo: Path) 
     return workspace
 
 
-async def _wait_request(server: ModelServer, predicate: Any, within: float) -> RequestRecord:
-    return await anyio.to_thread.run_sync(lambda: server.wait_for(predicate, within))
-
-
 async def test_text_turn(ws: Workspace) -> None:
     with anyio.fail_after(TEST_S):
         async with ws.session() as bc:
@@ -93,12 +87,9 @@ async def test_write_becomes_patch_and_applies(ws: Workspace) -> None:
     target = ws.repo / "notes" / "from-cli.txt"
     with anyio.fail_after(TEST_S):
         async with ws.session() as bc:
-            status = await bc.run("write file notes/from-cli.txt with cli-content", agent=ws.agent)
-            assert status["status"] == "completed", status
-            assert status["patch_id"], status
-            assert not target.exists()
-            patches = (await bc.call("list_patches", chat_id=status["chat_id"]))["patches"]
-            applied = await bc.call("apply_pending", chat_id=status["chat_id"])
+            status, patches, applied = await bc.write_and_apply(
+                ws.agent, "notes/from-cli.txt", "cli-content", ws.repo
+            )
     assert [p["id"] for p in patches] == [status["patch_id"]]
     # Only the file the agent was asked to write: nothing of the tool's own state leaks in.
     assert [f["path"] for f in patches[0]["files"]] == ["notes/from-cli.txt"]

@@ -7,6 +7,7 @@ import os
 import sys
 import time
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import anyio
@@ -212,13 +213,14 @@ anyio.run(main)
 """
 
 
-async def test_a_killed_owner_process_is_recovered_by_the_next_one(git_repo: Path, user_config: Path) -> None:
-    write_config(git_repo)
+async def killed_owner(script: str, repo: Path, user_config: Path) -> tuple[int, str]:
+    """Run `script` (a BooCode process owning the workspace's engine) with the repository and user
+    config as its arguments, read the first line it prints, then SIGKILL it; (its pid, the line)."""
     owner = await asyncio.create_subprocess_exec(
         sys.executable,
         "-c",
-        OWNER_SCRIPT,
-        str(git_repo),
+        script,
+        str(repo),
         str(user_config),
         stdout=asyncio.subprocess.PIPE,
         cwd=str(Path(__file__).parent.parent),
@@ -227,26 +229,41 @@ async def test_a_killed_owner_process_is_recovered_by_the_next_one(git_repo: Pat
         assert owner.stdout is not None
         with anyio.fail_after(TIMEOUT_S):
             line = (await owner.stdout.readline()).decode()
-        sid, run_id, chat_id = line.split()
     finally:
         owner.kill()  # SIGKILL: no cleanup of any kind
         await owner.wait()
+    return owner.pid, line
+
+
+async def test_a_killed_owner_process_is_recovered_by_the_next_one(git_repo: Path, user_config: Path) -> None:
+    write_config(git_repo)
+    owner_pid, line = await killed_owner(OWNER_SCRIPT, git_repo, user_config)
+    sid, run_id, chat_id = line.split()
     async with open_db(git_repo / ".boocode" / "boocode.db") as db:
         cur = await db.execute("SELECT pgid FROM agent_sessions WHERE chat_id = ?", (chat_id,))
         row = await cur.fetchone()
         assert row is not None and row["pgid"] is not None
         agent_group = int(row["pgid"])
-    # The agent outlived its owner, in its own group. A pidfd becomes readable when it exits (it
-    # may linger as a zombie: its new parent need not reap it).
-    agent_exit = os.pidfd_open(agent_group)
+    # The agent outlived its owner, in its own group.
+    async with reopened_reaping(git_repo, user_config, agent_group) as engine:
+        await check_recovered(engine, sid, run_id, chat_id, owner_pid)
+
+
+@asynccontextmanager
+async def reopened_reaping(repo: Path, user_config: Path, pgid: int) -> AsyncIterator[Engine]:
+    """The engine opened again, once its start-up recovery has killed the process group `pgid`
+    that a killed owner left behind."""
+    # A pidfd becomes readable when the leader exits (it may linger as a zombie: its new parent
+    # need not reap it).
+    leader = os.pidfd_open(pgid)
     try:
-        async with Engine.open(git_repo, user_config=user_config) as engine:
-            assert agent_group in engine.recovery.killed_groups
+        async with Engine.open(repo, user_config=user_config) as engine:
+            assert pgid in engine.recovery.killed_groups
             with anyio.fail_after(5):
-                await anyio.wait_readable(agent_exit)
-            await check_recovered(engine, sid, run_id, chat_id, owner.pid)
+                await anyio.wait_readable(leader)
+            yield engine
     finally:
-        os.close(agent_exit)
+        os.close(leader)
 
 
 async def check_recovered(engine: Engine, sid: str, run_id: str, chat_id: str, owner_pid: int) -> None:

@@ -1,6 +1,6 @@
 """The ACP client side: agent registry, warm backends, client callbacks and the pool."""
 
-from boocode_mcp.agents.acp_backend import BackendState, WarmAcpBackend
+from boocode_mcp.agents.acp_backend import WarmAcpBackend
 from boocode_mcp.agents.backend import (
     AgentBackend,
     BackendStatus,
@@ -10,6 +10,7 @@ from boocode_mcp.agents.backend import (
     StopReason,
     TurnResult,
 )
+from boocode_mcp.agents.backend_core import BackendState
 from boocode_mcp.agents.lifecycle import PoolEntry, choose_evictions
 from boocode_mcp.agents.mapping import map_permission_request, map_update
 from boocode_mcp.agents.permissions import choose_option, policy_handler

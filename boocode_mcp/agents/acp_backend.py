@@ -12,13 +12,10 @@ import asyncio
 import contextlib
 import logging
 import shlex
-import signal
 import time
 import uuid
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any, Literal, Unpack, cast
 
 import anyio
 from acp import PROTOCOL_VERSION, RequestError, RequestPermissionResponse, connect_to_agent, text_block
@@ -38,47 +35,28 @@ from acp.schema import (
 from boocode_mcp import __version__ as boocode_version
 from boocode_mcp import procs
 from boocode_mcp.agents.backend import (
-    BackendStatus,
     EventSink,
     PermissionHandler,
     SessionInfo,
     StopReason,
     TurnResult,
 )
+
+# CANCEL_TIMEOUT_S and BackendState used to live here; they stay importable from this module.
+from boocode_mcp.agents.backend_core import CANCEL_TIMEOUT_S as CANCEL_TIMEOUT_S
+from boocode_mcp.agents.backend_core import BackendArgs, BackendCore, describe_exit
+from boocode_mcp.agents.backend_core import BackendState as BackendState
 from boocode_mcp.agents.client import WorktreeClient
 from boocode_mcp.agents.events import UsageEvent
 from boocode_mcp.agents.mapping import map_permission_request, map_update
-from boocode_mcp.agents.registry import ResolvedAgent
 from boocode_mcp.agents.terminals import TerminalManager
-from boocode_mcp.errors import AgentBusyError, AgentCrashedError, AgentTurnError
+from boocode_mcp.errors import AgentCrashedError, AgentTurnError
 
 log = logging.getLogger(__name__)
 
-CANCEL_TIMEOUT_S = 10.0
 START_TIMEOUT_S = 120.0
 STDOUT_LIMIT = 1 << 24
 NOTE_FRESH = "context not restored: {why}; the agent starts a fresh session"
-
-
-@dataclass(frozen=True)
-class BackendState:
-    """A snapshot of a backend, handed to `on_state` whenever something in it changed."""
-
-    chat_id: str
-    agent: str
-    status: BackendStatus
-    acp_session_id: str | None
-    pid: int | None
-    pgid: int | None
-    load_supported: bool | None
-    note: str | None
-    last_active: float
-    # Totals over this backend object's life (the pool adds them to what the row held before).
-    input_tokens: int
-    output_tokens: int
-    cost: float
-    # Which kind of backend ran the last turn: an ACP session, or a command-line agent's process.
-    backend: Literal["acp", "cli"] = "acp"
 
 
 @dataclass
@@ -90,48 +68,15 @@ class _Turn:
     cancelling: bool = False
 
 
-def _describe_exit(code: int | None) -> str:
-    if code is None:
-        return "stopped answering"
-    if code < 0:
-        try:
-            return f"was killed by {signal.Signals(-code).name}"
-        except ValueError:
-            return f"was killed by signal {-code}"
-    return f"exited with code {code}"
-
-
-class WarmAcpBackend:
+class WarmAcpBackend(BackendCore):
     """An AgentBackend over an ACP agent process; see the module docstring."""
 
-    def __init__(
-        self,
-        *,
-        chat_id: str,
-        agent: ResolvedAgent,
-        cwd: Path,
-        log_dir: Path,
-        resume_session_id: str | None = None,
-        env: Mapping[str, str] | None = None,
-        on_state: Callable[[BackendState], None] | None = None,
-        cancel_timeout_s: float = CANCEL_TIMEOUT_S,
-        start_timeout_s: float = START_TIMEOUT_S,
-    ) -> None:
-        self._chat_id = chat_id
-        self._agent = agent
-        self._cwd = cwd.resolve()
-        self._log_dir = log_dir
-        self._resume_id = resume_session_id
-        self._env = dict(env or {})
-        self._on_state = on_state
-        self._cancel_timeout = cancel_timeout_s
-        self._start_timeout = start_timeout_s
-        safe_chat = "".join(c if c.isalnum() or c in "-_." else "_" for c in chat_id)
-        self.log_path = log_dir / f"{agent.name}-{safe_chat}.log"
+    kind = "acp"
 
-        self._status: BackendStatus = "idle"
-        self._last_active = time.time()
-        self._turn_ended_at = 0.0
+    def __init__(self, *, start_timeout_s: float = START_TIMEOUT_S, **args: Unpack[BackendArgs]) -> None:
+        super().__init__(args)
+        self._resume_id = args.get("resume_session_id")
+        self._start_timeout = start_timeout_s
         self._proc: asyncio.subprocess.Process | None = None
         self._conn: ClientSideConnection | None = None
         self._watcher: asyncio.Task[None] | None = None
@@ -139,49 +84,18 @@ class WarmAcpBackend:
         self._session_id: str | None = None
         # How the process now running got its session, until a turn has run on it.
         self._start_origin: Literal["new", "loaded", "fresh_after_restart"] | None = None
-        self._load_supported: bool | None = None
         self._agent_info: tuple[str | None, str | None] = (None, None)
-        self._note: str | None = None
-        self._closed = False
         self._start_lock = asyncio.Lock()
-        self._busy = False
         self._turn: _Turn | None = None
-        self._turn_done = asyncio.Event()
-        self._turn_done.set()
         self._prompt_task: asyncio.Task[PromptResponse] | None = None
         self._cancel_gave_up = False
-        # cancel() arrived while prompt() was still starting the agent: the turn must not begin.
-        self._cancel_requested = False
-        # Usage: this backend's totals, and the last cumulative session cost the agent reported.
-        self._input_tokens = 0
-        self._output_tokens = 0
-        self._cost = 0.0
+        # The last cumulative session cost the agent reported.
         self._session_cost: float | None = None
         # After session/load the agent's running cost total includes earlier processes' turns,
         # which were counted then: its first report only sets the baseline.
         self._cost_baseline_pending = False
 
     # --- AgentBackend properties -------------------------------------------------------------
-
-    @property
-    def chat_id(self) -> str:
-        return self._chat_id
-
-    @property
-    def agent(self) -> str:
-        return self._agent.name
-
-    @property
-    def status(self) -> BackendStatus:
-        return self._status
-
-    @property
-    def busy(self) -> bool:
-        return self._busy
-
-    @property
-    def last_active(self) -> float:
-        return self._last_active
 
     @property
     def pid(self) -> int | None:
@@ -191,49 +105,11 @@ class WarmAcpBackend:
     def acp_session_id(self) -> str | None:
         return self._session_id
 
-    @property
-    def note(self) -> str | None:
-        return self._note
-
-    @property
-    def env(self) -> dict[str, str]:
-        """The caller's environment additions this backend was created with."""
-        return dict(self._env)
-
-    def touch(self) -> None:
-        """Count as activity now (the pool calls this when it hands the backend out)."""
-        self._last_active = time.time()
-
     def terminal_pgids(self) -> list[int]:
         return self._terminals.pgids()
 
-    def state(self) -> BackendState:
-        pid = self.pid
-        return BackendState(
-            chat_id=self._chat_id,
-            agent=self._agent.name,
-            status=self._status,
-            acp_session_id=self._session_id or self._resume_id,
-            pid=pid,
-            pgid=pid,
-            load_supported=self._load_supported,
-            note=self._note,
-            last_active=self._last_active,
-            input_tokens=self._input_tokens,
-            output_tokens=self._output_tokens,
-            cost=self._cost,
-        )
-
-    def _changed(self) -> None:
-        if self._on_state is not None:
-            try:
-                self._on_state(self.state())
-            except Exception:
-                log.exception("on_state callback failed for %s/%s", self._chat_id, self._agent.name)
-
-    def _set_status(self, status: BackendStatus) -> None:
-        self._status = status
-        self._changed()
+    def _recorded_session_id(self) -> str | None:
+        return self._session_id or self._resume_id
 
     # --- process lifecycle -------------------------------------------------------------------
 
@@ -318,7 +194,7 @@ class WarmAcpBackend:
                 raise self._closed_error() from None
             self._start_failed()
             raise AgentCrashedError(
-                f"agent {self._agent.name!r} (pid {proc.pid}) {_describe_exit(code)} while starting; "
+                f"agent {self._agent.name!r} (pid {proc.pid}) {describe_exit(code)} while starting; "
                 f"see log {self.log_path}"
             ) from None
         except RequestError as e:
@@ -336,11 +212,6 @@ class WarmAcpBackend:
     def _start_failed(self) -> None:
         if not self._closed:
             self._set_status("crashed")
-
-    def _closed_error(self) -> AgentCrashedError:
-        return AgentCrashedError(
-            f"agent {self._agent.name!r} for chat {self._chat_id} was closed; ask the pool for a new one"
-        )
 
     async def _handshake(self, conn: ClientSideConnection) -> SessionInfo:
         spec = self._agent.spec
@@ -484,27 +355,9 @@ class WarmAcpBackend:
 
     # --- turns ------------------------------------------------------------------------------
 
-    async def prompt(self, text: str, on_event: EventSink, permissions: PermissionHandler) -> TurnResult:
-        if self._busy:
-            raise AgentBusyError(
-                f"agent {self._agent.name!r} in chat {self._chat_id} is already running a prompt; "
-                "wait for it or cancel it first"
-            )
-        self._busy = True
-        self._cancel_requested = False
-        self._turn_done = asyncio.Event()
-        try:
-            await self.ensure_session()
-            return await self._run_turn(text, on_event, permissions)
-        finally:
-            self._turn = None
-            self._prompt_task = None
-            self._busy = False
-            self._last_active = self._turn_ended_at = time.time()
-            if self._status == "active":
-                self._status = "idle"
-            self._changed()
-            self._turn_done.set()
+    def _turn_ends(self) -> None:
+        self._turn = None
+        self._prompt_task = None
 
     async def _run_turn(self, text: str, on_event: EventSink, permissions: PermissionHandler) -> TurnResult:
         conn, proc, sid = self._conn, self._proc, self._session_id
@@ -565,7 +418,7 @@ class WarmAcpBackend:
                 "the next prompt restarts it"
             )
         return AgentCrashedError(
-            f"agent {self._agent.name!r} (pid {proc.pid}) {_describe_exit(code)} during the turn; "
+            f"agent {self._agent.name!r} (pid {proc.pid}) {describe_exit(code)} during the turn; "
             f"see log {self.log_path}; the next prompt restarts it"
         )
 

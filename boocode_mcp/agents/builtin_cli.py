@@ -35,30 +35,48 @@ from __future__ import annotations
 from boocode_mcp.agents.builtin import BUILTIN_AGENTS
 from boocode_mcp.config import AgentSpec
 
+
+def _one_shot(
+    command: str,
+    args: tuple[str, ...],
+    *,
+    jsonl: bool,
+    resume: tuple[str, ...] = (),
+    install: str | None,
+    env: dict[str, str] | None = None,
+) -> AgentSpec:
+    """A tool's one-shot mode, its prompt on stdin."""
+    return AgentSpec(
+        protocol="cli",
+        command=command,
+        args=args,
+        stdin=True,
+        parser="jsonl" if jsonl else "text",
+        resume=resume,
+        install=install,
+        env=env or {},
+    )
+
+
 BUILTIN_CLI_AGENTS: dict[str, AgentSpec] = {
-    "opencode-cli": AgentSpec(
-        protocol="cli",
-        command="opencode",
-        args=("run", "--format", "json", "--model={model}"),
-        stdin=True,
-        parser="jsonl",
+    "opencode-cli": _one_shot(
+        "opencode",
+        ("run", "--format", "json", "--model={model}"),
+        jsonl=True,
         resume=("--continue",),
-        env={"OPENCODE_DISABLE_AUTOUPDATE": "1"},
         install=BUILTIN_AGENTS["opencode"].install,
+        env={"OPENCODE_DISABLE_AUTOUPDATE": "1"},
     ),
-    "qwen-cli": AgentSpec(
-        protocol="cli",
-        command="qwen",
-        args=("--approval-mode", "yolo", "--output-format", "stream-json", "--model={model}"),
-        stdin=True,
-        parser="jsonl",
+    "qwen-cli": _one_shot(
+        "qwen",
+        ("--approval-mode", "yolo", "--output-format", "stream-json", "--model={model}"),
+        jsonl=True,
         resume=("--continue",),
         install=BUILTIN_AGENTS["qwen"].install,
     ),
-    "claude-cli": AgentSpec(
-        protocol="cli",
-        command="claude",
-        args=(
+    "claude-cli": _one_shot(
+        "claude",
+        (
             "-p",
             "--output-format",
             "stream-json",
@@ -67,23 +85,20 @@ BUILTIN_CLI_AGENTS: dict[str, AgentSpec] = {
             "acceptEdits",
             "--model={model}",
         ),
-        stdin=True,
-        parser="jsonl",
+        jsonl=True,
         resume=("--continue",),
         install="npm install -g @anthropic-ai/claude-code",
     ),
-    "gemini-cli": AgentSpec(
-        protocol="cli",
-        command="gemini",
-        args=("--approval-mode", "yolo", "--model={model}"),
-        stdin=True,
+    "gemini-cli": _one_shot(
+        "gemini",
+        ("--approval-mode", "yolo", "--model={model}"),
+        jsonl=False,
         install=BUILTIN_AGENTS["gemini"].install,
     ),
-    "codex-cli": AgentSpec(
-        protocol="cli",
-        command="codex",
-        args=("exec", "--sandbox", "workspace-write", "--model={model}", "-"),
-        stdin=True,
+    "codex-cli": _one_shot(
+        "codex",
+        ("exec", "--sandbox", "workspace-write", "--model={model}", "-"),
+        jsonl=False,
         install="npm install -g @openai/codex",
     ),
 }

@@ -26,25 +26,17 @@ import signal
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from pathlib import Path
-from typing import IO
+from typing import IO, Unpack
 
 import anyio
 
 from boocode_mcp import procs
-from boocode_mcp.agents.acp_backend import CANCEL_TIMEOUT_S, BackendState, _describe_exit
-from boocode_mcp.agents.backend import (
-    BackendStatus,
-    EventSink,
-    PermissionHandler,
-    SessionInfo,
-    TurnResult,
-)
+from boocode_mcp.agents.backend import EventSink, PermissionHandler, SessionInfo, TurnResult
+from boocode_mcp.agents.backend_core import BackendArgs, BackendCore, describe_exit
 from boocode_mcp.agents.cli_streams import Parsed, StdoutParser, parser_for
 from boocode_mcp.agents.events import AgentEvent, ReasoningEvent, UsageEvent
-from boocode_mcp.agents.registry import ResolvedAgent
 from boocode_mcp.config import CLI_PLACEHOLDERS, PLACEHOLDER_RE
-from boocode_mcp.errors import AgentBusyError, AgentCrashedError, AgentTurnError
+from boocode_mcp.errors import AgentCrashedError, AgentTurnError
 
 log = logging.getLogger(__name__)
 
@@ -98,73 +90,24 @@ class _Usage:
             setattr(self, name, value if event.cumulative or current is None else current + value)
 
 
-class CliBackend:
+class CliBackend(BackendCore):
     """An AgentBackend over a command-line agent; see the module docstring."""
 
-    def __init__(
-        self,
-        *,
-        chat_id: str,
-        agent: ResolvedAgent,
-        cwd: Path,
-        log_dir: Path,
-        resume_session_id: str | None = None,
-        env: Mapping[str, str] | None = None,
-        on_state: Callable[[BackendState], None] | None = None,
-        cancel_timeout_s: float = CANCEL_TIMEOUT_S,
-        signal_grace_s: float = SIGNAL_GRACE_S,
-    ) -> None:
-        self._chat_id = chat_id
-        self._agent = agent
-        self._cwd = cwd.resolve()
-        self._log_dir = log_dir
-        self._env = dict(env or {})
-        self._on_state = on_state
-        self._cancel_timeout = cancel_timeout_s
-        self._grace = signal_grace_s
-        safe_chat = "".join(c if c.isalnum() or c in "-_." else "_" for c in chat_id)
-        self.log_path = log_dir / f"{agent.name}-{safe_chat}.log"
+    kind = "cli"
 
-        self._status: BackendStatus = "idle"
-        self._last_active = time.time()
+    def __init__(self, *, signal_grace_s: float = SIGNAL_GRACE_S, **args: Unpack[BackendArgs]) -> None:
+        super().__init__(args)
+        self._grace = signal_grace_s
         # The tool's own session id once a turn has run (a marker when its output names none):
         # a turn with one is a follow-up. Restored from the agent_sessions row after a restart.
-        self._session_id = resume_session_id
-        self._note: str | None = None
+        self._session_id = args.get("resume_session_id")
+        self._load_supported = bool(self._agent.spec.resume)
         self._proc: asyncio.subprocess.Process | None = None
-        self._closed = False
-        self._busy = False
-        self._cancel_requested = False
         # Set to end the running turn's process group; the turn's own task does the signalling.
         self._stop = anyio.Event()
         self._stop_grace = signal_grace_s
-        self._turn_done = asyncio.Event()
-        self._turn_done.set()
-        self._input_tokens = 0
-        self._output_tokens = 0
-        self._cost = 0.0
 
     # --- AgentBackend properties -------------------------------------------------------------
-
-    @property
-    def chat_id(self) -> str:
-        return self._chat_id
-
-    @property
-    def agent(self) -> str:
-        return self._agent.name
-
-    @property
-    def status(self) -> BackendStatus:
-        return self._status
-
-    @property
-    def busy(self) -> bool:
-        return self._busy
-
-    @property
-    def last_active(self) -> float:
-        return self._last_active
 
     @property
     def pid(self) -> int | None:
@@ -176,49 +119,10 @@ class CliBackend:
     def acp_session_id(self) -> str | None:
         return self._session_id
 
-    @property
-    def note(self) -> str | None:
-        return self._note
-
-    @property
-    def env(self) -> dict[str, str]:
-        """The caller's environment additions this backend was created with."""
-        return dict(self._env)
-
-    def touch(self) -> None:
-        self._last_active = time.time()
-
-    def state(self) -> BackendState:
-        pid = self.pid
-        return BackendState(
-            chat_id=self._chat_id,
-            agent=self._agent.name,
-            status=self._status,
-            acp_session_id=self._session_id,
-            pid=pid,
-            pgid=pid,
-            load_supported=bool(self._agent.spec.resume),
-            note=self._note,
-            last_active=self._last_active,
-            input_tokens=self._input_tokens,
-            output_tokens=self._output_tokens,
-            cost=self._cost,
-            backend="cli",
-        )
-
-    def _changed(self) -> None:
-        if self._on_state is not None:
-            try:
-                self._on_state(self.state())
-            except Exception:
-                log.exception("on_state callback failed for %s/%s", self._chat_id, self._agent.name)
+    def _recorded_session_id(self) -> str | None:
+        return self._session_id
 
     # --- sessions ----------------------------------------------------------------------------
-
-    def _closed_error(self) -> AgentCrashedError:
-        return AgentCrashedError(
-            f"agent {self._agent.name!r} for chat {self._chat_id} was closed; ask the pool for a new one"
-        )
 
     async def ensure_session(self) -> SessionInfo:
         """Nothing to start: says whether the next turn continues the chat's context."""
@@ -238,29 +142,8 @@ class CliBackend:
 
     # --- turns -------------------------------------------------------------------------------
 
-    async def prompt(self, text: str, on_event: EventSink, permissions: PermissionHandler) -> TurnResult:
-        """Run the command once for this turn; `permissions` is unused (the tool's flags decide)."""
-        if self._busy:
-            raise AgentBusyError(
-                f"agent {self._agent.name!r} in chat {self._chat_id} is already running a prompt; "
-                "wait for it or cancel it first"
-            )
-        self._busy = True
-        self._cancel_requested = False
-        self._stop = anyio.Event()
-        self._stop_grace = self._grace
-        self._turn_done = asyncio.Event()
-        try:
-            await self.ensure_session()
-            return await self._run(text, on_event)
-        finally:
-            self._proc = None
-            self._busy = False
-            self._last_active = time.time()
-            if not self._closed:
-                self._status = "idle"
-            self._changed()
-            self._turn_done.set()
+    def _turn_ends(self) -> None:
+        self._proc = None
 
     def _argv(self, text: str | None) -> list[str]:
         spec = self._agent.spec
@@ -269,8 +152,11 @@ class CliBackend:
         values = {"prompt": None if spec.stdin else text, "model": model, "worktree": str(self._cwd)}
         return build_argv(self._agent.program, items, values)
 
-    async def _run(self, text: str, sink: EventSink) -> TurnResult:
-        if self._cancel_requested:
+    async def _run_turn(self, text: str, sink: EventSink, permissions: PermissionHandler) -> TurnResult:
+        """Run the command once; `permissions` is unused (the tool's own flags decide)."""
+        self._stop = anyio.Event()
+        self._stop_grace = self._grace
+        if self._cancel_requested or self._closed:
             return TurnResult(stop_reason="cancelled")
         spec = self._agent.spec
         argv = self._argv(text)
@@ -301,7 +187,7 @@ class CliBackend:
             self._last_active = time.time()
             # The pgid is on record (agent_sessions) before the tool does anything.
             self._changed()
-            turn = _TurnIO(parser_for(spec.parser), sink, logf, self._touch_active)
+            turn = _TurnIO(parser_for(spec.parser), sink, logf, self.touch)
             try:
                 await turn.run(proc, text.encode() if spec.stdin else None, self._stop, self._end_group)
             except BaseException:
@@ -310,7 +196,7 @@ class CliBackend:
                     await _end_group(proc, CLOSE_GRACE_S)
                 raise
             code = proc.returncode
-            logf.write(f"--- exit: {_describe_exit(code)}\n".encode())
+            logf.write(f"--- exit: {describe_exit(code)}\n".encode())
         if turn.session_id is not None:
             self._session_id = turn.session_id
         usage = turn.usage
@@ -329,16 +215,13 @@ class CliBackend:
 
     def _failure(self, code: int | None, turn: _TurnIO) -> str:
         what = (
-            f"agent {self._agent.name!r} {_describe_exit(code)}"
+            f"agent {self._agent.name!r} {describe_exit(code)}"
             if code != 0
             else f"agent {self._agent.name!r} reported an error"
         )
         details = [d for d in (turn.error, turn.stderr_tail()) if d]
         detail = ": " + "\n".join(details) if details else " (nothing on stderr)"
         return f"{what}{detail}\n(see log {self.log_path})"
-
-    def _touch_active(self) -> None:
-        self._last_active = time.time()
 
     # --- stopping ----------------------------------------------------------------------------
 

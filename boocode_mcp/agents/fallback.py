@@ -12,11 +12,12 @@ it is the ACP agent's again, keeping its session id for a later `session/load`.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
-from pathlib import Path
+from collections.abc import Callable
+from typing import Unpack
 
-from boocode_mcp.agents.acp_backend import CANCEL_TIMEOUT_S, BackendState, WarmAcpBackend
+from boocode_mcp.agents.acp_backend import WarmAcpBackend
 from boocode_mcp.agents.backend import BackendStatus, EventSink, PermissionHandler, SessionInfo, TurnResult
+from boocode_mcp.agents.backend_core import BackendArgs, BackendState
 from boocode_mcp.agents.cli_backend import CliBackend
 from boocode_mcp.agents.registry import ResolvedAgent
 from boocode_mcp.errors import AgentCrashedError, AgentTurnError, BooCodeError
@@ -29,34 +30,12 @@ WHY_CHARS = 300
 class FallbackBackend:
     """An AgentBackend that is a WarmAcpBackend until a turn's handshake fails; see the module."""
 
-    def __init__(
-        self,
-        *,
-        chat_id: str,
-        agent: ResolvedAgent,
-        fallback: Callable[[], ResolvedAgent],
-        cwd: Path,
-        log_dir: Path,
-        resume_session_id: str | None = None,
-        env: Mapping[str, str] | None = None,
-        on_state: Callable[[BackendState], None] | None = None,
-        cancel_timeout_s: float = CANCEL_TIMEOUT_S,
-    ) -> None:
+    def __init__(self, *, fallback: Callable[[], ResolvedAgent], **args: Unpack[BackendArgs]) -> None:
         self._resolve_fallback = fallback
-        self._cwd = cwd
-        self._log_dir = log_dir
-        self._on_state = on_state
-        self._cancel_timeout = cancel_timeout_s
-        self._primary = WarmAcpBackend(
-            chat_id=chat_id,
-            agent=agent,
-            cwd=cwd,
-            log_dir=log_dir,
-            resume_session_id=resume_session_id,
-            env=env,
-            on_state=self._inner_changed,
-            cancel_timeout_s=cancel_timeout_s,
-        )
+        self._args = args
+        self._on_state = args.get("on_state")
+        primary: BackendArgs = {**args, "on_state": self._inner_changed}
+        self._primary = WarmAcpBackend(**primary)
         self._cli: CliBackend | None = None
         # The fallback while a turn is due to run (or runs) on it; None: the ACP agent's turn.
         self._active: CliBackend | None = None
@@ -146,17 +125,15 @@ class FallbackBackend:
                 resolved = self._resolve_fallback()
             except BooCodeError as e:
                 raise type(error)(f"{error}; its fallback cannot run either: {e}") from e
-            self._cli = CliBackend(
-                chat_id=self.chat_id,
-                agent=resolved,
-                cwd=self._cwd,
-                log_dir=self._log_dir,
-                # An earlier session of the chat makes this turn a follow-up for the fallback too.
-                resume_session_id=self._primary.state().acp_session_id,
-                env=self._primary.env,
-                on_state=self._inner_changed,
-                cancel_timeout_s=self._cancel_timeout,
-            )
+            # An earlier session of the chat makes this turn a follow-up for the fallback too.
+            resume = self._primary.state().acp_session_id
+            cli: BackendArgs = {
+                **self._args,
+                "agent": resolved,
+                "resume_session_id": resume,
+                "on_state": self._inner_changed,
+            }
+            self._cli = CliBackend(**cli)
         why = " ".join(str(error).split())
         if len(why) > WHY_CHARS:
             why = why[: WHY_CHARS - 1] + "…"

@@ -25,8 +25,9 @@ import anyio
 import anyio.abc
 
 from boocode_mcp import procs
-from boocode_mcp.agents.acp_backend import CANCEL_TIMEOUT_S, BackendState, WarmAcpBackend
+from boocode_mcp.agents.acp_backend import WarmAcpBackend
 from boocode_mcp.agents.backend import AgentBackend
+from boocode_mcp.agents.backend_core import CANCEL_TIMEOUT_S, BackendArgs, BackendState
 from boocode_mcp.agents.cli_backend import CliBackend
 from boocode_mcp.agents.fallback import FallbackBackend
 from boocode_mcp.agents.lifecycle import PoolEntry, choose_evictions
@@ -180,24 +181,23 @@ class AgentPool:
         on_state: Callable[[BackendState], None],
     ) -> PooledBackend:
         """The backend class the agent's spec calls for: ACP, command-line, or ACP with a fallback."""
-        spec = resolved.spec
-        make: Callable[..., PooledBackend] = WarmAcpBackend
-        if spec.protocol == "cli":
-            make = CliBackend
-        elif spec.fallback is not None:
-            make = functools.partial(
-                FallbackBackend, fallback=functools.partial(self._registry.resolve, spec.fallback)
+        args: BackendArgs = {
+            "chat_id": chat_id,
+            "agent": resolved,
+            "cwd": cwd,
+            "log_dir": self._log_dir,
+            "resume_session_id": resume,
+            "env": env,
+            "on_state": on_state,
+            "cancel_timeout_s": self._cancel_timeout,
+        }
+        if resolved.spec.protocol == "cli":
+            return CliBackend(**args)
+        if resolved.spec.fallback is not None:
+            return FallbackBackend(
+                fallback=functools.partial(self._registry.resolve, resolved.spec.fallback), **args
             )
-        return make(
-            chat_id=chat_id,
-            agent=resolved,
-            cwd=cwd,
-            log_dir=self._log_dir,
-            resume_session_id=resume,
-            env=env,
-            on_state=on_state,
-            cancel_timeout_s=self._cancel_timeout,
-        )
+        return WarmAcpBackend(**args)
 
     def peek(self, chat_id: str, agent: str) -> AgentBackend | None:
         return self._backends.get((chat_id, agent))
