@@ -16,6 +16,7 @@ from boocode_mcp.store import agent_sessions
 from boocode_mcp.views import SubagentView
 from tests.real_agents import wait_group_gone
 from tests.test_agents_cli_backend import FIXTURE_CLI
+from tests.test_cli import boo, boo_json
 from tests.test_engine_runs import TIMEOUT_S, finished, run_turn, user_config, write_config
 from tests.test_subagents_recovery import killed_owner, reopened_reaping
 
@@ -195,3 +196,15 @@ async def test_a_turn_left_running_by_a_killed_boocode_is_reaped_at_start_up(
     async with reopened_reaping(git_repo, user_config, pgid):
         pass
     await wait_group_gone(pgid)
+
+
+def test_boocode_agents_lists_each_agents_protocol(git_repo: Path) -> None:
+    write_config(git_repo, extra=CLI_AGENTS)
+    listed = {a["name"]: a for a in boo_json(git_repo, "agents")["agents"]}
+    assert listed["fx-cli"]["protocol"] == "cli" and listed["fx-cli"]["installed"]
+    assert listed["ghost-cli"]["protocol"] == "cli" and not listed["ghost-cli"]["installed"]
+    assert listed["opencode-cli"]["protocol"] == "cli" and listed["opencode-cli"]["builtin"]
+    assert listed["broken"]["protocol"] == listed["fixture"]["protocol"] == "acp"
+    table = boo(git_repo, "agents").stdout
+    row = next(line for line in table.splitlines() if line.startswith("fx-cli "))
+    assert row.split()[:3] == ["fx-cli", "cli", "yes"]
