@@ -21,7 +21,7 @@ import aiosqlite
 
 from boocode_mcp import procs, workspace
 from boocode_mcp.errors import WorkspaceError
-from boocode_mcp.store import chats, permissions, subagents
+from boocode_mcp.store import agent_sessions, chats, permissions, subagents
 
 log = logging.getLogger(__name__)
 
@@ -125,45 +125,29 @@ async def interrupt_dead_runs(db: aiosqlite.Connection) -> list[str]:
 async def reap_agent_sessions(db: aiosqlite.Connection) -> tuple[list[int], list[tuple[str, str]]]:
     killed: list[int] = []
     closed: list[tuple[str, str]] = []
-    cur = await db.execute(
-        "SELECT chat_id, agent, pid, pgid, owner_pid, last_active_at FROM agent_sessions"
-        " WHERE status != 'closed'"
-    )
-    for r in await cur.fetchall():
-        if _agent_owner_alive(r["owner_pid"], r["pid"], r["last_active_at"]):
+    for r in await agent_sessions.list_unclosed(db):
+        if _agent_owner_alive(r.owner_pid, r.pid, r.last_active_at):
             continue
-        pgid = r["pgid"]
-        if pgid is not None and procs.group_alive(pgid) and procs.kill_group(pgid):
-            killed.append(pgid)
-        await db.execute(
-            "UPDATE agent_sessions SET status = 'closed', pid = NULL, pgid = NULL"
-            " WHERE chat_id = ? AND agent = ?",
-            (r["chat_id"], r["agent"]),
-        )
-        closed.append((r["chat_id"], r["agent"]))
+        if r.pgid is not None and procs.group_alive(r.pgid) and procs.kill_group(r.pgid):
+            killed.append(r.pgid)
+        await agent_sessions.mark_closed(db, r.chat_id, r.agent)
+        closed.append((r.chat_id, r.agent))
     return killed, closed
 
 
 async def drop_abandoned_chats(db: aiosqlite.Connection) -> list[str]:
     """Delete the chats that never ran and that no live process holds; their worktrees become
     orphans for `reap_worktrees`."""
-    cur = await db.execute(
-        "SELECT id FROM chats c WHERE created_at < ?"
-        " AND NOT EXISTS (SELECT 1 FROM subagents r WHERE r.chat_id = c.id)",
-        (time.time() - UNUSED_CHAT_GRACE_S,),
-    )
     dropped: list[str] = []
-    for (chat_id,) in await cur.fetchall():
-        held = await db.execute(
-            "SELECT owner_pid, pid, last_active_at FROM agent_sessions WHERE chat_id = ?", (chat_id,)
-        )
+    for chat_id in await chats.never_ran(db, time.time() - UNUSED_CHAT_GRACE_S):
         # A process that pre-warmed the chat (or loaded it since) is recorded as its agent's owner.
         if any(
-            _agent_owner_alive(r["owner_pid"], r["pid"], r["last_active_at"]) for r in await held.fetchall()
+            _agent_owner_alive(r.owner_pid, r.pid, r.last_active_at)
+            for r in await agent_sessions.list_by_chat(db, chat_id)
         ):
             continue
         if await chats.delete_if_unused(db, chat_id):
-            dropped.append(str(chat_id))
+            dropped.append(chat_id)
     return dropped
 
 
