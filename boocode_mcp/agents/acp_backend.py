@@ -294,7 +294,14 @@ class WarmAcpBackend:
             await procs.terminate_group(proc, grace_s=0.5)
             raise self._closed_error()
         self._proc = proc
-        client = WorktreeClient(self._cwd, self._terminals, self._route_update, self._route_permission)
+        client = WorktreeClient(
+            self._cwd,
+            self._terminals,
+            self._route_update,
+            self._route_permission,
+            fs=spec.fs,
+            terminal=spec.terminal,
+        )
         # WorktreeClient is a plain class on purpose (SDK-FACTS 2.6-d), so it is not an acp.Client.
         self._conn = connect_to_agent(cast(Client, client), proc.stdin, proc.stdout)
         self._watcher = asyncio.ensure_future(self._watch(proc, self._conn))
