@@ -1,6 +1,7 @@
-"""A hostile agent against BooCode's fs callbacks: a real agent process over real pipes, driven
-through the engine in a real git worktree. Every attack counts its attempts; nothing may land (or
-be read) outside the worktree, and the worktree's git metadata is off limits."""
+"""A hostile agent against what BooCode does for it (fs callbacks, capabilities, the JSON-RPC
+stream): a real agent process over real pipes, driven through the engine in a real git worktree.
+Every attack counts its attempts; nothing may land (or be read) outside the worktree, the worktree's
+git metadata is off limits, and garbage on the wire is reported as what it is."""
 
 from __future__ import annotations
 
@@ -122,3 +123,17 @@ async def test_capabilities_not_advertised_are_not_served(tmp_path: Path) -> Non
         _, rec = await turn(backend, "terminal sh -c 'touch ran.txt'")
         assert rec.text.startswith("error -32601"), rec.text
     assert not (worktree / "escaped.txt").exists() and not (worktree / "ran.txt").exists()
+
+
+async def test_invalid_frames_fail_the_run_saying_what_the_agent_sent(engine: Engine) -> None:
+    sid = await engine.ensure_session()
+    first = await run_turn(engine, sid, "pid")
+    frames = "'[1, 2, 3]' null 'not json at all' '{\"foo\": 1}'"
+    run = await run_turn(engine, sid, f"bad-frames {frames}", chat_id=first.chat_id)
+    assert run.status == "failed" and run.error is not None
+    assert "SIGKILL" not in run.error and "killed" not in run.error
+    assert "4 line(s) that are not JSON-RPC messages" in run.error and "'[1, 2, 3]'" in run.error
+    assert run.final_message is None or "done" in run.final_message
+    # The connection lived on: the same agent process answers the next turn.
+    again = await run_turn(engine, sid, "pid", chat_id=first.chat_id)
+    assert again.status == "completed" and again.final_message == first.final_message
