@@ -50,7 +50,7 @@ from boocode_mcp.agents.client import WorktreeClient
 from boocode_mcp.agents.events import UsageEvent
 from boocode_mcp.agents.mapping import map_permission_request, map_update
 from boocode_mcp.agents.registry import ResolvedAgent
-from boocode_mcp.agents.terminals import TerminalManager
+from boocode_mcp.agents.terminals import TerminalLedger, TerminalManager
 from boocode_mcp.errors import AgentBusyError, AgentCrashedError, AgentTurnError
 
 log = logging.getLogger(__name__)
@@ -198,6 +198,7 @@ class WarmAcpBackend:
         on_state: Callable[[BackendState], None] | None = None,
         cancel_timeout_s: float = CANCEL_TIMEOUT_S,
         start_timeout_s: float = START_TIMEOUT_S,
+        terminal_ledger: TerminalLedger | None = None,
     ) -> None:
         self._chat_id = chat_id
         self._agent = agent
@@ -217,7 +218,7 @@ class WarmAcpBackend:
         self._proc: asyncio.subprocess.Process | None = None
         self._conn: ClientSideConnection | None = None
         self._watcher: asyncio.Task[None] | None = None
-        self._terminals = TerminalManager(self._cwd)
+        self._terminals = TerminalManager(self._cwd, terminal_ledger)
         self._session_id: str | None = None
         # How the process now running got its session, until a turn has run on it.
         self._start_origin: Literal["new", "loaded", "fresh_after_restart"] | None = None

@@ -27,6 +27,7 @@ from boocode_mcp.agents.acp_backend import CANCEL_TIMEOUT_S, BackendState, WarmA
 from boocode_mcp.agents.backend import AgentBackend
 from boocode_mcp.agents.lifecycle import PoolEntry, choose_evictions
 from boocode_mcp.agents.registry import AgentRegistry
+from boocode_mcp.agents.terminals import TerminalRecords
 from boocode_mcp.config import AgentSpec, PoolConfig
 from boocode_mcp.errors import InvalidRequestError
 from boocode_mcp.store import agent_sessions as rows
@@ -146,6 +147,9 @@ class AgentPool:
                 env=wanted_env,
                 on_state=lambda state: self._on_state(key, state, mine),
                 cancel_timeout_s=self._cancel_timeout,
+                terminal_ledger=None
+                if self._db is None
+                else TerminalRecords(self._db, owner_pid=self.owner_pid, chat_id=chat_id, agent=agent),
             )
             mine.append(backend)
             self._backends[key] = backend
