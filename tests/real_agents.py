@@ -30,6 +30,7 @@ import anyio
 import pytest
 
 from boocode_mcp.agents.builtin import BUILTIN_AGENTS
+from boocode_mcp.trust import trust_workspace
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 INSTALL_SCRIPT = REPO_ROOT / "scripts" / "install-agents.sh"
@@ -479,6 +480,8 @@ async def boocode_mcp(workspace: Path, scratch: Path, log_path: Path) -> AsyncIt
 
     config_home = scratch / "boocode-config"
     config_home.mkdir(parents=True, exist_ok=True)
+    # The workspace config the test wrote names the agents: trusted where this server looks.
+    trust_workspace(workspace, config_home / "boocode")
     cmd = boocode_mcp_command()
     params = StdioServerParameters(
         command=cmd[0],

@@ -117,8 +117,9 @@ class AgentPool:
         """The warm backend of (chat, agent), created if needed (the process starts on first use).
 
         `env` (e.g. a model chosen through the spec's model_env) is added to the agent's
-        environment; an idle backend started with a different `env` is replaced, keeping its
-        session (loaded again where the agent supports it).
+        environment; an idle backend started with a different `env`, or from a launch spec the
+        configuration has changed since, is replaced, keeping its session (loaded again where the
+        agent supports it).
         """
         resolved = self._registry.resolve(agent)
         if self._db is not None and self._tg is None:
@@ -130,7 +131,9 @@ class AgentPool:
                 raise InvalidRequestError("the agent pool is shut down; no new agent sessions can start")
             existing = self._backends.get(key)
             if existing is not None and existing.status != "closed":
-                if env is None or existing.env == wanted_env or existing.busy:
+                # The same launch spec (the config may have changed since) and environment.
+                launch = config_hash(resolved.spec, wanted_env if env is not None else existing.env)
+                if existing.busy or self._config_hashes.get(key) == launch:
                     # Being handed out counts as use: the caller is about to prompt it.
                     existing.touch()
                     return existing

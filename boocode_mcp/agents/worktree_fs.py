@@ -75,34 +75,30 @@ class WorktreeFiles:
         return parts
 
     def read_text(self, path: str) -> str:
-        parts = self.parts(path)
-        if not parts:
-            raise FsRefused(f"path {path} is a directory, not a text file")
-        parent = self._walk(path, parts[:-1], create=False)
-        try:
-            fd = self._open(parent, parts[-1], _READ, path, creating=False)
-        finally:
-            os.close(parent)
-        with open(fd, "rb", closefd=True) as f:
-            self._check_regular(os.fstat(fd), path)
+        with open(self._open_file(path, _READ, create=False), "rb", closefd=True) as f:
+            self._check_regular(os.fstat(f.fileno()), path)
             data = f.read()
         return data.decode("utf-8", errors="replace")
 
     def write_text(self, path: str, content: str) -> None:
         data = content.encode("utf-8")
-        parts = self.parts(path)
-        if not parts:
-            raise FsRefused(f"path {path} is a directory, not a text file")
-        parent = self._walk(path, parts[:-1], create=True)
-        try:
-            fd = self._open(parent, parts[-1], _WRITE, path, creating=True)
-        finally:
-            os.close(parent)
-        with open(fd, "wb", closefd=True) as f:
-            self._check_regular(os.fstat(fd), path)
+        with open(self._open_file(path, _WRITE, create=True), "wb", closefd=True) as f:
+            self._check_regular(os.fstat(f.fileno()), path)
             # Truncated only once it is known to be a regular file of the worktree.
             f.truncate(0)
             f.write(data)
+
+    def _open_file(self, path: str, flags: int, *, create: bool) -> int:
+        """A descriptor of the file `path` names, opened with `flags` (creating missing parent
+        directories when `create`)."""
+        parts = self.parts(path)
+        if not parts:
+            raise FsRefused(f"path {path} is a directory, not a text file")
+        parent = self._walk(path, parts[:-1], create=create)
+        try:
+            return self._open(parent, parts[-1], flags, path, creating=create)
+        finally:
+            os.close(parent)
 
     # --- the walk ------------------------------------------------------------------------
 
