@@ -32,7 +32,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from acp import text_block
 
-from boocode_mcp.trust import trust_workspace
 from tests.model_server import ModelServer
 from tests.real_agents import (
     REAL_AGENT_NAMES,
@@ -125,7 +124,6 @@ async def bench_acp_first_prompt(
 
     repo = _git_repo(root / "acp")
     write_workspace_config(repo, [setup_for(name, binary, server.base_url, root / "acp-scratch" / "agent")])
-    trust_workspace(repo)  # in the scratch user config directory main_async points XDG_CONFIG_HOME at
     async with boocode_acp(repo, RecordingClient()) as conn:
         sid = (await conn.new_session(cwd=str(repo), mcp_servers=[])).session_id
         await anyio.sleep(typing_s)
@@ -146,7 +144,8 @@ def _ms(seconds: float) -> str:
 async def main_async(agents: list[str], warm: int, typing_s: float) -> None:
     with ModelServer() as server, tempfile.TemporaryDirectory(prefix="boocode-bench-") as tmp:
         root = Path(tmp)
-        # `boocode acp` inherits this: its workspace configs are trusted there, not in yours.
+        # Workspace configs are trusted there (write_workspace_config), not in yours; `boocode acp`
+        # inherits it.
         os.environ["XDG_CONFIG_HOME"] = str(root / "xdg")
         for name in agents:
             binary = ensure_installed(name)

@@ -201,7 +201,8 @@ def setup_for(name: str, binary: Path, base_url: str, scratch: Path) -> AgentSet
 def write_workspace_config(
     workspace: Path, setups: Sequence[AgentSetup], *, policy: str = "auto", timeout_s: float = 300
 ) -> Path:
-    """Write <workspace>/.boocode/config.toml naming the given agents (first one is the default)."""
+    """Write <workspace>/.boocode/config.toml naming the given agents (first one is the default),
+    trusted in the user config directory of this process's environment."""
     cfg_dir = workspace / ".boocode"
     cfg_dir.mkdir(parents=True, exist_ok=True)
     parts = [f"default_agent = {_toml_str(setups[0].name)}\n"] if setups else []
@@ -209,6 +210,7 @@ def write_workspace_config(
     parts.append(f"[permissions]\npolicy = {_toml_str(policy)}\ntimeout_s = {timeout_s}\n")
     path = cfg_dir / "config.toml"
     path.write_text("\n".join(parts))
+    trust_workspace(workspace)
     return path
 
 

@@ -111,7 +111,7 @@ def _excerpt(line: bytes) -> str:
     return repr(text if len(text) <= FRAME_EXCERPT_CHARS else text[:FRAME_EXCERPT_CHARS] + "…")
 
 
-def _frame_problem(line: bytes) -> tuple[dict[str, Any] | None, str]:
+def frame_problem(line: bytes) -> tuple[dict[str, Any] | None, str]:
     """The JSON-RPC message on `line`, or None and what is wrong with it."""
     try:
         message = json.loads(line)
@@ -161,7 +161,7 @@ class AgentFrames:
             line = line.strip()
             if not line:
                 continue
-            message, problem = _frame_problem(line)
+            message, problem = frame_problem(line)
             if message is not None:
                 return message
             self._on_invalid(_excerpt(line), problem)
