@@ -16,7 +16,7 @@ import pytest
 from boocode_mcp.agents.registry import AgentRegistry
 from boocode_mcp.config import user_config_dir
 from boocode_mcp.engine import Engine
-from boocode_mcp.errors import ConfigError, UntrustedConfigError
+from boocode_mcp.errors import AgentNotInstalledError, ConfigError, UntrustedConfigError
 from boocode_mcp.trust import ConfigSource, trust_file, trust_workspace
 from tests.conftest import FIXTURE_AGENT, git
 from tests.test_cli import BOOCODE, kill_server
@@ -207,3 +207,16 @@ def test_trust_records_are_kept_apart_per_workspace(tmp_path: Path) -> None:
     record = json.loads(trust_file(tmp_path).read_text())["trusted"]
     assert sorted(record) == sorted(str(ws / ".boocode" / "config.toml") for ws in (a, b))
     assert oct(trust_file(tmp_path).stat().st_mode & 0o777) == "0o600"
+
+
+def test_a_missing_program_whose_override_is_untrusted_points_at_trust(tmp_path: Path) -> None:
+    user = write(tmp_path / "config.toml", '[agents.mine]\ncommand = "/nonexistent/mine-acp"\n')
+    ws = tmp_path / "ws"
+    write(ws / ".boocode" / "config.toml", f"[agents.mine]\n{FIXTURE}")
+    registry = AgentRegistry(ConfigSource(ws, user_config=user))
+    # The user's own entry is the one in force; the workspace's working one waits for trust.
+    with pytest.raises(AgentNotInstalledError) as err:
+        registry.resolve("mine")
+    assert "/nonexistent/mine-acp" in str(err.value) and f"boocode trust --workspace {ws}" in str(err.value)
+    trust_workspace(ws, user_dir=tmp_path)
+    assert registry.resolve("mine").argv[-1] == str(FIXTURE_AGENT)

@@ -94,9 +94,16 @@ class AgentRegistry:
         if program is None:
             where = "on PATH" if os.sep not in spec.command else "at that path"
             hint = f"install it with `{spec.install}`" if spec.install else "install it"
+            ws = self.workspace_config()
+            if ws is not None and name in ws.ignored_agents:
+                # The workspace's own entry for it exists, unused: say so rather than suggest one.
+                hint += (
+                    f", or trust {ws.path}, whose [agents.{name}] is ignored until then: `{ws.trust_command}`"
+                )
+            else:
+                hint += f", or set [agents.{name}] command in {BOOCODE_DIR}/config.toml"
             raise AgentNotInstalledError(
-                f"agent {name!r} is not installed: no {spec.command!r} {where}; {hint}, or set "
-                f"[agents.{name}] command in {BOOCODE_DIR}/config.toml; see `boocode agents`"
+                f"agent {name!r} is not installed: no {spec.command!r} {where}; {hint}; see `boocode agents`"
             )
         return ResolvedAgent(name=name, spec=spec, program=program, argv=(program, *spec.args))
 
