@@ -32,9 +32,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.bench_real_agents import _git_repo
 from boocode_mcp import procs
 from boocode_mcp.agents.cli_backend import build_argv
-from boocode_mcp.agents.registry import AgentRegistry
-from boocode_mcp.config import AgentSpec, load_config
+from boocode_mcp.config import AgentSpec
 from boocode_mcp.engine import Engine
+from boocode_mcp.trust import trust_workspace
 from tests.model_server import ModelServer
 from tests.real_agents import agent_table, cli_spec_for, ensure_installed
 
@@ -61,10 +61,10 @@ async def bench_subject(
     repo = _git_repo(root)
     (repo / ".boocode").mkdir()
     (repo / ".boocode" / "config.toml").write_text(agent_table(name, spec))
-    user_config = root / "user-config.toml"
-    user_config.write_text("")
-    resolved = AgentRegistry(load_config(repo, user_config)).resolve(name)
-    async with Engine.open(repo, user_config=user_config) as engine:
+    # The workspace config names the agent: trusted, as `boocode trust` would.
+    trust_workspace(repo, user_dir=root)
+    async with Engine.open(repo, user_config=root / "config.toml") as engine:
+        resolved = engine.registry.resolve(name)
         sid = await engine.ensure_session()
         first = await engine.wait_finished(
             sid, (await engine.spawn(sid, "say warm-up", agent=name)).subagent_id

@@ -135,8 +135,11 @@ def test_fallback_may_name_a_builtin_cli_entry() -> None:
 
 @pytest.mark.parametrize(("target", "says"), [("nope", "names no agent"), ("qwen", "names an ACP agent")])
 def test_fallback_must_name_a_cli_agent(target: str, says: str) -> None:
+    reg = AgentRegistry(Config(agents={"mine": AgentSpec(command="x", fallback=target)}))
     with pytest.raises(ConfigError) as err:
-        AgentRegistry(Config(agents={"mine": AgentSpec(command="x", fallback=target)}))
+        reg.resolve("mine")
+    # Only the agent with the bad fallback is refused; the others work.
+    assert reg.spec("qwen").command == "qwen"
     msg = str(err.value)
     assert f"agents.mine.fallback = {target!r}" in msg and says in msg and "opencode-cli" in msg
 

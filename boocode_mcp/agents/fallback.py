@@ -20,6 +20,7 @@ from boocode_mcp.agents.backend import BackendStatus, EventSink, PermissionHandl
 from boocode_mcp.agents.backend_core import BackendArgs, BackendState
 from boocode_mcp.agents.cli_backend import CliBackend
 from boocode_mcp.agents.registry import ResolvedAgent
+from boocode_mcp.agents.terminals import TerminalLedger
 from boocode_mcp.errors import AgentCrashedError, AgentTurnError, BooCodeError
 
 NOTE_FALLBACK = "agent {agent!r} failed its ACP handshake ({why}); this turn ran on its fallback {fallback!r}"
@@ -30,12 +31,18 @@ WHY_CHARS = 300
 class FallbackBackend:
     """An AgentBackend that is a WarmAcpBackend until a turn's handshake fails; see the module."""
 
-    def __init__(self, *, fallback: Callable[[], ResolvedAgent], **args: Unpack[BackendArgs]) -> None:
+    def __init__(
+        self,
+        *,
+        fallback: Callable[[], ResolvedAgent],
+        terminal_ledger: TerminalLedger | None = None,
+        **args: Unpack[BackendArgs],
+    ) -> None:
         self._resolve_fallback = fallback
         self._args = args
         self._on_state = args.get("on_state")
         primary: BackendArgs = {**args, "on_state": self._inner_changed}
-        self._primary = WarmAcpBackend(**primary)
+        self._primary = WarmAcpBackend(terminal_ledger=terminal_ledger, **primary)
         self._cli: CliBackend | None = None
         # The fallback while a turn is due to run (or runs) on it; None: the ACP agent's turn.
         self._active: CliBackend | None = None

@@ -32,6 +32,7 @@ from boocode_mcp.agents.cli_backend import CliBackend
 from boocode_mcp.agents.fallback import FallbackBackend
 from boocode_mcp.agents.lifecycle import PoolEntry, choose_evictions
 from boocode_mcp.agents.registry import AgentRegistry, ResolvedAgent
+from boocode_mcp.agents.terminals import TerminalRecords
 from boocode_mcp.config import AgentSpec, PoolConfig
 from boocode_mcp.errors import InvalidRequestError
 from boocode_mcp.store import agent_sessions as rows
@@ -135,8 +136,9 @@ class AgentPool:
         """The warm backend of (chat, agent), created if needed (the process starts on first use).
 
         `env` (e.g. a model chosen through the spec's model_env) is added to the agent's
-        environment; an idle backend started with a different `env` is replaced, keeping its
-        session (loaded again where the agent supports it).
+        environment; an idle backend started with a different `env`, or from a launch spec the
+        configuration has changed since, is replaced, keeping its session (loaded again where the
+        agent supports it).
         """
         resolved = self._registry.resolve(agent)
         if self._db is not None and self._tg is None:
@@ -148,7 +150,9 @@ class AgentPool:
                 raise InvalidRequestError("the agent pool is shut down; no new agent sessions can start")
             existing = self._backends.get(key)
             if existing is not None and existing.status != "closed":
-                if env is None or existing.env == wanted_env or existing.busy:
+                # The same launch spec (the config may have changed since) and environment.
+                launch = config_hash(resolved.spec, wanted_env if env is not None else existing.env)
+                if existing.busy or self._config_hashes.get(key) == launch:
                     # Being handed out counts as use: the caller is about to prompt it.
                     existing.touch()
                     return existing
@@ -193,11 +197,16 @@ class AgentPool:
         }
         if resolved.spec.protocol == "cli":
             return CliBackend(**args)
+        # The process groups of an ACP agent's terminals are recorded, so recovery can reap them.
+        ledger = (
+            None
+            if self._db is None
+            else TerminalRecords(self._db, owner_pid=self.owner_pid, chat_id=chat_id, agent=resolved.name)
+        )
         if resolved.spec.fallback is not None:
-            return FallbackBackend(
-                fallback=functools.partial(self._registry.resolve, resolved.spec.fallback), **args
-            )
-        return WarmAcpBackend(**args)
+            fallback = functools.partial(self._registry.resolve, resolved.spec.fallback)
+            return FallbackBackend(fallback=fallback, terminal_ledger=ledger, **args)
+        return WarmAcpBackend(terminal_ledger=ledger, **args)
 
     def peek(self, chat_id: str, agent: str) -> AgentBackend | None:
         return self._backends.get((chat_id, agent))
