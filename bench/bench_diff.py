@@ -105,7 +105,7 @@ async def _main(reps: int) -> None:
         plain_out = b""
         for _ in range(reps):
             t0 = time.perf_counter()
-            text = await diff_worktree(wt.path, wt.base_sha)
+            text = await diff_worktree(wt.git, wt.base_sha)
             t1 = time.perf_counter()
             parsed = parse_unified_diff(text)
             boocode.append(time.perf_counter() - t0)

@@ -78,8 +78,10 @@ class Engine:
         pool: AgentPool,
         memory: MemoryIndex,
         recovery: RecoveryReport,
+        git: workspace.GitRepo,
     ) -> None:
         self.workspace = workspace_dir
+        self.git = git
         self.config = config
         self.db = db
         self.registry = registry
@@ -91,6 +93,7 @@ class Engine:
         self._runner = Runner(
             db=db,
             repo=workspace_dir,
+            git=git,
             config=config,
             registry=registry,
             pool=pool,
@@ -126,9 +129,10 @@ class Engine:
         db_path: Path | None,
         user_config: Path | None,
     ) -> AsyncIterator[Engine]:
-        repo = await workspace.ensure_repo(Path(workspace_dir))
+        git = await workspace.open_repo(Path(workspace_dir))
+        repo = git.work_tree
         cfg = config if config is not None else load_config(repo, user_config)
-        await workspace.exclude_boocode_dir(repo)
+        await workspace.exclude_boocode_dir(git)
         boocode = repo / BOOCODE_DIR
         user_dir = user_config.parent if user_config is not None else user_config_dir()
         failure: Exception | None = None
@@ -146,6 +150,7 @@ class Engine:
                     pool=pool,
                     memory=memory,
                     recovery=report,
+                    git=git,
                 )
                 async with anyio.create_task_group() as tg:
                     await tg.start(engine._runner.serve)
@@ -507,7 +512,7 @@ class Engine:
             return False
         await self.pool.close_chat(chat.id)
         try:
-            await workspace.remove_worktree(self.workspace, chat.id)
+            await workspace.remove_worktree(self.git, chat.id)
         except WorkspaceError as e:
             # Only a worktree someone changed by hand: left for the orphan reaping at start-up.
             log.warning("kept the worktree of unused chat %s: %s", chat.id, e)
@@ -669,7 +674,7 @@ class Engine:
         if not selected:
             return ApplyResult(applied=[], conflicts=[], dry_run=dry_run)
         outcome = await workspace.apply_patches(
-            self.workspace, [(p.id, p.diff) for p in selected], dry_run=dry_run, commit_message=commit_message
+            self.git, [(p.id, p.diff) for p in selected], dry_run=dry_run, commit_message=commit_message
         )
         conflicts = [Conflict(patch_id=c.patch_id, file=c.file, reason=c.reason) for c in outcome.conflicts]
         if conflicts or dry_run:
@@ -685,7 +690,8 @@ class Engine:
             owner = await chats_store.get(self.db, p.session_id, p.chat_id)
             if owner is not None and owner.base_sha is not None:
                 # The chat's later patches are diffed against what has now been applied.
-                new_base = await workspace.rebaseline(Path(owner.worktree), p.base_sha, p.diff)
+                tree = await workspace.chat_worktree(self.git, owner.id)
+                new_base = await workspace.rebaseline(tree, p.base_sha, p.diff)
                 await chats_store.set_base(self.db, owner.id, new_base)
             self._notify(f"patches://{p.session_id}/{p.id}")
         return ApplyResult(
@@ -702,7 +708,7 @@ class Engine:
         await self._check_chat_idle(p.chat_id)
         owner = await chats_store.get(self.db, p.session_id, p.chat_id)
         if owner is not None and await anyio.Path(owner.worktree).is_dir():
-            await workspace.revert_worktree(Path(owner.worktree), p.diff)
+            await workspace.revert_worktree(await workspace.chat_worktree(self.git, owner.id), p.diff)
         await patches_store.set_status(self.db, p.id, "discarded")
         self._notify(f"patches://{p.session_id}/{p.id}")
         return await self.get_patch(p.session_id, p.id, include_hunks=False)

@@ -75,6 +75,7 @@ class Run:
     started: bool = False
     finished: bool = False
     backend: AgentBackend | None = None
+    tree: workspace.GitRepo | None = None
     tool_titles: list[str] = dataclasses.field(default_factory=list)
     cancel_requested: anyio.Event = dataclasses.field(default_factory=anyio.Event)
     changed: anyio.Event = dataclasses.field(default_factory=anyio.Event)
@@ -97,6 +98,7 @@ class Runner:
         *,
         db: aiosqlite.Connection,
         repo: Path,
+        git: workspace.GitRepo,
         config: Config,
         registry: AgentRegistry,
         pool: AgentPool,
@@ -106,6 +108,7 @@ class Runner:
     ) -> None:
         self._db = db
         self._repo = repo
+        self._git = git
         self._config = config
         self._registry = registry
         self._pool = pool
@@ -245,9 +248,9 @@ class Runner:
                     # Errors are caught here, inside the task group, so they reach the run's status
                     # rather than leaving wrapped in an exception group.
                     try:
-                        base = await self._prepare_worktree(run)
+                        run.tree, base = await self._ensure_worktree(run.session_id, run.chat_id)
                         # Off the critical path: resetting the diff index while the agent works.
-                        tg.start_soon(self._prepare_index, run.worktree, base)
+                        tg.start_soon(self._prepare_index, run.tree, base)
                         await self._turn(run, send, outcome)
                     except BooCodeError as e:
                         # An agent that had to be killed because it ignored session/cancel was
@@ -266,24 +269,21 @@ class Runner:
         with anyio.CancelScope(shield=True), anyio.move_on_after(FINISH_TIMEOUT_S):
             await self._finish(run, outcome, base)
 
-    async def _prepare_worktree(self, run: Run) -> str:
-        return await self._ensure_worktree(run.session_id, run.chat_id)
-
-    async def _ensure_worktree(self, session_id: str, chat_id: str) -> str:
+    async def _ensure_worktree(self, session_id: str, chat_id: str) -> tuple[workspace.GitRepo, str]:
         """The chat's worktree (created on first use, or again if it was removed) and base."""
         chat, ready = await self._worktree_state(session_id, chat_id)
         if ready is not None:
-            return ready
+            return await workspace.chat_worktree(self._git, chat_id), ready
         async with self._create_lock:
             # Again under the lock: a pre-warm and the chat's first turn may both get here.
             chat, ready = await self._worktree_state(session_id, chat_id)
             if ready is not None:
-                return ready
-            wt = await workspace.create_worktree(self._repo, chat_id, base=chat.base_sha)
+                return await workspace.chat_worktree(self._git, chat_id), ready
+            wt = await workspace.create_worktree(self._git, chat_id, base=chat.base_sha)
             self._indexes.forget(Path(chat.worktree))
             base = chat.base_sha or wt.base_sha
             await chats.set_base(self._db, chat_id, base, wt.branch)
-        return base
+        return wt.git, base
 
     async def _worktree_state(self, session_id: str, chat_id: str) -> tuple[ChatRow, str | None]:
         """The chat's row, and its base when its worktree is ready (None when it must be made)."""
@@ -311,10 +311,9 @@ class Runner:
 
     async def _prewarm(self, session_id: str, chat_id: str, agent: str) -> None:
         try:
-            base = await self._ensure_worktree(session_id, chat_id)
-            worktree = workspace.worktree_path(self._repo, chat_id)
-            await self._prepare_index(worktree, base)
-            backend = await self._pool.get(chat_id, agent, worktree)
+            tree, base = await self._ensure_worktree(session_id, chat_id)
+            await self._prepare_index(tree, base)
+            backend = await self._pool.get(chat_id, agent, tree.work_tree)
             await backend.ensure_session()
             await self._pool.sync()
             self._agent_sessions_changed(chat_id)
@@ -323,13 +322,13 @@ class Runner:
         finally:
             self._prewarming.pop(chat_id).set()
 
-    async def _prepare_index(self, worktree: Path, base: str) -> None:
+    async def _prepare_index(self, tree: workspace.GitRepo, base: str) -> None:
         """Reset the worktree's diff index to `base` ahead of the diff; a failure only costs speed
         (the diff retries the reset and reports its error)."""
         try:
-            await self._indexes.get(worktree).prepare(base)
+            await self._indexes.get(tree).prepare(base)
         except Exception as e:
-            log.debug("preparing the diff index of %s failed: %s", worktree, e)
+            log.debug("preparing the diff index of %s failed: %s", tree.work_tree, e)
 
     def _sink(self, run: Run, send: MemoryObjectSendStream[Record]) -> EventSink:
         def sink(event: AgentEvent) -> None:
@@ -505,9 +504,9 @@ class Runner:
             # Even if the final write failed or timed out: the run is no longer driven, and a row
             # left live is closed as interrupted by the chat's next spawn.
             self._release(run)
-        if base is not None and self._tg is not None:
+        if base is not None and run.tree is not None and self._tg is not None:
             # The chat's next turn most likely starts from the same base: get its index ready now.
-            self._tg.start_soon(self._prepare_index, run.worktree, base)
+            self._tg.start_soon(self._prepare_index, run.tree, base)
         await self._pool.sync()
         self._agent_sessions_changed(run.chat_id)
 
@@ -530,8 +529,8 @@ class Runner:
     async def _write_final(self, run: Run, outcome: _Outcome, base: str | None) -> None:
         patch_id: str | None = None
         try:
-            if base is not None and await anyio.Path(run.worktree).is_dir():
-                patch_id = await self._record_patch(run, base, failed=outcome.status != "completed")
+            if base is not None and run.tree is not None and await anyio.Path(run.worktree).is_dir():
+                patch_id = await self._record_patch(run, run.tree, base, failed=outcome.status != "completed")
         except Exception as e:
             log.exception("recording the patch of %s failed", run.id)
             note = f"its changes could not be recorded as a patch: {e}"
@@ -554,10 +553,12 @@ class Runner:
             patch_id=patch_id,
         )
 
-    async def _record_patch(self, run: Run, base: str, *, failed: bool) -> str | None:
+    async def _record_patch(
+        self, run: Run, tree: workspace.GitRepo, base: str, *, failed: bool
+    ) -> str | None:
         """The chat's worktree against its base as a pending patch superseding the chat's older
         pending one; None when the worktree holds no change."""
-        diff = await self._indexes.get(run.worktree).diff(base)
+        diff = await self._indexes.get(tree).diff(base)
         if not diff.strip():
             return None
         parsed = workspace.parse_unified_diff(diff)
