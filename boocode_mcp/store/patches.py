@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 from dataclasses import dataclass
 from typing import Any
 
 import aiosqlite
+
+from boocode_mcp.states import PatchStatus, patch_status
+from boocode_mcp.store.transaction import atomically
 
 
 @dataclass(frozen=True)
@@ -27,7 +31,7 @@ class PatchRow:
     additions: int
     deletions: int
     failed_mid_turn: bool
-    status: str
+    status: PatchStatus
     created_at: float
     applied_at: float | None
 
@@ -49,10 +53,103 @@ def _row(r: aiosqlite.Row) -> PatchRow:
         additions=r["additions"],
         deletions=r["deletions"],
         failed_mid_turn=bool(r["failed_mid_turn"]),
-        status=r["status"],
+        status=patch_status(r["status"]),
         created_at=r["created_at"],
         applied_at=r["applied_at"],
     )
+
+
+_INSERT = (
+    "INSERT INTO patches (id, session_id, chat_id, subagent_id, parent_patch_id, agent, base_sha, diff,"
+    " hunks_json, files_json, file_count, hunk_count, additions, deletions, failed_mid_turn, status,"
+    " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?)"
+)
+
+
+def _insert_values(
+    *,
+    patch_id: str,
+    session_id: str,
+    chat_id: str,
+    subagent_id: str | None,
+    parent_patch_id: str | None,
+    agent: str,
+    base_sha: str,
+    diff: str,
+    hunks: list[dict[str, Any]],
+    files: list[dict[str, Any]],
+    additions: int,
+    deletions: int,
+    failed_mid_turn: bool,
+) -> tuple[Any, ...]:
+    return (
+        patch_id,
+        session_id,
+        chat_id,
+        subagent_id,
+        parent_patch_id,
+        agent,
+        base_sha,
+        diff,
+        json.dumps(hunks),
+        json.dumps(files),
+        len(files),
+        len(hunks),
+        additions,
+        deletions,
+        int(failed_mid_turn),
+        time.time(),
+    )
+
+
+async def insert_superseding(
+    db: aiosqlite.Connection,
+    *,
+    patch_id: str,
+    session_id: str,
+    chat_id: str,
+    subagent_id: str | None,
+    agent: str,
+    base_sha: str,
+    diff: str,
+    hunks: list[dict[str, Any]],
+    files: list[dict[str, Any]],
+    additions: int,
+    deletions: int,
+    failed_mid_turn: bool,
+) -> list[str]:
+    """A chat's new pending patch, superseding the chat's pending ones (its parent is the newest of
+    them), in one transaction; the ids it superseded."""
+
+    def work(conn: sqlite3.Connection) -> list[str]:
+        older = [
+            str(r[0])
+            for r in conn.execute(
+                "SELECT id FROM patches WHERE chat_id = ? AND status = 'pending'"
+                " ORDER BY created_at DESC, rowid DESC",
+                (chat_id,),
+            )
+        ]
+        values = _insert_values(
+            patch_id=patch_id,
+            session_id=session_id,
+            chat_id=chat_id,
+            subagent_id=subagent_id,
+            parent_patch_id=older[0] if older else None,
+            agent=agent,
+            base_sha=base_sha,
+            diff=diff,
+            hunks=hunks,
+            files=files,
+            additions=additions,
+            deletions=deletions,
+            failed_mid_turn=failed_mid_turn,
+        )
+        conn.execute(_INSERT, values)
+        conn.executemany("UPDATE patches SET status = 'superseded' WHERE id = ?", [(i,) for i in older])
+        return older
+
+    return await atomically(db, work)
 
 
 async def insert(
@@ -72,29 +169,22 @@ async def insert(
     deletions: int,
     failed_mid_turn: bool,
 ) -> None:
-    await db.execute(
-        "INSERT INTO patches (id, session_id, chat_id, subagent_id, parent_patch_id, agent, base_sha, diff,"
-        " hunks_json, files_json, file_count, hunk_count, additions, deletions, failed_mid_turn, status,"
-        " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?)",
-        (
-            patch_id,
-            session_id,
-            chat_id,
-            subagent_id,
-            parent_patch_id,
-            agent,
-            base_sha,
-            diff,
-            json.dumps(hunks),
-            json.dumps(files),
-            len(files),
-            len(hunks),
-            additions,
-            deletions,
-            int(failed_mid_turn),
-            time.time(),
-        ),
+    values = _insert_values(
+        patch_id=patch_id,
+        session_id=session_id,
+        chat_id=chat_id,
+        subagent_id=subagent_id,
+        parent_patch_id=parent_patch_id,
+        agent=agent,
+        base_sha=base_sha,
+        diff=diff,
+        hunks=hunks,
+        files=files,
+        additions=additions,
+        deletions=deletions,
+        failed_mid_turn=failed_mid_turn,
     )
+    await db.execute(_INSERT, values)
 
 
 async def get(db: aiosqlite.Connection, session_id: str | None, patch_id: str) -> PatchRow | None:
@@ -137,7 +227,7 @@ async def list_patches(
 
 
 async def set_status(
-    db: aiosqlite.Connection, patch_id: str, status: str, *, applied_at: float | None = None
+    db: aiosqlite.Connection, patch_id: str, status: PatchStatus, *, applied_at: float | None = None
 ) -> None:
     await db.execute(
         "UPDATE patches SET status = ?, applied_at = COALESCE(?, applied_at) WHERE id = ?",

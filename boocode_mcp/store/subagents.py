@@ -9,7 +9,7 @@ from typing import Any
 
 import aiosqlite
 
-LIVE_STATUSES = ("queued", "running", "awaiting_permission")
+from boocode_mcp.states import LIVE_STATUSES, SubagentStatus, subagent_status
 
 
 @dataclass(frozen=True)
@@ -21,7 +21,7 @@ class SubagentRow:
     prompt: str
     model: str | None
     mode: str | None
-    status: str
+    status: SubagentStatus
     created_at: float
     started_at: float | None
     finished_at: float | None
@@ -43,7 +43,7 @@ def _row(r: aiosqlite.Row) -> SubagentRow:
         prompt=r["prompt"],
         model=r["model"],
         mode=r["mode"],
-        status=r["status"],
+        status=subagent_status(r["status"]),
         created_at=r["created_at"],
         started_at=r["started_at"],
         finished_at=r["finished_at"],
@@ -122,7 +122,9 @@ async def live(db: aiosqlite.Connection) -> list[SubagentRow]:
     return [_row(r) for r in await cur.fetchall()]
 
 
-async def set_status(db: aiosqlite.Connection, subagent_id: str, status: str, **fields: Any) -> None:
+async def set_status(
+    db: aiosqlite.Connection, subagent_id: str, status: SubagentStatus, **fields: Any
+) -> None:
     """Update the status and any of: started_at, finished_at, stop_reason, final_message, error,
     usage (a dict, stored as JSON), patch_id."""
     allowed = {"started_at", "finished_at", "stop_reason", "final_message", "error", "usage", "patch_id"}

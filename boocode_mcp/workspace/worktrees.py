@@ -11,9 +11,11 @@ Every git command on a worktree is pinned to the git directory the main reposito
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import re
 import shutil
+import struct
 import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -41,6 +43,9 @@ from boocode_mcp.workspace.git import (
 # Dots only between other characters: the id becomes a directory and part of ref names, so no
 # "..", no leading dot, no ".lock" suffix.
 _CHAT_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*(?:\.[A-Za-z0-9_-]+)*")
+
+# BooCode's own index files: a format `DiffIndex` can read, in one file.
+_PRIVATE_INDEX = (("index.version", "2"), ("core.splitIndex", "false"))
 
 _DIFF_ARGS = (
     "diff",
@@ -188,11 +193,11 @@ async def _reset_index(tree: GitRepo, index: Path, base: str, *, seed: bool) -> 
     if seed:
         _seed_index(tree.index_file, index)
     # On a missing index file (nothing to seed from) this is a plain read of `base`.
-    result = await run_git(tree, "read-tree", "-m", base, env=env, check=False)
+    result = await run_git(tree, "read-tree", "-m", base, env=env, check=False, config=_PRIVATE_INDEX)
     if result.returncode == 0:
         return
     _unlink(index)
-    await run_git(tree, "read-tree", base, env=env)
+    await run_git(tree, "read-tree", base, env=env, config=_PRIVATE_INDEX)
 
 
 def _seed_index(own: Path, index: Path) -> None:
@@ -216,7 +221,7 @@ async def _stage(tree: GitRepo, index: Path) -> dict[str, str]:
     # worktree) rather than an exclude pathspec: `git add` fails on a pathspec naming an ignored path.
     ensure_excluded(tree)
     env = {"GIT_INDEX_FILE": str(index)}
-    await run_git(tree, "add", "-A", "--", ".", env=env)
+    await run_git(tree, "add", "-A", "--", ".", env=env, config=_PRIVATE_INDEX)
     return env
 
 
@@ -266,41 +271,47 @@ async def diff_worktree(tree: GitRepo, base: str) -> str:
 class DiffIndex:
     """A private index for diffing one worktree again and again (a chat's worktree after each turn).
 
-    Gives what `diff_worktree` gives, with fewer git processes when it matters: the index file is
-    kept between diffs, so `git add` finds the stat data of the files it saw last time and rehashes
-    only what changed, and `prepare` can reset it to the base ahead of time (e.g. while the agent
-    works), leaving `git add` and `git diff` for after the turn. The worktree's own index is never
-    touched.
+    Gives what `diff_worktree` gives, with as few git processes as the answer allows. It keeps two
+    index files: one holding exactly the base (with the stat data of the worktree's files, so `git
+    add` rehashes only files that differ from it), made by `prepare` ahead of time and again only
+    when the base moves; and one it copies that into and stages the worktree in (`git add`), which
+    is then diffed against the base. When the staged entries are those of the previous diff against
+    the same base, the worktree has not changed since and that diff is the answer: no `git diff`
+    runs. The worktree's own index is never touched.
     """
 
     def __init__(self, tree: GitRepo, index_file: Path) -> None:
         self.tree = tree
         self._index = index_file
+        self._base_index = index_file.with_name(index_file.name + ".base")
         self._lock = anyio.Lock()
-        # The base the index holds exactly (reset and not yet staged into), if any.
-        self._ready: str | None = None
-        # Whether the file may be stale or half-written (a failed or cancelled git): start over.
+        # The base `_base_index` holds exactly, if it is ready.
+        self._base: str | None = None
+        # Whether the files may be stale or half-written (a failed or cancelled git): start over.
         self._seed = True
+        # (base, fingerprint of the staged entries, diff) of the last diff.
+        self._last: tuple[str, bytes, str] | None = None
 
     async def prepare(self, base: str) -> None:
-        """Reset the index to `base` now, so the next `diff(base)` skips that step."""
+        """Make the index of `base` now, so the next `diff(base)` skips that step."""
         async with self._lock:
             await self._prepare(base)
 
     async def _prepare(self, base: str) -> None:
-        if self._ready == base:
+        if self._base == base:
             return
-        self._ready = None
+        self._base = None
         if self._seed:
-            # Left by a git killed mid-write (a cancelled diff); only this object uses the file.
-            self._index.with_name(self._index.name + ".lock").unlink(missing_ok=True)
+            # Left by a git killed mid-write (a cancelled diff); only this object uses the files.
+            for path in (self._index, self._base_index):
+                path.with_name(path.name + ".lock").unlink(missing_ok=True)
         try:
-            await _reset_index(self.tree, self._index, base, seed=self._seed)
+            await _reset_index(self.tree, self._base_index, base, seed=self._seed)
         except BaseException:
             self._seed = True
             raise
         self._seed = False
-        self._ready = base
+        self._base = base
 
     async def diff(self, base: str) -> str:
         """The worktree's changes against commit `base`, exactly as `diff_worktree` reports them."""
@@ -308,13 +319,22 @@ class DiffIndex:
             raise WorkspaceError(f"worktree {self.tree.work_tree} does not exist")
         async with self._lock:
             await self._prepare(base)
-            # From here on the index holds more than `base`: the next diff resets it first.
-            self._ready = None
             try:
+                # copy2: the copy keeps the file's mtime, which git's racy-entry check relies on.
+                shutil.copy2(self._base_index, self._index)
                 env = await _stage(self.tree, self._index)
-                return await _diff_staged(self.tree, base, env)
+                fingerprint = _staged_fingerprint(self._index, len(base) // 2)
+                last = self._last
+                if fingerprint is not None and last is not None and last[:2] == (base, fingerprint):
+                    return last[2]
+                self._last = None
+                text = await _diff_staged(self.tree, base, env)
+                if fingerprint is not None:
+                    self._last = (base, fingerprint, text)
+                return text
             except BaseException:
                 self._seed = True
+                self._base = None
                 raise
 
     @property
@@ -322,13 +342,55 @@ class DiffIndex:
         return self._lock.locked()
 
     def discard(self) -> None:
-        """Delete the index file (and a lock a killed git may have left); only when not busy."""
+        """Delete the index files (and locks a killed git may have left); only when not busy."""
         if self.busy:
             return
-        self._ready = None
+        self._base = None
+        self._last = None
         self._seed = True
-        self._index.unlink(missing_ok=True)
-        self._index.with_name(self._index.name + ".lock").unlink(missing_ok=True)
+        for path in (self._index, self._base_index):
+            path.unlink(missing_ok=True)
+            path.with_name(path.name + ".lock").unlink(missing_ok=True)
+
+
+# An index file larger than this (some thousands of entries) is not read in Python: a `git diff`
+# costs less than parsing it.
+_FINGERPRINT_MAX_BYTES = 1 << 19
+
+
+def _staged_fingerprint(index: Path, hash_size: int) -> bytes | None:
+    """A digest of an index's entries (mode, object id, stage, path: not stat data), or None when
+    it cannot be read cheaply (too large, or a format version other than 2 and 3)."""
+    try:
+        data = index.read_bytes() if index.stat().st_size <= _FINGERPRINT_MAX_BYTES else b""
+    except OSError:
+        return None
+    if len(data) < 12 or data[:4] != b"DIRC":
+        return None
+    version, count = struct.unpack_from(">II", data, 4)
+    if version not in (2, 3):
+        return None
+    digest = hashlib.sha256()
+    pos = 12
+    # Each entry: 40 bytes of stat data and mode, the object id, 2 bytes of flags (2 more when
+    # extended), the path, then NUL padding to a multiple of 8 bytes.
+    for _ in range(count):
+        start = pos
+        mode_at, id_at = pos + 24, pos + 40
+        flags_at = id_at + hash_size
+        if flags_at + 2 > len(data):
+            return None
+        (flags,) = struct.unpack_from(">H", data, flags_at)
+        path_at = flags_at + 2 + (2 if version == 3 and flags & 0x4000 else 0)
+        end = data.find(b"\0", path_at)
+        if end < 0:
+            return None
+        digest.update(data[mode_at : mode_at + 4])
+        digest.update(data[id_at:flags_at])
+        digest.update(bytes((flags >> 12 & 3,)))
+        digest.update(data[path_at : end + 1])
+        pos = start + ((end - start) // 8 + 1) * 8
+    return digest.digest()
 
 
 class DiffIndexes:
