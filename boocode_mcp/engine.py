@@ -237,13 +237,14 @@ class Engine:
         self.registry.resolve(name)  # unknown / not installed -> error now, not in the background
         if chat is not None:
             await self._check_chat_idle(chat.id)
-            if chat.agent != name:
-                await chats_store.set_agent(self.db, chat.id, name)
-        else:
-            chat_id = await self._new_chat(session_id, name)
-        assert chat_id is not None
-        subagent_id = str(uuid.uuid4())
+        # Its place in the queue first: a spawn the bounded queue refuses writes nothing.
         with self._runner.queue_place() as submit:
+            if chat is None:
+                chat_id = await self._new_chat(session_id, name)
+            elif chat.agent != name:
+                await chats_store.set_agent(self.db, chat.id, name)
+            assert chat_id is not None
+            subagent_id = str(uuid.uuid4())
             inserted = await runs_store.insert_if_chat_idle(
                 self.db,
                 subagent_id=subagent_id,

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_cli import (
+from tests.cli_support import (
     BOOCODE,
     TIMEOUT,
     boo,

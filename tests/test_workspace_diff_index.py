@@ -3,6 +3,7 @@ that can be cancelled."""
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import AsyncIterator, Callable
@@ -183,3 +184,43 @@ async def test_index_directory_of_a_dead_process_is_deleted(git_repo: Path, tmp_
     assert [p.name for p in root.iterdir()] == [str(os.getpid())]
     kept.close()
     assert list(root.iterdir()) == []
+
+
+async def test_a_diff_reused_for_an_unchanged_worktree_is_never_stale(
+    git_repo: Path, indexes: DiffIndexes
+) -> None:
+    # The kept index answers an unchanged worktree with its last diff (no `git diff`): every kind of
+    # change in between must still show, including a same-size edit in the second of the last diff
+    # (git's racy-entry check), a file put back as it was, and a mode change.
+    wt = await create_worktree(git_repo, "chat-reuse")
+    app = wt.path / "src" / "app.py"
+    first = await _same_as_fresh(indexes, wt, wt.base_sha)
+    assert first == "" and await indexes.get(wt.git).diff(wt.base_sha) == ""
+    app.write_text(app.read_text().replace("return 1", "return 7"))
+    seven = await _same_as_fresh(indexes, wt, wt.base_sha)
+    app.write_text(app.read_text().replace("return 7", "return 8"))  # same size, same second
+    eight = await _same_as_fresh(indexes, wt, wt.base_sha)
+    assert "+    return 7" in seven and "+    return 8" in eight
+    app.write_text("def main():\n    return 1\n")
+    assert await _same_as_fresh(indexes, wt, wt.base_sha) == ""
+    app.chmod(0o755)
+    assert "new mode 100755" in await _same_as_fresh(indexes, wt, wt.base_sha)
+    (wt.path / "README.md").unlink()
+    assert "deleted file" in await _same_as_fresh(indexes, wt, wt.base_sha)
+    # A new base (after an apply) is never answered with the diff against the old one.
+    diff = await indexes.get(wt.git).diff(wt.base_sha)
+    new_base = await rebaseline(wt.git, wt.base_sha, diff)
+    assert await _same_as_fresh(indexes, wt, new_base) == ""
+
+
+async def test_each_diff_logs_whether_git_diff_ran(
+    git_repo: Path, indexes: DiffIndexes, caplog: pytest.LogCaptureFixture
+) -> None:
+    wt = await create_worktree(git_repo, "chat-log")
+    caplog.set_level(logging.DEBUG, logger="boocode_mcp.workspace.worktrees")
+    (wt.path / "a.txt").write_text("a\n")
+    await indexes.get(wt.git).diff(wt.base_sha)
+    await indexes.get(wt.git).diff(wt.base_sha)
+    records = [r for r in caplog.records if hasattr(r, "timings")]
+    assert [getattr(r, "diff_reused") for r in records] == [False, True]  # noqa: B009
+    assert [set(getattr(r, "timings")) for r in records] == [{"git add", "git diff"}, {"git add"}]  # noqa: B009

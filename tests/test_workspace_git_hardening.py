@@ -15,8 +15,7 @@ import json
 import os
 import shlex
 import subprocess
-import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +26,7 @@ from boocode_mcp.engine import Engine
 from boocode_mcp.errors import WorkspaceError
 from boocode_mcp.views import SubagentView
 from boocode_mcp.workspace import TamperedWorktreeError, chat_worktree, create_worktree, diff_worktree
-from tests.conftest import FIXTURE_AGENT, git
+from tests.conftest import git
 
 pytestmark = pytest.mark.anyio
 
@@ -54,21 +53,9 @@ def sentinels(outside: Path) -> list[str]:
     return sorted(p.name for p in outside.iterdir())
 
 
-@pytest.fixture
-async def engine(git_repo: Path, tmp_path: Path) -> AsyncIterator[Engine]:
-    (git_repo / ".boocode").mkdir()
-    (git_repo / ".boocode" / "config.toml").write_text(
-        'default_agent = "fixture"\n'
-        f"[agents.fixture]\ncommand = {str(sys.executable)!r}\nargs = [{str(FIXTURE_AGENT)!r}]\n"
-        # The agent writes its files itself, as agents with their own edit tools do: what BooCode's
-        # fs callbacks accept or refuse plays no part here.
-        'env = { FIXTURE_NO_FS = "1" }\n'
-    )
-    user_config = tmp_path / "user" / "config.toml"
-    user_config.parent.mkdir()
-    user_config.write_text("")
-    async with Engine.open(git_repo, user_config=user_config) as eng:
-        yield eng
+# The agent writes its files itself, as agents with their own edit tools do: what BooCode's fs
+# callbacks accept or refuse plays no part here.
+writes_itself = pytest.mark.engine_config(agent_extra='env = { FIXTURE_NO_FS = "1" }')
 
 
 async def turn(engine: Engine, prompt: str, follow: SubagentView | None = None) -> SubagentView:
@@ -140,6 +127,7 @@ def assert_refused(done: SubagentView) -> None:
     assert "BooCode runs no git command there" in done.error
 
 
+@writes_itself
 @pytest.mark.parametrize("payload", sorted(PAYLOADS))
 async def test_an_agent_pointing_dot_git_at_its_own_repository_runs_nothing(
     engine: Engine, outside: Path, payload: str
@@ -167,6 +155,7 @@ async def test_an_agent_pointing_dot_git_at_its_own_repository_runs_nothing(
     assert sentinels(outside) != []
 
 
+@writes_itself
 @pytest.mark.parametrize("kind", ["directory", "symlink"])
 async def test_a_dot_git_replaced_by_a_directory_or_a_symlink_runs_nothing(
     engine: Engine, outside: Path, kind: str
@@ -195,6 +184,7 @@ async def test_a_dot_git_replaced_by_a_directory_or_a_symlink_runs_nothing(
     assert sentinels(outside) != []
 
 
+@writes_itself
 async def test_commands_the_users_own_config_names_stay_off_on_agent_files(
     engine: Engine, git_repo: Path, outside: Path, tmp_path: Path
 ) -> None:

@@ -314,12 +314,7 @@ class Turns:
     async def _finish(self, run: Run, outcome: TurnOutcome, clock: _Clock) -> None:
         run.finished = True
         try:
-            async with anyio.create_task_group() as tg:
-                # The transcript is complete once the events are drained: index it while git
-                # computes the patch, so it is searchable by the time the run reads as finished
-                # and its writes do not queue up in front of the finished run's first status read.
-                tg.start_soon(self._index_memory, run)
-                await self._write_final(run, outcome, clock)
+            await self._write_final(run, outcome, clock)
         finally:
             # Even if the final write failed or timed out: the run is no longer driven, and a row
             # left live is closed as interrupted by the chat's next spawn.
@@ -348,7 +343,7 @@ class Turns:
     async def _write_final(self, run: Run, outcome: TurnOutcome, clock: _Clock) -> None:
         patch_id: str | None = None
         try:
-            if run.tree is not None and run.base is not None and await anyio.Path(run.worktree).is_dir():
+            if run.tree is not None and run.base is not None and run.worktree.is_dir():
                 patch_id = await self._worktrees.record_patch(
                     run, run.tree, run.base, failed=outcome.status != "completed"
                 )
@@ -361,6 +356,10 @@ class Turns:
                 error=f"{outcome.error}; {note}" if outcome.error else note,
             )
         clock.mark("patch")
+        # After the patch, not beside it (its write would compete with git for this process), and
+        # before the final status: a run reads as finished only once its transcript is searchable.
+        await self._index_memory(run)
+        clock.mark("memory")
         trace_outcome = {"completed": "ok", "cancelled": "cancelled"}.get(outcome.status, "error")
         try:
             await self._tracer.end_turn(run.row.session_id, run.id, trace_outcome)
