@@ -1,4 +1,4 @@
-"""The shapes the engine hands to its front ends: exactly the output contract of DESIGN §3.
+"""The shapes the engine hands to its front ends: exactly the output contract of its tools.
 
 MCP tools return these models as structured content, the CLI prints them with `--json`, and the
 ACP front end reads them. Fields that do not apply are None, never absent.

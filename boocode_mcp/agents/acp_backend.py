@@ -295,7 +295,7 @@ class WarmAcpBackend:
             raise self._closed_error()
         self._proc = proc
         client = WorktreeClient(self._cwd, self._terminals, self._route_update, self._route_permission)
-        # WorktreeClient is a plain class on purpose (SDK-FACTS 2.6-d), so it is not an acp.Client.
+        # WorktreeClient is a plain class on purpose (see agents/client.py), so it is not an acp.Client.
         self._conn = connect_to_agent(cast(Client, client), proc.stdin, proc.stdout)
         self._watcher = asyncio.ensure_future(self._watch(proc, self._conn))
         self._cancel_gave_up = False
