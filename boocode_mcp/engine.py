@@ -102,7 +102,13 @@ class Engine:
             notify=self._notify,
         )
         self._present = Presenter(db, workspace_dir, self._runner, digests)
-        self._review = PatchReview(db, git, self._present, self._check_chat_idle, self._notify)
+        self._review = PatchReview(
+            db=db,
+            git=git,
+            presenter=self._present,
+            check_chat_idle=self._check_chat_idle,
+            notify=self._notify,
+        )
 
     # ------------------------------------------------------------------------------- lifetime
 
@@ -141,7 +147,7 @@ class Engine:
             registry = AgentRegistry(cfg)
             pool = AgentPool(registry, cfg.pool, log_dir=boocode / "logs", db=db, owner_pid=os.getpid())
             memory = MemoryIndex(db, [boocode / "memory", user_dir / "memory"])
-            async with pool:
+            async with pool.running():
                 engine = cls(
                     workspace_dir=repo,
                     config=cfg,
@@ -245,7 +251,7 @@ class Engine:
                 await chats_store.set_agent(self.db, chat.id, name)
             assert chat_id is not None
             subagent_id = str(uuid.uuid4())
-            inserted = await runs_store.insert_if_chat_idle(
+            row = await runs_store.insert_if_chat_idle(
                 self.db,
                 subagent_id=subagent_id,
                 session_id=session_id,
@@ -256,11 +262,10 @@ class Engine:
                 mode=mode,
                 owner_pid=os.getpid(),
             )
-            if not inserted:
+            if row is None:
                 # Another caller won the race for this chat between the check and the insert.
                 await self._check_chat_idle(chat_id)
                 raise InvalidRequestError(f"chat {chat_id!r} already has a run in progress; wait for it")
-            row = await self._row(session_id, subagent_id)
             run = Run(
                 row=row,
                 worktree=self._present.worktree(chat_id),

@@ -3,6 +3,7 @@ re-baselined), discarding them (their changes taken back out of the chat's workt
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Awaitable, Callable, Sequence
 
@@ -18,24 +19,17 @@ from boocode_mcp.store.patches import PatchRow
 from boocode_mcp.views import ApplyResult, Collision, Conflict, PatchView
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class PatchReview:
     """The patches of one workspace, as the engine's front ends review and apply them."""
 
-    def __init__(
-        self,
-        db: aiosqlite.Connection,
-        git: workspace.GitRepo,
-        presenter: Presenter,
-        check_chat_idle: Callable[[str], Awaitable[None]],
-        notify: Callable[[str], None],
-    ) -> None:
-        self._db = db
-        self._git = git
-        self._presenter = presenter
-        self._check_chat_idle = check_chat_idle
-        self._notify = notify
-        # Two applies at once could both see a patch pending and apply it twice.
-        self._apply_lock = anyio.Lock()
+    db: aiosqlite.Connection
+    git: workspace.GitRepo
+    presenter: Presenter
+    check_chat_idle: Callable[[str], Awaitable[None]]
+    notify: Callable[[str], None]
+    # Two applies at once could both see a patch pending and apply it twice.
+    apply_lock: anyio.Lock = dataclasses.field(default_factory=anyio.Lock, init=False)
 
     async def list_patches(
         self,
@@ -48,7 +42,7 @@ class PatchReview:
     ) -> list[PatchView]:
         """Newest first."""
         rows = await patches_store.list_patches(
-            self._db, session_id, chat_id=chat_id, status=status, limit=limit
+            self.db, session_id, chat_id=chat_id, status=status, limit=limit
         )
         out: list[PatchView] = []
         pending_by_session: dict[str, list[PatchRow]] = {}
@@ -57,14 +51,14 @@ class PatchReview:
             if p.status == "pending":
                 if p.session_id not in pending_by_session:
                     pending_by_session[p.session_id] = await patches_store.list_patches(
-                        self._db, p.session_id, status="pending"
+                        self.db, p.session_id, status="pending"
                     )
-                collisions = await self._presenter.collisions(p, pending_by_session[p.session_id])
-            out.append(self._presenter.patch(p, collisions, include_hunks=include_hunks, include_diff=False))
+                collisions = await self.presenter.collisions(p, pending_by_session[p.session_id])
+            out.append(self.presenter.patch(p, collisions, include_hunks=include_hunks, include_diff=False))
         return out
 
     async def row(self, session_id: str | None, patch_id: str) -> PatchRow:
-        p = await patches_store.get(self._db, session_id, patch_id)
+        p = await patches_store.get(self.db, session_id, patch_id)
         if p is None:
             where = f"in session {session_id!r}" if session_id is not None else "in this workspace"
             raise NotFoundError(f"no patch {patch_id!r} {where}; list them with list_patches")
@@ -74,8 +68,8 @@ class PatchReview:
         self, session_id: str | None, patch_id: str, *, include_hunks: bool, include_diff: bool
     ) -> PatchView:
         p = await self.row(session_id, patch_id)
-        collisions = await self._presenter.collisions(p)
-        return self._presenter.patch(p, collisions, include_hunks=include_hunks, include_diff=include_diff)
+        collisions = await self.presenter.collisions(p)
+        return self.presenter.patch(p, collisions, include_hunks=include_hunks, include_diff=include_diff)
 
     async def apply_pending(
         self,
@@ -89,7 +83,7 @@ class PatchReview:
         On success each patch is marked applied and its chat re-baselined, so the chat's later
         patches hold only newer work; on conflict nothing changes.
         """
-        async with self._apply_lock:
+        async with self.apply_lock:
             return await self._apply(await selected(), dry_run, commit_message)
 
     async def _apply(
@@ -98,7 +92,7 @@ class PatchReview:
         if not selected:
             return ApplyResult(applied=[], conflicts=[], dry_run=dry_run)
         outcome = await workspace.apply_patches(
-            self._git, [(p.id, p.diff) for p in selected], dry_run=dry_run, commit_message=commit_message
+            self.git, [(p.id, p.diff) for p in selected], dry_run=dry_run, commit_message=commit_message
         )
         conflicts = [Conflict(patch_id=c.patch_id, file=c.file, reason=c.reason) for c in outcome.conflicts]
         if conflicts or dry_run:
@@ -110,14 +104,14 @@ class PatchReview:
             )
         now = time.time()
         for p in selected:
-            await patches_store.set_status(self._db, p.id, "applied", applied_at=now)
-            owner = await chats_store.get(self._db, p.session_id, p.chat_id)
+            await patches_store.set_status(self.db, p.id, "applied", applied_at=now)
+            owner = await chats_store.get(self.db, p.session_id, p.chat_id)
             if owner is not None and owner.base_sha is not None:
                 # The chat's later patches are diffed against what has now been applied.
-                tree = await workspace.chat_worktree(self._git, owner.id)
+                tree = await workspace.chat_worktree(self.git, owner.id)
                 new_base = await workspace.rebaseline(tree, p.base_sha, p.diff)
-                await chats_store.set_base(self._db, owner.id, new_base)
-            self._notify(f"patches://{p.session_id}/{p.id}")
+                await chats_store.set_base(self.db, owner.id, new_base)
+            self.notify(f"patches://{p.session_id}/{p.id}")
         return ApplyResult(
             applied=[p.id for p in selected], conflicts=[], dry_run=False, commit_sha=outcome.commit_sha
         )
@@ -129,10 +123,10 @@ class PatchReview:
         if p.status != "pending":
             raise InvalidRequestError(f"patch {patch_id!r} is {p.status}, not pending; nothing to discard")
         # A live turn is still writing the worktree: reverting under it would corrupt its work.
-        await self._check_chat_idle(p.chat_id)
-        owner = await chats_store.get(self._db, p.session_id, p.chat_id)
+        await self.check_chat_idle(p.chat_id)
+        owner = await chats_store.get(self.db, p.session_id, p.chat_id)
         if owner is not None and await anyio.Path(owner.worktree).is_dir():
-            await workspace.revert_worktree(await workspace.chat_worktree(self._git, owner.id), p.diff)
-        await patches_store.set_status(self._db, p.id, "discarded")
-        self._notify(f"patches://{p.session_id}/{p.id}")
+            await workspace.revert_worktree(await workspace.chat_worktree(self.git, owner.id), p.diff)
+        await patches_store.set_status(self.db, p.id, "discarded")
+        self.notify(f"patches://{p.session_id}/{p.id}")
         return await self.get_patch(p.session_id, p.id, include_hunks=False, include_diff=False)

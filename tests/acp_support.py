@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import sqlite3
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -25,7 +24,7 @@ from acp.schema import (
     RequestPermissionResponse,
 )
 
-from tests.conftest import FIXTURE_AGENT
+from tests.conftest import write_config
 
 BOOCODE = Path(sys.executable).parent / "boocode"
 ACPX = Path.home() / ".cache" / "boocode-agents" / "acpx" / "node_modules" / ".bin" / "acpx"
@@ -33,13 +32,8 @@ TURN_TIMEOUT = 60
 
 
 def configure(repo: Path, *, env: str = "{}") -> Path:
-    boo = repo / ".boocode"
-    boo.mkdir(exist_ok=True)
     # policy "deny": a permission that reaches the editor proves the ACP front end asked it.
-    (boo / "config.toml").write_text(
-        f'default_agent = "fixture"\n\n[agents.fixture]\ncommand = {json.dumps(sys.executable)}\n'
-        f'args = [{json.dumps(str(FIXTURE_AGENT))}]\nenv = {env}\n\n[permissions]\npolicy = "deny"\n'
-    )
+    write_config(repo, policy="deny", agent_extra=f"env = {env}")
     return repo
 
 

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import FIXTURE_AGENT
+from tests.conftest import write_config
 
 BOOCODE = Path(sys.executable).parent / "boocode"
 TIMEOUT = 90
@@ -30,12 +30,7 @@ INTERACTIVE_BOOCODE = [
 
 
 def configure(repo: Path) -> Path:
-    boo = repo / ".boocode"
-    boo.mkdir(exist_ok=True)
-    (boo / "config.toml").write_text(
-        f'default_agent = "fixture"\n\n[agents.fixture]\ncommand = {json.dumps(sys.executable)}\n'
-        f"args = [{json.dumps(str(FIXTURE_AGENT))}]\n"
-    )
+    write_config(repo)
     return repo
 
 

@@ -66,58 +66,46 @@ _INSERT = (
 )
 
 
-def _insert_values(
-    *,
-    patch_id: str,
-    session_id: str,
-    chat_id: str,
-    subagent_id: str | None,
-    parent_patch_id: str | None,
-    agent: str,
-    base_sha: str,
-    diff: str,
-    hunks: list[dict[str, Any]],
-    files: list[dict[str, Any]],
-    additions: int,
-    deletions: int,
-    failed_mid_turn: bool,
-) -> tuple[Any, ...]:
-    return (
-        patch_id,
-        session_id,
-        chat_id,
-        subagent_id,
-        parent_patch_id,
-        agent,
-        base_sha,
-        diff,
-        json.dumps(hunks),
-        json.dumps(files),
-        len(files),
-        len(hunks),
-        additions,
-        deletions,
-        int(failed_mid_turn),
-        time.time(),
-    )
+@dataclass(frozen=True)
+class NewPatch:
+    """A patch to store, as a turn's diff gives it."""
+
+    patch_id: str
+    session_id: str
+    chat_id: str
+    subagent_id: str | None
+    agent: str
+    base_sha: str
+    diff: str
+    hunks: list[dict[str, Any]]
+    files: list[dict[str, Any]]
+    additions: int
+    deletions: int
+    failed_mid_turn: bool
+
+    def values(self, parent_patch_id: str | None) -> tuple[Any, ...]:
+        """The parameters of `_INSERT`."""
+        return (
+            self.patch_id,
+            self.session_id,
+            self.chat_id,
+            self.subagent_id,
+            parent_patch_id,
+            self.agent,
+            self.base_sha,
+            self.diff,
+            json.dumps(self.hunks),
+            json.dumps(self.files),
+            len(self.files),
+            len(self.hunks),
+            self.additions,
+            self.deletions,
+            int(self.failed_mid_turn),
+            time.time(),
+        )
 
 
-async def insert_superseding(
-    db: aiosqlite.Connection,
-    *,
-    patch_id: str,
-    session_id: str,
-    chat_id: str,
-    subagent_id: str | None,
-    agent: str,
-    base_sha: str,
-    diff: str,
-    hunks: list[dict[str, Any]],
-    files: list[dict[str, Any]],
-    additions: int,
-    deletions: int,
-    failed_mid_turn: bool,
-) -> list[str]:
+async def insert_superseding(db: aiosqlite.Connection, patch: NewPatch) -> list[str]:
     """A chat's new pending patch, superseding the chat's pending ones (its parent is the newest of
     them), in one transaction; the ids it superseded."""
 
@@ -127,64 +115,19 @@ async def insert_superseding(
             for r in conn.execute(
                 "SELECT id FROM patches WHERE chat_id = ? AND status = 'pending'"
                 " ORDER BY created_at DESC, rowid DESC",
-                (chat_id,),
+                (patch.chat_id,),
             )
         ]
-        values = _insert_values(
-            patch_id=patch_id,
-            session_id=session_id,
-            chat_id=chat_id,
-            subagent_id=subagent_id,
-            parent_patch_id=older[0] if older else None,
-            agent=agent,
-            base_sha=base_sha,
-            diff=diff,
-            hunks=hunks,
-            files=files,
-            additions=additions,
-            deletions=deletions,
-            failed_mid_turn=failed_mid_turn,
-        )
-        conn.execute(_INSERT, values)
+        conn.execute(_INSERT, patch.values(older[0] if older else None))
         conn.executemany("UPDATE patches SET status = 'superseded' WHERE id = ?", [(i,) for i in older])
         return older
 
     return await atomically(db, work)
 
 
-async def insert(
-    db: aiosqlite.Connection,
-    *,
-    patch_id: str,
-    session_id: str,
-    chat_id: str,
-    subagent_id: str | None,
-    parent_patch_id: str | None,
-    agent: str,
-    base_sha: str,
-    diff: str,
-    hunks: list[dict[str, Any]],
-    files: list[dict[str, Any]],
-    additions: int,
-    deletions: int,
-    failed_mid_turn: bool,
-) -> None:
-    values = _insert_values(
-        patch_id=patch_id,
-        session_id=session_id,
-        chat_id=chat_id,
-        subagent_id=subagent_id,
-        parent_patch_id=parent_patch_id,
-        agent=agent,
-        base_sha=base_sha,
-        diff=diff,
-        hunks=hunks,
-        files=files,
-        additions=additions,
-        deletions=deletions,
-        failed_mid_turn=failed_mid_turn,
-    )
-    await db.execute(_INSERT, values)
+async def insert(db: aiosqlite.Connection, *, parent_patch_id: str | None, **patch: Any) -> None:
+    """A patch with the given parent; `patch` holds the fields of `NewPatch`."""
+    await db.execute(_INSERT, NewPatch(**patch).values(parent_patch_id))
 
 
 async def get(db: aiosqlite.Connection, session_id: str | None, patch_id: str) -> PatchRow | None:

@@ -67,16 +67,18 @@ async def insert_if_chat_idle(
     model: str | None,
     mode: str | None,
     owner_pid: int,
-) -> bool:
+) -> SubagentRow | None:
     """Insert a queued run unless the chat already has a live one; one statement, so two processes
-    racing for the same chat cannot both win. Returns whether the row was inserted."""
+    racing for the same chat cannot both win. Returns the row inserted, or None."""
     cur = await db.execute(
         "INSERT INTO subagents (id, session_id, chat_id, agent, prompt, model, mode, status, created_at,"
         " owner_pid) SELECT ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ? WHERE NOT EXISTS (SELECT 1 FROM subagents"
-        f" WHERE chat_id = ? AND status IN {LIVE_STATUSES!r})",
+        f" WHERE chat_id = ? AND status IN {LIVE_STATUSES!r}) RETURNING *",
         (subagent_id, session_id, chat_id, agent, prompt, model, mode, time.time(), owner_pid, chat_id),
     )
-    return cur.rowcount == 1
+    # Every row read, so the statement is done (and its write lock released) before returning.
+    rows = [_row(r) for r in await cur.fetchall()]
+    return rows[0] if rows else None
 
 
 async def get(db: aiosqlite.Connection, session_id: str | None, subagent_id: str) -> SubagentRow | None:

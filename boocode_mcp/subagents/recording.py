@@ -89,8 +89,7 @@ class ChatWorktrees:
         files, hunks = parsed.to_records()
         patch_id = uuid.uuid4().hex
         session_id = run.row.session_id
-        superseded = await patches.insert_superseding(
-            self._db,
+        patch = patches.NewPatch(
             patch_id=patch_id,
             session_id=session_id,
             chat_id=run.row.chat_id,
@@ -104,6 +103,7 @@ class ChatWorktrees:
             deletions=parsed.deletions,
             failed_mid_turn=failed,
         )
+        superseded = await patches.insert_superseding(self._db, patch)
         for old in superseded:
             self._notify(f"patches://{session_id}/{old}")
         self._notify(f"patches://{session_id}/{patch_id}")

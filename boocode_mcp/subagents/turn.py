@@ -85,36 +85,25 @@ class _Clock:
         self._last = now
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class Turns:
     """Runs turns: `execute` takes a queued run to its final status."""
 
-    def __init__(
-        self,
-        *,
-        db: aiosqlite.Connection,
-        registry: AgentRegistry,
-        pool: AgentPool,
-        permissions: PermissionQueue,
-        worktrees: ChatWorktrees,
-        memory: MemoryIndex | None,
-        tracer: Tracer,
-        states: RunStates,
-    ) -> None:
-        self._db = db
-        self._registry = registry
-        self._pool = pool
-        self._permissions = permissions
-        self._worktrees = worktrees
-        self._memory = memory
-        self._tracer = tracer
-        self._states = states
+    db: aiosqlite.Connection
+    registry: AgentRegistry
+    pool: AgentPool
+    permissions: PermissionQueue
+    worktrees: ChatWorktrees
+    memory: MemoryIndex | None
+    tracer: Tracer
+    states: RunStates
 
     async def execute(self, run: Run) -> None:
         """The whole turn; its final status is written even when BooCode shuts down during it."""
         run.started = True
         clock = _Clock()
         try:
-            await self._states.set_status(run, "running", started_at=time.time())
+            await self.states.set_status(run, "running", started_at=time.time())
             outcome = await self._attempt(run, clock)
         except anyio.get_cancelled_exc_class():
             with anyio.CancelScope(shield=True), anyio.move_on_after(FINISH_TIMEOUT_S):
@@ -131,9 +120,9 @@ class Turns:
             tg.start_soon(self._write_events, run, recv)
             with send:
                 try:
-                    run.tree, run.base = await self._worktrees.ensure(run.row.session_id, run.row.chat_id)
+                    run.tree, run.base = await self.worktrees.ensure(run.row.session_id, run.row.chat_id)
                     # Off the critical path: the diff index made ready while the agent works.
-                    tg.start_soon(self._worktrees.prepare, run.tree, run.base)
+                    tg.start_soon(self.worktrees.prepare, run.tree, run.base)
                     clock.mark("worktree")
                     outcome = await self._agent_turn(run, send, tg, clock)
                 except BooCodeError as e:
@@ -174,7 +163,7 @@ class Turns:
         # A model/mode reaches the agent through the environment variable its spec names (the pool
         # restarts an idle agent whose environment changes, reloading its session); an agent
         # without one gets the request recorded on the run, not applied.
-        spec = self._registry.spec(row.agent)
+        spec = self.registry.spec(row.agent)
         env: dict[str, str] = {}
         for what, value, var in (("model", row.model, spec.model_env), ("mode", row.mode, spec.mode_env)):
             if value is None:
@@ -185,10 +174,10 @@ class Turns:
                 notes.append(
                     f"{what} {value!r} recorded but not applied: agent {row.agent!r} takes no {what}"
                 )
-        backend = await self._pool.get(row.chat_id, row.agent, run.worktree, env=env or None)
+        backend = await self.pool.get(row.chat_id, row.agent, run.worktree, env=env or None)
         info = await backend.ensure_session()
-        await self._pool.sync()
-        self._states.agent_sessions_changed(row.chat_id)
+        await self.pool.sync()
+        self.states.agent_sessions_changed(row.chat_id)
         if info.origin == "fresh_after_restart":
             notes.insert(
                 0,
@@ -200,7 +189,7 @@ class Turns:
         clock.mark("agent ready")
         if run.cancel_requested.is_set():
             return CANCELLED
-        handler = self._permissions.handler_for(row.session_id, run.id, run.permission_handler)
+        handler = self.permissions.handler_for(row.session_id, run.id, run.permission_handler)
         outcome = await self._prompt(run, backend, self._sink(run, send), handler, tg)
         clock.mark("prompt")
         return outcome
@@ -218,7 +207,7 @@ class Turns:
             finally:
                 watcher.cancel()
         if prompt_scope.cancelled_caught:
-            await self._pool.close_chat(run.row.chat_id)
+            await self.pool.close_chat(run.row.chat_id)
             return TurnOutcome(
                 "cancelled",
                 stop_reason="cancelled",
@@ -262,18 +251,18 @@ class Turns:
                         record = recv.receive_nowait()
                     except (anyio.WouldBlock, anyio.EndOfStream):
                         record = None
-                self._states.activity(run)
+                self.states.activity(run)
                 await self._record_events(run, batch)
 
     async def _record_events(self, run: Run, batch: list[tuple[int, str, dict[str, Any], float]]) -> None:
         try:
-            await events.insert_many(self._db, run.id, batch)
+            await events.insert_many(self.db, run.id, batch)
         except Exception:
             # Row by row, so one bad row loses only itself; a lost row must not stop the turn or
             # reorder the rest.
             for seq, kind, payload, at in batch:
                 try:
-                    await events.insert(self._db, run.id, seq, kind, payload, at)
+                    await events.insert(self.db, run.id, seq, kind, payload, at)
                 except Exception:
                     log.exception("recording event %d of %s failed", seq, run.id)
         for seq, kind, payload, at in batch:
@@ -288,7 +277,7 @@ class Turns:
             title = str(payload.get("title") or "")
             if title and len(run.tool_titles) < MAX_TOOL_TITLES:
                 run.tool_titles.append(title)
-            await self._tracer.agent_tool_call(
+            await self.tracer.agent_tool_call(
                 session_id,
                 run.id,
                 str(payload.get("tool_call_id")),
@@ -298,7 +287,7 @@ class Turns:
                 at,
             )
         elif kind == "tool_update":
-            await self._tracer.agent_tool_update(
+            await self.tracer.agent_tool_update(
                 session_id,
                 run.id,
                 str(payload.get("tool_call_id")),
@@ -318,17 +307,17 @@ class Turns:
         finally:
             # Even if the final write failed or timed out: the run is no longer driven, and a row
             # left live is closed as interrupted by the chat's next spawn.
-            self._states.release(run)
+            self.states.release(run)
             clock.mark("released")
             log.debug("turn %s timings", run.id, extra={"timings": clock.timings})
-        await self._pool.sync()
-        self._states.agent_sessions_changed(run.row.chat_id)
+        await self.pool.sync()
+        self.states.agent_sessions_changed(run.row.chat_id)
 
     async def _index_memory(self, run: Run) -> None:
-        if self._memory is None:
+        if self.memory is None:
             return
         try:
-            await self._memory.index_subagent(
+            await self.memory.index_subagent(
                 subagent_id=run.id,
                 agent=run.row.agent,
                 prompt=run.row.prompt,
@@ -344,7 +333,7 @@ class Turns:
         patch_id: str | None = None
         try:
             if run.tree is not None and run.base is not None and run.worktree.is_dir():
-                patch_id = await self._worktrees.record_patch(
+                patch_id = await self.worktrees.record_patch(
                     run, run.tree, run.base, failed=outcome.status != "completed"
                 )
         except Exception as e:
@@ -362,10 +351,10 @@ class Turns:
         clock.mark("memory")
         trace_outcome = {"completed": "ok", "cancelled": "cancelled"}.get(outcome.status, "error")
         try:
-            await self._tracer.end_turn(run.row.session_id, run.id, trace_outcome)
+            await self.tracer.end_turn(run.row.session_id, run.id, trace_outcome)
         except Exception:
             log.exception("closing the traces of %s failed", run.id)
-        await self._states.set_status(
+        await self.states.set_status(
             run,
             outcome.status,
             finished_at=time.time(),
