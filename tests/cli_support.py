@@ -29,8 +29,8 @@ INTERACTIVE_BOOCODE = [
 ]
 
 
-def configure(repo: Path) -> Path:
-    write_config(repo)
+def configure(repo: Path, *, policy: str = "auto", timeout_s: float = 300) -> Path:
+    write_config(repo, policy=policy, timeout_s=timeout_s)
     return repo
 
 

@@ -19,9 +19,7 @@ ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 @pytest.fixture
 def workspace(git_repo: Path) -> Iterator[Path]:
-    cli.configure(git_repo)
-    with (git_repo / ".boocode" / "config.toml").open("a") as f:
-        f.write('\n[permissions]\npolicy = "ask"\n')
+    cli.configure(git_repo, policy="ask")
     yield git_repo
     cli.kill_server(git_repo)
 
@@ -134,8 +132,7 @@ def test_empty_answer_leaves_the_request_waiting(workspace: Path) -> None:
 
 
 def test_prompt_gives_up_at_the_request_deadline(workspace: Path) -> None:
-    with (workspace / ".boocode" / "config.toml").open("a") as f:
-        f.write("timeout_s = 2\n")
+    cli.configure(workspace, policy="ask", timeout_s=2)
     with run_on_terminal(workspace, "permission v.txt") as (run, controller):
         cli.read_until(controller, lambda t: "(Enter leaves it" in t)
         # Nobody answers: the request fails closed and the prompt stops waiting for a line.
