@@ -22,10 +22,6 @@ _SUBAGENT_STATUSES: frozenset[str] = frozenset(get_args(SubagentStatus))
 _PATCH_STATUSES: frozenset[str] = frozenset(get_args(PatchStatus))
 
 
-def is_terminal(status: str) -> TypeGuard[TerminalStatus]:
-    return status in TERMINAL_STATUSES
-
-
 def _is_subagent_status(value: str) -> TypeGuard[SubagentStatus]:
     return value in _SUBAGENT_STATUSES
 

@@ -29,9 +29,6 @@ class RunQueue:
         self._reserved = 0
         self._arrived = anyio.Event()
 
-    def __len__(self) -> int:
-        return len(self._runs)
-
     @contextlib.contextmanager
     def reserve(self) -> Iterator[None]:
         """A place in the queue for the block, which ends by `put`-ting its run; a QueueFullError
