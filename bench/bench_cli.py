@@ -29,6 +29,8 @@ from typing import Any
 from acp import PROTOCOL_VERSION, connect_to_agent, text_block
 from acp.schema import AgentMessageChunk, ClientCapabilities, FileSystemCapabilities, Implementation
 
+from boocode_mcp.trust import trust_workspace
+
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURE_AGENT = ROOT / "tests" / "fixtures" / "fixture_agent.py"
 BOOCODE = Path(sys.executable).parent / "boocode"
@@ -48,6 +50,7 @@ def make_workspace(base: Path) -> Path:
         f'default_agent = "fixture"\n[agents.fixture]\ncommand = {json.dumps(sys.executable)}\n'
         f"args = [{json.dumps(str(FIXTURE_AGENT))}]\n"
     )
+    trust_workspace(repo)  # in the scratch user config directory main() points XDG_CONFIG_HOME at
     return repo
 
 
@@ -198,6 +201,8 @@ def main() -> None:
     args = p.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-cli-") as tmp:
         base = Path(tmp)
+        # The workspaces' configs are trusted here, not in the user's own config directory.
+        os.environ["XDG_CONFIG_HOME"] = str(base / "xdg")
         results = bench_follow_ups(base, args.rounds)
         results.update(asyncio.run(bench_first_byte(base, args.rounds, args.cold_rounds)))
     width = max(len(k) for k in results)

@@ -200,6 +200,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("agents", help="which agents are installed, their versions, how to install the rest")
     _common(p, server=False)
 
+    p = sub.add_parser(
+        "trust",
+        help="trust the workspace's own .boocode/config.toml (until then its agents are ignored)",
+        description="Record the SHA-256 of <workspace>/.boocode/config.toml as trusted, in the user "
+        "config directory. A repository's config can name any command as an agent, so its agent "
+        "entries are ignored until you have read the file and trusted it; any change to the file "
+        "needs trusting again. A BooCode server already running uses it from its next agent on.",
+    )
+    p.add_argument(
+        "--workspace", metavar="DIR", type=Path, default=None, help="the git repository (default: .)"
+    )
+    p.add_argument("--json", action="store_true", help="print the workspace config's trust state as JSON")
+
     p = sub.add_parser("traces", help="recorded MCP tool calls and agent tool calls")
     _common(p)
 
@@ -237,6 +250,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         if args.command == "serve":
             _serve(args)
+        elif args.command == "trust":
+            sys.exit(cmd_trust(args))
         elif args.command == "acp":
             from boocode_mcp.acp_server import main_acp
 
@@ -514,15 +529,33 @@ async def _dispatch(args: argparse.Namespace) -> int:
 
 
 async def cmd_agents(workspace: Path, args: argparse.Namespace) -> int:
+    from boocode_mcp import trust
     from boocode_mcp.agents.registry import AgentRegistry
     from boocode_mcp.cli_render import Renderer
-    from boocode_mcp.config import load_config
 
-    agents = await AgentRegistry(load_config(workspace)).describe()
+    registry = AgentRegistry(trust.ConfigSource(trust.workspace_root(workspace)))
+    agents = await registry.describe()
+    ws = registry.workspace_config()
+    assert ws is not None
     if args.json:
-        _print_json({"agents": [a.model_dump(mode="json") for a in agents]})
+        _print_json(
+            {"agents": [a.model_dump(mode="json") for a in agents], "workspace_config": ws.model_dump()}
+        )
     else:
         Renderer().agents(agents)
+        Renderer().line(trust.describe(ws))
+    return 0
+
+
+def cmd_trust(args: argparse.Namespace) -> int:
+    """`boocode trust`: see boocode_mcp.trust."""
+    from boocode_mcp import trust
+
+    ws = trust.trust_workspace(_workspace(args.workspace))
+    if args.json:
+        _print_json(ws.model_dump())
+    else:
+        sys.stdout.write(trust.describe(ws) + "\n")
     return 0
 
 

@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,14 +16,28 @@ import pytest
 
 from boocode_mcp import workspace
 from boocode_mcp.agents.events import AgentEvent, TextEvent
+from boocode_mcp.config import user_config_dir
 from boocode_mcp.engine import Engine
 from boocode_mcp.store import chats, open_db, sessions, subagents
+from boocode_mcp.trust import trust_workspace
 from boocode_mcp.views import SubagentView
 
 TESTS_DIR = Path(__file__).parent
 FIXTURE_AGENT = TESTS_DIR / "fixtures" / "fixture_agent.py"
 # Bound on every wait for a run in the engine tests.
 TIMEOUT_S = 30
+
+
+@pytest.fixture(scope="session", autouse=True)
+def user_config_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A user config directory (XDG_CONFIG_HOME) of the test session's own, inherited by every
+    process a test starts: the developer's ~/.config/boocode never leaks into a test, and the trust
+    records tests make (boocode_mcp.trust) stay out of it. Session-wide, as hypothesis tests refuse
+    function-scoped fixtures; trust records are per workspace path, so tests do not meet."""
+    home = tmp_path_factory.mktemp("xdg-config")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("XDG_CONFIG_HOME", str(home))
+        yield home / "boocode"
 
 
 @pytest.fixture
@@ -65,7 +79,8 @@ def write_config(
     repo: Path, *, extra: str = "", policy: str = "auto", timeout_s: float = 300, agent_extra: str = ""
 ) -> None:
     """The workspace config of the engine tests: the fixture agent as the default (`agent_extra`
-    adds lines to its table), a permission policy, `extra` at the top level."""
+    adds lines to its table), a permission policy, `extra` at the top level; trusted as `boocode
+    trust` would (in the test session's user config directory)."""
     (repo / ".boocode").mkdir(exist_ok=True)
     (repo / ".boocode" / "config.toml").write_text(
         f'default_agent = "fixture"\n{extra}\n'
@@ -73,15 +88,13 @@ def write_config(
         f"{agent_extra}\n"
         f'[permissions]\npolicy = "{policy}"\ntimeout_s = {timeout_s}\n'
     )
+    trust_workspace(repo)
 
 
 @pytest.fixture
-def user_config(tmp_path: Path) -> Path:
-    """An empty user config, so the developer's own ~/.config/boocode never leaks into a test."""
-    path = tmp_path / "user" / "config.toml"
-    path.parent.mkdir()
-    path.write_text("")
-    return path
+def user_config() -> Path:
+    """The test session's user config (none: see user_config_home), where write_config's trust is kept."""
+    return user_config_dir() / "config.toml"
 
 
 @pytest.fixture

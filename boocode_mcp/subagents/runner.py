@@ -70,7 +70,12 @@ class Runner:
         self._digests = digests
         self._locks = run_locks
         self.active: dict[str, Run] = {}
-        self.permissions = PermissionQueue(db, config.permissions, self._on_pending)
+        self.permissions = PermissionQueue(
+            # Asked at each request: the policy in force when the question comes.
+            db,
+            lambda: registry.config.permissions,
+            self._on_pending,
+        )
         self._queue = RunQueue(config.pool.max_queued_runs)
         self._worktrees = ChatWorktrees(db, git, git.work_tree / BOOCODE_DIR / "indexes", notify)
         self._prewarmer = Prewarmer(self._worktrees, pool, self.agent_sessions_changed)
