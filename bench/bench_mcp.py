@@ -184,8 +184,8 @@ async def breakdown(base: Path, turns: int) -> tuple[float, _Timings]:
     from boocode_mcp.engine import Engine
 
     repo = make_workspace(base)
-    user_config = base / "user.toml"
-    user_config.write_text("")
+    # The user config beside the trust make_workspace recorded for this workspace.
+    user_config = base / "xdg" / "boocode" / "config.toml"
     handler = _Timings()
     loggers = [
         logging.getLogger(n) for n in ("boocode_mcp.subagents.turn", "boocode_mcp.workspace.worktrees")
