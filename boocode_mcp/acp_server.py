@@ -1,4 +1,4 @@
-"""BooCode as an ACP agent for editors (DESIGN §8): `boocode acp`.
+"""BooCode as an ACP agent for editors: `boocode acp`.
 
 Each ACP session is a BooCode session of its own holding one chat; the ACP session id *is* the
 BooCode session id, so `session/load` from any later process finds the chat through the
@@ -297,7 +297,8 @@ _STOP_REASONS = frozenset({"end_turn", "max_tokens", "max_turn_requests", "refus
 
 
 class BooCodeAgent:
-    """The ACP agent side. A plain class (SDK-FACTS 2.6-d): unimplemented methods answer -32601."""
+    """The ACP agent side. A plain class (subclassing acp.Agent would turn unimplemented methods into
+    silent successes): unimplemented methods answer -32601."""
 
     def __init__(self, host: EngineHost, *, workspace: Path | None = None, agent: str | None = None) -> None:
         self._host = host

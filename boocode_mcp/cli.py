@@ -1,4 +1,4 @@
-"""Command line: `boocode` and `boocode-mcp` (DESIGN §7).
+"""Command line: `boocode` and `boocode-mcp`.
 
 `boocode run` and `boocode apply` drive the workspace's running server over MCP when
 `.boocode/server.json` names a live one (`run` starts one in the background when none runs), so

@@ -1,10 +1,11 @@
 """The MCP front end: an `MCPServer` over one Engine, served on stdio or streamable HTTP.
 
 The server itself holds no logic: tools/ and resources/ adapt the engine. What lives here is the
-plumbing the SDK leaves to us (SDK-FACTS 1.5): `resources/subscribe`, `resources/unsubscribe` and
-`logging/setLevel` on the handshake era, and one notifier per lifespan that turns the engine's
-change callbacks into `notifications/resources/updated` for handshake-era subscribers and into
-`ResourceUpdated` events on the subscription bus for 2026-07-28 `subscriptions/listen` streams.
+plumbing the SDK leaves to us (MCPServer registers none of it): `resources/subscribe`,
+`resources/unsubscribe` and `logging/setLevel` on the handshake era, and one notifier per lifespan
+that turns the engine's change callbacks into `notifications/resources/updated` for handshake-era
+subscribers and into `ResourceUpdated` events on the subscription bus for 2026-07-28
+`subscriptions/listen` streams.
 """
 
 from __future__ import annotations
@@ -174,7 +175,7 @@ def build_server(engine: Engine) -> MCPServer[ServerState]:
     )
     register_tools(mcp)
     register_resources(mcp, engine)
-    # MCPServer registers none of these (SDK-FACTS 1.5); registering them is also what makes the
+    # MCPServer registers none of these; registering them is also what makes the
     # handshake-era capabilities say resources.subscribe=true and logging={}. The modern era
     # refuses these methods at its boundary and uses subscriptions/listen instead.
     lowlevel = mcp._lowlevel_server

@@ -482,6 +482,12 @@ class BooCodeMcp:
         return list(data) if isinstance(data, list) else [data]
 
 
+async def wait_request(server: Any, predicate: Any, within: float) -> Any:
+    """The first model request (a tests.model_server RequestRecord) that satisfies `predicate`,
+    waited for off the event loop, bounded by `within`."""
+    return await anyio.to_thread.run_sync(lambda: server.wait_for(predicate, within))
+
+
 def group_members(pgid: int) -> list[int]:
     """Live (non-zombie) processes of a process group, from /proc."""
     members = []

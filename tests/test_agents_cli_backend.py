@@ -20,13 +20,11 @@ from boocode_mcp.agents.permissions import policy_handler
 from boocode_mcp.agents.registry import AgentRegistry, ResolvedAgent
 from boocode_mcp.config import AgentSpec, Config
 from boocode_mcp.errors import AgentBusyError, AgentTurnError
-from tests.conftest import TESTS_DIR
+from tests.conftest import FIXTURE_CLI, Recorder
 from tests.real_agents import group_members, wait_group_gone
-from tests.test_agents_backend import Recorder
 
 pytestmark = pytest.mark.anyio
 
-FIXTURE_CLI = TESTS_DIR / "fixtures" / "fixture_cli.py"
 ALLOW = policy_handler("auto")
 TURN_S = 20
 

@@ -14,15 +14,19 @@ import pytest
 from boocode_mcp.engine import Engine
 from boocode_mcp.store import agent_sessions
 from boocode_mcp.views import SubagentView
+from tests.cli_support import boo, boo_json
+from tests.conftest import (
+    FIXTURE_CLI,
+    TIMEOUT_S,
+    finished,
+    killed_owner,
+    reopened_reaping,
+    run_turn,
+    write_config,
+)
 from tests.real_agents import wait_group_gone
-from tests.test_agents_cli_backend import FIXTURE_CLI
-from tests.test_cli import boo, boo_json
-from tests.test_engine_runs import TIMEOUT_S, finished, run_turn, user_config, write_config
-from tests.test_subagents_recovery import killed_owner, reopened_reaping
 
 pytestmark = pytest.mark.anyio
-
-__all__ = ["user_config"]  # the fixture, imported for pytest
 
 PY = json.dumps(sys.executable)
 FX = json.dumps(str(FIXTURE_CLI))

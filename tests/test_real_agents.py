@@ -9,12 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import anyio
 import pytest
 
-from tests.model_server import ModelServer, RequestRecord
+from tests.model_server import ModelServer
 from tests.real_agents import (  # noqa: F401 - pytest fixtures
     TERMINAL,
     AgentSetup,
@@ -23,6 +22,7 @@ from tests.real_agents import (  # noqa: F401 - pytest fixtures
     real_agent_fixture,
     setup_for,
     wait_group_gone,
+    wait_request,
     write_workspace_config,
 )
 
@@ -55,10 +55,6 @@ def ws(real_agent: tuple[str, Path], model_server: ModelServer, git_repo: Path) 
     setup = setup_for(name, binary, model_server.base_url, scratch / "agent")
     write_workspace_config(git_repo, [setup])
     return Workspace(git_repo, scratch, setup, model_server)
-
-
-async def _wait_request(server: ModelServer, predicate: Any, within: float) -> RequestRecord:
-    return await anyio.to_thread.run_sync(lambda: server.wait_for(predicate, within))
 
 
 async def test_text_turn(ws: Workspace) -> None:
@@ -114,11 +110,11 @@ async def test_cancel_slow_turn_then_next_turn(ws: Workspace) -> None:
     with anyio.fail_after(TEST_S):
         async with boocode_mcp(ws.repo, ws.scratch, ws.log("boocode.log")) as bc:
             spawned = await bc.spawn("slow", agent=ws.agent)
-            slow = await _wait_request(ws.server, lambda r: r.kind == "slow" and r.chunks_sent >= 3, 60)
+            slow = await wait_request(ws.server, lambda r: r.kind == "slow" and r.chunks_sent >= 3, 60)
             await bc.call("cancel_subagent", subagent_id=spawned["subagent_id"])
             cancelled = await bc.wait_status(spawned["subagent_id"])
             # The agent dropped its model stream rather than letting it run to the end.
-            await _wait_request(ws.server, lambda r: r is slow and (r.disconnected or r.finished), 30)
+            await wait_request(ws.server, lambda r: r is slow and (r.disconnected or r.finished), 30)
             after = await bc.run("say after-cancel", chat_id=spawned["chat_id"])
     assert cancelled["status"] == "cancelled", cancelled
     assert slow.disconnected, f"slow stream ran to the end ({slow.chunks_sent} chunks)"
@@ -177,8 +173,7 @@ async def test_permission_question_answered_over_mcp(ws: Workspace) -> None:
 async def test_boocode_acp_prewarms_the_agent_and_applies_its_write(ws: Workspace) -> None:
     """An editor's session through `boocode acp`: the agent is started before the first prompt,
     that prompt runs on it, and `/apply` lands its file."""
-    from tests.test_acp_server import RecordingClient, boocode_acp, prompt
-    from tests.test_acp_sessions import new_session, warm_agents, warmed
+    from tests.acp_support import RecordingClient, boocode_acp, new_session, prompt, warm_agents, warmed
 
     client = RecordingClient()
     with anyio.fail_after(TEST_S):

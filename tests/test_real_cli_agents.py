@@ -25,10 +25,14 @@ from tests.real_agents import (  # noqa: F401 - pytest fixtures
     model_server_fixture,
     real_agent_fixture,
     wait_group_gone,
+    wait_request,
 )
-from tests.test_real_agents import TEST_S, _wait_request
 
 pytestmark = [pytest.mark.anyio, pytest.mark.real_agents]
+
+# Bound on each test: a one-shot turn takes seconds, the tool's start-up included; room for a slow
+# machine, and a hang still fails.
+TEST_S = 180
 
 # An ACP command that exits before it answers `initialize`.
 NOT_ACP = AgentSpec(
@@ -116,13 +120,13 @@ async def test_cancel_slow_turn_leaves_no_process(ws: Workspace) -> None:
     with anyio.fail_after(TEST_S):
         async with ws.session() as bc:
             spawned = await bc.spawn("slow", agent=ws.agent)
-            slow = await _wait_request(ws.server, lambda r: r.kind == "slow" and r.chunks_sent >= 3, 60)
+            slow = await wait_request(ws.server, lambda r: r.kind == "slow" and r.chunks_sent >= 3, 60)
             [row] = await bc.agent_sessions(spawned["chat_id"])
             pid = row["pid"]
             assert pid is not None and procs.group_alive(pid)
             await bc.call("cancel_subagent", subagent_id=spawned["subagent_id"])
             cancelled = await bc.wait_status(spawned["subagent_id"])
-            await _wait_request(ws.server, lambda r: r is slow and (r.disconnected or r.finished), 30)
+            await wait_request(ws.server, lambda r: r is slow and (r.disconnected or r.finished), 30)
             [after] = await bc.agent_sessions(spawned["chat_id"])
             # The process group is gone while the server still runs, not only when it exits.
             await wait_group_gone(pid)

@@ -1,4 +1,4 @@
-"""The MCP resources of DESIGN §3, each a JSON document that `resources/updated` announces."""
+"""The MCP resources, each a JSON document that `resources/updated` announces."""
 
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ async def _agent_sessions(engine: Engine, chat_id: str | None) -> AgentSessionLi
 
 
 def register_resources(mcp: MCPServer[Any], engine: Engine) -> None:
-    # The static resource cannot take a Context (SDK-FACTS 1.4), so every handler reaches the engine
+    # A static resource cannot take a Context (an SDK limit), so every handler reaches the engine
     # through this closure; only subagents:// needs the Context, for the connection's session.
 
     @mcp.resource(

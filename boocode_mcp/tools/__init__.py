@@ -1,4 +1,4 @@
-"""The MCP tools of DESIGN §3: thin adapters that validate flat arguments, call the engine and
+"""The MCP tools: thin adapters that validate flat arguments, call the engine and
 return its view models as structured content plus a short text."""
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-# Every tool that creates or reads subagents, chats, patches or traces takes this (DESIGN §3).
+# Every tool that creates or reads subagents, chats, patches or traces takes this.
 SessionArg = Annotated[
     str | None,
     Field(description="BooCode session to act in; default: this connection's own session"),
@@ -50,7 +50,7 @@ async def tool_call(
     """Resolve the call's session, record the call in the traces, turn refusals into `ToolError`.
 
     `ToolError` is the only exception whose text reaches the host; anything else is shown as a bare
-    "Error executing tool X" (SDK-FACTS 1.3), which tells the user nothing. The tracer sees the
+    "Error executing tool X" by the SDK, which tells the user nothing. The tracer sees the
     original exception first, so the trace keeps its type.
     """
     state = state_of(ctx)

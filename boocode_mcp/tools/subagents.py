@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from boocode_mcp.engine import Engine
 
 # A host gives up on a tool call after about 60 s; waiting is capped well below that so every call
-# returns in bounded time (DESIGN §1). Larger values are refused by the input schema.
+# returns in bounded time. Larger values are refused by the input schema.
 MAX_WAIT_SECONDS = 30.0
 STATUS_LIST_LIMIT = 50
 
