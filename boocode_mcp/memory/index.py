@@ -68,6 +68,10 @@ MAX_NOTE_BYTES = 4 * 1024 * 1024
 # Files handled per write transaction: bounds how long one refresh holds the shared connection.
 FILES_PER_WRITE = 100
 
+# How long term costs counted by a search are reused (see MemoryIndex._term_costs).
+COSTS_TTL_S = 60.0
+MAX_REMEMBERED_COSTS = 4096
+
 SNIPPET = store.Snippet(open="«", close="»", ellipsis="…", tokens=24)
 SUBAGENT_TITLE_CHARS = 120
 
@@ -85,7 +89,8 @@ class Ranking:
 
     # bm25 column weights (title, tags, body): a heading about the thing beats a passing mention.
     weights: tuple[float, float, float] = (10.0, 5.0, 1.0)
-    window: int = 1000
+    window: int = 300
+    heading_window: int = 300
     term_cost_cap: int = 10_000
     scoring_budget: int = 30_000
 
@@ -140,6 +145,11 @@ class MemoryIndex:
         self._ranking = ranking
         self._refresh_lock = anyio.Lock()
         self._last_refresh: float | None = None
+        # Term costs as last counted. Only a ranking input: a stale one changes which terms are
+        # weighed, never what matches, so they are kept until this index writes, or for
+        # COSTS_TTL_S when other processes may be writing.
+        self._costs: dict[tuple[tuple[str, ...], bool, bool], int] = {}
+        self._costs_since = time.monotonic()
 
     @property
     def note_dirs(self) -> tuple[Path, ...]:
@@ -174,6 +184,8 @@ class MemoryIndex:
                 written += counts.written
                 deleted += counts.deleted
         self._last_refresh = time.monotonic()
+        if written or deleted:
+            self._forget_costs()
         touched = sum(1 for r in reads if r.entries is None)
         return RefreshStats(
             files_seen=len(seen) - len(vanished),
@@ -230,6 +242,7 @@ class MemoryIndex:
             created_at=created_at,
             hash=_entry_hash(title, tags, body),
         )
+        self._forget_costs()
 
     # -- search --------------------------------------------------------------------------------
 
@@ -248,13 +261,29 @@ class MemoryIndex:
             await self._maybe_refresh()
         return await self._search_parsed(parsed, limit, source)
 
+    async def _term_costs(self, terms: Sequence[Term]) -> list[int]:
+        """The store's cost of each term, remembered: the common words of a workspace come up
+        again and again, and counting one costs up to `term_cost_cap` entries walked."""
+        now = time.monotonic()
+        if now - self._costs_since > COSTS_TTL_S or len(self._costs) > MAX_REMEMBERED_COSTS:
+            self._forget_costs()
+        missing = list({_cost_key(t): t for t in terms if _cost_key(t) not in self._costs}.values())
+        if missing:
+            counted = await store.term_costs(self._db, missing, self._ranking.term_cost_cap)
+            self._costs.update(zip(map(_cost_key, missing), counted, strict=True))
+        return [self._costs[_cost_key(t)] for t in terms]
+
+    def _forget_costs(self) -> None:
+        self._costs.clear()
+        self._costs_since = time.monotonic()
+
     async def _search_parsed(self, parsed: ParsedQuery, limit: int, source: str | None) -> list[MemoryHit]:
         r = self._ranking
         for terms, any_term in ((parsed.all_terms(), False), (parsed.any_terms(), True)):
             if not terms:
                 continue
-            costs = await store.term_costs(self._db, terms, r.term_cost_cap)
-            ranked = await store.best_matches(
+            costs = await self._term_costs(terms)
+            found = await store.best_matches(
                 self._db,
                 terms=terms,
                 any_term=any_term,
@@ -262,27 +291,31 @@ class MemoryIndex:
                 weights=r.weights,
                 source=source,
                 window=r.window,
+                heading_window=r.heading_window,
                 limit=limit,
+                snippet=SNIPPET,
             )
-            if ranked:
+            if found:
                 break
         else:
             return []
-        scores = {e.id: e.score or 0.0 for e in ranked}
-        rows = await store.entry_rows(self._db, list(scores), terms=terms, any_term=any_term, snippet=SNIPPET)
         return [
             MemoryHit(
-                id=f"{row.source}:{row.ref}",
-                source=cast(MemorySource, row.source),
-                title=row.title,
+                id=f"{f.source}:{f.ref}",
+                source=cast(MemorySource, f.source),
+                title=f.title,
                 # One line: transcripts are full of blank lines.
-                snippet=" ".join(row.snippet.split()),
-                score=scores[row.id],
-                path=row.path,
-                created_at=row.created_at,
+                snippet=" ".join(f.snippet.split()),
+                score=f.score or 0.0,
+                path=f.path,
+                created_at=f.created_at,
             )
-            for row in rows
+            for f in found
         ]
+
+
+def _cost_key(term: Term) -> tuple[tuple[str, ...], bool, bool]:
+    return (term.words, term.prefix, term.tag)
 
 
 def _subagent_title(prompt: str) -> str:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -29,9 +30,12 @@ import aiosqlite
 
 from boocode_mcp.store.transaction import atomically
 
-# The FTS columns the user's words are matched in; `source` is indexed too but only for the
-# source filter, so every query is restricted to these.
-TEXT_COLUMNS = "{title tags body}"
+# memory_fts indexes `source` too, for the source filter: each row holds one of these tokens
+# (the CHECK on memory.source). A term that could match one is restricted to the text columns;
+# the others are not, as a column filter makes FTS5 read every matching entry's positions (2-3x
+# the walk for a common word).
+_SOURCE_TOKENS = ("note", "subagent")
+_TEXT_COLUMNS = "{title tags body}"
 # Prefix lengths memory_fts has an index for (003_memory_search.sql): a longer prefix makes FTS5
 # merge the doclists of every term that starts with it, once per statement that uses it.
 LONGEST_INDEXED_PREFIX = 4
@@ -143,7 +147,11 @@ async def write_note_files(
 def _sync_entries(
     conn: sqlite3.Connection, path: str, entries: Sequence[NoteEntry], mtime: float, counts: WriteCounts
 ) -> None:
-    """Make the file's rows match `entries`, rewriting only rows whose text changed."""
+    """Make the file's rows match `entries`, rewriting only rows whose text changed.
+
+    A changed row is deleted and inserted again rather than updated: rowids follow write order,
+    which is what "most recently written" means to search.
+    """
     existing = {
         str(ref): (int(rowid), str(h))
         for rowid, ref, h in conn.execute(
@@ -152,21 +160,18 @@ def _sync_entries(
     }
     for e in entries:
         old = existing.pop(e.ref, None)
-        if old is None:
-            conn.execute(
-                """
-                INSERT INTO memory (source, ref, path, title, tags, body, created_at, hash)
-                VALUES ('note', ?, ?, ?, ?, ?, ?, ?)
-                """,
-                (e.ref, path, e.title, e.tags, e.body, mtime, e.hash),
-            )
-            counts.written += 1
-        elif old[1] != e.hash:
-            conn.execute(
-                "UPDATE memory SET title = ?, tags = ?, body = ?, created_at = ?, hash = ? WHERE id = ?",
-                (e.title, e.tags, e.body, mtime, e.hash, old[0]),
-            )
-            counts.written += 1
+        if old is not None and old[1] == e.hash:
+            continue
+        if old is not None:
+            conn.execute("DELETE FROM memory WHERE id = ?", (old[0],))
+        conn.execute(
+            """
+            INSERT INTO memory (source, ref, path, title, tags, body, created_at, hash)
+            VALUES ('note', ?, ?, ?, ?, ?, ?, ?)
+            """,
+            (e.ref, path, e.title, e.tags, e.body, mtime, e.hash),
+        )
+        counts.written += 1
     for rowid, _ in existing.values():
         conn.execute("DELETE FROM memory WHERE id = ?", (rowid,))
         counts.deleted += 1
@@ -183,37 +188,38 @@ async def put_subagent(
     created_at: float,
     hash: str,
 ) -> None:
-    """Store one finished run's entry, replacing an earlier one with the same ref."""
-    await db.execute(
-        """
-        INSERT INTO memory (source, ref, path, title, tags, body, agent, created_at, hash)
-        VALUES ('subagent', ?, NULL, ?, ?, ?, ?, ?, ?)
-        ON CONFLICT (source, ref) DO UPDATE SET
-            title = excluded.title, tags = excluded.tags, body = excluded.body,
-            agent = excluded.agent, created_at = excluded.created_at, hash = excluded.hash
-        """,
-        (ref, title, tags, body, agent, created_at, hash),
-    )
+    """Store one finished run's entry, replacing an earlier one with the same ref (a new text is
+    a new row, so it counts as just written; see _sync_entries)."""
+
+    def work(conn: sqlite3.Connection) -> None:
+        conn.execute("DELETE FROM memory WHERE source = 'subagent' AND ref = ? AND hash != ?", (ref, hash))
+        conn.execute(
+            """
+            INSERT INTO memory (source, ref, path, title, tags, body, agent, created_at, hash)
+            VALUES ('subagent', ?, NULL, ?, ?, ?, ?, ?, ?)
+            ON CONFLICT (source, ref) DO UPDATE SET agent = excluded.agent, created_at = excluded.created_at
+            """,
+            (ref, title, tags, body, agent, created_at, hash),
+        )
+
+    await atomically(db, work)
 
 
 # -- search ------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class Ranked:
-    id: int
-    score: float | None  # bm25 over the scored terms, higher is better; None: ranked without it
+class Found:
+    """One hit: the entry, its score and a snippet of where the terms matched in it."""
 
-
-@dataclass(frozen=True)
-class EntryRow:
     id: int
+    score: float | None  # bm25 over the scored terms, higher is better; None: not scored
     source: str
     ref: str
     path: str | None
     title: str
     created_at: float
-    snippet: str
+    snippet: str  # the body's context where it matched, else the title or tags, matches marked
 
 
 @dataclass(frozen=True)
@@ -269,41 +275,30 @@ async def best_matches(
     weights: tuple[float, float, float],
     source: str | None,
     window: int,
+    heading_window: int,
     limit: int,
-) -> list[Ranked]:
+    snippet: Snippet,
+) -> list[Found]:
     """The `limit` best entries matching every term (or any, with `any_term`), best first.
 
     Entries matching the `scored` terms are ranked by bm25 over those terms alone, with `weights`
-    for (title, tags, body), newer first among equal scores; only the `window` newest of them
-    (by when they were added) are considered. When they are fewer than `limit`, the rest are
-    the newest (by created_at) of the `window` newest entries matching the terms without any
-    scored term (all of them when `scored` is empty).
+    for (title, tags, body), newer (created_at) first among equal scores; only the `window` most
+    recently written of them are considered, and the `heading_window` most recently written of
+    those with the scored terms in their title or tags. Then, while fewer than `limit`, the most recently
+    written entries matching the terms and not yet listed, unscored (all of the hits when
+    `scored` is empty).
     """
-    match = _restricted(fts5_match(terms, any_term=any_term))
-    ranked: list[Ranked] = []
+    match = _text_match(terms, any_term=any_term)
+    found: list[Found] = []
     if scored:
-        ranked = await _scored(db, match, terms, any_term, scored, weights, source, window, limit)
-    if len(ranked) < limit:
-        rows = await db.execute_fetchall(
-            """
-            WITH w AS MATERIALIZED (
-                SELECT rowid AS id FROM memory_fts WHERE memory_fts MATCH :match
-                ORDER BY rowid DESC LIMIT :window
-            )
-            SELECT w.id FROM w JOIN memory AS m INDEXED BY memory_rank ON m.id = w.id
-            WHERE w.id NOT IN (SELECT value FROM json_each(:have))
-            ORDER BY m.created_at DESC, w.id DESC
-            LIMIT :n
-            """,
-            {
-                "match": _with_source(match, source),
-                "window": window,
-                "have": json.dumps([r.id for r in ranked]),
-                "n": limit - len(ranked),
-            },
+        ranked = await _scored(
+            db, match, terms, any_term, scored, weights, source, window, heading_window, limit
         )
-        ranked += [Ranked(int(r[0]), None) for r in rows]
-    return ranked
+        found = await _found(db, ranked, match, terms, snippet)
+    # With every term required, the scored entries are all the window's matches: nothing to add.
+    if len(found) < limit and (any_term or not scored):
+        found += await _newest(db, match, source, [f.id for f in found], limit - len(found), snippet)
+    return found
 
 
 async def _scored(
@@ -315,72 +310,132 @@ async def _scored(
     weights: tuple[float, float, float],
     source: str | None,
     window: int,
+    heading_window: int,
     limit: int,
-) -> list[Ranked]:
-    score_match = _restricted(fts5_match(scored, any_term=any_term))
-    # bm25 over `score_match` only: FTS5 walks the doclist of every phrase in the expression it
-    # scores. The source column has weight 0 and is never in that expression.
-    bm25 = "-bm25(memory_fts, ?, ?, ?, 0)"
-    # Candidates: with every term required, the newest matches of all of them (they all match the
-    # scored terms); with any term, the newest matches of a scored term.
+) -> list[tuple[int, float]]:
+    score_match = _text_match(scored, any_term=any_term)
+    # Candidates: with every term required, matches of all of them (they all match the scored
+    # terms); with any term, matches of a scored term.
     candidates = score_match if any_term or len(scored) == len(terms) else match
+    args: dict[str, object] = {
+        "score_match": score_match,
+        "title": weights[0],
+        "tags": weights[1],
+        "body": weights[2],
+    }
+    # bm25 over `score_match` only: FTS5 walks the doclist of every phrase in the expression it
+    # scores. The source column has weight 0 and is never in that expression. created_at comes
+    # along for the tie-break.
+    scoring = """
+        SELECT memory_fts.rowid, -bm25(memory_fts, :title, :tags, :body, 0), m.created_at
+        FROM memory_fts CROSS JOIN memory AS m INDEXED BY memory_rank ON m.id = memory_fts.rowid
+        WHERE memory_fts MATCH :score_match
+    """
     if source is None and candidates == score_match:
         # One walk: the candidates are the scored expression's own newest matches.
-        ctes = f"""
-            s AS MATERIALIZED (
-                SELECT rowid AS id, {bm25} AS score FROM memory_fts WHERE memory_fts MATCH ?
-                ORDER BY rowid DESC LIMIT ?
+        rows = list(
+            await db.execute_fetchall(
+                f"{scoring} ORDER BY memory_fts.rowid DESC LIMIT :window", {**args, "window": window}
             )
-        """
-        args: list[object] = [*weights, score_match, window]
+        )
     else:
-        ctes = f"""
-            c AS MATERIALIZED (
-                SELECT rowid AS id FROM memory_fts WHERE memory_fts MATCH ?
-                ORDER BY rowid DESC LIMIT ?
-            ),
-            s AS MATERIALIZED (
-                SELECT rowid AS id, {bm25} AS score FROM memory_fts
-                WHERE memory_fts MATCH ? AND rowid >= (SELECT min(id) FROM c) AND rowid + 0 IN c
+        rows = await _score_newest(db, scoring, args, _with_source(candidates, source), window, [])
+    if len(rows) == window and heading_window:
+        # More match than the window holds: add the newest whose title or tags hold the scored
+        # terms, from further back; the column weights rank those high, and they are few.
+        in_heading = fts5_match(scored, any_term=any_term)
+        heading = f"{_with_source(candidates, source)} AND {{title tags}} : ({in_heading})"
+        rows += await _score_newest(db, scoring, args, heading, heading_window, [int(r[0]) for r in rows])
+    best = sorted(rows, key=lambda r: (-float(r[1]), -float(r[2]), -int(r[0])))[:limit]
+    return [(int(r[0]), float(r[1])) for r in best]
+
+
+async def _score_newest(
+    db: aiosqlite.Connection,
+    scoring: str,
+    args: dict[str, object],
+    candidates: str,
+    n: int,
+    skip: Sequence[int],
+) -> list[sqlite3.Row]:
+    """Score the `n` newest matches of `candidates` not in `skip` (one walk finds them, another
+    over their rowid range scores them)."""
+    return list(
+        await db.execute_fetchall(
+            f"""
+            WITH c(id) AS MATERIALIZED (
+                SELECT rowid FROM memory_fts
+                WHERE memory_fts MATCH :candidates AND rowid + 0 NOT IN (SELECT value FROM json_each(:skip))
+                ORDER BY rowid DESC LIMIT :n
             )
-        """
-        args = [_with_source(candidates, source), window, *weights, score_match]
-    # Recency breaks ties, so created_at is looked up for the rows that can make the top `limit`
-    # (scores at least the limit-th best), not for every candidate.
+            {scoring} AND memory_fts.rowid >= (SELECT min(id) FROM c) AND memory_fts.rowid + 0 IN c
+            """,
+            {**args, "candidates": candidates, "n": n, "skip": json.dumps(list(skip))},
+        )
+    )
+
+
+# The columns of a hit: the entry's, and where the match is (snippet of the body, title and tags
+# with their matches marked); `Found` picks the first of those three with a mark.
+_HIT_COLUMNS = """
+    memory_fts.rowid, m.source, m.ref, m.path, m.title, m.created_at,
+    snippet(memory_fts, 2, :open, :close, :ellipsis, :tokens),
+    highlight(memory_fts, 0, :open, :close), highlight(memory_fts, 1, :open, :close)
+"""
+
+
+def _hit_args(match: str, snippet: Snippet) -> dict[str, object]:
+    return {
+        "match": match,
+        "open": snippet.open,
+        "close": snippet.close,
+        "ellipsis": snippet.ellipsis,
+        "tokens": snippet.tokens,
+    }
+
+
+def _hit(row: sqlite3.Row, score: float | None, mark: str) -> Found:
+    shown = next((str(s) for s in (row[6], row[7], row[8]) if s and mark in str(s)), str(row[6] or ""))
+    return Found(int(row[0]), score, str(row[1]), str(row[2]), row[3], str(row[4]), float(row[5]), shown)
+
+
+async def _newest(
+    db: aiosqlite.Connection, match: str, source: str | None, skip: Sequence[int], n: int, snippet: Snippet
+) -> list[Found]:
+    """The `n` most recently written matches not in `skip`: the walk that finds them stops there,
+    and makes their snippets on the way."""
+    args = _hit_args(_with_source(match, source), snippet)
+    args.update(skip=json.dumps(list(skip)), n=n)
     rows = await db.execute_fetchall(
         f"""
-        WITH {ctes}
-        SELECT s.id, s.score FROM s JOIN memory AS m INDEXED BY memory_rank ON m.id = s.id
-        WHERE s.score >= coalesce((SELECT score FROM s ORDER BY score DESC LIMIT 1 OFFSET ?), -1e308)
-        ORDER BY s.score DESC, m.created_at DESC, s.id DESC
-        LIMIT ?
+        SELECT {_HIT_COLUMNS}
+        FROM memory_fts CROSS JOIN memory AS m ON m.id = memory_fts.rowid
+        WHERE memory_fts MATCH :match AND memory_fts.rowid + 0 NOT IN (SELECT value FROM json_each(:skip))
+        ORDER BY memory_fts.rowid DESC LIMIT :n
         """,
-        [*args, limit - 1, limit],
+        args,
     )
-    return [Ranked(int(r[0]), float(r[1])) for r in rows]
+    return [_hit(r, None, snippet.open) for r in rows]
 
 
-async def entry_rows(
+async def _found(
     db: aiosqlite.Connection,
-    ids: Sequence[int],
-    *,
+    ranked: Sequence[tuple[int, float]],
+    match: str,
     terms: Sequence[MatchTerm],
-    any_term: bool,
     snippet: Snippet,
-) -> list[EntryRow]:
-    """The rows to show for `ids` (in that order; an id since removed is skipped), each with a
-    snippet of where the terms matched: the body's context when the body matched, else the
-    title or the tags with their matches marked."""
-    if not ids:
+) -> list[Found]:
+    """The hits for ranked entries, in their order (an entry removed since is skipped)."""
+    if not ranked:
         return []
-    # How to reach the ids' rows among the matches: FTS5 plans the MATCH again for every seek to
-    # one rowid (a lookup per term in every index segment, and for an unindexed prefix a merge of
-    # all its doclists), while one walk over the ids' rowid range costs at most the walk that
-    # ranked them, cheap for words and prefixes. A phrase's walk checks positions in every entry
-    # holding all its words, so with a phrase (and no unindexed prefix) the ids are sought.
+    ids = [i for i, _ in ranked]
+    # How to reach them among the matches: FTS5 plans the MATCH again for every seek to one rowid
+    # (a lookup per term in every index segment, and for an unindexed prefix a merge of all its
+    # doclists), while one walk over the ids' rowid range costs at most the walk that ranked
+    # them, which is cheap for words and prefixes. A phrase's walk checks positions in every
+    # entry holding all its words, so with a phrase (and no unindexed prefix) the ids are sought.
     long_prefix = any(t.prefix and len(t.words[-1]) > LONGEST_INDEXED_PREFIX for t in terms)
-    phrase = any(len(t.words) > 1 for t in terms)
-    if phrase and not long_prefix:
+    if any(len(t.words) > 1 for t in terms) and not long_prefix:
         fts = "json_each(:ids) AS i CROSS JOIN memory_fts ON memory_fts.rowid = i.value"
         where = "memory_fts MATCH :match"
     else:
@@ -389,44 +444,36 @@ async def entry_rows(
             "memory_fts MATCH :match AND memory_fts.rowid BETWEEN :lo AND :hi"
             " AND memory_fts.rowid + 0 IN (SELECT value FROM json_each(:ids))"
         )
+    args = _hit_args(match, snippet)
+    args.update(ids=json.dumps(ids), lo=min(ids), hi=max(ids))
     rows = await db.execute_fetchall(
-        f"""
-        SELECT memory_fts.rowid, m.source, m.ref, m.path, m.title, m.created_at,
-               snippet(memory_fts, 2, :open, :close, :ellipsis, :tokens),
-               highlight(memory_fts, 0, :open, :close),
-               highlight(memory_fts, 1, :open, :close)
-        FROM {fts} CROSS JOIN memory AS m ON m.id = memory_fts.rowid
-        WHERE {where}
-        """,
-        {
-            "match": _restricted(fts5_match(terms, any_term=any_term)),
-            "lo": min(ids),
-            "hi": max(ids),
-            "ids": json.dumps(list(ids)),
-            "open": snippet.open,
-            "close": snippet.close,
-            "ellipsis": snippet.ellipsis,
-            "tokens": snippet.tokens,
-        },
+        f"SELECT {_HIT_COLUMNS} FROM {fts} CROSS JOIN memory AS m ON m.id = memory_fts.rowid WHERE {where}",
+        args,
     )
-    found = {int(r[0]): r for r in rows}
-    out = []
-    for i in ids:
-        if (r := found.get(i)) is None:
-            continue
-        body, title, tags = (str(x or "") for x in (r[6], r[7], r[8]))
-        shown = next((s for s in (body, title, tags) if snippet.open in s), body)
-        out.append(EntryRow(i, str(r[1]), str(r[2]), r[3], str(r[4]), float(r[5]), shown))
-    return out
+    by_id = {int(r[0]): r for r in rows}
+    return [_hit(by_id[i], score, snippet.open) for i, score in ranked if i in by_id]
 
 
 def _string(word: str) -> str:
     return '"' + word.replace('"', '""') + '"'
 
 
-def _restricted(match: str) -> str:
-    """Match the user's terms in the text columns only, never in `source`."""
-    return f"{TEXT_COLUMNS} : ({match})"
+def _text_match(terms: Iterable[MatchTerm], *, any_term: bool = False) -> str:
+    """Like fts5_match, with every term that could match the source column kept out of it."""
+    return (" OR " if any_term else " AND ").join(dict.fromkeys(_text_term(t) for t in terms))
+
+
+def _text_term(term: MatchTerm) -> str:
+    phrase = fts5_term(term)
+    if term.tag or len(term.words) > 1:  # one column, or more words than a source row holds
+        return phrase
+    # Folded more eagerly than unicode61 folds (compatibility forms too): a needless restriction
+    # only costs time, a missing one would match every entry of a source.
+    word = "".join(c for c in unicodedata.normalize("NFKD", term.words[0]) if not unicodedata.combining(c))
+    word = word.casefold()
+    if any(t.startswith(word) if term.prefix else t == word for t in _SOURCE_TOKENS):
+        return f"{_TEXT_COLUMNS} : {phrase}"
+    return phrase
 
 
 def _with_source(match: str, source: str | None) -> str:
