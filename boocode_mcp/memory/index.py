@@ -27,10 +27,13 @@ among equal scores; `score` is that bm25, positive, higher is better. Its cost i
   score: bm25 would walk every entry it matches just to weigh it, and a word that common says
   little about relevance. It still has to match. The terms that count are the rarest, up to
   `scoring_budget` in all.
-- Only the `window` newest matches of a query (by when they were added) are ranked: a query
-  matching more is ranked among its newest ones.
-- A query none of whose terms counts (`the`, `te*`, `"fix the"`) has hits in this order: title or
-  tags matching first, then newer first; their `score` is 0.
+- Only the `window` most recently written matches of a query are ranked, and (when every term
+  counts) the `heading_window` most recently written whose title or tags hold the terms: the
+  title and tag weights rank those high even when they are old, and they are few. "Written"
+  means indexed, or for a note section, last changed (store rowids follow write order).
+- A query none of whose terms counts (`the`, `te*`, `"fix the"`) lists its most recently written
+  matches first; their `score` is 0. So do, after the scored hits, the matches of an any-word
+  query that hold no word that counts.
 
 Snippets mark matched words as «word».
 """
@@ -83,8 +86,9 @@ class Ranking:
     """How search ranks, and the bounds on the work one search may do (see the module doc).
 
     The defaults keep a search at 100k entries within a few milliseconds whatever the query:
-    scoring costs ~2 µs per ranked entry, and a term's cost is roughly the number of entries
-    whose doclists FTS5 walks to weigh it (a phrase or unindexed prefix counts ten per entry).
+    scoring costs ~2 µs per ranked entry (up to window + heading_window of them), and a term's
+    cost is the number of entries the store walks to weigh it (`store.memory.term_costs`:
+    ~0.05 µs each for a word, more for a phrase or prefix).
     """
 
     # bm25 column weights (title, tags, body): a heading about the thing beats a passing mention.

@@ -2,8 +2,8 @@
 their full-text search (sqlite FTS5; schema in schema/002_memory.sql and 003_memory_search.sql).
 
 Callers ask by meaning: which note files are known, make a file's entries match its sections,
-store a subagent run, how costly a search term is, the best matches of a query, and the rows to
-show for chosen entries. memory/ decides what to ask (query parsing, which terms count towards
+store a subagent run, how costly a search term is, the best matches of a query with a snippet
+of each. memory/ decides what to ask (query parsing, which terms count towards
 the score, the window, the weights); this module knows only how sqlite answers. A PostgreSQL
 dialect would implement the same functions over a `tsvector` column: the terms rendered as a
 `tsquery`, `ts_rank` with setweight A/B/D for the column weights, `ORDER BY id DESC LIMIT` for a
@@ -252,8 +252,8 @@ async def term_costs(db: aiosqlite.Connection, terms: Sequence[MatchTerm], cap: 
             plan.append((probe, unit))
             limits[probe] = max(limits.get(probe, 0), -(-cap // unit))
         plans.append(plan)
-    if not limits:
-        return [0 for _ in terms]
+    if not terms:
+        return []
     probes = list(limits)
     sql = " UNION ALL ".join(
         "SELECT ?, (SELECT count(*) FROM (SELECT 1 FROM memory_fts WHERE memory_fts MATCH ? LIMIT ?))"
@@ -263,7 +263,7 @@ async def term_costs(db: aiosqlite.Connection, terms: Sequence[MatchTerm], cap: 
     for p in probes:
         args += [p, p, limits[p]]
     counts = {str(r[0]): int(r[1]) for r in await db.execute_fetchall(sql, args)}
-    return [min(cap, min(counts[p] * unit for p, unit in plan)) if plan else 0 for plan in plans]
+    return [min(cap, *(counts[p] * unit for p, unit in plan)) for plan in plans]
 
 
 async def best_matches(
@@ -282,11 +282,11 @@ async def best_matches(
     """The `limit` best entries matching every term (or any, with `any_term`), best first.
 
     Entries matching the `scored` terms are ranked by bm25 over those terms alone, with `weights`
-    for (title, tags, body), newer (created_at) first among equal scores; only the `window` most
-    recently written of them are considered, and the `heading_window` most recently written of
-    those with the scored terms in their title or tags. Then, while fewer than `limit`, the most recently
-    written entries matching the terms and not yet listed, unscored (all of the hits when
-    `scored` is empty).
+    for (title, tags, body), newer (created_at) first among equal scores. Only the `window` most
+    recently written of them are considered, and, when every term is scored, the
+    `heading_window` most recently written with the scored terms in their title or tags. Then,
+    while fewer than `limit`: the most recently written entries matching the terms and not yet
+    listed, unscored (all of the hits when `scored` is empty). Rowids follow write order.
     """
     match = _text_match(terms, any_term=any_term)
     found: list[Found] = []
@@ -340,9 +340,11 @@ async def _scored(
         )
     else:
         rows = await _score_newest(db, scoring, args, _with_source(candidates, source), window, [])
-    if len(rows) == window and heading_window:
+    if len(rows) == window and heading_window and candidates == score_match:
         # More match than the window holds: add the newest whose title or tags hold the scored
-        # terms, from further back; the column weights rank those high, and they are few.
+        # terms, from further back; the column weights rank those high, and they are few. Not
+        # with unscored terms to match too: finding few headings among the matches of a very
+        # common word would walk all of its doclist.
         in_heading = fts5_match(scored, any_term=any_term)
         heading = f"{_with_source(candidates, source)} AND {{title tags}} : ({in_heading})"
         rows += await _score_newest(db, scoring, args, heading, heading_window, [int(r[0]) for r in rows])
