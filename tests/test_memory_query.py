@@ -47,6 +47,8 @@ HOSTILE = [
     "x" * 100_000,
     " ".join(["w"] * 10_000),
     '"' * 501,
+    # 1024 distinct words (32 terms of 32): more than a compound SELECT holds (a regression).
+    " ".join("-".join(f"w{i}x{j}" for j in range(32)) for i in range(32)),
 ]
 
 

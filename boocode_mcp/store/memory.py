@@ -43,6 +43,9 @@ LONGEST_INDEXED_PREFIX = 4
 # entries: a word ~0.05 µs, an indexed prefix ~0.15 µs, a phrase's position check or an
 # unindexed prefix's merge ~0.5 µs).
 _WORD_COST, _PREFIX_COST, _PHRASE_COST = 1, 3, 10
+# Distinct words term_costs counts per call: a pasted paragraph has hundreds, and the first
+# ones are as likely to be the telling ones as any.
+MAX_PROBES = 64
 
 
 class MatchTerm(Protocol):
@@ -232,11 +235,12 @@ class Snippet:
 
 async def term_costs(db: aiosqlite.Connection, terms: Sequence[MatchTerm], cap: int) -> list[int]:
     """For each term, an upper bound on the work of walking every entry it matches (one unit: a
-    word's document), counted no further than `cap`; the counting itself costs at most that."""
+    word's document), counted no further than `cap`; the counting itself costs at most that.
+    Past the first MAX_PROBES distinct words the rest are not counted: they cost `cap`."""
     # A phrase is bounded by its rarest word (it cannot match more entries than that word), a
     # prefix by its indexed part: probing the whole of an unindexed prefix would cost the very
     # merge the bound is meant to predict.
-    plans: list[list[tuple[str, int]]] = []
+    plans: list[list[tuple[str, int]] | None] = []
     limits: dict[str, int] = {}
     for term in terms:
         plan = []
@@ -250,20 +254,24 @@ async def term_costs(db: aiosqlite.Connection, terms: Sequence[MatchTerm], cap: 
             if len(term.words) > 1:
                 unit = max(unit, _PHRASE_COST)
             plan.append((probe, unit))
+        if len(limits.keys() | {p for p, _ in plan}) > MAX_PROBES:
+            plans.append(None)
+            continue
+        for probe, unit in plan:
             limits[probe] = max(limits.get(probe, 0), -(-cap // unit))
         plans.append(plan)
-    if not terms:
-        return []
-    probes = list(limits)
-    sql = " UNION ALL ".join(
-        "SELECT ?, (SELECT count(*) FROM (SELECT 1 FROM memory_fts WHERE memory_fts MATCH ? LIMIT ?))"
-        for _ in probes
+    if not limits:
+        return [cap for _ in plans]
+    # One statement, one FTS cursor per probe (fewer than the 500 a compound SELECT may hold).
+    rows = await db.execute_fetchall(
+        " UNION ALL ".join(
+            "SELECT ?, (SELECT count(*) FROM (SELECT 1 FROM memory_fts WHERE memory_fts MATCH ? LIMIT ?))"
+            for _ in limits
+        ),
+        [x for probe, n in limits.items() for x in (probe, probe, n)],
     )
-    args: list[str | int] = []
-    for p in probes:
-        args += [p, p, limits[p]]
-    counts = {str(r[0]): int(r[1]) for r in await db.execute_fetchall(sql, args)}
-    return [min(cap, *(counts[p] * unit for p, unit in plan)) for plan in plans]
+    counts = {str(r[0]): int(r[1]) for r in rows}
+    return [cap if plan is None else min(cap, *(counts[p] * unit for p, unit in plan)) for plan in plans]
 
 
 async def best_matches(
