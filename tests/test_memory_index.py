@@ -575,12 +575,13 @@ async def test_term_costs_count_matching_entries_up_to_the_cap(db: aiosqlite.Con
     assert await store_memory.term_costs(db, terms, 4) == [4, 2, 1, 4, 4, 4]
 
 
-async def test_a_database_from_schema_2_is_migrated_in_place(tmp_path: Path) -> None:
+async def test_a_database_from_before_the_search_migration_is_migrated_in_place(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
     conn = sqlite3.connect(path, isolation_level=None)
-    for mig in load_migrations()[:2]:
+    ours = next(m.version for m in load_migrations() if m.name == "memory_search")
+    for mig in load_migrations()[: ours - 1]:
         conn.executescript(mig.sql)
-    conn.execute("PRAGMA user_version = 2")
+    conn.execute(f"PRAGMA user_version = {ours - 1}")
     conn.executemany(
         "INSERT INTO memory (source, ref, path, title, tags, body, created_at, hash)"
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
