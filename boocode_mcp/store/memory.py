@@ -347,7 +347,9 @@ async def _scored(
             )
         )
     else:
-        rows = await _score_newest(db, scoring, args, _with_source(candidates, source), window, [])
+        rows = await _score_window(
+            db, scoring, args, _with_source(candidates, source), _with_source(score_match, source), window
+        )
     if len(rows) == window and heading_window and candidates == score_match:
         # More match than the window holds: add the newest whose title or tags hold the scored
         # terms, from further back; the column weights rank those high, and they are few. Not
@@ -358,6 +360,34 @@ async def _scored(
         rows += await _score_newest(db, scoring, args, heading, heading_window, [int(r[0]) for r in rows])
     best = sorted(rows, key=lambda r: (-float(r[1]), -float(r[2]), -int(r[0])))[:limit]
     return [(int(r[0]), float(r[1])) for r in best]
+
+
+async def _score_window(
+    db: aiosqlite.Connection,
+    scoring: str,
+    args: dict[str, object],
+    candidates: str,
+    driver: str,
+    n: int,
+) -> list[sqlite3.Row]:
+    """Score the matches of `candidates` among the `n` newest matches of `driver`, an expression
+    all candidates match. The driver (the scored terms, cheap to walk) is walked backwards to
+    find where that window starts, the candidates forwards from there: FTS5 walks the doclist of
+    a very common word backwards several times slower than forwards, as each page is reversed."""
+    return list(
+        await db.execute_fetchall(
+            f"""
+            WITH c(id) AS MATERIALIZED (
+                SELECT rowid FROM memory_fts WHERE memory_fts MATCH :candidates AND rowid >= coalesce((
+                    SELECT rowid FROM memory_fts WHERE memory_fts MATCH :driver
+                    ORDER BY rowid DESC LIMIT 1 OFFSET :n - 1
+                ), 0)
+            )
+            {scoring} AND memory_fts.rowid >= (SELECT min(id) FROM c) AND memory_fts.rowid + 0 IN c
+            """,
+            {**args, "candidates": candidates, "driver": driver, "n": n},
+        )
+    )
 
 
 async def _score_newest(
