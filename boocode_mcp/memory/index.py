@@ -287,8 +287,7 @@ class MemoryIndex:
             if not terms:
                 continue
             costs = await self._term_costs(terms)
-            found = await store.best_matches(
-                self._db,
+            search = store.Search(
                 terms=terms,
                 any_term=any_term,
                 scored=r.scored(terms, costs),
@@ -297,8 +296,8 @@ class MemoryIndex:
                 window=r.window,
                 heading_window=r.heading_window,
                 limit=limit,
-                snippet=SNIPPET,
             )
+            found = await store.best_matches(self._db, search, SNIPPET)
             if found:
                 break
         else:

@@ -274,19 +274,21 @@ async def term_costs(db: aiosqlite.Connection, terms: Sequence[MatchTerm], cap: 
     return [cap if plan is None else min(cap, *(counts[p] * unit for p, unit in plan)) for plan in plans]
 
 
-async def best_matches(
-    db: aiosqlite.Connection,
-    *,
-    terms: Sequence[MatchTerm],
-    any_term: bool,
-    scored: Sequence[MatchTerm],
-    weights: tuple[float, float, float],
-    source: str | None,
-    window: int,
-    heading_window: int,
-    limit: int,
-    snippet: Snippet,
-) -> list[Found]:
+@dataclass(frozen=True)
+class Search:
+    """What best_matches looks for, and how far it may look (see there)."""
+
+    terms: Sequence[MatchTerm]
+    any_term: bool  # any term may match instead of every one
+    scored: Sequence[MatchTerm]  # the terms bm25 weighs, a subset of `terms`
+    weights: tuple[float, float, float]  # bm25 column weights: title, tags, body
+    source: str | None
+    window: int
+    heading_window: int
+    limit: int
+
+
+async def best_matches(db: aiosqlite.Connection, search: Search, snippet: Snippet) -> list[Found]:
     """The `limit` best entries matching every term (or any, with `any_term`), best first.
 
     Entries matching the `scored` terms are ranked by bm25 over those terms alone, with `weights`
@@ -296,40 +298,28 @@ async def best_matches(
     while fewer than `limit`: the most recently written entries matching the terms and not yet
     listed, unscored (all of the hits when `scored` is empty). Rowids follow write order.
     """
-    match = _text_match(terms, any_term=any_term)
+    s = search
+    match = _text_match(s.terms, any_term=s.any_term)
     found: list[Found] = []
-    if scored:
-        ranked = await _scored(
-            db, match, terms, any_term, scored, weights, source, window, heading_window, limit
-        )
-        found = await _found(db, ranked, match, terms, snippet)
+    if s.scored:
+        found = await _found(db, await _scored(db, s, match), match, s.terms, snippet)
     # With every term required, the scored entries are all the window's matches: nothing to add.
-    if len(found) < limit and (any_term or not scored):
-        found += await _newest(db, match, source, [f.id for f in found], limit - len(found), snippet)
+    if len(found) < s.limit and (s.any_term or not s.scored):
+        found += await _newest(db, match, s.source, [f.id for f in found], s.limit - len(found), snippet)
     return found
 
 
-async def _scored(
-    db: aiosqlite.Connection,
-    match: str,
-    terms: Sequence[MatchTerm],
-    any_term: bool,
-    scored: Sequence[MatchTerm],
-    weights: tuple[float, float, float],
-    source: str | None,
-    window: int,
-    heading_window: int,
-    limit: int,
-) -> list[tuple[int, float]]:
-    score_match = _text_match(scored, any_term=any_term)
+async def _scored(db: aiosqlite.Connection, s: Search, match: str) -> list[tuple[int, float]]:
+    score_match = _text_match(s.scored, any_term=s.any_term)
     # Candidates: with every term required, matches of all of them (they all match the scored
     # terms); with any term, matches of a scored term.
-    candidates = score_match if any_term or len(scored) == len(terms) else match
+    all_scored = s.any_term or len(s.scored) == len(s.terms)
+    candidates = _with_source(score_match if all_scored else match, s.source)
     args: dict[str, object] = {
         "score_match": score_match,
-        "title": weights[0],
-        "tags": weights[1],
-        "body": weights[2],
+        "title": s.weights[0],
+        "tags": s.weights[1],
+        "body": s.weights[2],
     }
     # bm25 over `score_match` only: FTS5 walks the doclist of every phrase in the expression it
     # scores. The source column has weight 0 and is never in that expression. created_at comes
@@ -339,26 +329,24 @@ async def _scored(
         FROM memory_fts CROSS JOIN memory AS m INDEXED BY memory_rank ON m.id = memory_fts.rowid
         WHERE memory_fts MATCH :score_match
     """
-    if source is None and candidates == score_match:
+    if candidates == score_match:
         # One walk: the candidates are the scored expression's own newest matches.
         rows = list(
             await db.execute_fetchall(
-                f"{scoring} ORDER BY memory_fts.rowid DESC LIMIT :window", {**args, "window": window}
+                f"{scoring} ORDER BY memory_fts.rowid DESC LIMIT :window", {**args, "window": s.window}
             )
         )
     else:
-        rows = await _score_window(
-            db, scoring, args, _with_source(candidates, source), _with_source(score_match, source), window
-        )
-    if len(rows) == window and heading_window and candidates == score_match:
+        driver = _with_source(score_match, s.source)
+        rows = await _score_window(db, scoring, args, candidates, driver, s.window)
+    if len(rows) == s.window and s.heading_window and all_scored:
         # More match than the window holds: add the newest whose title or tags hold the scored
         # terms, from further back; the column weights rank those high, and they are few. Not
         # with unscored terms to match too: finding few headings among the matches of a very
         # common word would walk all of its doclist.
-        in_heading = fts5_match(scored, any_term=any_term)
-        heading = f"{_with_source(candidates, source)} AND {{title tags}} : ({in_heading})"
-        rows += await _score_newest(db, scoring, args, heading, heading_window, [int(r[0]) for r in rows])
-    best = sorted(rows, key=lambda r: (-float(r[1]), -float(r[2]), -int(r[0])))[:limit]
+        heading = f"{candidates} AND {{title tags}} : ({fts5_match(s.scored, any_term=s.any_term)})"
+        rows += await _score_newest(db, scoring, args, heading, s.heading_window, [int(r[0]) for r in rows])
+    best = sorted(rows, key=lambda r: (-float(r[1]), -float(r[2]), -int(r[0])))[: s.limit]
     return [(int(r[0]), float(r[1])) for r in best]
 
 
