@@ -1,13 +1,14 @@
 -- Memory search with bounded cost (store/memory.py): the FTS5 index is rebuilt in place from the
--- `memory` table, which is untouched.
+-- `memory` table, which is untouched (about 20 s for 100k entries, once).
 --
 -- - `source` becomes an indexed FTS column, so a source filter is part of the full-text match
---   (FTS5 skips through both doclists) instead of a lookup in `memory` for every match. Queries
---   restrict the user's words to {title tags body}, so a word never matches the source column,
---   and bm25 gives the column weight 0.
+--   (FTS5 skips through both doclists) instead of a lookup in `memory` for every match. A query
+--   word that could match a source name is restricted to {title tags body}, and bm25 gives the
+--   column weight 0.
 -- - prefix index 4 joins 2 and 3: a `term*` whose length has no prefix index makes FTS5 merge the
---   doclists of every term with that prefix, for every statement that uses it (15-25 ms at 100k
---   entries for a prefix of a very common word); four-letter prefixes are the most typed.
+--   doclists of every term with that prefix, for every statement that uses it (5-15 ms at 100k
+--   entries for a prefix of a very common word); four-letter prefixes are typed most. It costs
+--   about a third more index and slower inserts.
 
 DROP TRIGGER memory_ai;
 DROP TRIGGER memory_ad;
