@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import unicodedata
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -322,11 +323,9 @@ async def _scored(db: aiosqlite.Connection, s: Search, match: str) -> list[tuple
         "body": s.weights[2],
     }
     # bm25 over `score_match` only: FTS5 walks the doclist of every phrase in the expression it
-    # scores. The source column has weight 0 and is never in that expression. created_at comes
-    # along for the tie-break.
+    # scores. The source column has weight 0 and is never in that expression.
     scoring = """
-        SELECT memory_fts.rowid, -bm25(memory_fts, :title, :tags, :body, 0), m.created_at
-        FROM memory_fts CROSS JOIN memory AS m INDEXED BY memory_rank ON m.id = memory_fts.rowid
+        SELECT memory_fts.rowid, -bm25(memory_fts, :title, :tags, :body, 0) FROM memory_fts
         WHERE memory_fts MATCH :score_match
     """
     if candidates == score_match:
@@ -346,8 +345,29 @@ async def _scored(db: aiosqlite.Connection, s: Search, match: str) -> list[tuple
         # common word would walk all of its doclist.
         heading = f"{candidates} AND {{title tags}} : ({fts5_match(s.scored, any_term=s.any_term)})"
         rows += await _score_newest(db, scoring, args, heading, s.heading_window, [int(r[0]) for r in rows])
-    best = sorted(rows, key=lambda r: (-float(r[1]), -float(r[2]), -int(r[0])))[: s.limit]
-    return [(int(r[0]), float(r[1])) for r in best]
+    return await _best(db, {int(r[0]): float(r[1]) for r in rows}, s.limit)
+
+
+async def _best(db: aiosqlite.Connection, scores: dict[int, float], limit: int) -> list[tuple[int, float]]:
+    """The `limit` best scores, newer (created_at) first among equal ones; created_at is looked
+    up only for the scores that tie there (a lookup per scored entry would cost a third more)."""
+    ranked = sorted(scores.items(), key=lambda item: -item[1])
+    if not ranked:
+        return []
+    cut = ranked[min(limit, len(ranked)) - 1][1]
+    top = [(i, score) for i, score in ranked if score >= cut]
+    counts = Counter(score for _, score in top)
+    tied = [i for i, score in top if counts[score] > 1]
+    created: dict[int, float] = {}
+    if tied:
+        rows = await db.execute_fetchall(
+            "SELECT id, created_at FROM memory INDEXED BY memory_rank"
+            " WHERE id IN (SELECT value FROM json_each(?))",
+            (json.dumps(tied),),
+        )
+        created = {int(r[0]): float(r[1]) for r in rows}
+    top.sort(key=lambda item: (-item[1], -created.get(item[0], 0.0), -item[0]))
+    return top[:limit]
 
 
 async def _score_window(
