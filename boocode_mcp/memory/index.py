@@ -94,7 +94,7 @@ class Ranking:
     # bm25 column weights (title, tags, body): a heading about the thing beats a passing mention.
     weights: tuple[float, float, float] = (10.0, 5.0, 1.0)
     window: int = 300
-    heading_window: int = 300
+    heading_window: int = 200
     term_cost_cap: int = 10_000
     scoring_budget: int = 30_000
 
