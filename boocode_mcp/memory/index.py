@@ -27,10 +27,11 @@ among equal scores; `score` is that bm25, positive, higher is better. Its cost i
   score: bm25 would walk every entry it matches just to weigh it, and a word that common says
   little about relevance. It still has to match. The terms that count are the rarest, up to
   `scoring_budget` in all.
-- Only the `window` most recently written matches of a query are ranked, and (when every term
-  counts) the `heading_window` most recently written whose title or tags hold the terms: the
-  title and tag weights rank those high even when they are old, and they are few. "Written"
-  means indexed, or for a note section, last changed (store rowids follow write order).
+- Only the `window` most recently written entries matching the terms that count are ranked
+  (those of them that match the whole query), and, when every term counts, the
+  `heading_window` most recently written with those terms in their title or tags: the title
+  and tag weights rank those high even when they are old, and they are few. "Written" means
+  indexed, or for a note section, last changed (store rowids follow write order).
 - A query none of whose terms counts (`the`, `te*`, `"fix the"`) lists its most recently written
   matches first; their `score` is 0. So do, after the scored hits, the matches of an any-word
   query that hold no word that counts.
