@@ -1,5 +1,5 @@
 """The memory tables: note and transcript entries, what the note index last saw of each file, and
-their full-text search (sqlite FTS5; schema in schema/002_memory.sql and 003_memory_search.sql).
+their full-text search (sqlite FTS5; schema in schema/002_memory.sql and 004_memory_search.sql).
 
 Callers ask by meaning: which note files are known, make a file's entries match its sections,
 store a subagent run, how costly a search term is, the best matches of a query with a snippet
@@ -37,7 +37,7 @@ from boocode_mcp.store.transaction import atomically
 # the walk for a common word).
 _SOURCE_TOKENS = ("note", "subagent")
 _TEXT_COLUMNS = "{title tags body}"
-# Prefix lengths memory_fts has an index for (003_memory_search.sql): a longer prefix makes FTS5
+# Prefix lengths memory_fts has an index for (004_memory_search.sql): a longer prefix makes FTS5
 # merge the doclists of every term that starts with it, once per statement that uses it.
 LONGEST_INDEXED_PREFIX = 4
 # Relative cost of walking one document of a term's doclist, by kind of term (measured at 100k
