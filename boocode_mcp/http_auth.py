@@ -1,7 +1,7 @@
 """Who may talk to BooCode over HTTP: loopback by default, a bearer token anywhere else.
 
 HTTP reaches run_command and code-editing agents, so a server reachable from other machines must
-not answer strangers (DESIGN §7). On loopback, DNS rebinding is the threat: a web page whose
+not answer strangers. On loopback, DNS rebinding is the threat: a web page whose
 name resolves to 127.0.0.1 would reach the server from the user's browser, so Host and Origin are
 checked by the SDK's transport security.
 """

@@ -18,7 +18,6 @@ from tests.test_cli import (
     boo,
     boo_json,
     configure,
-    kill_server,
     one_line_error,
     read_until,
     start_run,
@@ -29,12 +28,11 @@ ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
 @pytest.fixture
-def workspace(git_repo: Path) -> Iterator[Path]:
+def workspace(git_repo: Path) -> Path:
     configure(git_repo)
     with (git_repo / ".boocode" / "config.toml").open("a") as f:
         f.write('\n[permissions]\npolicy = "ask"\n')
-    yield git_repo
-    kill_server(git_repo)
+    return git_repo
 
 
 @contextlib.contextmanager
@@ -79,8 +77,8 @@ def test_run_prints_the_respond_command_and_respond_answers_it(workspace: Path) 
 
         bad = one_line_error(boo(workspace, "respond", sub_id, request_id, "nope", check=False))
         assert "nope" in bad and all(o["option_id"] in bad for o in options)
-        # The run lives in the background server: an in-process engine cannot answer it.
-        elsewhere = boo(workspace, "respond", sub_id, request_id, "0", "--no-server", check=False)
+        # The run lives in the workspace's daemon: an engine of another process cannot answer it.
+        elsewhere = boo(workspace, "respond", sub_id, request_id, "0", "--no-daemon", check=False)
         assert "another BooCode process" in one_line_error(elsewhere)
 
         allow = next(o for o in options if o["kind"] == "allow_once")
@@ -95,7 +93,7 @@ def test_run_prints_the_respond_command_and_respond_answers_it(workspace: Path) 
     assert "finished" in one_line_error(late) or "no pending" in one_line_error(late)
 
 
-@pytest.mark.parametrize("mode", [[], ["--no-server"]], ids=["server", "in-process"])
+@pytest.mark.parametrize("mode", [[], ["--no-daemon"]], ids=["daemon", "in-process"])
 def test_run_on_a_terminal_asks_and_answers_by_number(workspace: Path, mode: list[str]) -> None:
     with run_on_terminal(workspace, "permission y.txt", *mode) as (run, controller):
         seen = ANSI.sub("", read_until(controller, lambda t: "(Enter leaves it" in t))
@@ -113,13 +111,13 @@ def test_run_on_a_terminal_asks_and_answers_by_number(workspace: Path, mode: lis
 
 def test_in_process_run_says_only_it_can_answer(workspace: Path) -> None:
     run = start_run(
-        workspace, "permission z.txt", "--no-server", stdin=subprocess.DEVNULL, stderr=subprocess.PIPE
+        workspace, "permission z.txt", "--no-daemon", stdin=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
     try:
         assert run.stderr is not None
         seen = read_until(run.stderr.fileno(), lambda t: "asks permission" in t and t.endswith("\n"))
         [hint] = [line for line in seen.splitlines() if "asks permission" in line]
-        assert "--no-server" in hint and "yes please!" in hint
+        assert "--no-daemon" in hint and "yes please!" in hint
         [sub] = boo_json(workspace, "ls")["subagents"]
         refused = boo(workspace, "respond", sub["subagent_id"][:8], "r", "0", check=False)
         assert f"pid {run.pid}" in one_line_error(refused)
