@@ -30,6 +30,7 @@ import anyio
 import pytest
 
 from boocode_mcp.agents.builtin import BUILTIN_AGENTS
+from boocode_mcp.trust import trust_workspace
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 INSTALL_SCRIPT = REPO_ROOT / "scripts" / "install-agents.sh"
@@ -200,7 +201,8 @@ def setup_for(name: str, binary: Path, base_url: str, scratch: Path) -> AgentSet
 def write_workspace_config(
     workspace: Path, setups: Sequence[AgentSetup], *, policy: str = "auto", timeout_s: float = 300
 ) -> Path:
-    """Write <workspace>/.boocode/config.toml naming the given agents (first one is the default)."""
+    """Write <workspace>/.boocode/config.toml naming the given agents (first one is the default),
+    trusted in the user config directory of this process's environment."""
     cfg_dir = workspace / ".boocode"
     cfg_dir.mkdir(parents=True, exist_ok=True)
     parts = [f"default_agent = {_toml_str(setups[0].name)}\n"] if setups else []
@@ -208,6 +210,7 @@ def write_workspace_config(
     parts.append(f"[permissions]\npolicy = {_toml_str(policy)}\ntimeout_s = {timeout_s}\n")
     path = cfg_dir / "config.toml"
     path.write_text("\n".join(parts))
+    trust_workspace(workspace)
     return path
 
 
@@ -485,6 +488,8 @@ async def boocode_mcp(workspace: Path, scratch: Path, log_path: Path) -> AsyncIt
 
     config_home = scratch / "boocode-config"
     config_home.mkdir(parents=True, exist_ok=True)
+    # The workspace config the test wrote names the agents: trusted where this server looks.
+    trust_workspace(workspace, config_home / "boocode")
     cmd = boocode_mcp_command()
     params = StdioServerParameters(
         command=cmd[0],
