@@ -136,6 +136,14 @@ class PoolConfig(BaseModel):
     prewarm: bool = True
 
 
+class DaemonConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    # The workspace's daemon exits after this long with no front end connected and nothing
+    # queued or running; the next front end starts it again.
+    idle_exit_s: float = Field(default=900.0, gt=0)
+
+
 class Config(BaseModel):
     """The merged configuration of one workspace."""
 
@@ -145,6 +153,7 @@ class Config(BaseModel):
     agents: dict[str, AgentSpec] = Field(default_factory=dict)
     permissions: PermissionsConfig = Field(default_factory=PermissionsConfig)
     pool: PoolConfig = Field(default_factory=PoolConfig)
+    daemon: DaemonConfig = Field(default_factory=DaemonConfig)
 
     @model_validator(mode="after")
     def _fallbacks_are_cli(self) -> Config:

@@ -13,6 +13,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
+from typing import Literal
 
 import aiosqlite
 import anyio
@@ -29,10 +30,12 @@ from boocode_mcp.review import PatchReview
 from boocode_mcp.states import TERMINAL_STATUSES
 from boocode_mcp.store import agent_sessions as agent_sessions_store
 from boocode_mcp.store import chats as chats_store
-from boocode_mcp.store import open_db, sessions
+from boocode_mcp.store import events as events_store
+from boocode_mcp.store import lookups, open_db, sessions
 from boocode_mcp.store import patches as patches_store
 from boocode_mcp.store import subagents as runs_store
 from boocode_mcp.store.chats import ChatRow
+from boocode_mcp.store.events import EventRow
 from boocode_mcp.store.patches import PatchRow
 from boocode_mcp.store.subagents import SubagentRow
 from boocode_mcp.subagents.digest import DigestCache
@@ -221,7 +224,7 @@ class Engine:
 
     async def spawn(
         self,
-        session_id: str,
+        session_id: str | None,
         prompt: str,
         *,
         agent: str | None = None,
@@ -232,19 +235,23 @@ class Engine:
         permission_handler: PermissionHandler | None = None,
     ) -> SubagentView:
         """Queue a run and return at once (status queued); the worktree and agent start in the
-        background. With `chat_id` the run continues that chat on its warm agent; an `agent`
-        different from the chat's switches the chat to it (as set_chat_agent does). The session
-        is created when it does not exist yet."""
+        background. With `chat_id` the run continues that chat on its warm agent, in the chat's
+        session (`session_id`, when given, must be that session; None finds the chat anywhere in
+        the workspace); an `agent` different from the chat's switches the chat to it (as
+        set_chat_agent does). A new chat's session is created when it does not exist yet."""
         if not prompt.strip():
             raise InvalidRequestError("the prompt is empty; say what the subagent should do")
-        session_id = await self.ensure_session(session_id)
         chat: ChatRow | None = None
         if chat_id is not None:
             chat = await chats_store.get(self.db, session_id, chat_id)
             if chat is None:
-                raise NotFoundError(
-                    f"no chat {chat_id!r} in session {session_id!r}; omit chat_id to start a new chat"
-                )
+                where = f"session {session_id!r}" if session_id is not None else "this workspace"
+                raise NotFoundError(f"no chat {chat_id!r} in {where}; omit chat_id to start a new chat")
+            session_id = chat.session_id
+        elif session_id is None:
+            raise InvalidRequestError("a new chat needs a session; give session_id or a chat_id to continue")
+        else:
+            session_id = await self.ensure_session(session_id)
         name = agent or (chat.agent if chat is not None else self.config.default_agent)
         self.registry.resolve(name)  # unknown / not installed -> error now, not in the background
         if chat is not None:
@@ -495,10 +502,16 @@ class Engine:
         status: str | None = None,
         limit: int = 20,
         include_hunks: bool = False,
+        include_diff: bool = False,
     ) -> list[PatchView]:
         """Newest first."""
         return await self._review.list_patches(
-            session_id, chat_id=chat_id, status=status, limit=limit, include_hunks=include_hunks
+            session_id,
+            chat_id=chat_id,
+            status=status,
+            limit=limit,
+            include_hunks=include_hunks,
+            include_diff=include_diff,
         )
 
     async def get_patch(
@@ -583,8 +596,26 @@ class Engine:
             self.workspace, command, args, cwd=cwd, timeout_s=timeout_s, env=env
         )
 
-    async def traces(self, session_id: str) -> list[TraceView]:
+    async def traces(self, session_id: str | None) -> list[TraceView]:
+        """A session's traced tool calls, or (None) the workspace's."""
         return await self.tracer.list_traces(session_id)
+
+    async def events(self, subagent_id: str, after_seq: int = 0, *, limit: int = -1) -> list[EventRow]:
+        """A run's recorded events after `after_seq`, oldest first."""
+        return await events_store.list_events(self.db, subagent_id, after_seq, limit)
+
+    async def find_ids(
+        self, kind: Literal["subagent", "patch", "chat"], prefix: str, session_id: str | None = None
+    ) -> list[tuple[str, str]]:
+        """(id, session id) of the subagents, patches or chats whose id starts with `prefix`."""
+        return await lookups.find_ids(self.db, kind, prefix, session_id)
+
+    def live_run_count(self) -> int:
+        """Runs this engine has queued or running: what keeps a daemon from idling out."""
+        return len(self._runner.active)
+
+    def warm_agent_count(self) -> int:
+        return len(self.pool.backends())
 
     async def agent_sessions(self, chat_id: str | None = None) -> list[AgentSessionView]:
         """The warm/known agent sessions, most recently active first."""

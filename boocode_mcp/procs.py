@@ -16,6 +16,9 @@ from typing import IO, Any
 
 import anyio
 
+# Re-exported: the engine's parts ask procs; front ends that must start fast import liveness.
+from boocode_mcp.liveness import pid_alive as pid_alive
+
 # Variables a child may inherit from the server's environment. Everything else must come from the
 # launch spec or the caller, so secrets reach only the children they are meant for.
 ENV_ALLOW = frozenset(
@@ -185,18 +188,6 @@ def same_boot(token: str) -> bool:
     except OSError:
         return True
     return token.split(":", 1)[0] == boot_id
-
-
-def pid_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 async def terminate_group(proc: asyncio.subprocess.Process, grace_s: float = 2.0) -> int | None:

@@ -39,6 +39,7 @@ class PatchReview:
         status: str | None,
         limit: int,
         include_hunks: bool,
+        include_diff: bool = False,
     ) -> list[PatchView]:
         """Newest first."""
         rows = await patches_store.list_patches(
@@ -54,7 +55,9 @@ class PatchReview:
                         self.db, p.session_id, status="pending"
                     )
                 collisions = await self.presenter.collisions(p, pending_by_session[p.session_id])
-            out.append(self.presenter.patch(p, collisions, include_hunks=include_hunks, include_diff=False))
+            out.append(
+                self.presenter.patch(p, collisions, include_hunks=include_hunks, include_diff=include_diff)
+            )
         return out
 
     async def row(self, session_id: str | None, patch_id: str) -> PatchRow:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import subprocess
 import sys
@@ -77,6 +78,18 @@ def git_repo(tmp_path: Path) -> Path:
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "-m", "initial")
     return repo
+
+
+@pytest.fixture(autouse=True)
+def _stop_daemons(tmp_path: Path) -> Iterator[None]:
+    """Stop every workspace daemon a test started (front ends start them detached, so nothing
+    else would): a daemon left running would hold its agents past the test."""
+    yield
+    from boocode_mcp.daemon.wire import DaemonError, stop_daemon
+
+    for info in tmp_path.rglob(".boocode/run/daemon.json"):
+        with contextlib.suppress(DaemonError, OSError):
+            stop_daemon(info.parent.parent.parent)
 
 
 def write_config(

@@ -4,6 +4,7 @@ re-indexing, subagent transcripts, hostile queries, filters."""
 from __future__ import annotations
 
 import os
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -15,7 +16,11 @@ from hypothesis import strategies as st
 
 from boocode_mcp.errors import InvalidRequestError
 from boocode_mcp.memory import MemoryIndex
-from boocode_mcp.store import connect
+from boocode_mcp.memory.index import Ranking
+from boocode_mcp.memory.query import parse_query
+from boocode_mcp.store import LATEST_VERSION, connect
+from boocode_mcp.store import memory as store_memory
+from boocode_mcp.store.migrations import load_migrations
 
 from .test_memory_query import HOSTILE
 
@@ -420,3 +425,180 @@ async def test_limit_is_bounded(db: aiosqlite.Connection) -> None:
     for bad in (0, -1, 101):
         with pytest.raises(InvalidRequestError, match="limit must be an integer from 1 to 100"):
             await index.search("bounded", limit=bad)
+
+
+# -- bounded work on large and broad queries ---------------------------------------------------
+# A small Ranking makes a handful of entries behave like a large memory: a word in more entries
+# than term_cost_cap is "very common", a query matching more than window entries is "broad".
+
+
+async def add_runs(index: MemoryIndex, texts: list[str], *, first_created: float = 1000.0) -> list[str]:
+    ids = []
+    for i, text in enumerate(texts):
+        await index.index_subagent(
+            subagent_id=f"r{i}",
+            agent="opencode",
+            prompt=f"run {i}",
+            final_message=text,
+            tool_titles=[],
+            files=[],
+            created_at=first_created + i,
+        )
+        ids.append(f"subagent:r{i}")
+    return ids
+
+
+async def test_a_very_common_word_lists_its_newest_matches_unscored(db: aiosqlite.Connection) -> None:
+    index = MemoryIndex(db, [], ranking=Ranking(term_cost_cap=4))
+    ids = await add_runs(index, [f"common text number {i}" for i in range(6)])
+    hits = await index.search("common")
+    assert [h.id for h in hits] == ids[::-1]  # most recently written first
+    assert {h.score for h in hits} == {0.0}
+    assert all("«common»" in h.snippet for h in hits)
+    # The same corpus with a cap above the word's count ranks it by bm25 instead.
+    scored = await MemoryIndex(db, []).search("common")
+    assert sorted(h.id for h in scored) == sorted(ids)
+    assert all(h.score > 0 for h in scored)
+
+
+async def test_a_common_word_still_filters_while_a_rare_one_ranks(db: aiosqlite.Connection) -> None:
+    index = MemoryIndex(db, [], ranking=Ranking(term_cost_cap=4))
+    ids = await add_runs(
+        index,
+        [
+            "common filler",
+            "common kestrel kestrel kestrel sighting",
+            "common filler again",
+            "kestrel without the frequent word",
+            "common kestrel once in a much longer text about many other things entirely",
+            "common filler more",
+        ],
+    )
+    hits = await index.search("common kestrel")
+    # Both words must match; only "kestrel" (in 3 entries, under the cap) weighs the score.
+    assert [h.id for h in hits] == [ids[1], ids[4]]
+    assert hits[0].score > hits[1].score > 0
+
+
+async def test_a_broad_query_ranks_its_newest_matches_and_older_headings(
+    db: aiosqlite.Connection, notes: Path
+) -> None:
+    # The note's heading names the word; it is written first, so it is the oldest match.
+    note = write(notes / "osprey.md", "# Osprey\nnesting notes\n")
+    index = MemoryIndex(db, [notes], ranking=Ranking(window=3, heading_window=2))
+    await index.refresh_notes()
+    ids = await add_runs(index, [f"saw an osprey today, entry {i}" for i in range(8)])
+    hits = await index.search("osprey", limit=10)
+    # Ranked: the 3 newest matches, and the newest matches with the word in the heading; the
+    # title weight puts the note first. The other 5 are not ranked and do not show.
+    assert hits[0].id == f"note:{note}#1"
+    assert [h.id for h in hits[1:]] == ids[:-4:-1]
+    assert all(h.score > 0 for h in hits)
+
+
+async def test_any_word_fallback_ranks_rare_words_first_then_newest(db: aiosqlite.Connection) -> None:
+    index = MemoryIndex(db, [], ranking=Ranking(term_cost_cap=4))
+    ids = await add_runs(index, ["common a", "harrier b", "common c", "common d", "common e", "common f"])
+    # No entry holds both words: any word may match. "harrier" is scored; the very common word's
+    # matches follow, newest first, unscored.
+    hits = await index.search("harrier common", limit=4)
+    assert [h.id for h in hits] == [ids[1], ids[5], ids[4], ids[3]]
+    assert hits[0].score > 0
+    assert [h.score for h in hits[1:]] == [0.0, 0.0, 0.0]
+
+
+async def test_source_filter_holds_for_a_rare_source_among_broad_matches(
+    db: aiosqlite.Connection, notes: Path
+) -> None:
+    note = write(notes / "n.md", "# Birds\nheron by the river\n")
+    index = MemoryIndex(db, [notes], ranking=Ranking(window=2, heading_window=0, term_cost_cap=3))
+    await index.refresh_notes()
+    await add_runs(index, [f"heron number {i}" for i in range(6)])
+    # The note is the oldest of 7 matches: the filter is part of the match, not applied after it.
+    assert await ids(index, "heron", source="note") == [f"note:{note}#1"]
+    assert len(await index.search("heron", source="subagent")) == 6
+
+
+async def test_the_source_names_are_words_like_any_other(db: aiosqlite.Connection, notes: Path) -> None:
+    # Each entry's source is indexed for the filter; a query word must not match it there.
+    write(notes / "a.md", "# Plain\nempty here\n")
+    write(notes / "b.md", "# Other\nstill empty\n")
+    index = MemoryIndex(db, [notes])
+    ids_ = await add_runs(index, ["wrote the release note", "spawned a subagent for it", "unrelated"])
+    for query in ("note", "NOTE", "Nöte", "not*", "no*"):
+        assert await ids(index, query) == [ids_[0]], query
+    assert await ids(index, "ｎｏｔｅ") == []  # unicode61 does not fold full-width letters
+    for query in ("subagent", "subag*", "su*"):
+        assert await ids(index, query) == [ids_[1]], query
+    assert await ids(index, "note", source="note") == []
+
+
+async def test_snippets_for_phrases_and_long_prefixes(db: aiosqlite.Connection, notes: Path) -> None:
+    filler = " ".join(f"pad{i}" for i in range(60))
+    note = write(notes / "n.md", f"# Deploys\n{filler} the deployment pipeline runs nightly {filler}\n")
+    index = MemoryIndex(db, [notes])
+    (hit,) = await index.search("deploym*")  # longer than any prefix index: one merged walk
+    assert hit.id == f"note:{note}#1" and "«deployment»" in hit.snippet
+    (hit,) = await index.search('"pipeline runs"')  # a phrase: the hit is sought by rowid
+    assert "«pipeline runs»" in hit.snippet and "…" in hit.snippet
+
+
+async def test_term_costs_are_recounted_after_this_index_writes(db: aiosqlite.Connection) -> None:
+    index = MemoryIndex(db, [], ranking=Ranking(term_cost_cap=3))
+    await add_runs(index, ["plover one", "plover two"])
+    assert all(h.score > 0 for h in await index.search("plover"))
+    await add_runs(index, ["plover three", "plover four", "plover five"], first_created=2000.0)
+    # Now in 5 entries, over the cap: the remembered count of 2 must not be used.
+    assert {h.score for h in await index.search("plover")} == {0.0}
+
+
+async def test_an_edited_section_counts_as_newly_written(db: aiosqlite.Connection, notes: Path) -> None:
+    index = MemoryIndex(db, [notes], ranking=Ranking(term_cost_cap=1))
+    a = write(notes / "a.md", "# A\ncommon alpha\n")
+    await index.refresh_notes()
+    b = write(notes / "b.md", "# B\ncommon beta\n")
+    await index.refresh_notes()
+    assert await ids(index, "common") == [f"note:{b}#1", f"note:{a}#1"]
+    write(a, "# A\ncommon alpha, edited\n")
+    bump_mtime(a)
+    await index.refresh_notes()
+    assert await ids(index, "common") == [f"note:{a}#1", f"note:{b}#1"]
+
+
+async def test_term_costs_count_matching_entries_up_to_the_cap(db: aiosqlite.Connection) -> None:
+    index = MemoryIndex(db, [])
+    await add_runs(index, ["wren finch", "wren", "wren finch", "wren", "wren lark"])
+    terms = parse_query('wren finch lark "wren finch" wre* wrens*').all_terms()
+    # A word: entries holding it. A phrase: its rarest word's count, ten per entry (positions
+    # are checked). A prefix: its indexed part's count, three per entry, or ten beyond 4 letters.
+    assert await store_memory.term_costs(db, terms, 100) == [5, 2, 1, 20, 15, 50]
+    assert await store_memory.term_costs(db, terms, 4) == [4, 2, 1, 4, 4, 4]
+
+
+async def test_a_database_from_before_the_search_migration_is_migrated_in_place(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    ours = next(m.version for m in load_migrations() if m.name == "memory_search")
+    for mig in load_migrations()[: ours - 1]:
+        conn.executescript(mig.sql)
+    conn.execute(f"PRAGMA user_version = {ours - 1}")
+    conn.executemany(
+        "INSERT INTO memory (source, ref, path, title, tags, body, created_at, hash)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            ("note", "/n.md#1", "/n.md", "Cormorant", "birds", "dives for fish", 1.0, "h1"),
+            ("subagent", "s1", None, "Count birds", "opencode", "a cormorant and a gull", 2.0, "h2"),
+        ],
+    )
+    conn.close()
+    db = await connect(path)
+    try:
+        assert int((await db.execute_fetchall("PRAGMA user_version"))[0][0]) == LATEST_VERSION
+        await db.execute("INSERT INTO memory_fts(memory_fts) VALUES ('integrity-check')")
+        index = MemoryIndex(db, [])
+        assert await ids(index, "cormorant") == ["note:/n.md#1", "subagent:s1"]
+        assert await ids(index, "cormorant", source="subagent") == ["subagent:s1"]
+        # In the title (weight 10) before in the tags (5): the weights survived the rebuild.
+        assert await ids(index, "birds") == ["subagent:s1", "note:/n.md#1"]
+    finally:
+        await db.close()

@@ -57,10 +57,14 @@ async def insert_many(
         )
 
 
-async def list_events(db: aiosqlite.Connection, subagent_id: str) -> list[EventRow]:
+async def list_events(
+    db: aiosqlite.Connection, subagent_id: str, after_seq: int = 0, limit: int = -1
+) -> list[EventRow]:
+    """The run's events with seq above `after_seq`, oldest first (at most `limit`; -1 = all)."""
     cur = await db.execute(
-        "SELECT seq, kind, payload, created_at FROM events WHERE subagent_id = ? ORDER BY seq",
-        (subagent_id,),
+        "SELECT seq, kind, payload, created_at FROM events WHERE subagent_id = ? AND seq > ?"
+        " ORDER BY seq LIMIT ?",
+        (subagent_id, after_seq, limit),
     )
     return [
         EventRow(seq=r["seq"], kind=r["kind"], payload=json.loads(r["payload"]), created_at=r["created_at"])
