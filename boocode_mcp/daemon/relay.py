@@ -171,6 +171,10 @@ class Relay:
         except (_Stopped, BrokenPipeError):
             # A stop signal, or a host that closed our stdout: either way, nobody is listening.
             return 0
+        finally:
+            # The descriptor may be shared (a terminal): leave it as we found it.
+            with contextlib.suppress(OSError):
+                os.set_blocking(0, True)
 
     def _run(self) -> int:
         if self.pinned is not None:
