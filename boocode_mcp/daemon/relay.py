@@ -121,10 +121,10 @@ class Relay:
     def forward(self, up: Upstream, message: dict[str, Any], raw: bytes) -> None:
         """Send a client message to `up`'s daemon, reconnecting first when it is away."""
         request_id = message.get("id") if "method" in message else None
-        if up.conn is not None and _peer_gone(up.conn.sock):
-            # The daemon died while we were idle and its end-of-stream is still unread: this
-            # message never reached it, so it can go to the next daemon instead of failing.
-            self._read_daemon(up)
+        if up.conn is not None:
+            # Whatever the daemon sent (and its end, if it died while we were idle) is read first:
+            # a message for a dead daemon then goes to the next one instead of failing.
+            self._drain(up)
         try:
             if up.conn is None:
                 self._attach(up)
@@ -221,19 +221,26 @@ class Relay:
                 with contextlib.suppress(OSError):
                     up.conn.sock.shutdown(socket.SHUT_WR)
 
-    def _read_daemon(self, up: Upstream) -> None:
+    def _drain(self, up: Upstream) -> None:
+        """Read what the daemon has sent so far without waiting (until nothing is left, or its end)."""
+        while up.conn is not None and self._read_daemon(up):
+            pass
+
+    def _read_daemon(self, up: Upstream) -> bool:
+        """Read once from the daemon; whether there may be more to read now."""
         assert up.conn is not None
         try:
             chunk = up.conn.sock.recv(_READ_SIZE)
         except BlockingIOError:
-            return
+            return False
         except OSError as e:
             self._lost(up, e.strerror or str(e))
-            return
+            return False
         if not chunk:
             self._lost(up, "it closed the connection")
-            return
+            return False
         self._from_daemon(up, chunk)
+        return True
 
     def _from_daemon(self, up: Upstream, chunk: bytes) -> None:
         assert up.conn is not None
@@ -299,16 +306,6 @@ class Relay:
 
     def answered(self, up: Upstream, message: dict[str, Any]) -> None:
         """A daemon answered a client request (the ACP router learns new sessions here)."""
-
-
-def _peer_gone(sock: socket.socket) -> bool:
-    """Whether the daemon's end is closed (a pending end-of-stream or reset), without reading data."""
-    try:
-        return sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
-    except BlockingIOError:
-        return False
-    except OSError:
-        return True
 
 
 class _Stopped(Exception):
