@@ -15,7 +15,6 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Literal
 
-import aiosqlite
 import anyio
 
 from boocode_mcp import commands, workspace
@@ -35,6 +34,7 @@ from boocode_mcp.store import lookups, open_db, sessions
 from boocode_mcp.store import patches as patches_store
 from boocode_mcp.store import subagents as runs_store
 from boocode_mcp.store.chats import ChatRow
+from boocode_mcp.store.db import Database
 from boocode_mcp.store.events import EventRow
 from boocode_mcp.store.patches import PatchRow
 from boocode_mcp.store.subagents import SubagentRow
@@ -72,7 +72,7 @@ class Engine:
         self,
         *,
         workspace_dir: Path,
-        db: aiosqlite.Connection,
+        db: Database,
         registry: AgentRegistry,
         pool: AgentPool,
         memory: MemoryIndex,

@@ -10,12 +10,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-import aiosqlite
-
 from boocode_mcp import workspace
 from boocode_mcp.states import TERMINAL_STATUSES
 from boocode_mcp.store import events as events_store
 from boocode_mcp.store import patches as patches_store
+from boocode_mcp.store.db import Database
 from boocode_mcp.store.patches import PatchRow
 from boocode_mcp.store.subagents import SubagentRow
 from boocode_mcp.subagents.digest import Digest, DigestCache
@@ -26,9 +25,7 @@ from boocode_mcp.views import Collision, HunkView, PatchFileView, PatchView, Sub
 class Presenter:
     """Maps runs and patches of one workspace to their views."""
 
-    def __init__(
-        self, db: aiosqlite.Connection, workspace_dir: Path, runner: Runner, digests: DigestCache
-    ) -> None:
+    def __init__(self, db: Database, workspace_dir: Path, runner: Runner, digests: DigestCache) -> None:
         self._db = db
         self._workspace = workspace_dir
         self._runner = runner

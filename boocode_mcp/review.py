@@ -7,7 +7,6 @@ import dataclasses
 import time
 from collections.abc import Awaitable, Callable, Sequence
 
-import aiosqlite
 import anyio
 
 from boocode_mcp import workspace
@@ -15,6 +14,7 @@ from boocode_mcp.errors import InvalidRequestError, NotFoundError
 from boocode_mcp.presenter import Presenter
 from boocode_mcp.store import chats as chats_store
 from boocode_mcp.store import patches as patches_store
+from boocode_mcp.store.db import Database
 from boocode_mcp.store.patches import PatchRow
 from boocode_mcp.views import ApplyResult, Collision, Conflict, PatchView
 
@@ -23,7 +23,7 @@ from boocode_mcp.views import ApplyResult, Collision, Conflict, PatchView
 class PatchReview:
     """The patches of one workspace, as the engine's front ends review and apply them."""
 
-    db: aiosqlite.Connection
+    db: Database
     git: workspace.GitRepo
     presenter: Presenter
     check_chat_idle: Callable[[str], Awaitable[None]]

@@ -8,7 +8,6 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 
-import aiosqlite
 import anyio
 
 from boocode_mcp.agents.backend import PermissionHandler
@@ -17,6 +16,7 @@ from boocode_mcp.agents.permissions import choose_option
 from boocode_mcp.config import PermissionsConfig
 from boocode_mcp.errors import InvalidRequestError, NotFoundError
 from boocode_mcp.store import permissions as store
+from boocode_mcp.store.db import Database
 from boocode_mcp.views import PendingPermission, PermissionOptionView
 
 # Called when a run starts or stops waiting for an answer (pending None): the runner turns it into
@@ -38,7 +38,7 @@ class PermissionQueue:
 
     def __init__(
         self,
-        db: aiosqlite.Connection,
+        db: Database,
         config: PermissionsConfig | Callable[[], PermissionsConfig],
         on_pending: OnPending,
     ) -> None:

@@ -8,13 +8,13 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-import aiosqlite
 import anyio
 
 from boocode_mcp import workspace
 from boocode_mcp.errors import BooCodeError
 from boocode_mcp.store import chats, patches
 from boocode_mcp.store.chats import ChatRow
+from boocode_mcp.store.db import Database
 from boocode_mcp.subagents.run import Run
 from boocode_mcp.workspace import GitRepo
 
@@ -28,9 +28,7 @@ class ChatWorktrees:
     `git add` and, when something changed since the last diff, `git diff`.
     """
 
-    def __init__(
-        self, db: aiosqlite.Connection, git: GitRepo, index_root: Path, notify: Callable[[str], None]
-    ) -> None:
+    def __init__(self, db: Database, git: GitRepo, index_root: Path, notify: Callable[[str], None]) -> None:
         self._db = db
         self._git = git
         self._notify = notify

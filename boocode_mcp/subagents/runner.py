@@ -14,7 +14,6 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import aiosqlite
 import anyio
 from anyio.abc import TaskStatus
 
@@ -24,6 +23,7 @@ from boocode_mcp.config import BOOCODE_DIR, Config
 from boocode_mcp.memory import MemoryIndex
 from boocode_mcp.states import SubagentStatus
 from boocode_mcp.store import subagents
+from boocode_mcp.store.db import Database
 from boocode_mcp.subagents.digest import DigestCache
 from boocode_mcp.subagents.locks import RunLocks
 from boocode_mcp.subagents.permissions import PermissionQueue
@@ -52,7 +52,7 @@ class Runner:
     def __init__(
         self,
         *,
-        db: aiosqlite.Connection,
+        db: Database,
         git: GitRepo,
         config: Config,
         registry: AgentRegistry,

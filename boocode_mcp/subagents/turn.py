@@ -13,7 +13,6 @@ import math
 import time
 from typing import Any, Protocol
 
-import aiosqlite
 import anyio
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
@@ -26,6 +25,7 @@ from boocode_mcp.errors import BooCodeError
 from boocode_mcp.memory import MemoryIndex
 from boocode_mcp.states import SubagentStatus, TerminalStatus
 from boocode_mcp.store import events
+from boocode_mcp.store.db import Database
 from boocode_mcp.subagents.digest import SESSION_KIND, Digest, event_record
 from boocode_mcp.subagents.permissions import PermissionQueue
 from boocode_mcp.subagents.recording import ChatWorktrees
@@ -89,7 +89,7 @@ class _Clock:
 class Turns:
     """Runs turns: `execute` takes a queued run to its final status."""
 
-    db: aiosqlite.Connection
+    db: Database
     registry: AgentRegistry
     pool: AgentPool
     permissions: PermissionQueue
