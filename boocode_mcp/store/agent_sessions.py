@@ -105,7 +105,7 @@ async def get(db: Database, chat_id: str, agent: str) -> AgentSessionRow | None:
 
 
 async def list_all(db: Database) -> list[AgentSessionRow]:
-    cur = await db.execute(f"{_SELECT} ORDER BY last_active_at DESC, chat_id, agent")
+    cur = await db.execute(f"{_SELECT} ORDER BY last_active_at DESC NULLS LAST, chat_id, agent")
     return [_row(r) for r in await cur.fetchall()]
 
 

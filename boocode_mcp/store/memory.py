@@ -135,7 +135,7 @@ async def _sync_entries(
             continue
         if old is not None:
             deletes.append((old[0],))
-        inserts.append((e.ref, path, e.title, e.tags, e.body, mtime, e.hash))
+        inserts.append((e.ref, path, *_text(e.title, e.tags, e.body), mtime, e.hash))
     deletes += [(rowid,) for rowid, _ in existing.values()]
     counts.deleted += len(existing)
     counts.written += len(inserts)
@@ -173,8 +173,13 @@ async def put_subagent(
             VALUES ('subagent', ?, NULL, ?, ?, ?, ?, ?, ?)
             ON CONFLICT (source, ref) DO UPDATE SET agent = excluded.agent, created_at = excluded.created_at
             """,
-            (ref, title, tags, body, agent, created_at, hash),
+            (ref, *_text(title, tags, body), agent, created_at, hash),
         )
+
+
+def _text(*texts: str) -> tuple[str, ...]:
+    # PostgreSQL's text cannot hold NUL, and a NUL is no word either: dropped on both databases.
+    return tuple(t.replace("\x00", "") for t in texts)
 
 
 # -- search ------------------------------------------------------------------------------------
@@ -194,7 +199,7 @@ class Found:
     snippet: str  # the body's context where it matched, else the title or tags, matches marked
 
 
-def found_from_row(row: Row, score: float | None, mark: str) -> Found:
+def found_from_row(row: Row | tuple[Any, ...], score: float | None, mark: str) -> Found:
     """A hit from a row of (id, source, ref, path, title, created_at, body snippet, marked title,
     marked tags): its snippet is the first of the last three with a mark."""
     shown = next((str(s) for s in (row[6], row[7], row[8]) if s and mark in str(s)), str(row[6] or ""))

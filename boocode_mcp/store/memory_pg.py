@@ -10,9 +10,11 @@ user's text: each word a quoted lexeme, a phrase its words joined by `<->`, a pr
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
+from typing import Any
 
-from boocode_mcp.store.db import Database
+from boocode_mcp.store.db import Database, Row
 from boocode_mcp.store.memory import Found, MatchTerm, Probe, Search, Snippet, found_from_row
 
 
@@ -43,7 +45,7 @@ async def count_probes(db: Database, limits: dict[Probe, int]) -> dict[Probe, in
     rows = await db.execute_fetchall(
         " UNION ALL ".join(
             "SELECT (SELECT count(*) FROM (SELECT 1 FROM memory"
-            " WHERE search @@ to_tsquery('simple', ?) LIMIT ?) AS hits)"
+            " WHERE search @@ to_tsquery('simple', boocode_fold(?)) LIMIT ?) AS hits)"
             for _ in probes
         ),
         [
@@ -55,8 +57,13 @@ async def count_probes(db: Database, limits: dict[Probe, int]) -> dict[Probe, in
     return {p: int(r[0]) for p, r in zip(probes, rows, strict=True)}
 
 
+def _q(param: str) -> str:
+    """The tsquery in parameter `param`, its Latin letters folded as the entries' are."""
+    return f"to_tsquery('simple', boocode_fold(:{param}))"
+
+
 def _where(source: str | None) -> str:
-    return "search @@ to_tsquery('simple', :match)" + ("" if source is None else " AND source = :source")
+    return f"search @@ {_q('match')}" + ("" if source is None else " AND source = :source")
 
 
 async def best_matches(db: Database, search: Search, snippet: Snippet) -> list[Found]:
@@ -102,14 +109,14 @@ async def _scored(db: Database, s: Search, match: str) -> list[tuple[int, float]
         args["heading_window"] = s.heading_window
         heading = f"""
             UNION
-            (SELECT id FROM memory WHERE {_where(s.source)} AND search @@ to_tsquery('simple', :heading)
+            (SELECT id FROM memory WHERE {_where(s.source)} AND search @@ {_q("heading")}
              ORDER BY id DESC LIMIT :heading_window)"""
     rows = await db.execute_fetchall(
         f"""
         WITH c AS (
             (SELECT id FROM memory WHERE {_where(s.source)} ORDER BY id DESC LIMIT :window){heading}
         )
-        SELECT m.id, ts_rank(CAST(:weights AS real[]), m.search, to_tsquery('simple', :scored)) AS score
+        SELECT m.id, ts_rank(CAST(:weights AS real[]), m.search, {_q("scored")}) AS score
         FROM memory m JOIN c ON m.id = c.id
         ORDER BY score DESC, m.created_at DESC, m.id DESC
         LIMIT :limit
@@ -137,23 +144,37 @@ async def _found(
     if not ranked:
         return []
     rows = await db.execute_fetchall(
-        """
-        SELECT id, source, ref, path, title, created_at,
-               ts_headline('simple', body, q, :fragment),
-               ts_headline('simple', title, q, :whole),
-               ts_headline('simple', tags, q, :whole)
-        FROM memory, to_tsquery('simple', :match) AS q WHERE id = ANY(:ids)
+        f"""
+        SELECT id, source, ref, path, title, created_at, hb, ht, hg,
+               starts_with(ltrim(body), btrim(plain)), right(rtrim(body), length(btrim(plain))) = btrim(plain)
+        FROM (
+            SELECT m.*, ts_headline('simple', body, q, :fragment) AS hb,
+                   ts_headline('simple', title, q, :whole) AS ht, ts_headline('simple', tags, q, :whole) AS hg
+            FROM memory m, {_q("match")} AS q WHERE id = ANY(:ids)
+        ) AS x, LATERAL (SELECT replace(replace(hb, :open, ''), :close, '') AS plain) AS p
         """,
         {
             "match": match,
             "ids": [i for i, _ in ranked],
             "fragment": _options(snippet, whole=False),
             "whole": _options(snippet, whole=True),
+            "open": snippet.open,
+            "close": snippet.close,
         },
     )
-    by_id = {int(r[0]): r for r in rows}
+    by_id = {int(r[0]): _with_context(r, snippet) for r in rows}
     return [
         found_from_row(by_id[i], score if score >= 0 else None, snippet.open)
         for i, score in ranked
         if i in by_id
     ]
+
+
+def _with_context(row: Row, snippet: Snippet) -> tuple[Any, ...]:
+    """The row with its body fragment as FTS5's snippet() gives it: an ellipsis where the body
+    goes on, and the words of one phrase marked as one run (ts_headline marks each word)."""
+    mark_gap = re.compile(re.escape(snippet.close) + r"(\s+)" + re.escape(snippet.open))
+    body = mark_gap.sub(r"\1", str(row[6] or ""))
+    if body:
+        body = ("" if row[9] else snippet.ellipsis) + body + ("" if row[10] else snippet.ellipsis)
+    return (*(row[i] for i in range(6)), body, row[7], row[8])
