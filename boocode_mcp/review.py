@@ -28,6 +28,9 @@ class PatchReview:
     presenter: Presenter
     check_chat_idle: Callable[[str], Awaitable[None]]
     notify: Callable[[str], None]
+    # Move an applied patch's chat to its new base here (its worktree is here); on a shared store
+    # the worker that next runs the chat does it in its own clone.
+    rebaseline: bool = True
     # Two applies at once could both see a patch pending and apply it twice.
     apply_lock: anyio.Lock = dataclasses.field(default_factory=anyio.Lock, init=False)
 
@@ -109,7 +112,7 @@ class PatchReview:
         for p in selected:
             await patches_store.set_status(self.db, p.id, "applied", applied_at=now)
             owner = await chats_store.get(self.db, p.session_id, p.chat_id)
-            if owner is not None and owner.base_sha is not None:
+            if self.rebaseline and owner is not None and owner.base_sha is not None:
                 # The chat's later patches are diffed against what has now been applied.
                 tree = await workspace.chat_worktree(self.git, owner.id)
                 new_base = await workspace.rebaseline(tree, p.base_sha, p.diff)

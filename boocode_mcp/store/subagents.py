@@ -43,7 +43,8 @@ class SubagentRow:
     permissions: dict[str, Any] | None = None  # the requester's [permissions], travelling with it
 
 
-def _row(r: Row) -> SubagentRow:
+def row_from(r: Row) -> SubagentRow:
+    """A stored run as its row (any `SELECT *` or `RETURNING *` of the table)."""
     usage = json.loads(r["usage_json"]) if r["usage_json"] else None
     perms = json.loads(r["permissions_json"]) if r["permissions_json"] else None
     return SubagentRow(
@@ -119,7 +120,7 @@ async def insert_if_chat_idle(
         ),
     )
     # Every row read, so the statement is done (and its write lock released) before returning.
-    rows = [_row(r) for r in await cur.fetchall()]
+    rows = [row_from(r) for r in await cur.fetchall()]
     return rows[0] if rows else None
 
 
@@ -131,7 +132,7 @@ async def get(db: Database, session_id: str | None, subagent_id: str) -> Subagen
             "SELECT * FROM subagents WHERE id = ? AND session_id = ?", (subagent_id, session_id)
         )
     r = await cur.fetchone()
-    return _row(r) if r is not None else None
+    return row_from(r) if r is not None else None
 
 
 async def list_runs(db: Database, session_id: str | None, limit: int) -> list[SubagentRow]:
@@ -143,25 +144,25 @@ async def list_runs(db: Database, session_id: str | None, limit: int) -> list[Su
             "SELECT * FROM subagents WHERE session_id = ? ORDER BY created_at DESC, id DESC LIMIT ?",
             (session_id, limit),
         )
-    return [_row(r) for r in await cur.fetchall()]
+    return [row_from(r) for r in await cur.fetchall()]
 
 
 async def for_chat(db: Database, chat_id: str) -> list[SubagentRow]:
     """Oldest first: the chat's history."""
     cur = await db.execute("SELECT * FROM subagents WHERE chat_id = ? ORDER BY created_at, id", (chat_id,))
-    return [_row(r) for r in await cur.fetchall()]
+    return [row_from(r) for r in await cur.fetchall()]
 
 
 async def live_for_chat(db: Database, chat_id: str) -> list[SubagentRow]:
     cur = await db.execute(
         f"SELECT * FROM subagents WHERE chat_id = ? AND status IN {LIVE_STATUSES!r}", (chat_id,)
     )
-    return [_row(r) for r in await cur.fetchall()]
+    return [row_from(r) for r in await cur.fetchall()]
 
 
 async def live(db: Database) -> list[SubagentRow]:
     cur = await db.execute(f"SELECT * FROM subagents WHERE status IN {LIVE_STATUSES!r}")
-    return [_row(r) for r in await cur.fetchall()]
+    return [row_from(r) for r in await cur.fetchall()]
 
 
 async def set_status(db: Database, subagent_id: str, status: SubagentStatus, **fields: Any) -> None:

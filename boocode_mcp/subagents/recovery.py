@@ -179,8 +179,12 @@ async def reap_worktrees(db: Database, repo: Path) -> tuple[list[Path], list[Pat
     return removed, kept
 
 
-async def recover(db: Database, repo: Path, driven_here: Container[str] = ()) -> RecoveryReport:
-    interrupted = await interrupt_dead_runs(db, driven_here)
+async def recover(
+    db: Database, repo: Path, driven_here: Container[str] = (), *, shared: bool = False
+) -> RecoveryReport:
+    """What a dead process of this host left. On a shared store a run's liveness is its lease
+    (store.work), not the pid of a process that may be on another host: runs are left alone."""
+    interrupted = [] if shared else await interrupt_dead_runs(db, driven_here)
     killed, closed = await reap_agent_sessions(db)
     killed += await reap_terminals(db)
     dropped = await drop_abandoned_chats(db)

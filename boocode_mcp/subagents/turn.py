@@ -21,6 +21,7 @@ from boocode_mcp.agents.backend import AgentBackend, EventSink, PermissionHandle
 from boocode_mcp.agents.events import AgentEvent
 from boocode_mcp.agents.pool import AgentPool
 from boocode_mcp.agents.registry import AgentRegistry
+from boocode_mcp.config import PermissionsConfig
 from boocode_mcp.errors import BooCodeError
 from boocode_mcp.memory import MemoryIndex
 from boocode_mcp.states import SubagentStatus, TerminalStatus
@@ -120,7 +121,7 @@ class Turns:
             tg.start_soon(self._write_events, run, recv)
             with send:
                 try:
-                    run.tree, run.base = await self.worktrees.ensure(run.row.session_id, run.row.chat_id)
+                    run.tree, run.base = await self.worktrees.ensure_run(run)
                     # Off the critical path: the diff index made ready while the agent works.
                     tg.start_soon(self.worktrees.prepare, run.tree, run.base)
                     clock.mark("worktree")
@@ -189,7 +190,8 @@ class Turns:
         clock.mark("agent ready")
         if run.cancel_requested.is_set():
             return CANCELLED
-        handler = self.permissions.handler_for(row.session_id, run.id, run.permission_handler)
+        travelled = PermissionsConfig.model_validate(row.permissions) if row.permissions else None
+        handler = self.permissions.handler_for(row.session_id, run.id, run.permission_handler, travelled)
         outcome = await self._prompt(run, backend, self._sink(run, send), handler, tg)
         clock.mark("prompt")
         return outcome
