@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 from boocode_mcp.engine import Engine
 from boocode_mcp.store import subagents
 from boocode_mcp.trust import trust_workspace
-from tests.pg_support import running_cluster
+from tests.pg_support import Worker, running_cluster
 
 POLL_S = 5.0
 POOL = "[pool]\nmax_concurrent_runs = 2\n"
@@ -43,27 +43,9 @@ def git(cwd: Path, *args: str) -> None:
     subprocess.run(["git", *args], cwd=cwd, env=env, check=True, capture_output=True)
 
 
-def start_worker(clone: Path, url: str) -> subprocess.Popen[str]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "boocode_mcp.cli", "worker", "--db", url, "--repo", str(clone)],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-        text=True,
-    )
-    assert proc.stderr is not None
-    for line in proc.stderr:
-        if "ready:" in line:
-            return proc
-    raise RuntimeError(f"worker in {clone} did not start")
-
-
-def stop(procs: list[subprocess.Popen[str]]) -> None:
-    for p in procs:
-        os.killpg(p.pid, signal.SIGTERM)
-    for p in procs:
-        p.wait(30)
+def stop(workers: list[Worker]) -> None:
+    for w in workers:
+        w.kill(signal.SIGTERM)
 
 
 async def claim_latencies(requester: Path, url: str, n: int) -> list[float]:
@@ -119,7 +101,9 @@ def main() -> None:
             clones.append(clone)
 
         url = cluster.create_database()
-        workers = [start_worker(c, url) for c in clones]
+        workers = [Worker(c, url) for c in clones]
+        for w in workers:
+            w.wait_ready()
         try:
             lat = anyio.run(claim_latencies, requester, url, args.samples)
         finally:
@@ -134,7 +118,9 @@ def main() -> None:
         times = {}
         for count in (1, 3):
             url = cluster.create_database()
-            workers = [start_worker(c, url) for c in clones[:count]]
+            workers = [Worker(c, url) for c in clones[:count]]
+            for w in workers:
+                w.wait_ready()
             try:
                 times[count] = anyio.run(wall_time, requester, url, args.runs, args.turn_ms)
             finally:

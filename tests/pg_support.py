@@ -1,5 +1,6 @@
 """A throwaway PostgreSQL cluster for the tests and benchmarks: `initdb` into a fresh directory, the
-server on a unix socket only (no TCP port), one database per test, stopped at the end.
+server on a unix socket only (no TCP port), one database per test, stopped at the end; and
+`boocode worker` processes on it.
 
 PostgreSQL refuses to run as root; run as root (CI, containers), the cluster runs as `nobody`
 through `setpriv`, in a directory made for it. The server's own binaries (initdb, pg_ctl) are found
@@ -13,8 +14,11 @@ import contextlib
 import glob
 import os
 import shutil
+import signal
 import subprocess
+import sys
 import tempfile
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +28,7 @@ import psycopg
 # The cluster's superuser; with trust authentication on its socket any local user may be it.
 SUPERUSER = "boocode"
 START_TIMEOUT_S = 30
+READY_TIMEOUT_S = 30
 
 
 def find_bin_dir() -> tuple[Path | None, str]:
@@ -110,3 +115,38 @@ def running_cluster() -> Iterator[Cluster]:
         yield cluster
     finally:
         cluster.stop()
+
+
+class Worker:
+    """A `boocode worker` process in its own process group, with its stderr collected."""
+
+    def __init__(self, clone: Path, url: str) -> None:
+        self.clone = clone
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "boocode_mcp.cli", "worker", "--db", url, "--repo", str(clone)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+            text=True,
+        )
+        self.lines: list[str] = []
+        self.ready = threading.Event()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.lines.append(line)
+            if "ready:" in line:
+                self.ready.set()
+        self.ready.set()
+
+    def wait_ready(self) -> None:
+        assert self.ready.wait(READY_TIMEOUT_S) and self.proc.poll() is None, "".join(self.lines)
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, sig)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(10)

@@ -4,12 +4,7 @@ its own clone of the repository (simulated hosts), and a requester whose daemon 
 
 from __future__ import annotations
 
-import contextlib
-import os
 import signal
-import subprocess
-import sys
-import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -21,46 +16,11 @@ from boocode_mcp.engine import Engine
 from boocode_mcp.store import agent_sessions, open_db
 
 from .conftest import TIMEOUT_S, git, write_config
+from .pg_support import Worker
 
 pytestmark = pytest.mark.anyio
 
-READY_TIMEOUT_S = 30
 LEASE_S = 1.5
-
-
-class Worker:
-    """A `boocode worker` process in its own process group, with its stderr collected."""
-
-    def __init__(self, clone: Path, url: str) -> None:
-        self.clone = clone
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "boocode_mcp.cli", "worker", "--db", url, "--repo", str(clone)],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            start_new_session=True,
-            text=True,
-        )
-        self.lines: list[str] = []
-        self.ready = threading.Event()
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            self.lines.append(line)
-            if "ready:" in line:
-                self.ready.set()
-        self.ready.set()
-
-    def wait_ready(self) -> None:
-        assert self.ready.wait(READY_TIMEOUT_S) and self.proc.poll() is None, "".join(self.lines)
-
-    def kill(self, sig: int = signal.SIGKILL) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, sig)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.proc.wait(10)
 
 
 def _clone_config(repo: Path) -> None:
