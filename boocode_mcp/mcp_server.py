@@ -42,7 +42,8 @@ logger = logging.getLogger(__name__)
 _SEND_TIMEOUT_S = 5.0
 
 INSTRUCTIONS = """\
-BooCode runs coding agents (ACP agents such as opencode, qwen, gemini, claude, codex, goose) as
+BooCode runs coding agents (ACP agents such as opencode, qwen, gemini, claude, codex, goose, and
+the one-shot command modes opencode-cli, qwen-cli, gemini-cli, codex-cli, claude-cli) as
 background subagents, each in its own git worktree of this workspace.
 - spawn_subagent starts one and returns at once; poll subagent_status with wait_seconds (<= 30).
 - Pass chat_id to continue a conversation on the same warm agent.

@@ -74,19 +74,6 @@ def ws(real_agent: tuple[str, Path], model_server: ModelServer, git_repo: Path) 
     return workspace
 
 
-async def test_text_turn(ws: Workspace) -> None:
-    with anyio.fail_after(TEST_S):
-        async with ws.session() as bc:
-            status = await bc.run("please say hello-cli", agent=ws.agent)
-            [row] = await bc.agent_sessions(status["chat_id"])
-    assert status["status"] == "completed", status
-    assert "hello-cli" in (status["final_message"] or "") and status["session_note"] is None
-    assert status["worktree"] and Path(status["worktree"]) != ws.repo
-    # One process per turn: none is left between turns, and the tool's session id is kept.
-    assert (row["backend"], row["status"], row["pid"]) == ("cli", "idle", None)
-    assert row["acp_session_id"] and not row["acp_session_id"].startswith("cli-")
-
-
 async def test_write_becomes_patch_and_applies(ws: Workspace) -> None:
     target = ws.repo / "notes" / "from-cli.txt"
     with anyio.fail_after(TEST_S):
@@ -102,13 +89,20 @@ async def test_write_becomes_patch_and_applies(ws: Workspace) -> None:
     assert target.read_text().strip() == "cli-content"
 
 
-async def test_follow_up_continues_the_tools_session(ws: Workspace) -> None:
+async def test_text_turn_then_a_follow_up_continues_the_tools_session(ws: Workspace) -> None:
+    # One test for both: the follow-up needs a first turn, and each turn costs a tool start-up.
     with anyio.fail_after(2 * TEST_S):
         async with ws.session() as bc:
-            first = await bc.run("remember cli-marker, say one", agent=ws.agent)
+            first = await bc.run("remember cli-marker, please say hello-cli", agent=ws.agent)
             assert first["status"] == "completed", first
+            [row] = await bc.agent_sessions(first["chat_id"])
             mark = ws.server.mark()
             second = await bc.run("say two", chat_id=first["chat_id"])
+    assert "hello-cli" in (first["final_message"] or "") and first["session_note"] is None
+    assert first["worktree"] and Path(first["worktree"]) != ws.repo
+    # One process per turn: none is left between turns, and the tool's session id is kept.
+    assert (row["backend"], row["status"], row["pid"]) == ("cli", "idle", None)
+    assert row["acp_session_id"] and not row["acp_session_id"].startswith("cli-")
     assert second["status"] == "completed", second
     assert "two" in (second["final_message"] or "") and second["session_note"] is None
     # `--continue` brought the first turn back: the model saw it in the second turn's history.

@@ -115,7 +115,7 @@ async def agents(caller: Caller) -> Outcome[AgentList]:
     registry = caller.engine.registry
     rows = await registry.describe()
     ws = registry.workspace_config()
-    lines = [f"{a.name} ({'installed' if a.installed else 'not installed'})" for a in rows]
+    lines = [f"{a.name} ({a.protocol}, {'installed' if a.installed else 'not installed'})" for a in rows]
     if ws is not None:
         lines.append(describe(ws))
     return Outcome(AgentList(agents=rows, workspace_config=ws), "\n".join(lines))
