@@ -31,7 +31,7 @@ FIXTURE_AGENT = TESTS_DIR / "fixtures" / "fixture_agent.py"
 # A scripted command-line agent (no ACP), one process per turn.
 FIXTURE_CLI = TESTS_DIR / "fixtures" / "fixture_cli.py"
 # Bound on every wait for a run in the engine tests.
-TIMEOUT_S = 30
+TIMEOUT_S = 60
 
 
 @pytest.fixture(scope="session", autouse=True)
