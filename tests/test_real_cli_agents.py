@@ -114,13 +114,13 @@ async def test_cancel_slow_turn_leaves_no_process(ws: Workspace) -> None:
     with anyio.fail_after(TEST_S):
         async with ws.session() as bc:
             spawned = await bc.spawn("slow", agent=ws.agent)
-            slow = await wait_request(ws.server, lambda r: r.kind == "slow" and r.chunks_sent >= 3, 60)
+            slow = await wait_request(ws.server, lambda r: r.kind == "slow" and r.chunks_sent >= 3, 120)
             [row] = await bc.agent_sessions(spawned["chat_id"])
             pid = row["pid"]
             assert pid is not None and procs.group_alive(pid)
             await bc.call("cancel_subagent", subagent_id=spawned["subagent_id"])
             cancelled = await bc.wait_status(spawned["subagent_id"])
-            await wait_request(ws.server, lambda r: r is slow and (r.disconnected or r.finished), 30)
+            await wait_request(ws.server, lambda r: r is slow and (r.disconnected or r.finished), 60)
             [after] = await bc.agent_sessions(spawned["chat_id"])
             # The process group is gone while the server still runs, not only when it exits.
             await wait_group_gone(pid)
