@@ -113,7 +113,7 @@ async def test_text_turn_then_a_follow_up_continues_the_tools_session(ws: Worksp
 async def test_cancel_slow_turn_leaves_no_process(ws: Workspace) -> None:
     with anyio.fail_after(TEST_S):
         async with ws.session() as bc:
-            spawned = await bc.spawn("slow", agent=ws.agent)
+            spawned = await bc.spawn("slow 1000", agent=ws.agent)
             slow = await wait_request(ws.server, lambda r: r.kind == "slow" and r.chunks_sent >= 3, 120)
             [row] = await bc.agent_sessions(spawned["chat_id"])
             pid = row["pid"]
