@@ -24,8 +24,8 @@ log = logging.getLogger(__name__)
 class ChatWorktrees:
     """The runner's view of chat worktrees: `ensure` one (and its base), `record_patch` after a turn.
 
-    One private diff index per worktree (under `index_root`), so the diff after a turn needs only
-    `git add` and, when something changed since the last diff, `git diff`.
+    One private diff index per worktree (under `index_root`), so the diff after a turn costs what
+    changed since the last one, in this process (no git process).
     """
 
     def __init__(
@@ -82,10 +82,11 @@ class ChatWorktrees:
     async def record_patch(self, run: Run, tree: GitRepo, base: str, *, failed: bool) -> str | None:
         """The chat's worktree against its base as a pending patch superseding the chat's older
         pending one; None when the worktree holds no change."""
-        diff = await self._indexes.get(tree).diff(base)
-        if not diff.strip():
+        changes = await self._indexes.get(tree).changes(base)
+        if not changes.text.strip():
             return None
-        parsed = workspace.parse_unified_diff(diff)
+        parsed = changes.parsed
+        diff = changes.text
         files, hunks = parsed.to_records()
         patch_id = uuid.uuid4().hex
         session_id = run.row.session_id
