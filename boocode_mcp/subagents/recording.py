@@ -17,6 +17,7 @@ from boocode_mcp.store import chats, patches
 from boocode_mcp.store.chats import ChatRow
 from boocode_mcp.subagents.run import Run
 from boocode_mcp.workspace import GitRepo
+from boocode_mcp.workspace.worktrees import in_memory_root
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,7 @@ class ChatWorktrees:
         self._db = db
         self._git = git
         self._notify = notify
-        self._indexes = workspace.DiffIndexes(index_root)
+        self._indexes = workspace.DiffIndexes(in_memory_root(index_root))
         # create_worktree runs `git worktree prune`, which deletes the admin directory of a worktree
         # another `git worktree add` is still creating (its add then fails): one creation at a time.
         self._create_lock = anyio.Lock()
@@ -79,10 +80,15 @@ class ChatWorktrees:
         except Exception as e:
             log.debug("preparing the diff index of %s failed: %s", tree.work_tree, e)
 
-    async def record_patch(self, run: Run, tree: GitRepo, base: str, *, failed: bool) -> str | None:
-        """The chat's worktree against its base as a pending patch superseding the chat's older
-        pending one; None when the worktree holds no change."""
-        changes = await self._indexes.get(tree).changes(base)
+    async def changes(self, tree: GitRepo, base: str) -> workspace.WorktreeDiff:
+        """The chat's worktree against its base, now."""
+        return await self._indexes.get(tree).changes(base)
+
+    async def record_patch(
+        self, run: Run, base: str, changes: workspace.WorktreeDiff, *, failed: bool
+    ) -> str | None:
+        """`changes` (the chat's worktree against `base`) as a pending patch superseding the chat's
+        older pending one; None when the worktree holds no change."""
         if not changes.text.strip():
             return None
         parsed = changes.parsed

@@ -31,6 +31,7 @@ from boocode_mcp.subagents.permissions import PermissionQueue
 from boocode_mcp.subagents.recording import ChatWorktrees
 from boocode_mcp.subagents.run import Run
 from boocode_mcp.tracing import Tracer
+from boocode_mcp.workspace import WorktreeDiff
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,8 @@ FINISH_TIMEOUT_S = 30.0
 MAX_TOOL_TITLES = 200
 
 Record = tuple[str, dict[str, Any], float]
+# A turn's diff: the worktree's changes, the error diffing it raised, or None (no worktree yet).
+Changes = WorktreeDiff | Exception | None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,17 +107,18 @@ class Turns:
         clock = _Clock()
         try:
             await self.states.set_status(run, "running", started_at=time.time())
-            outcome = await self._attempt(run, clock)
+            outcome, changes = await self._attempt(run, clock)
         except anyio.get_cancelled_exc_class():
             with anyio.CancelScope(shield=True), anyio.move_on_after(FINISH_TIMEOUT_S):
-                await self._finish(run, INTERRUPTED, clock)
+                await self._finish(run, INTERRUPTED, None, clock)
             raise
         with anyio.CancelScope(shield=True), anyio.move_on_after(FINISH_TIMEOUT_S):
-            await self._finish(run, outcome, clock)
+            await self._finish(run, outcome, changes, clock)
 
-    async def _attempt(self, run: Run, clock: _Clock) -> TurnOutcome:
-        """Worktree, agent and prompt, with one writer of the run's events; errors become the
-        outcome (caught inside the task group, so they are not wrapped in an exception group)."""
+    async def _attempt(self, run: Run, clock: _Clock) -> tuple[TurnOutcome, Changes]:
+        """Worktree, agent and prompt, with one writer of the run's events, then the worktree's
+        diff while the writer drains; errors become the outcome (caught inside the task group, so
+        they are not wrapped in an exception group)."""
         send, recv = anyio.create_memory_object_stream[Record](math.inf)
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._write_events, run, recv)
@@ -133,8 +137,21 @@ class Turns:
                 except Exception as e:
                     log.exception("subagent %s failed", run.id)
                     outcome = TurnOutcome("failed", error=f"internal error: {type(e).__name__}: {e}")
+            # The stream is closed: the writer stores the last events while the worktree is diffed.
+            changes = await self._diff(run)
+            clock.mark("diff")
         clock.mark("events drained")
-        return outcome
+        return outcome, changes
+
+    async def _diff(self, run: Run) -> Changes:
+        """The worktree's changes against the run's base (an error is kept, to be reported with
+        the final status); None when the turn never got a worktree."""
+        if run.tree is None or run.base is None or not run.worktree.is_dir():
+            return None
+        try:
+            return await self.worktrees.changes(run.tree, run.base)
+        except Exception as e:
+            return e
 
     def _sink(self, run: Run, send: MemoryObjectSendStream[Record]) -> EventSink:
         def sink(event: AgentEvent) -> None:
@@ -300,10 +317,10 @@ class Turns:
 
     # ------------------------------------------------------------------------------ end of turn
 
-    async def _finish(self, run: Run, outcome: TurnOutcome, clock: _Clock) -> None:
+    async def _finish(self, run: Run, outcome: TurnOutcome, changes: Changes, clock: _Clock) -> None:
         run.finished = True
         try:
-            await self._write_final(run, outcome, clock)
+            await self._write_final(run, outcome, changes, clock)
         finally:
             # Even if the final write failed or timed out: the run is no longer driven, and a row
             # left live is closed as interrupted by the chat's next spawn.
@@ -312,6 +329,29 @@ class Turns:
             log.debug("turn %s timings", run.id, extra={"timings": clock.timings})
         await self.pool.sync()
         self.states.agent_sessions_changed(run.row.chat_id)
+
+    async def _record_patch(
+        self, run: Run, outcome: TurnOutcome, changes: Changes
+    ) -> tuple[str | None, Exception | None]:
+        """(the stored patch's id, None when the worktree holds no change) or (None, why it could
+        not be recorded)."""
+        if changes is None or run.base is None:
+            return None, None
+        try:
+            if isinstance(changes, Exception):
+                raise changes
+            failed = outcome.status != "completed"
+            return await self.worktrees.record_patch(run, run.base, changes, failed=failed), None
+        except Exception as e:
+            log.exception("recording the patch of %s failed", run.id)
+            return None, e
+
+    async def _end_traces(self, run: Run, outcome: TurnOutcome) -> None:
+        trace_outcome = {"completed": "ok", "cancelled": "cancelled"}.get(outcome.status, "error")
+        try:
+            await self.tracer.end_turn(run.row.session_id, run.id, trace_outcome)
+        except Exception:
+            log.exception("closing the traces of %s failed", run.id)
 
     async def _index_memory(self, run: Run) -> None:
         if self.memory is None:
@@ -329,31 +369,25 @@ class Turns:
         except Exception:
             log.exception("indexing subagent %s in memory failed", run.id)
 
-    async def _write_final(self, run: Run, outcome: TurnOutcome, clock: _Clock) -> None:
-        patch_id: str | None = None
-        try:
-            if run.tree is not None and run.base is not None and run.worktree.is_dir():
-                patch_id = await self.worktrees.record_patch(
-                    run, run.tree, run.base, failed=outcome.status != "completed"
-                )
-        except Exception as e:
-            log.exception("recording the patch of %s failed", run.id)
-            note = f"its changes could not be recorded as a patch: {e}"
+    async def _write_final(self, run: Run, outcome: TurnOutcome, changes: Changes, clock: _Clock) -> None:
+        """The patch, the memory entry and the closed traces (side by side: none waits for another),
+        then the final status: a run reads as finished only once its patch is stored and its
+        transcript searchable."""
+        if changes is None and run.tree is not None and run.base is not None:
+            # Not diffed yet (BooCode shut down during the turn).
+            changes = await self._diff(run)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._index_memory, run)
+            tg.start_soon(self._end_traces, run, outcome)
+            patch_id, error = await self._record_patch(run, outcome, changes)
+        clock.mark("patch, memory, traces")
+        if error is not None:
+            note = f"its changes could not be recorded as a patch: {error}"
             outcome = dataclasses.replace(
                 outcome,
                 status="failed" if outcome.status == "completed" else outcome.status,
                 error=f"{outcome.error}; {note}" if outcome.error else note,
             )
-        clock.mark("patch")
-        # After the patch, not beside it (its write would compete with git for this process), and
-        # before the final status: a run reads as finished only once its transcript is searchable.
-        await self._index_memory(run)
-        clock.mark("memory")
-        trace_outcome = {"completed": "ok", "cancelled": "cancelled"}.get(outcome.status, "error")
-        try:
-            await self.tracer.end_turn(run.row.session_id, run.id, trace_outcome)
-        except Exception:
-            log.exception("closing the traces of %s failed", run.id)
         await self.states.set_status(
             run,
             outcome.status,

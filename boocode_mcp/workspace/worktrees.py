@@ -11,10 +11,12 @@ Every git command on a worktree is pinned to the git directory the main reposito
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import os
 import re
 import shutil
+import stat
 import tempfile
 import time
 from dataclasses import dataclass
@@ -262,6 +264,31 @@ async def diff_worktree(tree: GitRepo, base: str) -> str:
     """
     with tempfile.TemporaryDirectory(prefix="boocode-index-") as tmp:
         return await DiffIndex(tree, Path(tmp) / "index").diff(base)
+
+
+def in_memory_root(root: Path) -> Path:
+    """Where to keep the files `DiffIndexes(root)` would keep under `root`: a directory of this
+    user's in a filesystem held in memory when there is one (`$XDG_RUNTIME_DIR`, else `/dev/shm`),
+    else `root`.
+
+    A private index is rewritten after every turn that changed something, and replacing a file on
+    a disk filesystem costs a journal commit (milliseconds when the disk is busy); in memory it
+    costs nothing. The directory must be this user's own and closed to others (mode 0700), else it
+    is not used. Its name is derived from `root`, so two workspaces never share one.
+    """
+    digest = hashlib.sha256(os.fsencode(root.resolve())).hexdigest()[:16]
+    for base in (os.environ.get("XDG_RUNTIME_DIR"), "/dev/shm"):
+        if not base or not os.path.isdir(base):
+            continue
+        mine = Path(base) / f"boocode-{os.getuid()}"
+        try:
+            mine.mkdir(mode=0o700, exist_ok=True)
+            st = os.lstat(mine)
+        except OSError:
+            continue
+        if stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid() and not st.st_mode & 0o077:
+            return mine / f"indexes-{digest}"
+    return root
 
 
 class DiffIndexes:
