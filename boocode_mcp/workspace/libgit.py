@@ -261,13 +261,26 @@ class StagingArea:
     def _stage(self, index: pygit2.Index) -> set[bytes]:
         """Stage what changed in the worktree since the last call; the paths touched."""
         touched: set[bytes] = set()
+        root = os.fsencode(self.tree.work_tree)
         for delta in index.diff_to_workdir(_STAGE).deltas:
             new, old = delta.new_file, delta.old_file
-            if new.flags & DiffFlag.EXISTS:
-                name = os.fsdecode(new.raw_path)
+            if new.flags & DiffFlag.EXISTS or _nested_repository(os.path.join(root, new.raw_path)):
+                # A repository nested in the worktree is listed as a directory ("sub/"); staged, it
+                # is a gitlink to its HEAD, as `git add` makes it.
+                path = new.raw_path.rstrip(b"/")
+                name = os.fsdecode(path)
                 self._as_in_base(index, name)
-                index.add(name)
-                touched.add(new.raw_path)
+                try:
+                    index.add(name)
+                except pygit2.GitError as e:
+                    if os.path.isdir(os.path.join(self.tree.work_tree, name)):
+                        raise WorkspaceError(
+                            f"the worktree {self.tree.work_tree} holds a git repository at {name} with "
+                            f"no commit checked out ({e}); git cannot stage that either: make a commit "
+                            "in it or remove it"
+                        ) from e
+                    raise
+                touched.add(path)
             else:
                 index.remove(os.fsdecode(old.raw_path))
                 touched.add(old.raw_path)
@@ -325,7 +338,7 @@ class StagingArea:
             if name in tracked:
                 tracked.remove(name)
         walk = _diff(repo, _UNTRACKED, workdir_of=tracked)
-        return {d.new_file.raw_path for d in walk.deltas if d.status == DeltaStatus.UNTRACKED}
+        return {d.new_file.raw_path.rstrip(b"/") for d in walk.deltas if d.status == DeltaStatus.UNTRACKED}
 
     def _track(self, repo: pygit2.Repository, index: pygit2.Index, paths: set[bytes]) -> pygit2.Diff | None:
         """Bring `_added` and `_deleted` up to date for `paths`; the diff of those paths."""
@@ -431,6 +444,12 @@ def _stamp(path: str) -> Stamp:
     except OSError:
         return None
     return (st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino)
+
+
+def _nested_repository(path: bytes) -> bool:
+    """Whether `path` is a repository nested in the worktree (whose delta does not always say that
+    it exists)."""
+    return os.path.isdir(path) and os.path.lexists(os.path.join(path, b".git"))
 
 
 def _home() -> Path:
