@@ -7,7 +7,10 @@
    over ACP + `git diff` of a worktree + one trivial MCP call. Goal: at most 1.5x the floor. The
    turn and its floor are measured alternately, sample by sample, so that load from other work on
    the machine falls on both alike. Then the same turns in an in-process engine say where a turn's
-   time goes (the phases BooCode logs for each turn, and its git processes).
+   time goes (the phases BooCode logs for each turn), and the diff of a one-file turn is timed the
+   way a turn does it now (libgit2 in this process, see boocode_mcp/workspace/libgit.py) and the
+   way it did before (`git add` into a prepared private index + `git diff --cached`: two git
+   processes), alternately.
 3. 32 concurrent subagents on the fixture agent: all must complete; wall time reported.
 4. BooCode's own memory per warm agent: server RSS delta / number of warm agents.
 
@@ -178,10 +181,46 @@ class _Timings(logging.Handler):
             self.phases[phase].append(seconds * 1000)
 
 
-async def breakdown(base: Path, turns: int) -> tuple[float, _Timings]:
+async def diff_before_after(
+    tree: Any, base: str, scratch: Path, samples: int
+) -> tuple[list[float], list[float]]:
+    """A turn's diff after one more file changed, timed as a turn does it now (a kept `DiffIndex`:
+    libgit2 in this process) and as it did before (a copy of an index of the base prepared ahead,
+    `git add -A` into it, `git diff --cached`), alternately; ms each."""
+    import shutil
+
+    from boocode_mcp.workspace import DiffIndex
+    from boocode_mcp.workspace.git import run_git
+    from boocode_mcp.workspace.worktrees import in_memory_root
+
+    # Where the runner keeps its private indexes (in memory when it can).
+    kept = DiffIndex(tree, in_memory_root(scratch) / "kept")
+    await kept.changes(base)
+    prepared, work = scratch / "base-index", scratch / "index"
+    shutil.copy2(tree.index_file, prepared)
+    await run_git(tree, "read-tree", "-m", base, env={"GIT_INDEX_FILE": str(prepared)})
+    now_ms, before_ms = [], []
+    for i in range(samples):
+        (tree.work_tree / "bench" / f"diff{i}.txt").write_text(f"diff {i}\n")
+        t0 = time.perf_counter()
+        await kept.changes(base)
+        now_ms.append((time.perf_counter() - t0) * 1000)
+        t0 = time.perf_counter()
+        shutil.copy2(prepared, work)
+        env = {"GIT_INDEX_FILE": str(work)}
+        await run_git(tree, "add", "-A", "--", ".", env=env)
+        await run_git(tree, "diff", "--cached", "--binary", "-M", "--no-ext-diff", base, "--", env=env)
+        before_ms.append((time.perf_counter() - t0) * 1000)
+    kept.discard()
+    return now_ms, before_ms
+
+
+async def breakdown(base: Path, turns: int) -> tuple[float, _Timings, tuple[list[float], list[float]]]:
     """The same warm turns in an in-process engine, with the phases it logs; returns the median turn
-    (spawn to finished status) and the collected timings. Empty on a BooCode that logs none."""
+    (spawn to finished status), the collected timings, and `diff_before_after` on the chat's
+    worktree. Empty timings on a BooCode that logs none."""
     from boocode_mcp.engine import Engine
+    from boocode_mcp.workspace import capture_head, chat_worktree
 
     repo = make_workspace(base)
     # The user config beside the trust make_workspace recorded for this workspace.
@@ -206,7 +245,9 @@ async def breakdown(base: Path, turns: int) -> tuple[float, _Timings]:
         finally:
             for lg in loggers:
                 lg.removeHandler(handler)
-    return statistics.median(samples), handler
+        tree = await chat_worktree(repo, first.chat_id)
+        diffs = await diff_before_after(tree, await capture_head(tree), base, turns)
+    return statistics.median(samples), handler, diffs
 
 
 async def main(spawns: int, turns: int) -> None:
@@ -293,7 +334,7 @@ async def main(spawns: int, turns: int) -> None:
             ]
             rss_all = rss_kib(server_pid)
 
-        in_process_ms, timings = await breakdown(Path(tmp) / "in-process", turns)
+        in_process_ms, timings, diffs = await breakdown(Path(tmp) / "in-process", turns)
         total_s = time.perf_counter() - t_start
 
     p50_trivial, p50_spawn = statistics.median(trivial), statistics.median(spawn_ms)
@@ -316,7 +357,7 @@ async def main(spawns: int, turns: int) -> None:
         f"{p50_diff:.1f} + MCP call {p50_mcp:.1f}) | ratio {p50_turn / floor:.2f}x, paired p50 "
         f"{statistics.median(paired):.2f}x (goal <= 1.5x; {turns} turns, alternating with the floor)"
     )
-    print_breakdown(p50_turn, in_process_ms, p50_mcp, timings)
+    print_breakdown(p50_turn, in_process_ms, p50_mcp, timings, diffs)
     print(f"3. {CONCURRENT} concurrent subagents: {completed}/{CONCURRENT} completed in {concurrent_s:.2f} s")
     print(
         f"4. server RSS {rss_one_agent / 1024:.1f} MiB with 1 warm agent, {rss_all / 1024:.1f} MiB with "
@@ -326,7 +367,13 @@ async def main(spawns: int, turns: int) -> None:
         raise SystemExit(1)
 
 
-def print_breakdown(p50_turn: float, in_process_ms: float, p50_mcp: float, timings: _Timings) -> None:
+def print_breakdown(
+    p50_turn: float,
+    in_process_ms: float,
+    p50_mcp: float,
+    timings: _Timings,
+    diffs: tuple[list[float], list[float]],
+) -> None:
     print(
         f"   where a warm turn's time goes: in-process engine turn p50 {in_process_ms:.1f} ms; the MCP "
         f"call around it {p50_turn - in_process_ms:.1f} ms (a trivial call: {p50_mcp:.1f})"
@@ -336,9 +383,11 @@ def print_breakdown(p50_turn: float, in_process_ms: float, p50_mcp: float, timin
         return
     phases = "; ".join(f"{name} {statistics.median(v):.2f}" for name, v in timings.phases.items())
     print(f"   phases, p50 ms: {phases}")
+    now_ms, before_ms = (statistics.median(d) for d in diffs)
     print(
-        f"   git per turn: one `git add` into the kept index; `git diff` only when the staged entries "
-        f"changed ({timings.diffs_reused} of {timings.turns} turns reused the last diff)"
+        f"   the diff of a one-file turn: libgit2 in process p50 {now_ms:.2f} ms (no git process; "
+        f"{timings.diffs_reused} of {timings.turns} turns reused the last diff) | before, git add + git "
+        f"diff --cached p50 {before_ms:.2f} ms | {before_ms / now_ms:.1f}x less"
     )
 
 

@@ -8,6 +8,7 @@ Each phase's duration is logged at DEBUG on this module's logger with the record
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import math
 import time
@@ -106,7 +107,6 @@ class Turns:
         run.started = True
         clock = _Clock()
         try:
-            await self.states.set_status(run, "running", started_at=time.time())
             outcome, changes = await self._attempt(run, clock)
         except anyio.get_cancelled_exc_class():
             with anyio.CancelScope(shield=True), anyio.move_on_after(FINISH_TIMEOUT_S):
@@ -121,6 +121,8 @@ class Turns:
         they are not wrapped in an exception group)."""
         send, recv = anyio.create_memory_object_stream[Record](math.inf)
         async with anyio.create_task_group() as tg:
+            # Beside the worktree's lookup, not before it: two trips to the database at once.
+            tg.start_soon(functools.partial(self.states.set_status, run, "running", started_at=time.time()))
             tg.start_soon(self._write_events, run, recv)
             with send:
                 try:

@@ -37,13 +37,18 @@ from pathlib import Path
 from typing import Any
 
 import pygit2
-from pygit2.enums import DeltaStatus, DiffFind, DiffFlag, DiffOption, RepositoryOpenFlag
+from pygit2.enums import ConfigLevel, DeltaStatus, DiffFind, DiffFlag, DiffOption, RepositoryOpenFlag
 from pygit2.errors import check_error
 from pygit2.ffi import C, ffi
 
 from boocode_mcp.errors import WorkspaceError
 from boocode_mcp.workspace.diff import FileDiff, parse_unified_diff
 from boocode_mcp.workspace.git import GitRepo
+
+# The system config (/etc/gitconfig) is not read, as by every git command BooCode runs
+# (GIT_CONFIG_NOSYSTEM): what libgit2 stages must be what BooCode's `git apply` later expects. A
+# setting of libgit2 in this process, which only BooCode uses.
+pygit2.settings.search_path[ConfigLevel.SYSTEM] = ""
 
 # Staging: tracked files whose stat data changed are rehashed (and their stat data refreshed even
 # when the content did not change), new files not ignored are listed one by one.
@@ -120,7 +125,7 @@ class StagingArea:
         # The stamps of every file that decides whether a staged file outside the base is ignored
         # (`.gitignore` of those directories, the exclude files), as of the last check.
         self._ignores: dict[str, Stamp] = {}
-        # What the last call cost, by phase (seconds): staging, and the diff unless reused.
+        # What the last call cost, by phase (seconds): staging, and the diff's text unless reused.
         self.timings: dict[str, float] = {}
 
     def reset(self) -> None:
@@ -129,6 +134,10 @@ class StagingArea:
         self._base = self._base_tree = self._last = None
         self._sections, self._added, self._deleted = {}, set(), set()
         self._dirs, self._rules, self._ignores = {b""}, {}, {}
+
+    @property
+    def seeded(self) -> bool:
+        return self._seeded
 
     def prepare(self, base: str) -> None:
         """Make the private index now (it holds `base`'s tree), so the first diff need not."""
@@ -231,7 +240,7 @@ class StagingArea:
             repo.free()
         ordered = tuple(s for path in sorted(self._sections) for s in _in_order(self._sections[path]))
         self._last = Changes(base, ordered)
-        self.timings = {"stage": staged - started, "diff": time.perf_counter() - staged}
+        self.timings = {"stage": staged - started, "diff text": time.perf_counter() - staged}
         # As seen before this call's staging; files of directories first met now, as of now.
         self._rules = {f: rules[f] if f in rules else _stamp(f) for f in self._rule_files()}
         return self._last, False

@@ -40,7 +40,7 @@ from boocode_mcp.workspace.git import (
     resolve_commit,
     run_git,
 )
-from boocode_mcp.workspace.libgit import NeedsGitCli, StagingArea
+from boocode_mcp.workspace.libgit import Changes, NeedsGitCli, StagingArea
 
 # Dots only between other characters: the id becomes a directory and part of ref names, so no
 # "..", no leading dot, no ".lock" suffix.
@@ -186,8 +186,10 @@ class DiffIndex:
     state kept between calls makes a call pay for what changed since the last one; a worktree that
     did not change is answered with the last diff. The worktree's own index is never written.
 
-    libgit2 runs in a worker thread, one call at a time; a cancelled call still finishes its
-    (bounded, in-process) work before the cancellation is seen, so no state is left half-written.
+    One call at a time. A call runs on the event loop when the last one took under `INLINE_S`
+    (a trip to a worker thread and back costs more, milliseconds when the machine is busy), else in
+    a worker thread; a cancelled call still finishes its (in-process) work before the cancellation
+    is seen, so no state is left half-written.
     """
 
     def __init__(self, tree: GitRepo, directory: Path) -> None:
@@ -198,11 +200,13 @@ class DiffIndex:
         # Set once libgit2 turned out to stage a file of this worktree differently from git: the
         # git CLI diffs it from then on.
         self._git_cli: str | None = None
+        # How long the last call took (seconds), None before the first.
+        self._last_s: float | None = None
 
     async def prepare(self, base: str) -> None:
         """Make the private index now, so the next `changes(base)` skips that step."""
         async with self._lock:
-            if self._git_cli is None:
+            if self._git_cli is None and not self._area.seeded:
                 await anyio.to_thread.run_sync(self._area.prepare, base)
 
     async def diff(self, base: str) -> str:
@@ -222,8 +226,14 @@ class DiffIndex:
             base = await resolve_commit(self.tree, base)
         async with self._lock:
             if self._git_cli is None:
+                inline = self._last_s is not None and self._last_s < INLINE_S and self._area.seeded
                 try:
-                    found, reused = await anyio.to_thread.run_sync(self._area.changes, base)
+                    if inline:
+                        found, reused, self._last_s = self._timed_changes(base)
+                    else:
+                        found, reused, self._last_s = await anyio.to_thread.run_sync(
+                            self._timed_changes, base
+                        )
                 except NeedsGitCli as e:
                     self._git_cli = str(e)
                     self._area.reset()
@@ -236,6 +246,15 @@ class DiffIndex:
             _log_timings({"git add + git diff": time.perf_counter() - started}, False)
             return WorktreeDiff(text, parse_unified_diff(text))
 
+    def _timed_changes(self, base: str) -> tuple[Changes, bool, float]:
+        started = time.perf_counter()
+        try:
+            found, reused = self._area.changes(base)
+        except BaseException:
+            self._last_s = None
+            raise
+        return found, reused, time.perf_counter() - started
+
     @property
     def busy(self) -> bool:
         return self._lock.locked()
@@ -246,6 +265,11 @@ class DiffIndex:
             return
         self._area.reset()
         shutil.rmtree(self._dir, ignore_errors=True)
+
+
+# A diff whose last run took less than this runs on the event loop (see `DiffIndex`): a few small
+# files changed in a small tree. A turn that changes much more stalls the loop once, for that long.
+INLINE_S = 0.003
 
 
 def _log_timings(timings: dict[str, float], reused: bool) -> None:
