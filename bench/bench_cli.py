@@ -1,6 +1,6 @@
 """Benchmark: BooCode's command line and ACP front end against driving the agent directly.
 
-1. A scripted follow-up: `boocode run --chat C` (warm background server) against `acpx prompt`
+1. A scripted follow-up: `boocode run --chat C` (the workspace's warm daemon) against `acpx prompt`
    (acpx's own warm queue owner) on the same fixture agent, the same prompts.
 2. First-byte latency: prompt sent → first agent_message_chunk, through `boocode acp` and with the
    fixture agent driven directly over ACP; cold (new process + session), warm (same session), and
@@ -17,7 +17,6 @@ import argparse
 import asyncio
 import json
 import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -28,30 +27,10 @@ from typing import Any
 
 from acp import PROTOCOL_VERSION, connect_to_agent, text_block
 from acp.schema import AgentMessageChunk, ClientCapabilities, FileSystemCapabilities, Implementation
+from benchlib import BOOCODE, FIXTURE_AGENT, make_workspace, stop_daemon
 
-from boocode_mcp.trust import trust_workspace
-
-ROOT = Path(__file__).resolve().parent.parent
-FIXTURE_AGENT = ROOT / "tests" / "fixtures" / "fixture_agent.py"
-BOOCODE = Path(sys.executable).parent / "boocode"
 TYPING_S = 1.0
 ACPX = Path.home() / ".cache" / "boocode-agents" / "acpx" / "node_modules" / ".bin" / "acpx"
-
-
-def make_workspace(base: Path) -> Path:
-    repo = base / "repo"
-    repo.mkdir(parents=True)
-    env = {**os.environ, "GIT_AUTHOR_NAME": "b", "GIT_AUTHOR_EMAIL": "b@x", "GIT_COMMITTER_NAME": "b",
-           "GIT_COMMITTER_EMAIL": "b@x"}  # fmt: skip
-    for args in (["init", "-q", "-b", "main"], ["commit", "-q", "--allow-empty", "-m", "init"]):
-        subprocess.run(["git", *args], cwd=repo, env=env, check=True)
-    (repo / ".boocode").mkdir()
-    (repo / ".boocode" / "config.toml").write_text(
-        f'default_agent = "fixture"\n[agents.fixture]\ncommand = {json.dumps(sys.executable)}\n'
-        f"args = [{json.dumps(str(FIXTURE_AGENT))}]\n"
-    )
-    trust_workspace(repo)  # in the scratch user config directory main() points XDG_CONFIG_HOME at
-    return repo
 
 
 def timed(argv: list[str], **kw: Any) -> tuple[float, subprocess.CompletedProcess[str]]:
@@ -60,14 +39,6 @@ def timed(argv: list[str], **kw: Any) -> tuple[float, subprocess.CompletedProces
     if done.returncode != 0:
         raise SystemExit(f"{argv[:3]} failed ({done.returncode}): {done.stderr[-2000:]}")
     return (time.perf_counter() - t0) * 1000, done
-
-
-def stop_server(repo: Path) -> None:
-    try:
-        pid = int(json.loads((repo / ".boocode" / "server.json").read_text())["pid"])
-        os.kill(pid, signal.SIGTERM)
-    except (OSError, ValueError, KeyError):
-        pass
 
 
 def bench_follow_ups(base: Path, rounds: int) -> dict[str, float]:
@@ -82,7 +53,7 @@ def bench_follow_ups(base: Path, rounds: int) -> dict[str, float]:
             for i in range(rounds)
         ]
     finally:
-        stop_server(repo)
+        stop_daemon(repo)
     out = {"boocode run --chat (ms)": statistics.median(boo)}
     if not ACPX.exists():
         print(f"acpx not installed at {ACPX}; skipping the acpx side", file=sys.stderr)
@@ -176,6 +147,7 @@ async def bench_first_byte(base: Path, rounds: int, cold_rounds: int) -> dict[st
             # BooCode pre-warms the chat's worktree and agent at session/new.
             t, _ = await first_byte(argv, cwd, 0, typing_s=TYPING_S)
             typed[side].append(t)
+        stop_daemon(repo)
     med = {
         f"{k}_{side}": statistics.median(v[side])
         for k, v in (("cold", cold), ("warm", warm), ("typed", typed))

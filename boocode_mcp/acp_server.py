@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 from acp import (
-    PROTOCOL_VERSION,
     InitializeResponse,
     LoadSessionResponse,
     NewSessionResponse,
@@ -38,21 +37,14 @@ from acp import (
 )
 from acp.helpers import plan_entry, update_available_commands
 from acp.schema import (
-    AgentCapabilities,
     AllowedOutcome,
     AvailableCommand,
     AvailableCommandInput,
     CloseSessionResponse,
-    Implementation,
     ListSessionsResponse,
     PermissionOption,
-    PromptCapabilities,
     ResumeSessionResponse,
-    SessionCapabilities,
-    SessionCloseCapabilities,
     SessionInfo,
-    SessionListCapabilities,
-    SessionResumeCapabilities,
     ToolCallUpdate,
     UnstructuredCommandInput,
 )
@@ -60,7 +52,8 @@ from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from pydantic import BaseModel
 
-from boocode_mcp import __version__, procs
+from boocode_mcp import procs
+from boocode_mcp.acp_capabilities import initialize_result
 from boocode_mcp.agents.events import (
     AgentEvent,
     AvailableCommandsEvent,
@@ -78,7 +71,15 @@ from boocode_mcp.workspace import ensure_repo, worktree_path
 if TYPE_CHECKING:
     from boocode_mcp.engine import Engine
 
-__all__ = ["BOOCODE_COMMANDS", "BooCodeAgent", "EngineHost", "main_acp", "rewrite_paths"]
+__all__ = [
+    "BOOCODE_COMMANDS",
+    "BooCodeAgent",
+    "EngineHost",
+    "FixedEngine",
+    "main_acp",
+    "rewrite_paths",
+    "serve_acp_connection",
+]
 
 # What the editor offers after every turn. ACP command names carry no slash; the editor shows
 # `/apply` and sends the prompt text "/apply".
@@ -147,6 +148,20 @@ class EngineHost:
 
     def close(self) -> None:
         self._stop.set()
+
+
+class FixedEngine:
+    """The engine host of a daemon connection: its one workspace's engine, whatever the editor's
+    cwd (the front end routes each session to the daemon of the workspace it belongs to)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    async def get(self, directory: Path) -> Engine:
+        return self._engine
+
+    def engines(self) -> list[Engine]:
+        return [self._engine]
 
 
 @dataclass
@@ -297,14 +312,27 @@ _STOP_REASONS = frozenset({"end_turn", "max_tokens", "max_turn_requests", "refus
 
 
 class BooCodeAgent:
-    """The ACP agent side. A plain class (subclassing acp.Agent would turn unimplemented methods into
-    silent successes): unimplemented methods answer -32601."""
+    """The ACP agent side. A plain class, not a subclass of the SDK's Agent: the SDK routes a method
+    an Agent subclass does not override to a silent default, where a plain class answers -32601."""
 
-    def __init__(self, host: EngineHost, *, workspace: Path | None = None, agent: str | None = None) -> None:
+    def __init__(
+        self,
+        host: EngineHost | FixedEngine,
+        *,
+        workspace: Path | None = None,
+        agent: str | None = None,
+        runs_outlive_connection: bool = False,
+    ) -> None:
         self._host = host
         self._workspace = workspace.resolve() if workspace is not None else None
         self._agent = agent
+        # Served by the workspace's daemon, a turn whose editor goes away goes on (the work belongs
+        # to the workspace, and session/load shows it later); in a process of its own, the turn
+        # ends with the process anyway, so it is cancelled cleanly.
+        self._runs_outlive_connection = runs_outlive_connection
         self._sessions: dict[str, _Session] = {}
+        # Closed by the editor in this connection: a prompt for one is refused, not re-opened.
+        self._closed: set[str] = set()
         self._conn: Any = None
 
     def on_connect(self, conn: Any) -> None:
@@ -319,19 +347,7 @@ class BooCodeAgent:
         client_info: Any = None,
         **kw: Any,
     ) -> InitializeResponse:
-        return InitializeResponse(
-            protocol_version=min(protocol_version, PROTOCOL_VERSION),
-            agent_capabilities=AgentCapabilities(
-                load_session=True,
-                prompt_capabilities=PromptCapabilities(embedded_context=True),
-                session_capabilities=SessionCapabilities(
-                    list=SessionListCapabilities(),
-                    resume=SessionResumeCapabilities(),
-                    close=SessionCloseCapabilities(),
-                ),
-            ),
-            agent_info=Implementation(name="boocode", title="BooCode", version=__version__),
-        )
+        return InitializeResponse.model_validate(initialize_result(protocol_version))
 
     async def _engine_for(self, cwd: str) -> Engine:
         workspace = self._workspace if self._workspace is not None else Path(cwd)
@@ -383,6 +399,7 @@ class BooCodeAgent:
     async def _attach(self, cwd: str, session_id: str) -> tuple[_Session, list[SubagentView]]:
         """The stored session `session_id` as an open one of this connection, on its newest chat
         (an ACP session holds one chat) and that chat's last run; and the chat's runs."""
+        self._closed.discard(session_id)
         engine = await self._engine_for(cwd)
         try:
             await engine.ensure_session(session_id, create=False)
@@ -401,6 +418,17 @@ class BooCodeAgent:
         if history:
             session.run_id = history[-1].subagent_id
         return session, history
+
+    async def _reopen(self, session_id: str) -> _Session | None:
+        """A stored session of the pinned workspace, opened as session/resume would: the daemon
+        that served it was replaced, and its front end reconnected without the editor knowing."""
+        if self._workspace is None or session_id in self._closed:
+            return None
+        try:
+            session, _ = await self._attach(str(self._workspace), session_id)
+        except RequestError:
+            return None
+        return session
 
     async def list_sessions(
         self, cwd: str | None = None, cursor: str | None = None, **kw: Any
@@ -448,6 +476,7 @@ class BooCodeAgent:
                 INVALID_PARAMS,
                 f"session {session_id} is not open in this connection; open it with session/load first",
             )
+        self._closed.add(session_id)
         session.cancel_requested = True
         await self._let_go(session)
         return CloseSessionResponse()
@@ -462,9 +491,15 @@ class BooCodeAgent:
                 await session.engine.release_chat(session.session_id, session.chat_id)
 
     async def shutdown(self) -> None:
-        """Let go of every open session, as the connection ends."""
+        """Let go of every open session, as the connection ends. Served by the daemon, only chats
+        that never ran go (a pre-warm nobody used); the others keep their agents warm and their
+        runs going for the next front end."""
         for session in list(self._sessions.values()):
-            await self._let_go(session)
+            if not self._runs_outlive_connection:
+                await self._let_go(session)
+            elif session.chat_id is not None:
+                with contextlib.suppress(BooCodeError):
+                    await session.engine.drop_chat_if_unused(session.session_id, session.chat_id)
         self._sessions.clear()
 
     async def cancel(self, session_id: str, **kw: Any) -> None:
@@ -481,7 +516,7 @@ class BooCodeAgent:
     # -- prompts ---------------------------------------------------------------------------
 
     async def prompt(self, session_id: str, prompt: list[Any], **kw: Any) -> PromptResponse:
-        session = self._sessions.get(session_id)
+        session = self._sessions.get(session_id) or await self._reopen(session_id)
         if session is None:
             raise RequestError(
                 INVALID_PARAMS, f"unknown session {session_id}: create it with session/new or session/load"
@@ -559,8 +594,9 @@ class BooCodeAgent:
                 finally:
                     send.close()
         except anyio.get_cancelled_exc_class():
-            # The handler was cancelled (the connection went away): the run must stop too.
-            if session.run_id is not None:
+            # The handler was cancelled (the connection went away): the run stops too, unless
+            # it belongs to the daemon rather than to this connection.
+            if session.run_id is not None and not self._runs_outlive_connection:
                 with anyio.CancelScope(shield=True), contextlib.suppress(BooCodeError):
                     await engine.cancel(sid, session.run_id)
             raise
@@ -775,6 +811,21 @@ async def serve_acp(workspace: Path | None = None, agent: str | None = None) -> 
                 await boocode.shutdown()
             # Engines exit through their own context managers: agents and their groups killed.
             host.close()
+
+
+async def serve_acp_connection(
+    engine: Engine, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, agent: str | None = None
+) -> None:
+    """Serve one editor connection on a daemon socket (what `boocode acp` relays) until it closes.
+    Its turns and warm agents stay with the daemon when it does."""
+    boocode = BooCodeAgent(
+        FixedEngine(engine), workspace=engine.workspace, agent=agent, runs_outlive_connection=True
+    )
+    try:
+        await run_agent(boocode, writer, reader, use_unstable_protocol=True)  # type: ignore[arg-type]
+    finally:
+        with anyio.CancelScope(shield=True), anyio.move_on_after(SHUTDOWN_LET_GO_S):
+            await boocode.shutdown()
 
 
 def main_acp(workspace: Path | None = None, agent: str | None = None) -> None:

@@ -1,44 +1,34 @@
 """Command line: `boocode` and `boocode-mcp`.
 
-`boocode run` and `boocode apply` drive the workspace's running server over MCP when
-`.boocode/server.json` names a live one (`run` starts one in the background when none runs), so
-agents stay warm between commands; `--no-server` runs the engine in this process instead.
-Listings read every session of the workspace's database through an in-process Engine: an MCP
-connection only sees its own session, and these commands act on all of them.
+Every command is a front end of the workspace's daemon (`boocode_mcp.daemon`): `boocode-mcp`,
+`boocode serve` and `boocode acp` relay their stdio to it, and the other commands ask its API
+(`daemon/api.py`), the same operations the MCP tools run. `--no-daemon` runs the engine in this
+process instead, through the same code. Importing this module costs no more than the standard
+library: a front end that only passes bytes along must start fast.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import fcntl
 import json
 import os
-import secrets
+import shlex
 import signal
-import sqlite3
-import subprocess
 import sys
-import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from boocode_mcp.config import BOOCODE_DIR
-from boocode_mcp.errors import BooCodeError
+from boocode_mcp.daemon.client import Api, ApiFailure, open_api
+from boocode_mcp.daemon.wire import DaemonError, NotRunning, control, find_workspace, stop_daemon
 
 if TYPE_CHECKING:
     from boocode_mcp.cli_render import Progress
-    from boocode_mcp.engine import Engine
-    from boocode_mcp.views import SubagentView
 
-SERVER_FILE = "server.json"
 TOKEN_ENV = "BOOCODE_TOKEN"
-DEFAULT_IDLE_EXIT_S = 600.0
-SERVER_START_TIMEOUT_S = 30.0
-STATUS_POLL_S = 10.0  # wait_seconds per subagent_status poll; it returns early on any change
+WATCH_WAIT_S = 10.0  # seconds per `watch` long-poll; it returns at once on any event
+TERMINAL = frozenset({"completed", "failed", "cancelled", "interrupted"})
 
 
 class CliError(Exception):
@@ -59,14 +49,26 @@ def _parse_hostport(text: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def _common(p: argparse.ArgumentParser, *, json_flag: bool = True, server: bool = True) -> None:
+def _workspace_arg(p: argparse.ArgumentParser, default_help: str = "the current directory") -> None:
     p.add_argument(
         "--workspace",
         metavar="DIR",
         type=Path,
         default=None,
-        help="the git repository BooCode works on (default: the current directory)",
+        help=f"the git repository BooCode works on (default: {default_help})",
     )
+
+
+def _no_daemon_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--no-daemon",
+        action="store_true",
+        help="run the engine in this process instead of the workspace's daemon (it ends with the command)",
+    )
+
+
+def _common(p: argparse.ArgumentParser, *, json_flag: bool = True) -> None:
+    _workspace_arg(p)
     p.add_argument(
         "--session",
         metavar="ID",
@@ -77,32 +79,27 @@ def _common(p: argparse.ArgumentParser, *, json_flag: bool = True, server: bool 
         p.add_argument(
             "--json", action="store_true", help="print the result as JSON, with the MCP tool's fields"
         )
-    if server:
-        p.add_argument(
-            "--no-server",
-            action="store_true",
-            help="run the engine in this process instead of driving the workspace's BooCode server",
-        )
+    _no_daemon_arg(p)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="boocode",
         description="BooCode: hand coding work to ACP agents as background subagents, "
-        "review their patches, apply the good ones.",
+        "review their patches, apply the good ones. Every command talks to the workspace's "
+        "daemon, which it starts when none runs.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("serve", help="run the MCP server (stdio, or streamable HTTP with --http)")
-    p.add_argument(
-        "--workspace", metavar="DIR", type=Path, default=None, help="the git repository (default: .)"
-    )
+    p = sub.add_parser("serve", help="the MCP server: stdio (what hosts launch), or streamable HTTP")
+    _workspace_arg(p)
     p.add_argument(
         "--http",
         metavar="HOST:PORT",
         type=_parse_hostport,
         default=None,
-        help="serve streamable HTTP at /mcp on HOST:PORT (port 0 picks a free one) instead of stdio",
+        help="serve streamable HTTP at /mcp on HOST:PORT (port 0 picks a free one) until this "
+        "command ends, instead of stdio",
     )
     p.add_argument(
         "--token",
@@ -110,26 +107,19 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help=f"bearer token every HTTP request must carry (required off loopback; default: ${TOKEN_ENV})",
     )
-    p.add_argument(
-        "--idle-exit",
-        metavar="SECONDS",
-        type=float,
-        default=None,
-        help="with --http: exit after SECONDS without MCP calls or live runs (how `boocode run`'s "
-        "background server goes away)",
-    )
+    _no_daemon_arg(p)
 
     p = sub.add_parser("acp", help="BooCode as an ACP agent on stdio, for editors (Zed, JetBrains, acpx)")
-    p.add_argument(
-        "--workspace",
-        metavar="DIR",
-        type=Path,
-        default=None,
-        help="the git repository (default: the cwd the editor gives in session/new)",
-    )
+    _workspace_arg(p, "the cwd the editor gives in session/new")
     p.add_argument(
         "--agent", metavar="A", default=None, help="backend agent for new chats (default: configured)"
     )
+    _no_daemon_arg(p)
+
+    p = sub.add_parser("daemon", help="the workspace's daemon: status or stop (never starts one)")
+    p.add_argument("action", choices=["status", "stop"], help="status: is it running; stop: end it")
+    _workspace_arg(p)
+    p.add_argument("--json", action="store_true", help="print the answer as JSON")
 
     p = sub.add_parser(
         "run",
@@ -138,7 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
         'stdout. When the agent asks permission ([permissions] policy = "ask"), the request is '
         "asked on the terminal when stdin and stderr are both one (answer with the option's number; "
         "Enter leaves it to its deadline); otherwise, or with --json or --quiet, one line on stderr "
-        "gives the `boocode respond ...` command that answers it from another shell.",
+        "gives the `boocode respond ...` command that answers it from another shell. Ctrl-C cancels "
+        "the run.",
     )
     _common(p)
     p.add_argument("prompt", metavar="PROMPT", help="the task for the agent")
@@ -156,8 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
         "respond",
         help="answer a run's pending permission request (the command `boocode run` prints)",
         description="Answer a run's pending permission request (see pending_permission in "
-        "`boocode show ID --json`); the run resumes. Answers through the workspace's BooCode "
-        "server when one runs; a run started with --no-server is answered from its own terminal.",
+        "`boocode show ID --json`); the run resumes.",
     )
     _common(p)
     p.add_argument("subagent_id", metavar="SUBAGENT_ID", help="the run that asks (a unique prefix is enough)")
@@ -198,7 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     p = sub.add_parser("agents", help="which agents are installed, their versions, how to install the rest")
-    _common(p, server=False)
+    _common(p)
 
     p = sub.add_parser(
         "trust",
@@ -216,6 +206,25 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("traces", help="recorded MCP tool calls and agent tool calls")
     _common(p)
 
+    p = sub.add_parser(
+        "worker",
+        help="run queued runs of a PostgreSQL store from a clone of the repository (one host of several)",
+        description="Register as a worker of the PostgreSQL store at URL and run its queued runs, each "
+        "in a worktree of DIR (a clone of the repository) at the run's base commit, fetched from "
+        "--remote (the requester pushes it). Agents come from DIR's config and your user config. "
+        "Runs until SIGTERM or Ctrl-C.",
+    )
+    p.add_argument("--db", metavar="URL", required=True, help="the store: a postgresql:// URL")
+    p.add_argument(
+        "--repo", metavar="DIR", type=Path, required=True, help="this host's clone of the repository"
+    )
+    p.add_argument(
+        "--remote",
+        metavar="NAME",
+        default="origin",
+        help="where to fetch runs' base commits (default origin)",
+    )
+
     p = sub.add_parser("memory", help="search notes and finished subagent transcripts")
     msub = p.add_subparsers(dest="memory_command", required=True, metavar="SUBCOMMAND")
     q = msub.add_parser("search", help="full-text search (bm25)")
@@ -227,7 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _workspace(arg: Path | None) -> Path:
-    return (arg if arg is not None else Path.cwd()).resolve()
+    return (arg if arg is not None else Path.cwd()).absolute()
 
 
 # -- entry points ---------------------------------------------------------------------------
@@ -235,44 +244,50 @@ def _workspace(arg: Path | None) -> Path:
 
 def mcp_main(argv: Sequence[str] | None = None) -> None:
     """`boocode-mcp`: the MCP server on stdio (what MCP hosts launch); same as `boocode serve`."""
-    p = argparse.ArgumentParser(prog="boocode-mcp", description="BooCode's MCP server on stdio.")
-    p.add_argument(
-        "--workspace", metavar="DIR", type=Path, default=None, help="the git repository (default: .)"
+    p = argparse.ArgumentParser(
+        prog="boocode-mcp",
+        description="BooCode's MCP server on stdio, served by the workspace's daemon (started when "
+        "none runs).",
     )
+    _workspace_arg(p)
+    _no_daemon_arg(p)
     args = p.parse_args(argv)
-    from boocode_mcp.mcp_server import main_stdio
-
-    main_stdio(_workspace(args.workspace))
+    _exit(_guarded(lambda: _serve_stdio(_workspace(args.workspace), args.no_daemon)))
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
+    _exit(_guarded(lambda: COMMANDS[args.command](args)))
+
+
+def _guarded(command: Callable[[], int]) -> int:
+    """Run a command; a refusal becomes one line on stderr and a non-zero exit."""
     try:
-        if args.command == "serve":
-            _serve(args)
-        elif args.command == "trust":
-            sys.exit(cmd_trust(args))
-        elif args.command == "acp":
-            from boocode_mcp.acp_server import main_acp
-
-            main_acp(args.workspace.resolve() if args.workspace else None, args.agent)
-        else:
-            import anyio
-
-            code = anyio.run(_dispatch, args, backend="asyncio")
-            sys.exit(code)
+        return command()
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # Whoever read our output has gone (a pipe into `head`, a host that quit).
+        return 0
+    except CliError as e:
+        _say(str(e))
+        return e.code
+    except (DaemonError, ApiFailure) as e:
+        _say(str(e))
+        return 1
     except BaseException as e:
         failure = _user_failure(e)
         if failure is None:
             raise
-        if isinstance(failure, KeyboardInterrupt):
-            sys.exit(130)
-        _fail(str(failure), getattr(failure, "code", 1))
+        _say(str(failure))
+        return 1
 
 
 def _user_failure(exc: BaseException) -> BaseException | None:
-    """The error meant for the user inside `exc`, which task groups wrap in ExceptionGroups."""
-    if isinstance(exc, CliError | BooCodeError | KeyboardInterrupt):
+    """The error meant for the user inside `exc` (task groups wrap errors of --no-daemon engines)."""
+    from boocode_mcp.errors import BooCodeError
+
+    if isinstance(exc, BooCodeError):
         return exc
     if isinstance(exc, BaseExceptionGroup):
         for inner in exc.exceptions:
@@ -282,273 +297,274 @@ def _user_failure(exc: BaseException) -> BaseException | None:
     return None
 
 
-def _fail(message: str, code: int = 1) -> NoReturn:
+def _say(message: str) -> None:
     # One line: scripts read the reason from stderr.
     sys.stderr.write("boocode: " + " ".join(message.split()) + "\n")
+    sys.stderr.flush()
+
+
+def _exit(code: int) -> NoReturn:
+    sys.stdout.flush()
     sys.exit(code)
-
-
-# -- serve ----------------------------------------------------------------------------------
-
-
-def _serve(args: argparse.Namespace) -> None:
-    workspace = _workspace(args.workspace)
-    if args.http is None:
-        if args.idle_exit is not None:
-            raise CliError("--idle-exit needs --http: a stdio server lives as long as its host")
-        from boocode_mcp.mcp_server import main_stdio
-
-        main_stdio(workspace)
-        return
-    from boocode_mcp.mcp_server import main_http
-
-    host, port = args.http
-    if args.idle_exit is not None:
-        IdleWatchdog(workspace, args.idle_exit).start()
-    main_http(workspace, host, port, args.token or os.environ.get(TOKEN_ENV) or None)
-
-
-class IdleWatchdog(threading.Thread):
-    """Ends a background server (SIGTERM to itself) once it has been idle for `idle_s`.
-
-    Idle means no MCP tool call (every one is traced) and no run queued or live. It reads the
-    workspace's database, which the server keeps current, so it needs no hook into the server.
-    """
-
-    def __init__(self, workspace: Path, idle_s: float) -> None:
-        super().__init__(name="boocode-idle-exit", daemon=True)
-        self.db_path = workspace / BOOCODE_DIR / "boocode.db"
-        self.idle_s = idle_s
-        self.started_at = time.time()
-
-    def last_activity(self) -> float:
-        try:
-            with contextlib.closing(
-                sqlite3.connect(f"file:{self.db_path}?mode=ro", uri=True, timeout=5)
-            ) as db:
-                live = db.execute(
-                    "SELECT COUNT(*) FROM subagents"
-                    " WHERE status IN ('queued', 'running', 'awaiting_permission') AND owner_pid = ?",
-                    (os.getpid(),),
-                ).fetchone()[0]
-                if live:
-                    return time.time()
-                row = db.execute(
-                    "SELECT MAX(COALESCE(finished_at, started_at)) FROM traces WHERE source = 'mcp'"
-                ).fetchone()
-                finished = db.execute(
-                    "SELECT MAX(finished_at) FROM subagents WHERE owner_pid = ?", (os.getpid(),)
-                ).fetchone()
-        except sqlite3.Error:
-            return time.time()  # database not there yet or busy: not a reason to exit
-        return max(self.started_at, row[0] or 0.0, finished[0] or 0.0)
-
-    def serving(self) -> bool:
-        """Whether this process's server is up: it writes server.json once it listens."""
-        try:
-            return int(json.loads((self.db_path.parent / SERVER_FILE).read_text())["pid"]) == os.getpid()
-        except (OSError, ValueError, KeyError, TypeError):
-            return False
-
-    def run(self) -> None:
-        step = max(0.2, min(self.idle_s / 4, 5.0))
-        # Idle time counts from when the server is up; opening the engine can take a while.
-        while not self.serving():
-            time.sleep(step)
-        self.started_at = time.time()
-        while time.time() - self.last_activity() < self.idle_s:
-            time.sleep(step)
-        # Repeated while the process lives: a SIGTERM that lands before the HTTP server has
-        # installed its own handler is ignored by the placeholder one main_http sets.
-        while True:
-            os.kill(os.getpid(), signal.SIGTERM)
-            time.sleep(max(step, 2.0))
-
-
-# -- the background server ------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ServerInfo:
-    url: str
-    token: str | None
-    pid: int
-
-
-def read_server(workspace: Path) -> ServerInfo | None:
-    """The workspace's live HTTP server from `.boocode/server.json`, or None."""
-    from boocode_mcp.procs import pid_alive
-
-    path = workspace / BOOCODE_DIR / SERVER_FILE
-    try:
-        data = json.loads(path.read_text())
-        info = ServerInfo(url=str(data["url"]), token=data.get("token"), pid=int(data["pid"]))
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    return info if pid_alive(info.pid) else None
-
-
-def start_server(workspace: Path, idle_exit_s: float = DEFAULT_IDLE_EXIT_S) -> ServerInfo:
-    """Start `boocode serve --http 127.0.0.1:0` detached in its own session and wait for its
-    server.json; a lock file keeps two concurrent `boocode run`s from starting two servers."""
-    boo = workspace / BOOCODE_DIR
-    (boo / "logs").mkdir(parents=True, exist_ok=True)
-    with (boo / "server.lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        existing = read_server(workspace)
-        if existing is not None:
-            return existing
-        log_path = boo / "logs" / "server.log"
-        argv = [
-            sys.executable,
-            "-m",
-            "boocode_mcp.cli",
-            "serve",
-            "--workspace",
-            str(workspace),
-            "--http",
-            "127.0.0.1:0",
-            "--idle-exit",
-            str(idle_exit_s),
-        ]
-        with log_path.open("ab") as log:
-            proc = subprocess.Popen(
-                argv,
-                cwd=workspace,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=log,
-                start_new_session=True,
-                # Through the environment, not argv: other users can read a process's arguments.
-                env={**os.environ, TOKEN_ENV: secrets.token_urlsafe(24)},
-                close_fds=True,
-            )
-        deadline = time.monotonic() + SERVER_START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            info = read_server(workspace)
-            if info is not None and info.pid == proc.pid:
-                return info
-            if proc.poll() is not None:
-                raise CliError(
-                    f"the background BooCode server exited with code {proc.returncode}; see {log_path} "
-                    "(or use --no-server)"
-                )
-            time.sleep(0.05)
-        proc.terminate()
-        raise CliError(
-            f"the background BooCode server did not start within {SERVER_START_TIMEOUT_S:.0f}s; "
-            f"see {log_path}"
-        )
-
-
-@contextlib.asynccontextmanager
-async def mcp_client(info: ServerInfo) -> AsyncIterator[Any]:
-    from mcp import Client
-    from mcp.client.streamable_http import streamable_http_client
-    from mcp.shared._httpx_utils import create_mcp_http_client
-
-    headers = {"Authorization": f"Bearer {info.token}"} if info.token else None
-    async with contextlib.AsyncExitStack() as stack:
-        http = await stack.enter_async_context(create_mcp_http_client(headers=headers))
-        try:
-            client = await stack.enter_async_context(
-                Client(streamable_http_client(info.url, http_client=http), mode="legacy")
-            )
-        except Exception as e:
-            raise CliError(
-                f"the BooCode server at {info.url} (pid {info.pid}) does not answer ({_leaf(e)}); "
-                "stop it, or use --no-server"
-            ) from e
-        yield client
-
-
-def _leaf(exc: BaseException) -> BaseException:
-    """The first real exception inside exception groups (what actually went wrong)."""
-    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
-        exc = exc.exceptions[0]
-    return exc
-
-
-async def call_tool(client: Any, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
-    """A tool's structured result; a tool error becomes a CliError with the server's reason."""
-    args = {k: v for k, v in arguments.items() if v is not None}
-    result = await client.call_tool(name, args)
-    if result.is_error:
-        text = " ".join(getattr(c, "text", "") for c in result.content).strip()
-        raise CliError(text or f"{name} failed")
-    data: dict[str, Any] = result.structured_content or {}
-    return data
-
-
-# -- commands -------------------------------------------------------------------------------
-
-
-@contextlib.asynccontextmanager
-async def open_engine(workspace: Path) -> AsyncIterator[Engine]:
-    from boocode_mcp.engine import Engine
-
-    async with Engine.open(workspace) as engine:
-        yield engine
-
-
-def status_json(view: SubagentView) -> dict[str, Any]:
-    """subagent_status's object for one subagent, as the MCP tool returns it (its list field null)."""
-    return {**view.model_dump(mode="json"), "subagents": None}
 
 
 def _print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
 
-async def _dispatch(args: argparse.Namespace) -> int:
+# -- front ends -----------------------------------------------------------------------------
+
+
+def _serve_stdio(workspace: Path, no_daemon: bool) -> int:
+    if no_daemon:
+        from boocode_mcp.mcp_server import main_stdio
+
+        main_stdio(find_workspace(workspace))
+        return 0
+    from boocode_mcp.daemon.relay import relay_mcp
+
+    return relay_mcp(workspace)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
     workspace = _workspace(args.workspace)
-    if args.command == "agents":
-        return await cmd_agents(workspace, args)
-    from boocode_mcp.workspace import ensure_repo
+    if args.http is None:
+        if args.token is not None:
+            raise CliError("--token needs --http: stdio is reachable only by the host that started it")
+        return _serve_stdio(workspace, args.no_daemon)
+    host, port = args.http
+    token = args.token or os.environ.get(TOKEN_ENV) or None
+    if args.no_daemon:
+        from boocode_mcp.mcp_server import main_http
 
-    # The repository's top level, wherever inside it the command runs: server.json lives there.
-    workspace = await ensure_repo(workspace)
-    if args.command == "run":
-        return await cmd_run(workspace, args)
-    if args.command in ("apply", "respond") and not args.no_server:
-        info = read_server(workspace)
-        if info is not None:
-            via_server = cmd_apply_server if args.command == "apply" else cmd_respond_server
-            return await via_server(workspace, info, args)
-    handler: dict[str, Callable[[Engine, argparse.Namespace], Awaitable[int]]] = {
-        "ls": cmd_ls,
-        "show": cmd_show,
-        "patches": cmd_patches,
-        "apply": cmd_apply,
-        "respond": cmd_respond,
-        "traces": cmd_traces,
-        "memory": cmd_memory,
-    }
-    async with open_engine(workspace) as engine:
-        return await handler[args.command](engine, args)
+        main_http(find_workspace(workspace), host, port, token)
+        return 0
+    return _serve_http_via_daemon(workspace, host, port, token)
 
 
-async def cmd_agents(workspace: Path, args: argparse.Namespace) -> int:
-    from boocode_mcp import trust
-    from boocode_mcp.agents.registry import AgentRegistry
-    from boocode_mcp.cli_render import Renderer
+def _serve_http_via_daemon(workspace: Path, host: str, port: int, token: str | None) -> int:
+    """Ask the daemon to serve MCP over HTTP for as long as this command runs."""
+    from boocode_mcp.daemon.wire import connect
 
-    registry = AgentRegistry(trust.ConfigSource(trust.workspace_root(workspace)))
-    agents = await registry.describe()
-    ws = registry.workspace_config()
-    assert ws is not None
+    conn = connect(workspace, "control")
+    stop: list[int] = []
+
+    def on_signal(signum: int, _frame: object) -> None:
+        stop.append(signum)
+        # Closing the connection is the whole shutdown: the daemon ends the listener with it.
+        conn.sock.shutdown(2)
+
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, on_signal)
+    try:
+        conn.send_line(
+            {"id": 1, "method": "http_listen", "params": {"host": host, "port": port, "token": token}}
+        )
+        line = conn.read_line()
+        if line is None:
+            raise CliError(f"the daemon closed the connection; see {conn.paths.log}")
+        answer = json.loads(line)
+        if "error" in answer:
+            raise CliError(str(answer["error"]["message"]), code=2)
+        url = answer["result"]["url"]
+        sys.stderr.write(
+            f"boocode: MCP serving {conn.paths.workspace} at {url} (daemon pid {conn.daemon_pid})\n"
+        )
+        sys.stderr.flush()
+        while not stop and conn.read_line() is not None:
+            pass
+    except OSError:
+        if not stop:
+            raise
+    finally:
+        conn.close()
+    return 0
+
+
+def cmd_acp(args: argparse.Namespace) -> int:
+    workspace = args.workspace.absolute() if args.workspace else None
+    if args.no_daemon:
+        from boocode_mcp.acp_server import main_acp
+
+        main_acp(workspace, args.agent)
+        return 0
+    from boocode_mcp.daemon.relay import relay_acp
+
+    return relay_acp(workspace, args.agent)
+
+
+def cmd_daemon(args: argparse.Namespace) -> int:
+    workspace = _workspace(args.workspace)
+    if args.action == "stop":
+        stopped = stop_daemon(workspace)
+        if args.json:
+            _print_json({"stopped": stopped is not None, "pid": stopped.get("pid") if stopped else None})
+        elif stopped is None:
+            sys.stdout.write("no BooCode daemon was running\n")
+        else:
+            sys.stdout.write(f"stopped the BooCode daemon (pid {stopped['pid']})\n")
+        return 0
+    try:
+        status = control(workspace, "status")
+    except NotRunning:
+        status = {"running": False, "pid": None, "version": None, "started_at": None, "socket": None,
+                  "front_ends": 0, "runs_live": 0, "agents_warm": 0}  # fmt: skip
     if args.json:
-        _print_json(
-            {"agents": [a.model_dump(mode="json") for a in agents], "workspace_config": ws.model_dump()}
+        _print_json(status)
+    elif status["running"]:
+        from boocode_mcp.cli_render import _when
+
+        sys.stdout.write(
+            f"BooCode daemon {status['version']} running (pid {status['pid']}) since "
+            f"{_when(status['started_at'])}\n  socket {status['socket']}\n"
+            f"  front ends {status['front_ends']}, "
+            f"live runs {status['runs_live']}, warm agents {status['agents_warm']}\n"
         )
     else:
-        Renderer().agents(agents)
-        Renderer().line(trust.describe(ws))
+        sys.stdout.write("no BooCode daemon is running for this workspace\n")
+    return 0 if status["running"] else 1
+
+
+# -- commands on the API --------------------------------------------------------------------
+
+
+class _Session:
+    """An API connection for one command, closed when it ends."""
+
+    def __init__(self, args: argparse.Namespace, *, own_session: str | None = None) -> None:
+        self.api: Api = open_api(_workspace(args.workspace), no_daemon=args.no_daemon, session=own_session)
+
+    def __enter__(self) -> Api:
+        return self.api
+
+    def __exit__(self, *exc: object) -> None:
+        self.api.close()
+
+
+def _resolve(api: Api, ident: str, kinds: Sequence[str], session: str | None) -> dict[str, Any]:
+    return api.call("resolve_id", ident=ident, kinds=list(kinds), session_id=session)
+
+
+def cmd_ls(args: argparse.Namespace) -> int:
+    with _Session(args) as api:
+        result = api.call("subagent_status", session_id=args.session, limit=args.limit)
+    runs = result.get("subagents") or []
+    if args.json:
+        _print_json({"subagents": runs})
+    else:
+        from boocode_mcp.cli_render import Renderer
+
+        Renderer().subagents(runs)
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from boocode_mcp.cli_render import Renderer
+
+    out = Renderer()
+    with _Session(args) as api:
+        found = _resolve(api, args.id, ("subagent", "patch"), args.session)
+        if found["kind"] == "patch":
+            patch = api.call("get_patch", patch_id=found["id"], include_diff=not args.no_diff)
+            if args.json:
+                _print_json(patch)
+                return 0
+            out.patch_header(patch)
+            if patch.get("diff"):
+                out.diff(patch["diff"])
+            return 0
+        run = api.call("subagent_status", subagent_id=found["id"])
+        if args.json:
+            _print_json(run)
+            return 0
+        out.subagent(run)
+        if run.get("patch_id"):
+            patch = api.call("get_patch", patch_id=run["patch_id"], include_diff=not args.no_diff)
+            out.line("")
+            out.patch_header(patch)
+            if patch.get("diff"):
+                out.diff(patch["diff"])
+    return 0
+
+
+def cmd_patches(args: argparse.Namespace) -> int:
+    with _Session(args) as api:
+        chat = _resolve(api, args.chat, ("chat",), args.session)["id"] if args.chat else None
+        result = api.call(
+            "list_patches",
+            session_id=args.session,
+            chat_id=chat,
+            status=args.status,
+            limit=args.limit,
+            include_hunks=args.diff,
+        )
+    patches = result.get("patches") or []
+    if args.json:
+        _print_json({"patches": patches})
+        return 0
+    from boocode_mcp.cli_render import Renderer
+
+    out = Renderer()
+    if not args.diff:
+        out.patches(patches)
+        return 0
+    for p in patches:
+        out.patch_header(p)
+        if p.get("diff"):
+            out.diff(p["diff"])
+    if not patches:
+        out.line("no patches")
+    return 0
+
+
+def cmd_apply(args: argparse.Namespace) -> int:
+    with _Session(args) as api:
+        ids = [_resolve(api, ident, ("patch",), args.session)["id"] for ident in args.ids]
+        result = api.call("apply_pending", patch_ids=ids, dry_run=args.dry_run, commit_message=args.message)
+    if args.json:
+        _print_json(result)
+    else:
+        from boocode_mcp.cli_render import Renderer
+
+        Renderer().apply_result(result)
+    conflicts = result.get("conflicts") or []
+    if conflicts:
+        reasons = "; ".join(f"{c['file']}: {c['reason']} (patch {c['patch_id'][:8]})" for c in conflicts)
+        _say(f"nothing applied, the workspace is untouched; conflicts: {reasons}")
+        return 1
+    return 0
+
+
+def _answer(args: argparse.Namespace, method: str, render: str, field: str, **params: Any) -> int:
+    """One API call, printed as JSON with --json or by the renderer's `render` method."""
+    with _Session(args) as api:
+        result = api.call(method, **params)
+    if args.json:
+        _print_json(result)
+    else:
+        from boocode_mcp.cli_render import Renderer
+
+        getattr(Renderer(), render)(result[field])
+    return 0
+
+
+def cmd_agents(args: argparse.Namespace) -> int:
+    with _Session(args) as api:
+        result, text = api.call_text("list_agents")
+    if args.json:
+        _print_json(result)
+    else:
+        from boocode_mcp.cli_render import Renderer
+
+        out = Renderer()
+        out.agents(result["agents"])
+        # The text's last line says whether the workspace's own config counts, and how to trust it.
+        out.line(text.splitlines()[-1])
     return 0
 
 
 def cmd_trust(args: argparse.Namespace) -> int:
-    """`boocode trust`: see boocode_mcp.trust."""
+    """`boocode trust`: no daemon needed; a running one uses the trust from its next agent on."""
     from boocode_mcp import trust
 
     ws = trust.trust_workspace(_workspace(args.workspace))
@@ -559,140 +575,37 @@ def cmd_trust(args: argparse.Namespace) -> int:
     return 0
 
 
-async def cmd_ls(engine: Engine, args: argparse.Namespace) -> int:
-    from boocode_mcp.cli_render import Renderer
-
-    runs = await engine.list_subagents(args.session, limit=args.limit)
-    if args.json:
-        _print_json({"subagents": [r.model_dump(mode="json") for r in runs]})
-    else:
-        Renderer().subagents(runs)
-    return 0
+def cmd_traces(args: argparse.Namespace) -> int:
+    return _answer(args, "traces", "traces", "traces", session_id=args.session)
 
 
-async def cmd_show(engine: Engine, args: argparse.Namespace) -> int:
-    from boocode_mcp.cli_render import Renderer
+def cmd_worker(args: argparse.Namespace) -> int:
+    from boocode_mcp.worker import main_worker
 
-    out = Renderer()
-    try:
-        run_id, session_id = lookup(engine.workspace, "subagents", args.id, args.session)
-    except NotFound:
-        try:
-            patch_id, session_id = lookup(engine.workspace, "patches", args.id, args.session)
-        except NotFound:
-            where = f"session {args.session}" if args.session else "this workspace"
-            raise CliError(
-                f"no subagent or patch {args.id} in {where}; see `boocode ls` and `boocode patches`"
-            ) from None
-        patch = await engine.get_patch(session_id, patch_id, include_diff=not args.no_diff)
-        if args.json:
-            _print_json(patch.model_dump(mode="json"))
-            return 0
-        out.patch_header(patch)
-        if patch.diff:
-            out.diff(patch.diff)
-        return 0
-    run = await engine.status(session_id, run_id)
-    if run.status == "awaiting_permission" and run.pending_permission is None and not args.no_server:
-        run = await _server_status(engine.workspace, session_id, run)
-    if args.json:
-        _print_json(status_json(run))
-        return 0
-    out.subagent(run)
-    if run.patch_id is not None:
-        patch = await engine.get_patch(session_id, run.patch_id, include_diff=not args.no_diff)
-        out.line("")
-        out.patch_header(patch)
-        if patch.diff:
-            out.diff(patch.diff)
-    return 0
+    return main_worker(_workspace(args.repo), args.db, args.remote)
 
 
-async def _server_status(workspace: Path, session_id: str, run: SubagentView) -> SubagentView:
-    """The run's status as the workspace's server sees it: a pending permission request lives
-    in the memory of the process that drives the run, not in the database."""
-    from boocode_mcp.views import SubagentView
-
-    info = read_server(workspace)
-    if info is None:
-        return run
-    async with mcp_client(info) as client:
-        data = await call_tool(
-            client, "subagent_status", {"subagent_id": run.subagent_id, "session_id": session_id}
-        )
-    return SubagentView.model_validate({k: v for k, v in data.items() if k != "subagents"})
-
-
-async def cmd_patches(engine: Engine, args: argparse.Namespace) -> int:
-    from boocode_mcp.cli_render import Renderer
-
-    chat = args.chat
-    if chat is not None:
-        chat, _ = lookup(engine.workspace, "chats", chat, args.session)
-    patches = await engine.list_patches(args.session, chat_id=chat, status=args.status, limit=args.limit)
-    if args.diff:
-        patches = [await engine.get_patch(p.session_id, p.id, include_diff=True) for p in patches]
-    if args.json:
-        _print_json({"patches": [p.model_dump(mode="json") for p in patches]})
-        return 0
-    out = Renderer()
-    if not args.diff:
-        out.patches(patches)
-        return 0
-    for p in patches:
-        out.patch_header(p)
-        out.diff(p.diff or "")
-    if not patches:
-        out.line("no patches")
-    return 0
-
-
-def _apply_outcome(result: dict[str, Any], as_json: bool) -> int:
-    from boocode_mcp.cli_render import Renderer
-    from boocode_mcp.views import ApplyResult
-
-    parsed = ApplyResult.model_validate(result)
-    if as_json:
-        _print_json(parsed.model_dump(mode="json"))
-    else:
-        Renderer().apply_result(parsed)
-    if parsed.conflicts:
-        first = parsed.conflicts[0]
-        more = f" (and {len(parsed.conflicts) - 1} more)" if len(parsed.conflicts) > 1 else ""
-        raise CliError(f"apply refused, workspace untouched: {first.file}: {first.reason}{more}")
-    return 0
-
-
-async def cmd_apply(engine: Engine, args: argparse.Namespace) -> int:
-    resolved = [lookup(engine.workspace, "patches", i, args.session) for i in args.ids]
-    sessions = {s for _, s in resolved}
-    # All or nothing is one engine call; patches of several sessions are looked up without one.
-    session = args.session or (sessions.pop() if len(sessions) == 1 else None)
-    result = await engine.apply_pending(
-        session, patch_ids=[p for p, _ in resolved], dry_run=args.dry_run, commit_message=args.message
+def cmd_memory(args: argparse.Namespace) -> int:
+    return _answer(
+        args, "search_memory", "hits", "hits", query=args.query, limit=args.limit, source=args.source
     )
-    return _apply_outcome(result.model_dump(mode="json"), args.json)
 
 
-async def cmd_apply_server(workspace: Path, info: ServerInfo, args: argparse.Namespace) -> int:
-    resolved = [lookup(workspace, "patches", i, args.session) for i in args.ids]
-    sessions = {s for _, s in resolved}
-    if len(sessions) > 1:
-        # One MCP call sees one session; all or nothing across sessions is an engine call here.
-        async with open_engine(workspace) as engine:
-            return await cmd_apply(engine, args)
-    async with mcp_client(info) as client:
-        result = await call_tool(
-            client,
-            "apply_pending",
-            {
-                "patch_ids": [p for p, _ in resolved],
-                "session_id": sessions.pop(),
-                "dry_run": args.dry_run,
-                "commit_message": args.message,
-            },
+def cmd_respond(args: argparse.Namespace) -> int:
+    with _Session(args) as api:
+        run_id = _resolve(api, args.subagent_id, ("subagent",), args.session)["id"]
+        view = api.call("subagent_status", subagent_id=run_id)
+        result = api.call(
+            "respond_permission",
+            subagent_id=run_id,
+            request_id=_request_id(view, args.request_id),
+            option_id=args.option_id,
         )
-    return _apply_outcome(result, args.json)
+    if args.json:
+        _print_json(result)
+    else:
+        sys.stdout.write(f"subagent {result['subagent_id'][:8]}: {result['status']}\n")
+    return 0
 
 
 def _request_id(view: dict[str, Any], given: str) -> str:
@@ -700,101 +613,6 @@ def _request_id(view: dict[str, Any], given: str) -> str:
     pending = view.get("pending_permission") or {}
     full = str(pending.get("request_id") or "")
     return full if given and full.startswith(given) else given
-
-
-def _respond_outcome(result: dict[str, Any], as_json: bool) -> int:
-    answer = {"subagent_id": result["subagent_id"], "status": result["status"]}
-    if as_json:
-        _print_json(answer)
-    else:
-        sys.stdout.write(f"subagent {answer['subagent_id'][:8]}: {answer['status']}\n")
-    return 0
-
-
-async def cmd_respond(engine: Engine, args: argparse.Namespace) -> int:
-    run_id, session_id = lookup(engine.workspace, "subagents", args.subagent_id, args.session)
-    # Only the process driving a run can answer it, and this one drives none: the engine's
-    # error says which process does.
-    view = await engine.respond_permission(session_id, run_id, args.request_id, args.option_id)
-    return _respond_outcome(view.model_dump(mode="json"), args.json)
-
-
-async def cmd_respond_server(workspace: Path, info: ServerInfo, args: argparse.Namespace) -> int:
-    run_id, session_id = lookup(workspace, "subagents", args.subagent_id, args.session)
-    ids = {"subagent_id": run_id, "session_id": session_id}
-    async with mcp_client(info) as client:
-        request = _request_id(await call_tool(client, "subagent_status", ids), args.request_id)
-        result = await call_tool(
-            client, "respond_permission", {**ids, "request_id": request, "option_id": args.option_id}
-        )
-    return _respond_outcome(result, args.json)
-
-
-class NotFound(CliError):
-    """No row has this id or id prefix."""
-
-
-_NOUNS = {"subagents": "subagent", "patches": "patch", "chats": "chat"}
-
-
-def lookup(workspace: Path, table: str, ident: str, session: str | None) -> tuple[str, str]:
-    """(id, session_id) of a subagent, patch or chat by its id or a unique prefix of it.
-
-    The engine and the MCP tools look ids up within one session; the CLI acts on every session,
-    so it finds the row's session first, with a read-only query of the shared database.
-    """
-    noun = _NOUNS[table]  # also keeps `table` to fixed names in the SQL below
-    db_path = workspace / BOOCODE_DIR / "boocode.db"
-    prefix = ident.replace("\\", "").replace("%", "").replace("_", "")
-    sql = f"SELECT id, session_id FROM {table} WHERE (id = ? OR id LIKE ?)"
-    params = [ident, prefix + "%"]
-    if session is not None:
-        sql += " AND session_id = ?"
-        params.append(session)
-    try:
-        with contextlib.closing(sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=5)) as db:
-            rows = db.execute(sql, params).fetchall() if prefix else []
-    except sqlite3.Error as e:
-        raise CliError(f"cannot read {db_path}: {e}") from e
-    rows = [r for r in rows if r[0] == ident] or rows
-    if not rows:
-        where = f"session {session}" if session else "this workspace"
-        raise NotFound(f"no {noun} {ident} in {where}; see `boocode ls` and `boocode patches`")
-    if len(rows) > 1:
-        raise CliError(f"{ident} is ambiguous: it starts {len(rows)} {noun} ids; give more of it")
-    return str(rows[0][0]), str(rows[0][1])
-
-
-async def cmd_traces(engine: Engine, args: argparse.Namespace) -> int:
-    from boocode_mcp.cli_render import Renderer
-
-    if args.session is not None:
-        sessions = [args.session]
-    else:
-        found: dict[str, None] = {}
-        for r in await engine.list_subagents(None, limit=100_000):
-            found.setdefault(r.session_id)
-        for c in await engine.chats(None):
-            found.setdefault(c.session_id)
-        sessions = list(found)
-    traces = [t for s in sessions for t in await engine.traces(s)]
-    traces.sort(key=lambda t: t.started_at)
-    if args.json:
-        _print_json({"session_id": args.session, "traces": [t.model_dump(mode="json") for t in traces]})
-    else:
-        Renderer().traces(traces)
-    return 0
-
-
-async def cmd_memory(engine: Engine, args: argparse.Namespace) -> int:
-    from boocode_mcp.cli_render import Renderer
-
-    hits = await engine.search_memory(args.query, limit=args.limit, source=args.source)
-    if args.json:
-        _print_json({"hits": [h.model_dump(mode="json") for h in hits]})
-    else:
-        Renderer().hits(hits)
-    return 0
 
 
 # -- run ------------------------------------------------------------------------------------
@@ -809,21 +627,8 @@ def _finish_run(view: dict[str, Any], as_json: bool) -> int:
     if status == "completed":
         return 0
     reason = view.get("error") or view.get("stop_reason") or "no reason given"
-    sys.stderr.write(
-        f"boocode: run {view.get('subagent_id', '')[:8]} {status}: {' '.join(str(reason).split())}\n"
-    )
+    _say(f"run {view.get('subagent_id', '')[:8]} {status}: {reason}")
     return 1
-
-
-async def cmd_run(workspace: Path, args: argparse.Namespace) -> int:
-    if args.no_server:
-        return await _run_in_process(workspace, args)
-    info = read_server(workspace)
-    if info is None:
-        import anyio
-
-        info = await anyio.to_thread.run_sync(start_server, workspace)
-    return await _run_via_server(workspace, info, args)
 
 
 class PermissionAsker:
@@ -836,7 +641,7 @@ class PermissionAsker:
         workspace: Path,
         subagent_id: str,
         progress: Progress | None,
-        respond: Callable[[str, str], Awaitable[object]],
+        respond: Callable[[str, str], object],
         *,
         in_process: bool,
     ) -> None:
@@ -850,57 +655,56 @@ class PermissionAsker:
         self.progress = progress if is_tty(sys.stdin) and is_tty(sys.stderr) else None
         self._handled: set[str] = set()
 
-    async def handle(self, pending: dict[str, Any] | None) -> None:
+    def handle(self, pending: dict[str, Any] | None) -> None:
         if not pending or pending["request_id"] in self._handled:
             return
         self._handled.add(pending["request_id"])
         if self.progress is not None:
-            await self._ask(self.progress, pending)
+            self._ask(self.progress, pending)
         else:
             sys.stderr.write(self.hint(pending) + "\n")
             sys.stderr.flush()
 
     def hint(self, pending: dict[str, Any]) -> str:
         """One line: the request and how to answer it."""
-        import shlex
-
         title = " ".join(str(pending["title"]).split())
         head = f"boocode: subagent {self.subagent_id[:8]} asks permission: {title};"
         options = ", ".join(f"{shlex.quote(o['option_id'])} ({o['kind']})" for o in pending["options"])
         if self.in_process:
             return (
-                f"{head} it runs in this process (--no-server), so only a terminal running it can "
+                f"{head} it runs in this process (--no-daemon), so only a terminal running it can "
                 f"answer; it fails closed at its deadline (options: {options})"
             )
         args = [self.subagent_id, pending["request_id"], "OPTION_ID", "--workspace", str(self.workspace)]
         command = shlex.join(["boocode", "respond", *args])
         return f"{head} answer with `{command}`, OPTION_ID one of: {options}"
 
-    async def _ask(self, progress: Progress, pending: dict[str, Any]) -> None:
-        import anyio
+    def _ask(self, progress: Progress, pending: dict[str, Any]) -> None:
+        import select
 
         options = pending["options"]
         progress.permission(pending)
-        # Past its deadline the request has failed closed and the run moved on: stop asking.
-        with anyio.move_on_after(max(0.0, float(pending["deadline"]) - time.time())) as waited:
-            while True:
-                progress.ask(f"answer 1-{len(options)} (Enter leaves it to its deadline): ")
-                # A terminal hands over whole lines: once readable, readline does not block.
-                await anyio.wait_readable(sys.stdin.fileno())
-                choice = sys.stdin.readline().strip()
-                if not choice:  # empty line or EOF
-                    progress.status("left unanswered: it fails closed at its deadline")
-                    return
-                if choice.isdigit() and 1 <= int(choice) <= len(options):
-                    break
-                progress.status(f"{choice!r} is not a number from 1 to {len(options)}")
-        if waited.cancelled_caught:
-            progress.status("not answered in time: the request failed closed")
-            return
+        deadline = float(pending["deadline"])
+        while True:
+            progress.ask(f"answer 1-{len(options)} (Enter leaves it to its deadline): ")
+            # Past its deadline the request has failed closed and the run moved on: stop asking.
+            remaining = deadline - time.time()
+            readable = select.select([sys.stdin], [], [], max(0.0, remaining))[0] if remaining > 0 else []
+            if not readable:
+                progress.status("not answered in time: the request failed closed")
+                return
+            # A terminal hands over whole lines: once readable, readline does not block.
+            choice = sys.stdin.readline().strip()
+            if not choice:  # empty line or EOF
+                progress.status("left unanswered: it fails closed at its deadline")
+                return
+            if choice.isdigit() and 1 <= int(choice) <= len(options):
+                break
+            progress.status(f"{choice!r} is not a number from 1 to {len(options)}")
         option = options[int(choice) - 1]
         try:
-            await self.respond(pending["request_id"], option["option_id"])
-        except (CliError, BooCodeError) as e:
+            self.respond(pending["request_id"], option["option_id"])
+        except (ApiFailure, DaemonError) as e:
             progress.status(f"not answered: {' '.join(str(e).split())}")
         else:
             progress.status(f"answered: {option['name']}")
@@ -913,136 +717,85 @@ def _run_summary(view: dict[str, Any], started: float) -> str:
     return f"{view.get('status')} · {n_tools} tool calls · {files} files · {time.monotonic() - started:.0f}s"
 
 
-async def _run_via_server(workspace: Path, info: ServerInfo, args: argparse.Namespace) -> int:
-    import anyio
-
+def cmd_run(args: argparse.Namespace) -> int:
     from boocode_mcp.cli_render import Progress
 
+    workspace = _workspace(args.workspace)
     progress = None if args.quiet else Progress()
-    session = args.session
-    chat = args.chat
-    if chat is not None:
-        chat, session = lookup(workspace, "chats", chat, session)
     started = time.monotonic()
-    async with mcp_client(info) as client:
-        spawned = await call_tool(
-            client,
+    with _Session(args, own_session=args.session) as api:
+        chat = _resolve(api, args.chat, ("chat",), args.session)["id"] if args.chat else None
+        spawned = api.call(
             "spawn_subagent",
-            {
-                "prompt": args.prompt,
-                "agent": args.agent,
-                "chat_id": chat,
-                "model": args.model,
-                "mode": args.mode,
-                "session_id": session,
-            },
+            prompt=args.prompt,
+            agent=args.agent,
+            chat_id=chat,
+            model=args.model,
+            mode=args.mode,
+            session_id=args.session if chat is not None else None,
         )
-        ids = {"subagent_id": spawned["subagent_id"], "session_id": spawned["session_id"]}
+        run_id = spawned["subagent_id"]
         if progress is not None:
-            progress.status(
-                f"subagent {ids['subagent_id'][:8]} on {spawned['agent']} (chat {spawned['chat_id'][:8]})"
-            )
-        view: dict[str, Any] = spawned
+            progress.status(f"subagent {run_id[:8]} on {spawned['agent']} (chat {spawned['chat_id'][:8]})")
 
-        async def respond(request_id: str, option_id: str) -> object:
-            answer = {"request_id": request_id, "option_id": option_id}
-            return await call_tool(client, "respond_permission", {**ids, **answer})
+        def respond(request_id: str, option_id: str) -> object:
+            return api.call(
+                "respond_permission", subagent_id=run_id, request_id=request_id, option_id=option_id
+            )
 
         asker = PermissionAsker(
-            workspace,
-            ids["subagent_id"],
+            find_workspace(workspace),
+            run_id,
             None if args.json else progress,
             respond,
-            in_process=False,
+            in_process=args.no_daemon,
         )
+        view: dict[str, Any] = spawned
+        seq = 0
         last_status = None
         try:
             while True:
-                view = await call_tool(client, "subagent_status", {**ids, "wait_seconds": STATUS_POLL_S})
+                batch = api.call("watch", subagent_id=run_id, after_seq=seq, wait_seconds=WATCH_WAIT_S)
+                seq = batch["next_seq"]
+                view = batch["status"]
                 if progress is not None:
-                    progress.activity(view)
+                    for event in batch["events"]:
+                        progress.event(event["kind"], event["payload"])
                     if view.get("status") != last_status:
                         progress.status(_run_summary(view, started))
-                await asker.handle(view.get("pending_permission"))
+                asker.handle(view.get("pending_permission"))
                 last_status = view.get("status")
-                if view.get("status") in ("completed", "failed", "cancelled", "interrupted"):
+                if last_status in TERMINAL and not batch["events"]:
                     break
-        except anyio.get_cancelled_exc_class():
-            with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
-                await call_tool(client, "cancel_subagent", ids)
+        except KeyboardInterrupt:
+            # Ctrl-C cancels the run (session/cancel to its agent), then the command ends.
+            api.call("cancel_subagent", subagent_id=run_id)
+            if progress is not None:
+                progress.done()
             raise
     if progress is not None:
         progress.done()
     return _finish_run(view, args.json)
 
 
-async def _run_in_process(workspace: Path, args: argparse.Namespace) -> int:
-    import anyio
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "serve": cmd_serve,
+    "acp": cmd_acp,
+    "daemon": cmd_daemon,
+    "run": cmd_run,
+    "respond": cmd_respond,
+    "ls": cmd_ls,
+    "show": cmd_show,
+    "patches": cmd_patches,
+    "apply": cmd_apply,
+    "agents": cmd_agents,
+    "trust": cmd_trust,
+    "traces": cmd_traces,
+    "memory": cmd_memory,
+    "worker": cmd_worker,
+}
 
-    from boocode_mcp.agents.events import AgentEvent, TextEvent, ToolCallEvent, ToolUpdateEvent
-    from boocode_mcp.cli_render import Progress
-    from boocode_mcp.views import TERMINAL_STATUSES
-
-    progress = None if args.quiet else Progress()
-
-    def on_event(event: AgentEvent) -> None:
-        # Synchronous and non-blocking (EventSink): writing to stderr is both.
-        if progress is None:
-            return
-        if isinstance(event, TextEvent):
-            progress.text(event.text)
-        elif isinstance(event, ToolCallEvent | ToolUpdateEvent):
-            progress.tool(event.tool_call_id, event.title, event.status)
-
-    started = time.monotonic()
-    async with open_engine(workspace) as engine:
-        session = args.session
-        chat = args.chat
-        if chat is not None:
-            chat, session = lookup(engine.workspace, "chats", chat, session)
-        session = await engine.ensure_session(session, create=session is None)
-        view = await engine.spawn(
-            session,
-            args.prompt,
-            agent=args.agent,
-            chat_id=chat,
-            model=args.model,
-            mode=args.mode,
-            on_event=on_event,
-        )
-        if progress is not None:
-            progress.status(f"subagent {view.subagent_id[:8]} on {view.agent} (chat {view.chat_id[:8]})")
-        run_id = view.subagent_id
-
-        async def respond(request_id: str, option_id: str) -> object:
-            return await engine.respond_permission(session, run_id, request_id, option_id)
-
-        asker = PermissionAsker(workspace, run_id, None if args.json else progress, respond, in_process=True)
-        try:
-            while view.status not in TERMINAL_STATUSES:
-                view = await engine.wait(session, run_id, STATUS_POLL_S)
-                pending = view.pending_permission
-                await asker.handle(None if pending is None else pending.model_dump(mode="json"))
-        except anyio.get_cancelled_exc_class():
-            with anyio.CancelScope(shield=True), contextlib.suppress(BooCodeError):
-                await engine.cancel(session, view.subagent_id)
-            raise
-    if progress is not None:
-        progress.status(_run_summary(status_json(view), started))
-        progress.done()
-    return _finish_run(status_json(view), args.json)
-
-
-__all__ = [
-    "CliError",
-    "IdleWatchdog",
-    "ServerInfo",
-    "build_parser",
-    "main",
-    "mcp_main",
-    "read_server",
-    "start_server",
-]
+__all__ = ["COMMANDS", "CliError", "build_parser", "main", "mcp_main"]
 
 if __name__ == "__main__":
     main()

@@ -1,20 +1,19 @@
-"""How the command line prints: rich tables and a colored diff on a terminal, plain text otherwise.
+"""How the command line prints: tables and a colored diff on a terminal, plain text otherwise.
 
-The `--json` forms bypass this module entirely: they print the view models as MCP returns them.
+Everything here renders the JSON objects the daemon's API returns (the MCP tools' structured
+content), so the CLI needs neither pydantic nor the engine. `rich` is imported only when a table
+or diff goes to a terminal; progress lines use plain ANSI dimming, so a scripted `boocode run`
+pays for no import it does not use. The `--json` forms bypass this module entirely.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import IO, Any
 
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
-
-from boocode_mcp.views import AgentInfo, ApplyResult, MemoryHit, PatchView, SubagentView, TraceView
+Obj = Mapping[str, Any]
 
 
 def is_tty(stream: IO[str]) -> bool:
@@ -34,16 +33,30 @@ def _excerpt(text: str | None, width: int = 60) -> str:
     return flat if len(flat) <= width else flat[: width - 1] + "…"
 
 
+def _short(ident: str | None) -> str:
+    return (ident or "")[:8]
+
+
 class Renderer:
     """Prints listings and results to stdout; a terminal gets tables and color."""
 
     def __init__(self, out: IO[str] | None = None) -> None:
         self.out = out if out is not None else sys.stdout
         self.tty = is_tty(self.out)
-        self.console = Console(file=self.out, highlight=False, soft_wrap=not self.tty)
+        self._console: Any = None
+
+    @property
+    def console(self) -> Any:
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(file=self.out, highlight=False, soft_wrap=not self.tty)
+        return self._console
 
     def _table(self, title: str, columns: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
         if self.tty:
+            from rich.table import Table
+
             table = Table(title=title, title_justify="left", header_style="bold")
             for col in columns:
                 table.add_column(col, overflow="fold")
@@ -59,34 +72,37 @@ class Renderer:
 
     def line(self, text: str, style: str | None = None) -> None:
         if self.tty and style:
+            from rich.text import Text
+
             self.console.print(Text(text, style=style))
         else:
             self.out.write(text + "\n")
 
     # -- listings ---------------------------------------------------------------------------
 
-    def subagents(self, runs: Sequence[SubagentView]) -> None:
+    def subagents(self, runs: Sequence[Obj]) -> None:
         if not runs:
             self.line("no subagents yet")
             return
         self._table(
             "subagents",
-            ["id", "status", "agent", "chat", "started", "patch", "prompt"],
+            ["id", "status", "agent", "chat", "session", "started", "patch", "prompt"],
             [
                 [
-                    r.subagent_id[:8],
-                    r.status,
-                    r.agent,
-                    r.chat_id[:8],
-                    _when(r.created_at),
-                    (r.patch_id or "")[:8],
-                    _excerpt(r.prompt, 50),
+                    _short(r["subagent_id"]),
+                    r["status"],
+                    r["agent"],
+                    _short(r["chat_id"]),
+                    _short(r["session_id"]),
+                    _when(r.get("created_at")),
+                    _short(r.get("patch_id")),
+                    _excerpt(r.get("prompt"), 50),
                 ]
                 for r in runs
             ],
         )
 
-    def patches(self, patches: Sequence[PatchView]) -> None:
+    def patches(self, patches: Sequence[Obj]) -> None:
         if not patches:
             self.line("no patches")
             return
@@ -95,37 +111,37 @@ class Renderer:
             ["id", "status", "agent", "chat", "files", "+", "-", "created", "paths"],
             [
                 [
-                    p.id[:8],
-                    p.status + (" (mid-turn)" if p.failed_mid_turn else ""),
-                    p.agent,
-                    p.chat_id[:8],
-                    str(p.file_count),
-                    str(p.additions),
-                    str(p.deletions),
-                    _when(p.created_at),
-                    _excerpt(", ".join(f.path for f in p.files), 50),
+                    _short(p["id"]),
+                    p["status"] + (" (mid-turn)" if p.get("failed_mid_turn") else ""),
+                    p["agent"],
+                    _short(p["chat_id"]),
+                    str(p["file_count"]),
+                    str(p["additions"]),
+                    str(p["deletions"]),
+                    _when(p.get("created_at")),
+                    _excerpt(", ".join(f["path"] for f in p.get("files") or []), 50),
                 ]
                 for p in patches
             ],
         )
 
-    def agents(self, agents: Sequence[AgentInfo]) -> None:
+    def agents(self, agents: Sequence[Obj]) -> None:
         self._table(
             "agents",
             ["name", "installed", "version", "command", "install"],
             [
                 [
-                    a.name + (" (default)" if a.default else ""),
-                    "yes" if a.installed else "no",
-                    a.version or "",
-                    a.path or a.command,
-                    "" if a.installed else (a.install or ""),
+                    a["name"] + (" (default)" if a.get("default") else ""),
+                    "yes" if a.get("installed") else "no",
+                    a.get("version") or "",
+                    a.get("path") or a.get("command") or "",
+                    "" if a.get("installed") else (a.get("install") or ""),
                 ]
                 for a in agents
             ],
         )
 
-    def traces(self, traces: Sequence[TraceView]) -> None:
+    def traces(self, traces: Sequence[Obj]) -> None:
         if not traces:
             self.line("no traces")
             return
@@ -134,68 +150,72 @@ class Renderer:
             ["started", "source", "tool", "outcome", "ms", "session", "subagent"],
             [
                 [
-                    _when(t.started_at),
-                    t.source,
-                    t.tool_name,
-                    t.outcome or "",
-                    "" if t.latency_ms is None else f"{t.latency_ms:.0f}",
-                    (t.session_id or "")[:8],
-                    (t.subagent_id or "")[:8],
+                    _when(t.get("started_at")),
+                    t["source"],
+                    t["tool_name"],
+                    t.get("outcome") or "",
+                    "" if t.get("latency_ms") is None else f"{t['latency_ms']:.0f}",
+                    _short(t.get("session_id")),
+                    _short(t.get("subagent_id")),
                 ]
                 for t in traces
             ],
         )
 
-    def hits(self, hits: Sequence[MemoryHit]) -> None:
+    def hits(self, hits: Sequence[Obj]) -> None:
         if not hits:
             self.line("no matches")
             return
         self._table(
             "memory",
             ["score", "source", "title", "snippet"],
-            [[f"{h.score:.2f}", h.source, h.title, _excerpt(h.snippet, 70)] for h in hits],
+            [[f"{h['score']:.2f}", h["source"], h["title"], _excerpt(h.get("snippet"), 70)] for h in hits],
         )
 
     # -- single objects ---------------------------------------------------------------------
 
-    def subagent(self, run: SubagentView) -> None:
-        self.line(f"subagent {run.subagent_id}  {run.status}", "bold")
-        self.line(f"agent {run.agent}  chat {run.chat_id}  session {run.session_id}")
-        if run.worktree:
-            self.line(f"worktree {run.worktree}")
-        if run.prompt:
-            self.line(f"prompt: {run.prompt}")
-        if run.stop_reason:
-            self.line(f"stop reason: {run.stop_reason}")
-        if run.error:
-            self.line(f"error: {run.error}", "red")
-        if run.session_note:
-            self.line(f"note: {run.session_note}", "yellow")
-        if run.pending_permission:
-            pp = run.pending_permission
-            opts = ", ".join(f"{o.option_id} ({o.kind})" for o in pp.options)
-            self.line(f"waiting for permission {pp.request_id}: {pp.title} [{opts}]", "yellow")
-        if run.activity.tool_calls:
+    def subagent(self, run: Obj) -> None:
+        self.line(f"subagent {run['subagent_id']}  {run['status']}", "bold")
+        self.line(f"agent {run['agent']}  chat {run['chat_id']}  session {run['session_id']}")
+        if run.get("worktree"):
+            self.line(f"worktree {run['worktree']}")
+        if run.get("prompt"):
+            self.line(f"prompt: {run['prompt']}")
+        if run.get("stop_reason"):
+            self.line(f"stop reason: {run['stop_reason']}")
+        if run.get("error"):
+            self.line(f"error: {run['error']}", "red")
+        if run.get("session_note"):
+            self.line(f"note: {run['session_note']}", "yellow")
+        pp = run.get("pending_permission")
+        if pp:
+            opts = ", ".join(f"{o['option_id']} ({o['kind']})" for o in pp["options"])
+            self.line(f"waiting for permission {pp['request_id']}: {pp['title']} [{opts}]", "yellow")
+        tool_calls = (run.get("activity") or {}).get("tool_calls") or []
+        if tool_calls:
             self.line("tool calls:")
-            for tc in run.activity.tool_calls:
-                self.line(f"  {tc.status or '?':<11} {tc.title}")
-        if run.final_message:
+            for tc in tool_calls:
+                self.line(f"  {tc.get('status') or '?':<11} {tc['title']}")
+        if run.get("final_message"):
             self.line("")
-            self.out.write(run.final_message.rstrip("\n") + "\n")
+            self.out.write(run["final_message"].rstrip("\n") + "\n")
 
-    def patch_header(self, p: PatchView) -> None:
+    def patch_header(self, p: Obj) -> None:
         self.line(
-            f"patch {p.id}  {p.status}  {p.file_count} files (+{p.additions} -{p.deletions})"
-            f"  agent {p.agent}  chat {p.chat_id}",
+            f"patch {p['id']}  {p['status']}  {p['file_count']} files (+{p['additions']} -{p['deletions']})"
+            f"  agent {p['agent']}  chat {p['chat_id']}  session {p['session_id']}",
             "bold",
         )
-        for c in p.collisions:
-            self.line(f"  overlaps {c.file} with patch {c.other_patch_id[:8]} of chat {c.other_chat_id[:8]}")
+        for c in p.get("collisions") or []:
+            other = f"patch {_short(c['other_patch_id'])} of chat {_short(c['other_chat_id'])}"
+            self.line(f"  overlaps {c['file']} with {other}")
 
     def diff(self, text: str) -> None:
         if not self.tty:
             self.out.write(text if text.endswith("\n") or not text else text + "\n")
             return
+        from rich.text import Text
+
         for raw in text.splitlines():
             style: str | None = None
             if raw.startswith(("diff --git", "index ", "--- ", "+++ ", "new file", "deleted file")):
@@ -208,18 +228,23 @@ class Renderer:
                 style = "red"
             self.console.print(Text(raw, style=style or ""), soft_wrap=True)
 
-    def apply_result(self, result: ApplyResult) -> None:
-        if result.conflicts:
+    def apply_result(self, result: Obj) -> None:
+        if result.get("conflicts"):
             self.line("nothing applied; conflicts:", "red")
-            for c in result.conflicts:
-                self.line(f"  {c.patch_id[:8]} {c.file}: {c.reason}")
+            for c in result["conflicts"]:
+                self.line(f"  {_short(c['patch_id'])} {c['file']}: {c['reason']}")
             return
-        verb = "would apply" if result.dry_run else "applied"
-        if not result.applied:
+        verb = "would apply" if result.get("dry_run") else "applied"
+        if not result.get("applied"):
             self.line("nothing to apply")
             return
-        commit = f" (commit {result.commit_sha[:10]})" if result.commit_sha else ""
-        self.line(f"{verb} {', '.join(p[:8] for p in result.applied)}{commit}", "green")
+        commit = f" (commit {result['commit_sha'][:10]})" if result.get("commit_sha") else ""
+        self.line(f"{verb} {', '.join(_short(p) for p in result['applied'])}{commit}", "green")
+
+
+_DIM = "\x1b[2m"
+_BOLD = "\x1b[1m"
+_RESET = "\x1b[0m"
 
 
 class Progress:
@@ -227,10 +252,13 @@ class Progress:
 
     def __init__(self, err: IO[str] | None = None) -> None:
         self.err = err if err is not None else sys.stderr
-        self.console = Console(file=self.err, highlight=False, soft_wrap=True)
+        self.tty = is_tty(self.err)
         self._mid_line = False
         self._tools: dict[str, tuple[str, str | None]] = {}
-        self._text = ""
+
+    def _styled(self, text: str, style: str = _DIM) -> None:
+        self.err.write(f"{style}{text}{_RESET}\n" if self.tty else text + "\n")
+        self.err.flush()
 
     def _end_line(self) -> None:
         if self._mid_line:
@@ -245,33 +273,32 @@ class Progress:
     def tool(self, tool_call_id: str, title: str | None, status: str | None) -> None:
         old_title, old_status = self._tools.get(tool_call_id, ("", None))
         title = title or old_title or tool_call_id
+        status = status or old_status
         if (title, status) == (old_title, old_status):
             return
         self._tools[tool_call_id] = (title, status)
         self._end_line()
         mark = {"completed": "✓", "failed": "✗"}.get(status or "", "•")
-        self.console.print(Text(f"{mark} {title} [{status or 'pending'}]", style="dim"))
+        self._styled(f"{mark} {title} [{status or 'pending'}]")
+
+    def event(self, kind: str, payload: Obj) -> None:
+        """One recorded agent event (from the daemon's `watch`), as it arrives."""
+        if kind == "text":
+            self.text(str(payload.get("text") or ""))
+        elif kind in ("tool_call", "tool_update"):
+            self.tool(str(payload.get("tool_call_id")), payload.get("title"), payload.get("status"))
 
     def status(self, text: str) -> None:
         self._end_line()
-        self.console.print(Text(f"… {text}", style="dim"))
+        self._styled(f"… {text}")
 
-    def activity(self, view: dict[str, Any]) -> None:
-        """Progress from a polled subagent_status object (the MCP path has no event stream)."""
-        act = view.get("activity") or {}
-        recent = act.get("recent_text") or ""
-        if recent and recent != self._text:
-            self.text(recent[_overlap(self._text, recent) :])
-            self._text = recent
-        for tc in act.get("tool_calls") or []:
-            self.tool(tc["tool_call_id"], tc.get("title"), tc.get("status"))
-
-    def permission(self, pending: dict[str, Any]) -> None:
+    def permission(self, pending: Obj) -> None:
         """A pending permission request as a numbered menu (`boocode run` on a terminal)."""
         self._end_line()
-        self.console.print(Text(f"? permission requested: {pending['title']}", style="bold"))
+        self._styled(f"? permission requested: {pending['title']}", _BOLD)
         for i, option in enumerate(pending["options"], 1):
-            self.console.print(Text(f"  {i}. {option['name']} ({option['kind']})"))
+            self.err.write(f"  {i}. {option['name']} ({option['kind']})\n")
+        self.err.flush()
 
     def ask(self, prompt: str) -> None:
         """A prompt the user's answer completes on the same line."""
@@ -281,14 +308,3 @@ class Progress:
 
     def done(self) -> None:
         self._end_line()
-
-
-def _overlap(seen: str, recent: str) -> int:
-    """How much of `recent` (a sliding tail of the agent's text) was already printed as the end
-    of `seen`, so that only the new part is printed."""
-    if recent.startswith(seen):
-        return len(seen)
-    for k in range(min(len(seen), len(recent)), 0, -1):
-        if seen.endswith(recent[:k]):
-            return k
-    return 0

@@ -1,23 +1,21 @@
 """The MCP front end: an `MCPServer` over one Engine, served on stdio or streamable HTTP.
 
 The server itself holds no logic: tools/ and resources/ adapt the engine. What lives here is the
-plumbing the SDK leaves to us (MCPServer registers none of it): `resources/subscribe`,
-`resources/unsubscribe` and `logging/setLevel` on the handshake era, and one notifier per lifespan
-that turns the engine's change callbacks into `notifications/resources/updated` for handshake-era
-subscribers and into `ResourceUpdated` events on the subscription bus for 2026-07-28
-`subscriptions/listen` streams.
+plumbing the SDK leaves to us: `resources/subscribe`, `resources/unsubscribe` and
+`logging/setLevel` on the handshake era, and one notifier per lifespan that turns the engine's
+change callbacks into `notifications/resources/updated` for handshake-era subscribers and into
+`ResourceUpdated` events on the subscription bus for 2026-07-28 `subscriptions/listen` streams.
 """
 
 from __future__ import annotations
 
-import json
+import asyncio
 import logging
 import os
-import signal
 import socket
 import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, suppress
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -28,10 +26,8 @@ from mcp.server.subscriptions import InMemorySubscriptionBus, ResourceUpdated
 from mcp_types import EmptyResult, SetLevelRequestParams, SubscribeRequestParams, UnsubscribeRequestParams
 
 from boocode_mcp import __version__, procs
-from boocode_mcp.config import BOOCODE_DIR
-from boocode_mcp.errors import BooCodeError
+from boocode_mcp.errors import BooCodeError, ConfigError
 from boocode_mcp.http_auth import BearerTokenMiddleware, check_binding, transport_security, url_host
-from boocode_mcp.procs import pid_alive
 from boocode_mcp.resources import register_resources
 from boocode_mcp.tools import ServerState, register_tools
 
@@ -42,7 +38,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-SERVER_INFO_FILE = "server.json"
 # A handshake-era client that stops reading must not stall notifications to everyone else.
 _SEND_TIMEOUT_S = 5.0
 
@@ -141,6 +136,14 @@ async def _set_level(
     return EmptyResult()
 
 
+def lowlevel_server(server: MCPServer[ServerState]) -> Any:
+    """The SDK's low-level server under an MCPServer. MCPServer exposes it only as a private
+    attribute, yet it is the only way to register `resources/subscribe`, `resources/unsubscribe`
+    and `logging/setLevel` and to serve a connection over our own streams (the daemon socket);
+    every use goes through here so an SDK change breaks one place (pyproject caps mcp below 3)."""
+    return server._lowlevel_server
+
+
 def build_server(engine: Engine) -> MCPServer[ServerState]:
     """The BooCode MCP server over an open engine (the caller owns the engine's lifetime).
 
@@ -178,11 +181,71 @@ def build_server(engine: Engine) -> MCPServer[ServerState]:
     # MCPServer registers none of these; registering them is also what makes the
     # handshake-era capabilities say resources.subscribe=true and logging={}. The modern era
     # refuses these methods at its boundary and uses subscriptions/listen instead.
-    lowlevel = mcp._lowlevel_server
+    lowlevel = lowlevel_server(mcp)
     lowlevel.add_request_handler("resources/subscribe", SubscribeRequestParams, _subscribe)
     lowlevel.add_request_handler("resources/unsubscribe", UnsubscribeRequestParams, _unsubscribe)
     lowlevel.add_request_handler("logging/setLevel", SetLevelRequestParams, _set_level)
     return mcp
+
+
+# A connection whose client has closed its side still gets the answers to what it asked; a
+# request's own bounds (wait_seconds <= 30, run_command <= 50 s) keep this from mattering.
+_EOF_DRAIN_S = 120.0
+
+
+async def serve_connection(
+    server: MCPServer[ServerState], reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+) -> None:
+    """Serve one MCP connection of newline-delimited JSON-RPC on a daemon socket (what a
+    `boocode-mcp` front end relays from its host), in whichever protocol era the client opens.
+
+    When the client closes its side, every request it has sent is still answered before the
+    connection ends: a script may write its requests and close stdin at once.
+    """
+    import mcp_types
+    from mcp.shared.message import SessionMessage
+
+    read_send, read_recv = anyio.create_memory_object_stream[SessionMessage | Exception](0)
+    write_send, write_recv = anyio.create_memory_object_stream[SessionMessage](0)
+    unanswered: set[str | int] = set()
+    answered = anyio.Event()
+
+    async def read_client() -> None:
+        nonlocal answered
+        async with read_send:
+            while line := await reader.readline():
+                if not line.strip():
+                    continue
+                try:
+                    message = mcp_types.jsonrpc_message_adapter.validate_json(line, by_name=False)
+                except Exception as exc:
+                    await read_send.send(exc)
+                    continue
+                if isinstance(message, mcp_types.JSONRPCRequest):
+                    unanswered.add(message.id)
+                await read_send.send(SessionMessage(message))
+            with anyio.move_on_after(_EOF_DRAIN_S):
+                while unanswered:
+                    await answered.wait()
+                    answered = anyio.Event()
+
+    async def write_client() -> None:
+        async with write_recv:
+            async for session_message in write_recv:
+                message = session_message.message
+                if isinstance(message, mcp_types.JSONRPCResponse | mcp_types.JSONRPCError):
+                    unanswered.discard(message.id)
+                    answered.set()
+                data = message.model_dump_json(by_alias=True, exclude_unset=True)
+                writer.write(data.encode() + b"\n")
+                await writer.drain()
+
+    lowlevel = lowlevel_server(server)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(read_client)
+        tg.start_soon(write_client)
+        await lowlevel.run(read_recv, write_send, lowlevel.create_initialization_options())
+        tg.cancel_scope.cancel()
 
 
 def _configure_logging() -> None:
@@ -212,7 +275,7 @@ async def serve_stdio(workspace: Path) -> None:
         try:
             async with Engine.open(workspace) as engine:
                 server = build_server(engine)
-                lowlevel = server._lowlevel_server
+                lowlevel = lowlevel_server(server)
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(procs.cancel_on_signals, tg.cancel_scope, received)
                     await lowlevel.run(read_stream, write_stream, lowlevel.create_initialization_options())
@@ -241,38 +304,6 @@ def main_stdio(workspace: Path) -> None:
     anyio.run(serve_stdio, workspace)
 
 
-def server_info_path(workspace: Path) -> Path:
-    return workspace / BOOCODE_DIR / SERVER_INFO_FILE
-
-
-def _claim_server_info(workspace: Path, url: str, token: str | None) -> Path:
-    path = server_info_path(workspace)
-    try:
-        existing = json.loads(path.read_text())
-        other = int(existing["pid"])
-    except (OSError, ValueError, KeyError, TypeError):
-        other = None
-    if other is not None and other != os.getpid() and pid_alive(other):
-        raise BooCodeError(
-            f"another BooCode server (pid {other}) already serves {workspace} at {existing.get('url')}; "
-            "use it, or stop it first"
-        )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    # The token is a credential: owner-only permissions.
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump({"url": url, "token": token, "pid": os.getpid()}, f)
-    tmp.replace(path)
-    return path
-
-
-def _release_server_info(path: Path) -> None:
-    with suppress(OSError, ValueError, KeyError, TypeError):
-        if int(json.loads(path.read_text())["pid"]) == os.getpid():
-            path.unlink()
-
-
 def _bind(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -287,74 +318,77 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-class _StopSignals:
-    """The signal handler main_http installs: records the signal and stops a running uvicorn.
-
-    uvicorn handles SIGTERM/SIGINT itself while it serves, then re-raises them once it has shut
-    down; with the default handler that would kill the process before the engine has stopped its
-    agents. This handler only records, so serve_http finishes the shutdown (or, for a signal that
-    arrives while the engine starts, never starts serving). SIGHUP, which uvicorn ignores, stops
-    it the same way.
-    """
-
-    def __init__(self) -> None:
-        self.received: list[int] = []
-        self.server: Any = None
-
-    def __call__(self, signum: int, _frame: object) -> None:
-        self.received.append(signum)
-        if self.server is not None:
-            self.server.should_exit = True
-
-
-async def serve_http(
-    workspace: Path, host: str, port: int, token: str | None, stop: _StopSignals | None = None
-) -> None:
-    """Serve streamable HTTP at /mcp until SIGTERM/SIGINT/SIGHUP; the engine is shut down after."""
+def _embedded_uvicorn(app: Any) -> Any:
+    """A uvicorn server that leaves signals alone: the process that embeds it (the daemon, or
+    `serve --http --no-daemon`) decides what a signal stops, and must stop its agents first."""
     import uvicorn
 
-    from boocode_mcp.engine import Engine
-    from boocode_mcp.workspace import ensure_repo
+    class Embedded(uvicorn.Server):
+        @contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            yield
 
-    check_binding(host, token)  # again, for callers that skip main_http
-    repo = await ensure_repo(workspace)
+    return Embedded(uvicorn.Config(app, log_level="warning", lifespan="on", access_log=False))
+
+
+async def serve_http_listener(
+    engine: Engine,
+    host: str,
+    port: int,
+    token: str | None,
+    stopped: anyio.Event,
+    *,
+    task_status: anyio.abc.TaskStatus[str] = anyio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve the engine as streamable HTTP MCP at /mcp on HOST:PORT until `stopped` is set; the
+    URL is handed over through `task_status` once the socket listens. Off loopback a token is
+    required and every request must carry it; on loopback Host and Origin are checked."""
+    check_binding(host, token)
     sock = _bind(host, port)
     url = f"http://{url_host(host)}:{sock.getsockname()[1]}/mcp"
     try:
-        # Claimed before the engine starts, so a second server refuses before touching anything.
-        info = _claim_server_info(repo, url, token)
-        try:
-            async with Engine.open(repo) as engine:
-                server = build_server(engine)
-                app: Any = server.streamable_http_app(transport_security=transport_security(host), host=host)
-                if token:
-                    app = BearerTokenMiddleware(app, token)
-                config = uvicorn.Config(app, log_level="warning", lifespan="on", access_log=False)
-                uv = uvicorn.Server(config)
-                if stop is not None:
-                    stop.server = uv
-                if stop is None or not stop.received:
-                    logger.warning("BooCode MCP serving %s at %s", repo, url)
-                    await uv.serve(sockets=[sock])
-        finally:
-            _release_server_info(info)
+        server = build_server(engine)
+        app: Any = server.streamable_http_app(transport_security=transport_security(host), host=host)
+        if token:
+            app = BearerTokenMiddleware(app, token)
+        uv = _embedded_uvicorn(app)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(uv.serve, [sock])
+            logger.warning("MCP over HTTP for %s at %s", engine.workspace, url)
+            task_status.started(url)
+            await stopped.wait()
+            uv.should_exit = True
     finally:
         sock.close()
 
 
+async def serve_http(workspace: Path, host: str, port: int, token: str | None) -> None:
+    """`serve --http --no-daemon`: an engine of this process's own, served over HTTP until
+    SIGTERM/SIGINT/SIGHUP; the engine (and its agents) stop after."""
+    from boocode_mcp.engine import Engine
+
+    check_binding(host, token)
+    stopped = anyio.Event()
+
+    async def on_signals() -> None:
+        with anyio.open_signal_receiver(*procs.STOP_SIGNALS) as signals:
+            async for _ in signals:
+                stopped.set()
+                return
+
+    async with Engine.open(workspace) as engine, anyio.create_task_group() as tg:
+        tg.start_soon(on_signals)
+        url = await tg.start(serve_http_listener, engine, host, port, token, stopped)
+        print(f"boocode: MCP serving {engine.workspace} at {url} (no daemon)", file=sys.stderr, flush=True)
+        await stopped.wait()
+        tg.cancel_scope.cancel()
+
+
 def main_http(workspace: Path, host: str, port: int, token: str | None) -> None:
-    """`boocode serve --http HOST:PORT [--token T]`."""
+    """`boocode serve --http HOST:PORT [--token T] --no-daemon`."""
     _configure_logging()
     try:
-        check_binding(host, token)
+        anyio.run(serve_http, workspace, host, port, token)
     except BooCodeError as e:
         print(f"boocode serve: {e}", file=sys.stderr)
-        sys.exit(2)
-    stop = _StopSignals()
-    for signum in procs.STOP_SIGNALS:
-        signal.signal(signum, stop)
-    try:
-        anyio.run(serve_http, workspace, host, port, token, stop)
-    except BooCodeError as e:
-        print(f"boocode serve: {e}", file=sys.stderr)
-        sys.exit(1)
+        sys.exit(2 if isinstance(e, ConfigError) else 1)

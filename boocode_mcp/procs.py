@@ -8,13 +8,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import signal
+import socket
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
 import anyio
+
+# Re-exported: the engine's parts ask procs; front ends that must start fast import liveness.
+from boocode_mcp.liveness import pid_alive as pid_alive
 
 # Variables a child may inherit from the server's environment. Everything else must come from the
 # launch spec or the caller, so secrets reach only the children they are meant for.
@@ -187,18 +192,6 @@ def same_boot(token: str) -> bool:
     return token.split(":", 1)[0] == boot_id
 
 
-def pid_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 async def terminate_group(proc: asyncio.subprocess.Process, grace_s: float = 2.0) -> int | None:
     """SIGTERM the child's group, SIGKILL it after `grace_s`, reap the child; returns its exit code.
 
@@ -219,6 +212,13 @@ async def terminate_group(proc: asyncio.subprocess.Process, grace_s: float = 2.0
 # A server ends cleanly on any of these, so its agents' process groups are killed on the way out:
 # a terminal or editor that goes away sends SIGHUP, whose default action would skip that.
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
+@functools.cache
+def host_name() -> str:
+    """This machine's name, as rows that record a process say where it runs: a pid means something
+    only on its own host (a PostgreSQL store is shared by several)."""
+    return socket.gethostname()
 
 
 async def cancel_on_signals(scope: anyio.CancelScope, received: list[int] | None = None) -> None:

@@ -49,8 +49,9 @@ from boocode_mcp.errors import ConfigError, UntrustedConfigError
 from boocode_mcp.views import WorkspaceConfigView, WorkspaceTrustStatus
 
 TRUST_FILE = "trusted-workspaces.json"
-# What an untrusted workspace config may set; `permissions` only where it tightens.
-UNTRUSTED_MAY_SET = frozenset({"default_agent", "pool", "permissions"})
+# What an untrusted workspace config may set; `permissions` only where it tightens. None of these
+# can make BooCode run a command.
+UNTRUSTED_MAY_SET = frozenset({"default_agent", "pool", "permissions", "daemon"})
 POLICY_STRICTNESS = {"auto": 0, "ask": 1, "deny": 2}
 # A file modified this close to when it was read may have changed again within the granularity of
 # its timestamps without its stat changing: such a file is read again (and its hash compared).

@@ -34,26 +34,6 @@ def configure(repo: Path, *, policy: str = "auto", timeout_s: float = 300) -> Pa
     return repo
 
 
-def kill_server(workspace: Path) -> None:
-    """Stop the workspace's background server (if any) by the pid it recorded, and wait for it."""
-    path = workspace / ".boocode" / "server.json"
-    try:
-        pid = int(json.loads(path.read_text())["pid"])
-    except (OSError, ValueError, KeyError):
-        return
-    try:
-        pidfd = os.pidfd_open(pid)  # not our child: a pidfd turns readable when it exits
-    except ProcessLookupError:
-        return
-    try:
-        os.kill(pid, signal.SIGTERM)
-        if not select.select([pidfd], [], [], 30)[0]:
-            os.kill(pid, signal.SIGKILL)
-            raise AssertionError(f"background server {pid} ignored SIGTERM for 30s")
-    finally:
-        os.close(pidfd)
-
-
 def boo(workspace: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     done = subprocess.run(
         [str(BOOCODE), *args, "--workspace", str(workspace)],

@@ -472,13 +472,19 @@ async def wait_group_gone(pgid: int, within: float = 15.0) -> None:
 
 @contextlib.asynccontextmanager
 async def boocode_mcp(workspace: Path, scratch: Path, log_path: Path) -> AsyncIterator[BooCodeMcp]:
-    """Start `boocode-mcp --workspace <workspace>` on stdio and connect an MCP client to it.
+    """Start `boocode-mcp --workspace <workspace>` on stdio and connect an MCP client to it; on
+    the way out, stop the workspace's daemon too (its agents stop with it), as a user ending
+    BooCode would.
 
-    The server's user config directory is in `scratch`, so a developer's own
-    ~/.config/boocode/config.toml does not leak into tests; its stderr goes to `log_path`.
+    The daemon's user config directory is in `scratch`, so a developer's own
+    ~/.config/boocode/config.toml does not leak into tests; the relay's stderr goes to `log_path`
+    (the daemon's own log is `.boocode/logs/daemon.log`).
     """
+    import anyio
     from mcp import Client, StdioServerParameters
     from mcp.client.stdio import stdio_client
+
+    from boocode_mcp.daemon.wire import stop_daemon
 
     config_home = scratch / "boocode-config"
     config_home.mkdir(parents=True, exist_ok=True)
@@ -492,9 +498,12 @@ async def boocode_mcp(workspace: Path, scratch: Path, log_path: Path) -> AsyncIt
         cwd=str(workspace),
     )
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    with log_path.open("a") as errlog:
-        async with Client(stdio_client(params, errlog=errlog), mode="legacy") as client:
-            yield BooCodeMcp(client)
+    try:
+        with log_path.open("a") as errlog:
+            async with Client(stdio_client(params, errlog=errlog), mode="legacy") as client:
+                yield BooCodeMcp(client)
+    finally:
+        await anyio.to_thread.run_sync(stop_daemon, workspace)
 
 
 # -- pytest fixtures (import the *_fixture functions into a test module to use them) ----------

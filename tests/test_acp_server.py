@@ -25,6 +25,7 @@ from acp.schema import (
     UserMessageChunk,
 )
 
+from boocode_mcp.daemon.wire import stop_daemon
 from tests.acp_support import (
     ACPX,
     BOOCODE,
@@ -115,6 +116,8 @@ async def test_next_turn_says_when_the_agent_lost_its_context(git_repo: Path) ->
     async with boocode_acp(workspace, RecordingClient()) as conn:
         sid = (await conn.new_session(cwd=str(workspace), mcp_servers=[])).session_id
         await prompt(conn, sid, "remember me")
+    # The daemon kept the agent warm across the two editor connections; a restart loses it.
+    stop_daemon(workspace)
     client = RecordingClient()
     async with boocode_acp(workspace, client) as conn:
         await conn.load_session(cwd=str(workspace), session_id=sid, mcp_servers=[])
@@ -243,12 +246,17 @@ def _pgid_of_command(argv: list[str]) -> int | None:
     return None
 
 
-async def test_sighup_shuts_down_and_leaves_no_process(workspace: Path) -> None:
-    """An editor or terminal that goes away sends SIGHUP; BooCode must still end what it started:
-    the agent and the terminals it runs for the agent, each in a process group of its own."""
+@pytest.mark.parametrize("engine_in", ["daemon", "no-daemon"])
+async def test_sighup_ends_the_front_end_and_stopping_leaves_no_process(
+    workspace: Path, engine_in: str
+) -> None:
+    """An editor or terminal that goes away sends SIGHUP. Without a daemon BooCode must still end
+    what it started: the agent and the terminals it runs for the agent, each in a process group of
+    its own. With one, only the front end ends; stopping the daemon then ends the rest."""
     log = (workspace.parent / "acp-hup.log").open("ab")
+    extra = ["--no-daemon"] if engine_in == "no-daemon" else []
     proc = await asyncio.create_subprocess_exec(
-        str(BOOCODE), "acp", "--workspace", str(workspace),
+        str(BOOCODE), "acp", "--workspace", str(workspace), *extra,
         cwd=workspace.parent, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
         stderr=log, start_new_session=True,
     )  # fmt: skip
@@ -274,6 +282,9 @@ async def test_sighup_shuts_down_and_leaves_no_process(workspace: Path) -> None:
             proc.kill()
             await proc.wait()
         log.close()
+    assert code == 0, (workspace.parent / "acp-hup.log").read_text()[-3000:]
+    if engine_in == "daemon":
+        assert _pgid_of_command(sleeper) == terminal_pgid, "the front end's SIGHUP stopped the daemon's work"
+        stop_daemon(workspace)
     await wait_group_gone(agent_pgid)
     await wait_group_gone(terminal_pgid)
-    assert code == 0, (workspace.parent / "acp-hup.log").read_text()[-3000:]

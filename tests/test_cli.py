@@ -8,7 +8,6 @@ import os
 import select
 import signal
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,7 +19,6 @@ from tests.cli_support import (
     boo,
     boo_json,
     configure,
-    kill_server,
     one_line_error,
     read_until,
     start_run,
@@ -30,10 +28,8 @@ from tests.conftest import git
 
 
 @pytest.fixture
-def workspace(git_repo: Path) -> Iterator[Path]:
-    configure(git_repo)
-    yield git_repo
-    kill_server(git_repo)
+def workspace(git_repo: Path) -> Path:
+    return configure(git_repo)
 
 
 # subagent_status with an id: the subagent's fields, and its list form's field null.
@@ -41,12 +37,12 @@ STATUS_FIELDS = {*SubagentView.model_fields, "subagents"}
 
 
 def test_run_ls_show_patches_apply_in_process(workspace: Path) -> None:
-    run = boo(workspace, "run", "write hello.txt hi from the cli", "--no-server")
+    run = boo(workspace, "run", "write hello.txt hi from the cli", "--no-daemon")
     assert run.stdout.strip() == "wrote hello.txt"
     assert "wrote hello.txt" in run.stderr  # live progress: the agent's text and tool calls
     assert "completed" in run.stderr
 
-    listed = boo_json(workspace, "ls", "--no-server")
+    listed = boo_json(workspace, "ls", "--no-daemon")
     assert set(listed) == {"subagents"}
     [sub] = listed["subagents"]
     assert set(sub) == set(SubagentView.model_fields)
@@ -75,15 +71,15 @@ def test_run_ls_show_patches_apply_in_process(workspace: Path) -> None:
 
 
 def test_run_json_and_follow_up_in_the_same_chat(workspace: Path) -> None:
-    first = json.loads(boo(workspace, "run", "pid", "--no-server", "--json").stdout)
+    first = json.loads(boo(workspace, "run", "pid", "--no-daemon", "--json").stdout)
     assert set(first) == STATUS_FIELDS
     assert first["status"] == "completed"
     second = json.loads(
-        boo(workspace, "run", "history", "--chat", first["chat_id"], "--no-server", "--json").stdout
+        boo(workspace, "run", "history", "--chat", first["chat_id"], "--no-daemon", "--json").stdout
     )
     assert second["chat_id"] == first["chat_id"]
     assert "pid" in second["final_message"]  # the agent remembered the chat's first turn
-    other = json.loads(boo(workspace, "run", "another chat", "--no-server", "--json").stdout)
+    other = json.loads(boo(workspace, "run", "another chat", "--no-daemon", "--json").stdout)
     assert other["session_id"] != first["session_id"]
     mine = boo_json(workspace, "ls", "--session", first["session_id"])["subagents"]
     assert {r["subagent_id"] for r in mine} == {first["subagent_id"], second["subagent_id"]}
@@ -92,77 +88,61 @@ def test_run_json_and_follow_up_in_the_same_chat(workspace: Path) -> None:
 
 def test_errors_are_one_line_and_non_zero(workspace: Path) -> None:
     assert "nosuchid" in one_line_error(boo(workspace, "show", "nosuchid", check=False))
-    assert "nosuchpatch" in one_line_error(boo(workspace, "apply", "nosuchpatch", "--no-server", check=False))
+    assert "nosuchpatch" in one_line_error(boo(workspace, "apply", "nosuchpatch", "--no-daemon", check=False))
     assert "nosuchchat" in one_line_error(
-        boo(workspace, "run", "x", "--chat", "nosuchchat", "--no-server", check=False)
+        boo(workspace, "run", "x", "--chat", "nosuchchat", "--no-daemon", check=False)
     )
     assert "no-such-agent" in one_line_error(
-        boo(workspace, "run", "x", "--agent", "no-such-agent", "--no-server", check=False)
+        boo(workspace, "run", "x", "--agent", "no-such-agent", "--no-daemon", check=False)
     )
-    crashed = boo(workspace, "run", "crash", "--no-server", check=False)
+    crashed = boo(workspace, "run", "crash", "--no-daemon", check=False)
     assert crashed.returncode != 0
     assert "failed" in crashed.stderr.strip().splitlines()[-1]
 
 
 def test_refused_apply_leaves_workspace_untouched(workspace: Path) -> None:
-    run = json.loads(boo(workspace, "run", "write README.md agent version", "--no-server", "--json").stdout)
+    run = json.loads(boo(workspace, "run", "write README.md agent version", "--no-daemon", "--json").stdout)
     (workspace / "README.md").write_text("# user version\n")
     git(workspace, "commit", "-qam", "user edit")
-    done = boo(workspace, "apply", run["patch_id"], "--no-server", "--json", check=False)
+    done = boo(workspace, "apply", run["patch_id"], "--no-daemon", "--json", check=False)
     assert "README.md" in one_line_error(done)
     result = json.loads(done.stdout)
     assert result["applied"] == [] and result["conflicts"][0]["file"] == "README.md"
     assert (workspace / "README.md").read_text() == "# user version\n"
 
 
-def test_background_server_keeps_the_agent_warm(workspace: Path) -> None:
+def test_the_daemon_keeps_the_agent_warm_between_commands(workspace: Path) -> None:
     first = json.loads(boo(workspace, "run", "pid", "--json").stdout)
-    assert set(first) == STATUS_FIELDS  # subagent_status's object, over MCP
-    info = json.loads((workspace / ".boocode" / "server.json").read_text())
-    assert info["token"] and info["url"].startswith("http://127.0.0.1:")
+    assert set(first) == STATUS_FIELDS  # subagent_status's object, as the MCP tool returns it
+    daemon = json.loads(boo(workspace, "daemon", "status", "--json").stdout)
+    assert daemon["running"] and daemon["agents_warm"] == 1
     second = json.loads(boo(workspace, "run", "pid", "--chat", first["chat_id"][:8], "--json").stdout)
-    assert json.loads((workspace / ".boocode" / "server.json").read_text())["pid"] == info["pid"]
-    # The same agent process answered both turns: it stayed warm in the server between commands.
+    assert json.loads(boo(workspace, "daemon", "status", "--json").stdout)["pid"] == daemon["pid"]
+    # The same agent process answered both turns: it stayed warm in the daemon between commands.
     assert first["final_message"] == second["final_message"]
     write = json.loads(
         boo(workspace, "run", "write warm.txt warm", "--chat", first["chat_id"], "--json").stdout
     )
-    applied = boo_json(workspace, "apply", write["patch_id"])  # through the server
+    applied = boo_json(workspace, "apply", write["patch_id"])
     assert applied["applied"] == [write["patch_id"]]
     assert (workspace / "warm.txt").read_text() == "warm"
     agent_pid = int(first["final_message"].split()[-1])
     agent = os.pidfd_open(agent_pid)
     try:
-        kill_server(workspace)
-        # The server took its agent down with it.
-        assert select.select([agent], [], [], 30)[0], f"agent {agent_pid} outlived its server"
+        assert "stopped the BooCode daemon" in boo(workspace, "daemon", "stop").stdout
+        # The daemon took its agent down with it.
+        assert select.select([agent], [], [], 30)[0], f"agent {agent_pid} outlived its daemon"
     finally:
         os.close(agent)
 
 
-def test_idle_server_exits_by_itself(workspace: Path) -> None:
-    proc = subprocess.Popen(
-        [str(BOOCODE), "serve", "--workspace", str(workspace), "--http", "127.0.0.1:0", "--idle-exit", "1"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-    )
-    try:
-        assert proc.wait(timeout=60) == 0
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-    assert not (workspace / ".boocode" / "server.json").exists()
-
-
 def test_live_chat_is_refused_from_another_process(workspace: Path) -> None:
-    slow = start_run(workspace, "slow 2000 20", "--no-server", stderr=subprocess.PIPE)
+    slow = start_run(workspace, "slow 2000 20", "--no-daemon", stderr=subprocess.PIPE)
     try:
         assert slow.stderr is not None
         seen = read_until(slow.stderr.fileno(), lambda text: "(chat " in text and "chunk" in text)
         chat = seen.split("(chat ")[1].split(")")[0]
-        refused = boo(workspace, "run", "x", "--chat", chat, "--no-server", check=False)
+        refused = boo(workspace, "run", "x", "--chat", chat, "--no-daemon", check=False)
         assert chat in one_line_error(refused)
         os.kill(slow.pid, signal.SIGINT)  # Ctrl-C cancels the run
         assert slow.wait(timeout=60) != 0
@@ -172,11 +152,11 @@ def test_live_chat_is_refused_from_another_process(workspace: Path) -> None:
     assert run["status"] == "cancelled"
 
 
-def test_ctrl_c_cancels_a_run_on_the_background_server(workspace: Path) -> None:
+def test_ctrl_c_cancels_a_run_on_the_daemon(workspace: Path) -> None:
     slow = start_run(workspace, "slow 2000 20", stderr=subprocess.PIPE)
     try:
         assert slow.stderr is not None
-        read_until(slow.stderr.fileno(), lambda text: "chunk" in text)  # progress from the server
+        read_until(slow.stderr.fileno(), lambda text: "chunk" in text)  # progress from the daemon
         os.kill(slow.pid, signal.SIGINT)
         assert slow.wait(timeout=60) != 0
     finally:
@@ -191,7 +171,7 @@ def test_agents_traces_memory_json_shapes(workspace: Path) -> None:
     assert set(fixture) == set(AgentInfo.model_fields) and fixture["installed"] and fixture["default"]
     assert "fixture" in boo(workspace, "agents").stdout
 
-    boo(workspace, "run", "write memo.txt zebra crossing", "--no-server")
+    boo(workspace, "run", "write memo.txt zebra crossing", "--no-daemon")
     traces = boo_json(workspace, "traces")
     assert set(traces) == {"session_id", "traces"}
     assert any(t["tool_name"] for t in traces["traces"])
@@ -217,20 +197,28 @@ def test_diff_is_colored_on_a_terminal_and_plain_otherwise(monkeypatch: pytest.M
     assert plain.getvalue() == diff
 
 
-def test_polled_progress_prints_each_piece_of_text_once() -> None:
+def test_progress_prints_streamed_text_and_each_tool_state_once() -> None:
     err = io.StringIO()
     progress = Progress(err)
-    full = "".join(f"chunk {i} " for i in range(40))
-    # subagent_status carries a sliding 60-character tail of the text; polls see overlapping tails.
-    for end in [10, 25, 25, *range(60, len(full), 40), len(full)]:
-        progress.activity({"activity": {"recent_text": full[max(0, end - 60) : end], "tool_calls": []}})
-    assert err.getvalue() == full
+    chunks = [f"chunk {i} " for i in range(5)]
+    for chunk in chunks:
+        progress.event("text", {"text": chunk})
+    progress.event("tool_call", {"tool_call_id": "t1", "title": "Write a.txt", "status": "pending"})
+    progress.event("tool_update", {"tool_call_id": "t1", "title": None, "status": "pending"})
+    progress.event("tool_update", {"tool_call_id": "t1", "title": None, "status": "completed"})
+    progress.event("plan", {"entries": []})
+    assert err.getvalue() == "".join(chunks) + "\n• Write a.txt [pending]\n✓ Write a.txt [completed]\n"
 
 
 def test_help_documents_every_option() -> None:
     out = subprocess.run([str(BOOCODE), "run", "--help"], capture_output=True, text=True, check=True).stdout
-    for opt in ("--agent", "--chat", "--json", "--workspace", "--session", "--no-server"):
+    for opt in ("--agent", "--chat", "--json", "--workspace", "--session", "--no-daemon"):
+        assert opt in out
+    out = subprocess.run(
+        [str(BOOCODE), "daemon", "--help"], capture_output=True, text=True, check=True
+    ).stdout
+    for opt in ("status", "stop", "--json", "--workspace"):
         assert opt in out
     out = subprocess.run([str(BOOCODE), "serve", "--help"], capture_output=True, text=True, check=True).stdout
-    for opt in ("--http", "--token", "--idle-exit", "--workspace"):
+    for opt in ("--http", "--token", "--no-daemon", "--workspace"):
         assert opt in out

@@ -18,10 +18,8 @@ ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
 @pytest.fixture
-def workspace(git_repo: Path) -> Iterator[Path]:
-    cli.configure(git_repo, policy="ask")
-    yield git_repo
-    cli.kill_server(git_repo)
+def workspace(git_repo: Path) -> Path:
+    return cli.configure(git_repo, policy="ask")
 
 
 @contextlib.contextmanager
@@ -66,8 +64,8 @@ def test_run_prints_the_respond_command_and_respond_answers_it(workspace: Path) 
 
         bad = cli.one_line_error(cli.boo(workspace, "respond", sub_id, request_id, "nope", check=False))
         assert "nope" in bad and all(o["option_id"] in bad for o in options)
-        # The run lives in the background server: an in-process engine cannot answer it.
-        elsewhere = cli.boo(workspace, "respond", sub_id, request_id, "0", "--no-server", check=False)
+        # The run lives in the workspace's daemon: an engine of another process cannot answer it.
+        elsewhere = cli.boo(workspace, "respond", sub_id, request_id, "0", "--no-daemon", check=False)
         assert "another BooCode process" in cli.one_line_error(elsewhere)
 
         allow = next(o for o in options if o["kind"] == "allow_once")
@@ -82,7 +80,7 @@ def test_run_prints_the_respond_command_and_respond_answers_it(workspace: Path) 
     assert "finished" in cli.one_line_error(late) or "no pending" in cli.one_line_error(late)
 
 
-@pytest.mark.parametrize("mode", [[], ["--no-server"]], ids=["server", "in-process"])
+@pytest.mark.parametrize("mode", [[], ["--no-daemon"]], ids=["daemon", "in-process"])
 def test_run_on_a_terminal_asks_and_answers_by_number(workspace: Path, mode: list[str]) -> None:
     with run_on_terminal(workspace, "permission y.txt", *mode) as (run, controller):
         seen = ANSI.sub("", cli.read_until(controller, lambda t: "(Enter leaves it" in t))
@@ -100,13 +98,13 @@ def test_run_on_a_terminal_asks_and_answers_by_number(workspace: Path, mode: lis
 
 def test_in_process_run_says_only_it_can_answer(workspace: Path) -> None:
     run = cli.start_run(
-        workspace, "permission z.txt", "--no-server", stdin=subprocess.DEVNULL, stderr=subprocess.PIPE
+        workspace, "permission z.txt", "--no-daemon", stdin=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
     try:
         assert run.stderr is not None
         seen = cli.read_until(run.stderr.fileno(), lambda t: "asks permission" in t and t.endswith("\n"))
         [hint] = [line for line in seen.splitlines() if "asks permission" in line]
-        assert "--no-server" in hint and "yes please!" in hint
+        assert "--no-daemon" in hint and "yes please!" in hint
         [sub] = cli.boo_json(workspace, "ls")["subagents"]
         refused = cli.boo(workspace, "respond", sub["subagent_id"][:8], "r", "0", check=False)
         assert f"pid {run.pid}" in cli.one_line_error(refused)

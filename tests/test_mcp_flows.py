@@ -350,20 +350,25 @@ async def test_error_texts_are_tool_errors_and_the_server_keeps_serving(
             text = await call_error(client, "spawn_subagent", prompt="hi", wait_seconds=31)
             assert "wait_seconds" in text
 
-            # Another connection's ids read as not found here: no cross-session oracle.
-            text = await call_error(client, "apply_pending", patch_ids=[theirs["patch_id"]])
-            assert theirs["patch_id"] in text
-            text = await call_error(client, "subagent_status", subagent_id=theirs["subagent_id"])
-            assert theirs["subagent_id"] in text
-            text = await call_error(client, "spawn_subagent", prompt="hi", chat_id=theirs["chat_id"])
-            assert theirs["chat_id"] in text
-            assert (await call(client, "subagent_status"))["subagents"] == []
-            assert (await call(client, "list_patches"))["patches"] == []
-            # ...unless the session is named explicitly.
-            named = await call(
-                client, "subagent_status", subagent_id=theirs["subagent_id"], session_id=their_session
-            )
-            assert named["status"] == "completed"
+            # Another connection's work is the workspace's: found by id, listed, applied by id alone.
+            mine = await call(client, "apply_pending")
+            assert mine["applied"] == []
+            nothing_here = await client.call_tool("apply_pending", {})
+            text = nothing_here.content[0].text  # type: ignore[union-attr]
+            assert theirs["patch_id"] in text and their_session in text
+            status = await call(client, "subagent_status", subagent_id=theirs["subagent_id"])
+            assert status["status"] == "completed" and status["session_id"] == their_session
+            listed = (await call(client, "subagent_status"))["subagents"]
+            assert [r["subagent_id"] for r in listed] == [theirs["subagent_id"]]
+            assert [p["session_id"] for p in (await call(client, "list_patches"))["patches"]] == [
+                their_session
+            ]
+            # A session id narrows listings, and an unknown one is refused.
+            text = await call_error(client, "subagent_status", session_id="no-such-session")
+            assert "no-such-session" in text
+            applied = await call(client, "apply_pending", patch_ids=[theirs["patch_id"]])
+            assert applied["applied"] == [theirs["patch_id"]]
+            assert (git_repo / "theirs.txt").read_text() == "secret"
 
             ok = await run_turn(client, "still serving")
             assert ok["status"] == "completed" and ok["session_id"] != their_session
@@ -423,3 +428,51 @@ async def test_status_lists_runs_most_recent_first_and_an_unknown_session_is_ref
         assert all(r["prompt"] in ("one", "two") for r in listing)
         text = await call_error(client, "list_patches", session_id="no-such-session")
         assert "no-such-session" in text
+
+
+async def test_every_tool_text_carries_the_ids_the_next_step_needs(git_repo: Path) -> None:
+    """Some hosts show their model only the text of a result: each text must name what the next
+    call needs (subagent, chat, session, patch, permission request ids) and, asked for hunks, the
+    diff itself."""
+    repo = configure(git_repo, policy="ask")
+    async with connector(repo, "inprocess", "legacy") as connect, connect() as client:
+
+        async def text(tool: str, **args: Any) -> str:
+            r = await client.call_tool(tool, args)
+            assert not r.is_error, r.content
+            return "\n".join(c.text for c in r.content if hasattr(c, "text"))
+
+        spawned = await call(client, "spawn_subagent", prompt="permission asked.txt")
+        run, chat, session = spawned["subagent_id"], spawned["chat_id"], spawned["session_id"]
+        waiting = await wait_for(client, run, {"awaiting_permission"})
+        said = await text("subagent_status", subagent_id=run)
+        pending = waiting["pending_permission"]
+        for ident in (
+            run,
+            chat,
+            session,
+            pending["request_id"],
+            *(o["option_id"] for o in pending["options"]),
+        ):
+            assert ident in said, (ident, said)
+        allow = next(o["option_id"] for o in pending["options"] if o["kind"] == "allow_once")
+        answered = await text(
+            "respond_permission", subagent_id=run, request_id=pending["request_id"], option_id=allow
+        )
+        assert run in answered and session in answered
+        done = await wait_for(client, run, TERMINAL)
+        status_text = await text("subagent_status", subagent_id=run)
+        assert done["patch_id"] in status_text and chat in status_text
+        assert run in await text("subagent_status")
+        listed = await text("list_patches")
+        for ident in (done["patch_id"], run, chat, session):
+            assert ident in listed
+        assert "+++ b/asked.txt" not in listed
+        with_hunks = await text("list_patches", include_hunks=True)
+        assert "+++ b/asked.txt" in with_hunks and "+permitted" in with_hunks
+        assert done["patch_id"] in await text("apply_pending", patch_ids=[done["patch_id"]], dry_run=True)
+        follow = await call(client, "spawn_subagent", prompt="slow 200 20", chat_id=chat)
+        cancelled = await text("cancel_subagent", subagent_id=follow["subagent_id"])
+        assert follow["subagent_id"] in cancelled and chat in cancelled
+        hits = await call(client, "search_memory", query="permission")
+        assert hits["hits"][0]["id"] in await text("search_memory", query="permission")

@@ -1,13 +1,13 @@
-"""Streamable HTTP: `boocode serve --http`, loopback protection, the bearer token, server.json."""
+"""Streamable HTTP: `boocode serve --http` (the daemon listens while the command runs, or an engine
+of its own with --no-daemon), loopback protection, the bearer token."""
 
 from __future__ import annotations
 
-import json
+import re
 import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
 
 import anyio
 import httpx2
@@ -43,24 +43,31 @@ async def _stderr_until(proc: Process, marker: bytes) -> bytes:
 
 
 @asynccontextmanager
-async def http_server(repo: Path, hostport: str, *token: str) -> AsyncIterator[dict[str, Any]]:
-    """`boocode serve --http`; yields the server.json it wrote, stops it with SIGTERM after."""
-    args = ["--token", token[0]] if token else []
+async def http_server(repo: Path, hostport: str, *extra: str) -> AsyncIterator[str]:
+    """`boocode serve --http`; yields the URL it announced, stops it with SIGTERM after, and checks
+    that the listener went with it."""
     proc = await anyio.open_process(
-        [str(BOOCODE), "serve", "--workspace", str(repo), "--http", hostport, *args],
+        [str(BOOCODE), "serve", "--workspace", str(repo), "--http", hostport, *extra],
         env=server_env(repo),
         cwd=str(repo),
     )
     try:
         with anyio.fail_after(60):
-            await _stderr_until(proc, b"serving")
-        info = json.loads((repo / ".boocode" / "server.json").read_text())
-        assert info["pid"] == proc.pid
-        yield info
+            said = await _stderr_until(proc, b"/mcp")
+        url = re.search(rb"at (http://\S+/mcp)", said)
+        assert url is not None, said
+        yield url.group(1).decode()
         proc.send_signal(signal.SIGTERM)
         with anyio.fail_after(30):
             assert await proc.wait() == 0
-        assert not (repo / ".boocode" / "server.json").exists()
+        with anyio.fail_after(10):
+            while True:
+                try:
+                    async with httpx2.AsyncClient() as http:
+                        await http.post(url.group(1).decode(), json=INIT, headers=ACCEPT)
+                except httpx2.ConnectError:
+                    break
+                await anyio.sleep(0.05)
     finally:
         if proc.returncode is None:
             proc.kill()
@@ -74,9 +81,8 @@ def mode(request: pytest.FixtureRequest) -> str:
 
 async def test_loopback_serves_both_eras_and_refuses_foreign_hosts(git_repo: Path, mode: str) -> None:
     configure(git_repo)
-    async with http_server(git_repo, "127.0.0.1:0") as info:
-        url = info["url"]
-        assert url.startswith("http://127.0.0.1:") and url.endswith("/mcp") and info["token"] is None
+    async with http_server(git_repo, "127.0.0.1:0") as url:
+        assert url.startswith("http://127.0.0.1:") and url.endswith("/mcp")
         async with Client(url, mode=mode) as client:
             done = await run_turn(client, "pid")
             assert done["status"] == "completed"
@@ -89,21 +95,34 @@ async def test_loopback_serves_both_eras_and_refuses_foreign_hosts(git_repo: Pat
             assert r.status_code == 403
             r = await http.post(url, json=INIT, headers=ACCEPT)
             assert r.status_code == 200
+    # The listener ended with the command; the agent is the daemon's and stays warm.
+    assert process_running(agent_pid)
+
+
+async def test_without_a_daemon_the_server_takes_its_agents_down(git_repo: Path) -> None:
+    configure(git_repo)
+    async with http_server(git_repo, "127.0.0.1:0", "--no-daemon") as url, Client(url) as client:
+        agent_pid = int((await run_turn(client, "pid"))["final_message"])
     assert not process_running(agent_pid), "the HTTP server left its agent running"
 
 
-async def test_each_http_connection_gets_its_own_session(git_repo: Path) -> None:
+async def test_each_http_connection_gets_its_own_session_and_sees_the_others(git_repo: Path) -> None:
     configure(git_repo)
     async with (
-        http_server(git_repo, "127.0.0.1:0") as info,
-        Client(info["url"], mode="legacy") as one,
-        Client(info["url"], mode="legacy") as two,
+        http_server(git_repo, "127.0.0.1:0") as url,
+        Client(url, mode="legacy") as one,
+        Client(url, mode="legacy") as two,
     ):
         mine = await run_turn(one, "hello from one")
-        assert [s["subagent_id"] for s in (await call(one, "subagent_status"))["subagents"]] == [
-            mine["subagent_id"]
+        theirs = await run_turn(two, "hello from two")
+        assert mine["session_id"] != theirs["session_id"]
+        listed = (await call(two, "subagent_status"))["subagents"]
+        assert [(r["subagent_id"], r["session_id"]) for r in listed] == [
+            (theirs["subagent_id"], theirs["session_id"]),
+            (mine["subagent_id"], mine["session_id"]),
         ]
-        assert (await call(two, "subagent_status"))["subagents"] == []
+        narrowed = await call(two, "subagent_status", session_id=mine["session_id"])
+        assert [r["subagent_id"] for r in narrowed["subagents"]] == [mine["subagent_id"]]
 
 
 async def test_non_loopback_without_token_refuses_to_start(git_repo: Path) -> None:
@@ -117,15 +136,13 @@ async def test_non_loopback_without_token_refuses_to_start(git_repo: Path) -> No
         )
     assert done.returncode != 0
     assert b"--token" in done.stderr and b"0.0.0.0" in done.stderr
-    assert not (git_repo / ".boocode" / "server.json").exists()
 
 
 async def test_token_is_required_on_every_request(git_repo: Path, mode: str) -> None:
     configure(git_repo)
     token = "s3cret-token"
-    async with http_server(git_repo, "0.0.0.0:0", token) as info:
-        url = info["url"]
-        assert url.startswith("http://127.0.0.1:") and info["token"] == token
+    async with http_server(git_repo, "0.0.0.0:0", "--token", token) as url:
+        assert url.startswith("http://127.0.0.1:")
         async with httpx2.AsyncClient() as http:
             r = await http.post(url, json=INIT, headers=ACCEPT)
             assert r.status_code == 401

@@ -1,6 +1,9 @@
-"""The `boocode-mcp` process itself: stdout purity, EOF, signals, a SIGKILL and a restart.
+"""The `boocode-mcp` process itself: stdout purity, EOF, signals, a SIGKILL and a restart, as a
+front end of the workspace's daemon (the default: its runs and agents outlive it) and with the
+engine in its own process (`--no-daemon`: they end with it).
 
-The tools and resources over stdio, in both eras, are exercised by test_mcp_flows.py."""
+The tools and resources over stdio, in both eras, are exercised by test_mcp_flows.py; the daemon
+itself by test_daemon.py."""
 
 from __future__ import annotations
 
@@ -38,9 +41,24 @@ async def _agent_pid(client: Client, chat_id: str) -> int:
     return int(rows[0]["pid"])
 
 
+@pytest.fixture(params=["daemon", "no-daemon"])
+def engine_in(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def _argv(repo: Path, engine_in: str) -> list[str]:
+    return [
+        str(BOOCODE_MCP),
+        "--workspace",
+        str(repo),
+        *(["--no-daemon"] if engine_in == "no-daemon" else []),
+    ]
+
+
 async def test_sigkilled_server_leaves_an_interrupted_run_and_no_agent_after_restart(git_repo: Path) -> None:
     configure(git_repo)
     params = stdio_params(git_repo)
+    params.args.append("--no-daemon")
     killed = False
     try:
         async with Client(params, mode="legacy") as client:
@@ -109,12 +127,14 @@ async def _initialize(proc: Process, buf: bytearray) -> dict[str, Any]:
     return init
 
 
-async def test_stdout_carries_only_json_rpc_and_sigterm_stops_agents(git_repo: Path) -> None:
+async def test_stdout_carries_only_json_rpc_and_sigterm_ends_the_front_end(
+    git_repo: Path, engine_in: str
+) -> None:
     configure(git_repo)
     stderr_path = git_repo.parent / "server.stderr"
     with stderr_path.open("wb") as stderr:
         proc = await anyio.open_process(
-            [str(BOOCODE_MCP), "--workspace", str(git_repo)],
+            _argv(git_repo, engine_in),
             env=server_env(git_repo),
             cwd=str(git_repo),
             stderr=stderr,
@@ -161,13 +181,16 @@ async def test_stdout_carries_only_json_rpc_and_sigterm_stops_agents(git_repo: P
             if proc.returncode is None:
                 proc.kill()
                 await proc.wait()
-    assert not process_running(agent_pid), "SIGTERM left the agent running"
+    if engine_in == "daemon":
+        assert process_running(agent_pid), "the front end's SIGTERM stopped the daemon's agent"
+    else:
+        assert not process_running(agent_pid), "SIGTERM left the agent running"
 
 
-async def test_stdin_eof_stops_the_server_and_its_agents(git_repo: Path) -> None:
+async def test_stdin_eof_ends_the_front_end(git_repo: Path, engine_in: str) -> None:
     configure(git_repo)
     proc = await anyio.open_process(
-        [str(BOOCODE_MCP), "--workspace", str(git_repo)],
+        _argv(git_repo, engine_in),
         env=server_env(git_repo),
         cwd=str(git_repo),
         stderr=None,
@@ -184,13 +207,16 @@ async def test_stdin_eof_stops_the_server_and_its_agents(git_repo: Path) -> None
             assert process_running(agent_pid)
             assert proc.stdin is not None
             await proc.stdin.aclose()
-            # A host that goes away just closes the pipe; the server must notice and clean up.
+            # A host that goes away just closes the pipe; the front end must notice and leave.
             assert await proc.wait() == 0
     finally:
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
-    assert not process_running(agent_pid), "stdin EOF left the agent running"
+    if engine_in == "daemon":
+        assert process_running(agent_pid), "the host leaving stopped the daemon's warm agent"
+    else:
+        assert not process_running(agent_pid), "stdin EOF left the agent running"
 
 
 async def test_a_directory_outside_git_fails_fast_with_a_message(tmp_path: Path) -> None:

@@ -47,6 +47,8 @@ HOSTILE = [
     "x" * 100_000,
     " ".join(["w"] * 10_000),
     '"' * 501,
+    # 1024 distinct words (32 terms of 32): more than a compound SELECT holds (a regression).
+    " ".join("-".join(f"w{i}x{j}" for j in range(32)) for i in range(32)),
 ]
 
 
@@ -123,3 +125,16 @@ def test_or_fallback_splits_words_but_keeps_explicit_phrases() -> None:
 def test_term_count_is_bounded() -> None:
     parsed = parse_query(" ".join(f"w{i}" for i in range(1000)))
     assert len(parsed.terms) == MAX_TERMS
+
+
+def test_terms_are_kept_once_per_match() -> None:
+    # A quoted and a bare word match the same; the store is asked about each match once.
+    parsed = parse_query('deploy "deploy" deploy* #deploy')
+    assert [(t.words, t.prefix, t.tag) for t in parsed.all_terms()] == [
+        (("deploy",), False, False),
+        (("deploy",), True, False),
+        (("deploy",), False, True),
+    ]
+    assert parse_query('solo "solo"').any_terms() == ()
+    assert parse_query('solo "solo"').match_any() is None
+    assert [t.words for t in parse_query("src/app.py src").any_terms()] == [("src",), ("app",), ("py",)]

@@ -1,7 +1,6 @@
-"""MemoryIndex: FTS5 search over markdown notes and finished subagent transcripts.
+"""MemoryIndex: full-text search over markdown notes and finished subagent transcripts.
 
-Entries live in the `memory` table (schema/002_memory.sql) with an external-content FTS5 index
-kept in step by triggers. Two sources:
+Entries live in the store (`store.memory`: the `memory` table and its FTS5 index). Two sources:
 
 - `note`: one entry per heading section of every `*.md` / `*.markdown` file under the note
   directories (hidden files and directories skipped), id `note:<path>#<n>`. Kept current
@@ -14,18 +13,30 @@ kept in step by triggers. Two sources:
 - `subagent`: one entry per finished run (`index_subagent`), id `subagent:<subagent id>`;
   indexing the same id again replaces it.
 
-Search: the query is parsed by `memory.query` (never FTS5 syntax by accident), all terms ANDed;
+Search: the query is parsed by `memory.query` (never engine syntax by accident), all terms ANDed;
 when that finds nothing and the query has several words, it is retried with the words ORed, so a
 stray word does not hide every hit. An empty query, or one with no words at all (`*`, `"`, emoji
-only), returns no hits rather than an error. Ranking is bm25 with the title weighted over tags
-over body, more recent entries first among equal scores; `score` is `-bm25`, positive, higher
-is better. Snippets mark matched words as «word». `limit` outside 1..100 or a `source` other
-than None/"note"/"subagent" is an InvalidRequestError.
+only), returns no hits rather than an error. `limit` outside 1..100 or a `source` other than
+None/"note"/"subagent" is an InvalidRequestError.
 
-Writes that must land together run as one job on the connection's worker thread (see
-`store.transaction.atomically`): the connection is shared with the rest of the engine, and awaiting between
-BEGIN and COMMIT would let another task's statements fall inside (or collide with) this
-transaction.
+Ranking (`Ranking`) is bm25 with the title weighted over tags over body, more recent entries first
+among equal scores; `score` is that bm25, positive, higher is better. Its cost is kept bounded:
+
+- A term whose words are in very many entries (a word in more than `term_cost_cap` entries, a
+  phrase or prefix of very common words, which cost more per entry) does not count towards the
+  score: bm25 would walk every entry it matches just to weigh it, and a word that common says
+  little about relevance. It still has to match. The terms that count are the rarest, up to
+  `scoring_budget` in all.
+- Only the `window` most recently written entries matching the terms that count are ranked
+  (those of them that match the whole query), and, when every term counts, the
+  `heading_window` most recently written with those terms in their title or tags: the title
+  and tag weights rank those high even when they are old, and they are few. "Written" means
+  indexed, or for a note section, last changed (store rowids follow write order).
+- A query none of whose terms counts (`the`, `te*`, `"fix the"`) lists its most recently written
+  matches first; their `score` is 0. So do, after the scored hits, the matches of an any-word
+  query that hold no word that counts.
+
+Snippets mark matched words as «word».
 """
 
 from __future__ import annotations
@@ -33,27 +44,24 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import sqlite3
+import stat
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
-from typing import TypeVar, cast
+from typing import cast
 
-import aiosqlite
 import anyio
 import anyio.to_thread
 
 from boocode_mcp.errors import InvalidRequestError
-from boocode_mcp.memory.notes import Section, parse_note
-from boocode_mcp.memory.query import ParsedQuery, parse_query
-from boocode_mcp.store.transaction import atomically
+from boocode_mcp.memory.notes import parse_note
+from boocode_mcp.memory.query import ParsedQuery, Term, parse_query
+from boocode_mcp.store import memory as store
+from boocode_mcp.store.db import Database, DatabaseError
 from boocode_mcp.views import MemoryHit, MemorySource
 
 log = logging.getLogger(__name__)
-
-T = TypeVar("T")
 
 MAX_LIMIT = 100
 DEFAULT_REFRESH_INTERVAL_S = 2.0
@@ -63,13 +71,46 @@ MAX_NOTE_BYTES = 4 * 1024 * 1024
 # Files handled per write transaction: bounds how long one refresh holds the shared connection.
 FILES_PER_WRITE = 100
 
-# bm25 column weights (title, tags, body): a heading about the thing beats a passing mention.
-W_TITLE, W_TAGS, W_BODY = 10.0, 5.0, 1.0
-SNIPPET_OPEN, SNIPPET_CLOSE, SNIPPET_ELLIPSIS = "«", "»", "…"
-SNIPPET_TOKENS = 24
+# How long term costs counted by a search are reused (see MemoryIndex._term_costs).
+COSTS_TTL_S = 60.0
+MAX_REMEMBERED_COSTS = 4096
+
+SNIPPET = store.Snippet(open="«", close="»", ellipsis="…", tokens=24)
 SUBAGENT_TITLE_CHARS = 120
 
 _SOURCES: tuple[MemorySource, ...] = ("note", "subagent")
+
+
+@dataclass(frozen=True)
+class Ranking:
+    """How search ranks, and the bounds on the work one search may do (see the module doc).
+
+    The defaults keep a search at 100k entries within a few milliseconds whatever the query:
+    scoring costs ~2 µs per ranked entry (up to window + heading_window of them), and a term's
+    cost is the number of entries the store walks to weigh it (`store.memory.term_costs`:
+    ~0.05 µs each for a word, more for a phrase or prefix).
+    """
+
+    # bm25 column weights (title, tags, body): a heading about the thing beats a passing mention.
+    weights: tuple[float, float, float] = (10.0, 5.0, 1.0)
+    window: int = 300
+    heading_window: int = 200
+    term_cost_cap: int = 10_000
+    scoring_budget: int = 30_000
+
+    def scored(self, terms: Sequence[Term], costs: Sequence[int]) -> list[Term]:
+        """The terms that count towards the score: the cheapest, each under the cap, within budget."""
+        chosen: list[Term] = []
+        spent = 0
+        for cost, term in sorted(zip(costs, terms, strict=True), key=lambda ct: ct[0]):
+            if cost >= self.term_cost_cap or spent + cost > self.scoring_budget:
+                break
+            chosen.append(term)
+            spent += cost
+        return chosen
+
+
+DEFAULT_RANKING = Ranking()
 
 
 @dataclass(frozen=True)
@@ -91,42 +132,28 @@ class _Stat:
     size: int
 
 
-@dataclass(frozen=True)
-class _Known:
-    mtime_ns: int
-    size: int
-    hash: str
-
-
-@dataclass(frozen=True)
-class _Read:
-    path: str
-    stat: _Stat
-    hash: str
-    sections: tuple[Section, ...] | None  # None: content hash unchanged, not parsed
-
-
-@dataclass
-class _Counts:
-    written: int = 0
-    deleted: int = 0
-
-
 class MemoryIndex:
     """Index and search notes and subagent transcripts in the workspace database."""
 
     def __init__(
         self,
-        db: aiosqlite.Connection,
+        db: Database,
         note_dirs: Sequence[Path],
         *,
         refresh_interval_s: float = DEFAULT_REFRESH_INTERVAL_S,
+        ranking: Ranking = DEFAULT_RANKING,
     ) -> None:
         self._db = db
         self._note_dirs = tuple(Path(d).expanduser() for d in note_dirs)
         self._refresh_interval_s = refresh_interval_s
+        self._ranking = ranking
         self._refresh_lock = anyio.Lock()
         self._last_refresh: float | None = None
+        # Term costs as last counted. Only a ranking input: a stale one changes which terms are
+        # weighed, never what matches, so they are kept until this index writes, or for
+        # COSTS_TTL_S when other processes may be writing.
+        self._costs: dict[tuple[tuple[str, ...], bool, bool], int] = {}
+        self._costs_since = time.monotonic()
 
     @property
     def note_dirs(self) -> tuple[Path, ...]:
@@ -140,8 +167,7 @@ class MemoryIndex:
             return await self._refresh_locked()
 
     async def _refresh_locked(self) -> RefreshStats:
-        rows = await self._db.execute_fetchall("SELECT path, mtime_ns, size, hash FROM memory_files")
-        known = {str(r[0]): _Known(int(r[1]), int(r[2]), str(r[3])) for r in rows}
+        known = await store.known_note_files(self._db)
         seen = await anyio.to_thread.run_sync(_scan, self._note_dirs)
         moved = [
             p
@@ -152,25 +178,27 @@ class MemoryIndex:
         vanished = set(moved) - {r.path for r in reads}
         # A file that vanished between the scan and the read counts as removed.
         gone = sorted((set(known) - set(seen)) | vanished)
-        counts = _Counts()
+        written = deleted = 0
         now = time.time()
         for i in range(0, max(len(reads), 1), FILES_PER_WRITE):
             batch = reads[i : i + FILES_PER_WRITE]
             removals = gone if i == 0 else []
             if batch or removals:
-                await atomically(
-                    self._db, partial(_write_notes, reads=batch, gone=removals, now=now, counts=counts)
-                )
+                counts = await store.write_note_files(self._db, batch, removals, now)
+                written += counts.written
+                deleted += counts.deleted
         self._last_refresh = time.monotonic()
-        touched = sum(1 for r in reads if r.sections is None)
+        if written or deleted:
+            self._forget_costs()
+        touched = sum(1 for r in reads if r.entries is None)
         return RefreshStats(
             files_seen=len(seen) - len(vanished),
             files_unchanged=len(seen) - len(moved),
             files_touched=touched,
             files_indexed=len(reads) - touched,
             files_removed=len(gone),
-            entries_written=counts.written,
-            entries_deleted=counts.deleted,
+            entries_written=written,
+            entries_deleted=deleted,
         )
 
     async def _maybe_refresh(self) -> None:
@@ -180,7 +208,7 @@ class MemoryIndex:
                 return
             try:
                 await self._refresh_locked()
-            except sqlite3.OperationalError as e:
+            except DatabaseError as e:
                 # Another process holding the write lock past the busy timeout must not fail a
                 # search: answer from the index as it is and retry on a later search.
                 log.warning("memory: note refresh skipped (%s); searching the existing index", e)
@@ -208,16 +236,17 @@ class MemoryIndex:
         parts.append("\n".join(dict.fromkeys(f.strip() for f in files if f.strip())))
         body = "\n\n".join(p for p in parts if p)
         tags = agent
-        await self._db.execute(
-            """
-            INSERT INTO memory (source, ref, path, title, tags, body, agent, created_at, hash)
-            VALUES ('subagent', ?, NULL, ?, ?, ?, ?, ?, ?)
-            ON CONFLICT (source, ref) DO UPDATE SET
-                title = excluded.title, tags = excluded.tags, body = excluded.body,
-                agent = excluded.agent, created_at = excluded.created_at, hash = excluded.hash
-            """,
-            (subagent_id, title, tags, body, agent, created_at, _entry_hash(title, tags, body)),
+        await store.put_subagent(
+            self._db,
+            ref=subagent_id,
+            title=title,
+            tags=tags,
+            body=body,
+            agent=agent,
+            created_at=created_at,
+            hash=_entry_hash(title, tags, body),
         )
+        self._forget_costs()
 
     # -- search --------------------------------------------------------------------------------
 
@@ -236,73 +265,60 @@ class MemoryIndex:
             await self._maybe_refresh()
         return await self._search_parsed(parsed, limit, source)
 
+    async def _term_costs(self, terms: Sequence[Term]) -> list[int]:
+        """The store's cost of each term, remembered: the common words of a workspace come up
+        again and again, and counting one costs up to `term_cost_cap` entries walked."""
+        now = time.monotonic()
+        if now - self._costs_since > COSTS_TTL_S or len(self._costs) > MAX_REMEMBERED_COSTS:
+            self._forget_costs()
+        missing = list({_cost_key(t): t for t in terms if _cost_key(t) not in self._costs}.values())
+        if missing:
+            counted = await store.term_costs(self._db, missing, self._ranking.term_cost_cap)
+            self._costs.update(zip(map(_cost_key, missing), counted, strict=True))
+        return [self._costs[_cost_key(t)] for t in terms]
+
+    def _forget_costs(self) -> None:
+        self._costs.clear()
+        self._costs_since = time.monotonic()
+
     async def _search_parsed(self, parsed: ParsedQuery, limit: int, source: str | None) -> list[MemoryHit]:
-        strict = parsed.match_all()
-        if strict is None:
+        r = self._ranking
+        for terms, any_term in ((parsed.all_terms(), False), (parsed.any_terms(), True)):
+            if not terms:
+                continue
+            costs = await self._term_costs(terms)
+            search = store.Search(
+                terms=terms,
+                any_term=any_term,
+                scored=r.scored(terms, costs),
+                weights=r.weights,
+                source=source,
+                window=r.window,
+                heading_window=r.heading_window,
+                limit=limit,
+            )
+            found = await store.best_matches(self._db, search, SNIPPET)
+            if found:
+                break
+        else:
             return []
-        hits = await self._run_match(strict, limit, source)
-        if not hits and (loose := parsed.match_any()) is not None:
-            hits = await self._run_match(loose, limit, source)
-        return hits
-
-    async def _run_match(self, match: str, limit: int, source: str | None) -> list[MemoryHit]:
-        # Rank every match cheaply (rowid + bm25, source/created_at from the covering index), keep
-        # the top `limit`, and only then build snippets: snippet() is costly, and evaluated before
-        # the sort it would run for every match. CROSS JOIN keeps `top` outermost so the second
-        # MATCH is a rowid seek per hit, not another scan of every match.
-        # execute_fetchall: one round trip to the connection's thread instead of two.
-        rows = await self._db.execute_fetchall(
-            """
-            WITH top AS MATERIALIZED (
-                SELECT memory_fts.rowid AS id, bm25(memory_fts, ?, ?, ?) AS rank, m.created_at AS created_at
-                FROM memory_fts JOIN memory AS m INDEXED BY memory_rank ON m.id = memory_fts.rowid
-                WHERE memory_fts MATCH ? AND (? IS NULL OR m.source = ?)
-                ORDER BY rank, created_at DESC
-                LIMIT ?
+        return [
+            MemoryHit(
+                id=f"{f.source}:{f.ref}",
+                source=cast(MemorySource, f.source),
+                title=f.title,
+                # One line: transcripts are full of blank lines.
+                snippet=" ".join(f.snippet.split()),
+                score=f.score or 0.0,
+                path=f.path,
+                created_at=f.created_at,
             )
-            SELECT m.source, m.ref, m.path, m.title, m.created_at, top.rank,
-                   snippet(memory_fts, 2, ?, ?, ?, ?) AS body_snippet,
-                   snippet(memory_fts, -1, ?, ?, ?, ?) AS best_snippet
-            FROM top
-            CROSS JOIN memory_fts ON memory_fts.rowid = top.id
-            JOIN memory AS m ON m.id = top.id
-            WHERE memory_fts MATCH ?
-            ORDER BY top.rank, top.created_at DESC
-            """,
-            (
-                W_TITLE,
-                W_TAGS,
-                W_BODY,
-                match,
-                source,
-                source,
-                limit,
-                *_SNIPPET_ARGS,
-                *_SNIPPET_ARGS,
-                match,
-            ),
-        )
-        hits = []
-        for r in rows:
-            body_snippet, best_snippet = str(r["body_snippet"] or ""), str(r["best_snippet"] or "")
-            # Prefer the body's context; when only the title or tags matched, show that match.
-            snippet = body_snippet if SNIPPET_OPEN in body_snippet else best_snippet or body_snippet
-            snippet = " ".join(snippet.split())  # one line: transcripts are full of blank lines
-            hits.append(
-                MemoryHit(
-                    id=f"{r['source']}:{r['ref']}",
-                    source=cast(MemorySource, r["source"]),
-                    title=str(r["title"]),
-                    snippet=snippet,
-                    score=-float(r["rank"]),
-                    path=r["path"],
-                    created_at=float(r["created_at"]),
-                )
-            )
-        return hits
+            for f in found
+        ]
 
 
-_SNIPPET_ARGS = (SNIPPET_OPEN, SNIPPET_CLOSE, SNIPPET_ELLIPSIS, SNIPPET_TOKENS)
+def _cost_key(term: Term) -> tuple[tuple[str, ...], bool, bool]:
+    return (term.words, term.prefix, term.tag)
 
 
 def _subagent_title(prompt: str) -> str:
@@ -323,29 +339,42 @@ def _entry_hash(title: str, tags: str, body: str) -> str:
 
 
 def _scan(note_dirs: Sequence[Path]) -> dict[str, _Stat]:
-    """Every note file under the directories, by path; missing directories are simply empty."""
+    """Every note file under the directories, by path; missing directories are simply empty.
+
+    One stat per note file (scandir's entry types spare the rest): this runs on the search path
+    every refresh interval, over every note.
+    """
     found: dict[str, _Stat] = {}
     for d in note_dirs:
-        root = os.path.realpath(d)
-        if not os.path.isdir(root):
-            continue
-        for dirpath, dirnames, filenames in os.walk(root):
-            dirnames[:] = sorted(n for n in dirnames if not n.startswith("."))
-            for name in filenames:
-                if name.startswith(".") or not name.lower().endswith(NOTE_SUFFIXES):
-                    continue
-                path = os.path.join(dirpath, name)
-                try:
-                    st = os.stat(path)
-                except OSError:
-                    continue
-                if os.path.isfile(path):
-                    found.setdefault(path, _Stat(st.st_mtime_ns, st.st_size))
+        pending = [os.path.realpath(d)]
+        while pending:
+            try:
+                entries = os.scandir(pending.pop())
+            except OSError:  # missing, not a directory, or unreadable
+                continue
+            subdirs = []
+            with entries:
+                for e in entries:
+                    if e.name.startswith("."):
+                        continue
+                    try:
+                        # Like os.walk: symlinked directories are not descended into.
+                        if e.is_dir(follow_symlinks=False):
+                            subdirs.append(e.path)
+                            continue
+                        if not e.name.lower().endswith(NOTE_SUFFIXES):
+                            continue
+                        st = e.stat()
+                    except OSError:
+                        continue
+                    if stat.S_ISREG(st.st_mode):
+                        found.setdefault(e.path, _Stat(st.st_mtime_ns, st.st_size))
+            pending.extend(sorted(subdirs, reverse=True))
     return found
 
 
-def _read_notes(paths: Sequence[str], known: dict[str, _Known]) -> list[_Read]:
-    out: list[_Read] = []
+def _read_notes(paths: Sequence[str], known: dict[str, store.KnownFile]) -> list[store.NoteFile]:
+    out: list[store.NoteFile] = []
     for path in paths:
         try:
             with open(path, "rb") as f:
@@ -357,72 +386,20 @@ def _read_notes(paths: Sequence[str], known: dict[str, _Known]) -> list[_Read]:
             log.debug("memory: cannot read note %s: %s", path, e)
             continue
         digest = hashlib.blake2b(data, digest_size=16).hexdigest()
-        stat = _Stat(st.st_mtime_ns, st.st_size)
         k = known.get(path)
-        if k is not None and k.hash == digest:
-            out.append(_Read(path, stat, digest, None))
-            continue
-        text = data.decode("utf-8", errors="replace")
-        stem = os.path.splitext(os.path.basename(path))[0]
-        out.append(_Read(path, stat, digest, tuple(parse_note(text, fallback_title=stem))))
+        entries: tuple[store.NoteEntry, ...] | None = None
+        if k is None or k.hash != digest:
+            text = data.decode("utf-8", errors="replace")
+            stem = os.path.splitext(os.path.basename(path))[0]
+            entries = tuple(
+                store.NoteEntry(
+                    ref=f"{path}#{s.ordinal}",
+                    title=s.title,
+                    tags=" ".join(s.tags),
+                    body=s.body,
+                    hash=_entry_hash(s.title, " ".join(s.tags), s.body),
+                )
+                for s in parse_note(text, fallback_title=stem)
+            )
+        out.append(store.NoteFile(path, st.st_mtime_ns, st.st_size, digest, entries))
     return out
-
-
-# -- database side (the connection's worker thread) --------------------------------------------
-
-
-def _write_notes(
-    conn: sqlite3.Connection, reads: Sequence[_Read], gone: Sequence[str], now: float, counts: _Counts
-) -> None:
-    for path in gone:
-        counts.deleted += conn.execute(
-            "DELETE FROM memory WHERE source = 'note' AND path = ?", (path,)
-        ).rowcount
-        conn.execute("DELETE FROM memory_files WHERE path = ?", (path,))
-    for r in reads:
-        if r.sections is not None:
-            _write_sections(conn, r.path, r.sections, r.stat.mtime_ns / 1e9, counts)
-        conn.execute(
-            """
-            INSERT INTO memory_files (path, mtime_ns, size, hash, indexed_at) VALUES (?, ?, ?, ?, ?)
-            ON CONFLICT (path) DO UPDATE SET
-                mtime_ns = excluded.mtime_ns, size = excluded.size, hash = excluded.hash,
-                indexed_at = excluded.indexed_at
-            """,
-            (r.path, r.stat.mtime_ns, r.stat.size, r.hash, now),
-        )
-
-
-def _write_sections(
-    conn: sqlite3.Connection, path: str, sections: Sequence[Section], mtime: float, counts: _Counts
-) -> None:
-    """Make the file's rows match `sections`, rewriting only rows whose text changed."""
-    existing = {
-        str(ref): (int(rowid), str(h))
-        for rowid, ref, h in conn.execute(
-            "SELECT id, ref, hash FROM memory WHERE source = 'note' AND path = ?", (path,)
-        )
-    }
-    for s in sections:
-        ref = f"{path}#{s.ordinal}"
-        tags = " ".join(s.tags)
-        digest = _entry_hash(s.title, tags, s.body)
-        old = existing.pop(ref, None)
-        if old is None:
-            conn.execute(
-                """
-                INSERT INTO memory (source, ref, path, title, tags, body, created_at, hash)
-                VALUES ('note', ?, ?, ?, ?, ?, ?, ?)
-                """,
-                (ref, path, s.title, tags, s.body, mtime, digest),
-            )
-            counts.written += 1
-        elif old[1] != digest:
-            conn.execute(
-                "UPDATE memory SET title = ?, tags = ?, body = ?, created_at = ?, hash = ? WHERE id = ?",
-                (s.title, tags, s.body, mtime, digest, old[0]),
-            )
-            counts.written += 1
-    for rowid, _ in existing.values():
-        conn.execute("DELETE FROM memory WHERE id = ?", (rowid,))
-        counts.deleted += 1

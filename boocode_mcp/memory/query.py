@@ -1,8 +1,9 @@
-"""User search text → an FTS5 MATCH expression that can never be a syntax error.
+"""User search text → terms that can never be a syntax error.
 
-A user's query is never handed to FTS5 as syntax. It is cut into terms, every term's words are
-re-emitted as FTS5 strings (double-quoted, so AND/OR/NOT/NEAR, `:`, `^`, `-`, `(` are just
-words or separators), and only these forms are given meaning on purpose:
+A user's query is never handed to the store as syntax. It is cut into terms of plain words, which
+the store renders for its engine (FTS5: each word an FTS5 string, so AND/OR/NOT/NEAR, `:`, `^`,
+`-`, `(` are just words or separators; see `store.memory_fts5.fts5_term`), and only these forms are
+given meaning on purpose:
 
 - `"exact phrase"` — balanced double quotes: the words in that order. An unbalanced `"` is a space.
 - `prefix*` — a `*` right after a term's last word makes that word a prefix (`deplo*`,
@@ -12,10 +13,11 @@ words or separators), and only these forms are given meaning on purpose:
 - anything else: each whitespace-separated chunk is one term; a chunk that punctuation cuts into
   several words (`src/app.py`, `a:b`, `foo-bar`) is matched as the phrase of those words.
 
-Terms are ANDed. `match_any()` gives the OR of the individual words (explicit phrases kept
-whole) for the caller's fallback when the AND finds nothing. Words are what FTS5's unicode61
-tokenizer sees as token characters (Unicode letters, digits, private-use and combining marks);
-everything else (emoji, symbols, control characters, NUL) only separates words. A query with no
+Terms are ANDed (`all_terms()`). `any_terms()` gives the individual words (explicit phrases kept
+whole) for the caller's fallback when the AND finds nothing; `match_all()` / `match_any()` are
+the two as FTS5 expressions. Words are what FTS5's unicode61 tokenizer sees as token characters
+(Unicode letters, digits, private-use and combining marks); everything else (emoji, symbols,
+control characters, NUL) only separates words. A query with no
 words at all is empty: `parse_query` returns a query whose `match_all()` is None.
 
 Only the first `MAX_QUERY_CHARS` characters and `MAX_TERMS` terms are used, which bounds the
@@ -27,6 +29,8 @@ from __future__ import annotations
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
+
+from boocode_mcp.store.memory_fts5 import fts5_match
 
 MAX_QUERY_CHARS = 4096
 MAX_TERMS = 32
@@ -43,12 +47,6 @@ class Term:
     quoted: bool = False  # the user wrote it as an explicit "phrase"
     tag: bool = False  # restricted to the tags column
 
-    def expr(self) -> str:
-        phrase = _string(self.words)
-        if self.prefix:
-            phrase += " *"
-        return f"tags : {phrase}" if self.tag else phrase
-
 
 @dataclass(frozen=True)
 class ParsedQuery:
@@ -58,27 +56,32 @@ class ParsedQuery:
     def empty(self) -> bool:
         return not self.terms
 
-    def match_all(self) -> str | None:
-        """Every term must match; None when there is nothing to search for."""
-        if not self.terms:
-            return None
-        return " AND ".join(_unique(t.expr() for t in self.terms))
+    def all_terms(self) -> tuple[Term, ...]:
+        """The terms that must all match, each once."""
+        return _unique(self.terms)
 
-    def match_any(self) -> str | None:
-        """Any word may match (explicit phrases stay whole); None when that equals match_all()."""
-        loose: list[str] = []
+    def any_terms(self) -> tuple[Term, ...]:
+        """The fallback's terms, of which any may match: every word on its own, except in an
+        explicit phrase; empty when that is no different from all_terms()."""
+        loose: list[Term] = []
         for t in self.terms:
             if t.quoted or len(t.words) == 1:
-                loose.append(t.expr())
+                loose.append(t)
                 continue
             last = len(t.words) - 1
-            loose.extend(
-                Term((w,), prefix=t.prefix and i == last, tag=t.tag).expr() for i, w in enumerate(t.words)
-            )
-        exprs = _unique(loose)
-        if len(exprs) < 2:
-            return None
-        return " OR ".join(exprs)
+            loose.extend(Term((w,), prefix=t.prefix and i == last, tag=t.tag) for i, w in enumerate(t.words))
+        terms = _unique(loose)
+        return terms if len(terms) >= 2 else ()
+
+    def match_all(self) -> str | None:
+        """Every term must match, as FTS5; None when there is nothing to search for."""
+        return fts5_match(self.terms) if self.terms else None
+
+    def match_any(self) -> str | None:
+        """Any word may match (explicit phrases stay whole), as FTS5; None when that equals
+        match_all()."""
+        terms = self.any_terms()
+        return fts5_match(terms, any_term=True) if terms else None
 
 
 def parse_query(text: str) -> ParsedQuery:
@@ -152,10 +155,9 @@ def _word_spans(text: str) -> list[tuple[int, int]]:
     return spans
 
 
-def _string(words: tuple[str, ...]) -> str:
-    # Words hold only token characters, so they cannot contain '"'; doubling is belt and braces.
-    return '"' + " ".join(w.replace('"', '""') for w in words) + '"'
-
-
-def _unique(exprs: Iterable[str]) -> list[str]:
-    return list(dict.fromkeys(exprs))
+def _unique(terms: Iterable[Term]) -> tuple[Term, ...]:
+    """Each term once; a quoted and an unquoted term with the same words are the same match."""
+    seen: dict[tuple[tuple[str, ...], bool, bool], Term] = {}
+    for t in terms:
+        seen.setdefault((t.words, t.prefix, t.tag), t)
+    return tuple(seen.values())

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError
 
 from boocode_mcp.errors import BooCodeError, NotFoundError
-from boocode_mcp.tools.state import state_of
 from boocode_mcp.views import AgentSessionList, TraceList
 
 if TYPE_CHECKING:
@@ -47,8 +46,8 @@ async def _agent_sessions(engine: Engine, chat_id: str | None) -> AgentSessionLi
 
 
 def register_resources(mcp: MCPServer[Any], engine: Engine) -> None:
-    # A static resource cannot take a Context (an SDK limit), so every handler reaches the engine
-    # through this closure; only subagents:// needs the Context, for the connection's session.
+    # A static resource cannot take a Context, so every handler reaches the engine through this
+    # closure.
 
     @mcp.resource(
         "agent-sessions://list",
@@ -81,15 +80,11 @@ def register_resources(mcp: MCPServer[Any], engine: Engine) -> None:
     @mcp.resource(
         "subagents://{subagent_id}",
         name="subagent",
-        description="One subagent run of this connection's session, as subagent_status reports it",
+        description="One subagent run of the workspace, as subagent_status reports it",
         mime_type=JSON,
     )
-    async def subagent(subagent_id: str, ctx: Context[Any, Any]) -> str:
-        try:
-            session_id = await state_of(ctx).session_for(ctx, None)
-        except BooCodeError as e:
-            raise ResourceError(str(e)) from e
-        return await _json(engine.status(session_id, subagent_id))
+    async def subagent(subagent_id: str) -> str:
+        return await _json(engine.status(None, subagent_id))
 
     @mcp.resource(
         "patches://{session_id}/{patch_id}",

@@ -1,5 +1,5 @@
-"""The MCP tools: thin adapters that validate flat arguments, call the engine and
-return its view models as structured content plus a short text."""
+"""The MCP tools: thin adapters that validate flat arguments, run the operation (`boocode_mcp.ops`)
+and return its result as structured content plus a text carrying every id the next step needs."""
 
 from __future__ import annotations
 

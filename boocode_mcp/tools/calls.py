@@ -14,50 +14,59 @@ from mcp_types import CallToolResult, TextContent
 from pydantic import BaseModel, Field, ValidationError
 
 from boocode_mcp.errors import BooCodeError
+from boocode_mcp.ops import Caller, Outcome
 from boocode_mcp.tools.state import state_of
 
 if TYPE_CHECKING:
-    from boocode_mcp.engine import Engine
     from boocode_mcp.tracing import McpCall
 
 logger = logging.getLogger(__name__)
 
-# Every tool that creates or reads subagents, chats, patches or traces takes this.
+# Ids find their objects in every session of the workspace, and listings cover all of them; a
+# session id only narrows.
 SessionArg = Annotated[
     str | None,
-    Field(description="BooCode session to act in; default: this connection's own session"),
+    Field(
+        description="only this BooCode session (ids and listings otherwise cover every session of the "
+        "workspace)"
+    ),
 ]
 
 
 @dataclass(frozen=True)
 class Call:
-    """What a tool handler works with: the engine, the session the call acts in, its trace."""
+    """What a tool handler works with: the operation's caller (engine and this connection's own
+    session, in which the call is traced) and the trace."""
 
-    engine: Engine
-    session_id: str
+    caller: Caller
     trace: McpCall
 
-    def done(self, model: BaseModel, text: str) -> CallToolResult:
+    def done(self, outcome: Outcome[Any]) -> CallToolResult:
         """The tool's answer; its text also becomes the trace's output excerpt."""
-        self.trace.output = text
-        return result(model, text)
+        self.trace.output = outcome.text
+        return result(outcome.result, outcome.text)
 
 
 @asynccontextmanager
 async def tool_call(
-    ctx: Context[Any, Any], tool_name: str, arguments: Mapping[str, Any], session_id: str | None = None
+    ctx: Context[Any, Any], tool_name: str, arguments: Mapping[str, Any]
 ) -> AsyncIterator[Call]:
-    """Resolve the call's session, record the call in the traces, turn refusals into `ToolError`.
+    """Resolve the connection's session, record the call in its traces, turn refusals into
+    `ToolError`.
 
     `ToolError` is the only exception whose text reaches the host; anything else is shown as a bare
-    "Error executing tool X" by the SDK, which tells the user nothing. The tracer sees the
+    "Error executing tool X", which tells the user nothing. The tracer sees the
     original exception first, so the trace keeps its type.
     """
     state = state_of(ctx)
     try:
-        sid = await state.session_for(ctx, session_id)
+        sid = await state.session_for(ctx, None)
+
+        async def own_session() -> str:
+            return sid
+
         async with state.engine.tracer.mcp_call(sid, tool_name, dict(arguments)) as trace:
-            yield Call(state.engine, sid, trace)
+            yield Call(Caller(state.engine, own_session), trace)
     except ToolError:
         raise
     except BooCodeError as e:
@@ -79,11 +88,3 @@ def result(model: BaseModel, text: str) -> CallToolResult:
         content=[TextContent(type="text", text=text)],
         structured_content=model.model_dump(mode="json"),
     )
-
-
-def clip(text: str | None, limit: int = 300) -> str:
-    """One line of at most `limit` characters, for the text summaries."""
-    if not text:
-        return ""
-    flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"

@@ -8,11 +8,9 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp_types import CallToolResult, ToolAnnotations
 from pydantic import Field
 
-from boocode_mcp.tools.calls import clip, tool_call
+from boocode_mcp.ops import workspace as ops
+from boocode_mcp.tools.calls import tool_call
 from boocode_mcp.views import CommandResult
-
-# The host gives up on a call after about 60 s; a longer command belongs in a subagent.
-MAX_COMMAND_SECONDS = 50.0
 
 
 async def run_command(
@@ -24,20 +22,16 @@ async def run_command(
     ] = None,
     timeout_s: Annotated[
         float,
-        Field(gt=0, le=MAX_COMMAND_SECONDS, description="kill the command's process group after this"),
+        Field(gt=0, le=ops.MAX_COMMAND_SECONDS, description="kill the command's process group after this"),
     ] = 30,
     env: Annotated[dict[str, str] | None, Field(description="extra environment variables")] = None,
 ) -> Annotated[CallToolResult, CommandResult]:
     arguments = {"command": command, "args": list(args), "cwd": cwd, "timeout_s": timeout_s,
                  "env": sorted(env) if env else None}  # fmt: skip
     async with tool_call(ctx, "run_command", arguments) as call:
-        out = await call.engine.run_command(command, args, cwd=cwd, timeout_s=timeout_s, env=env)
-        if out.timed_out:
-            head = f"{command} timed out after {timeout_s:g}s"
-        else:
-            head = f"{command} exited {out.exit_code} in {out.duration_ms:.0f} ms"
-        tail = clip(out.stdout or out.stderr, 400)
-        return call.done(out, f"{head}: {tail}" if tail else head)
+        return call.done(
+            await ops.run_command(call.caller, command, args, cwd=cwd, timeout_s=timeout_s, env=env)
+        )
 
 
 def register(mcp: MCPServer[Any]) -> None:

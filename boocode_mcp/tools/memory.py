@@ -8,7 +8,8 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp_types import CallToolResult, ToolAnnotations
 from pydantic import Field
 
-from boocode_mcp.tools.calls import clip, tool_call
+from boocode_mcp.ops import workspace as ops
+from boocode_mcp.tools.calls import tool_call
 from boocode_mcp.views import MemoryHits, MemorySource
 
 
@@ -23,9 +24,7 @@ async def search_memory(
 ) -> Annotated[CallToolResult, MemoryHits]:
     arguments = {"query": query, "limit": limit, "source": source}
     async with tool_call(ctx, "search_memory", arguments) as call:
-        hits = await call.engine.search_memory(query, limit, source)
-        text = "\n".join(f"[{h.source}] {h.title}: {clip(h.snippet, 160)}" for h in hits) or "no hits"
-        return call.done(MemoryHits(hits=hits), text)
+        return call.done(await ops.search_memory(call.caller, query, limit=limit, source=source))
 
 
 def register(mcp: MCPServer[Any]) -> None:

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from boocode_mcp.engine import Engine
 
 # HTTP clients on the handshake era name their connection with this header; BooCode maps each
-# value to a session of its own (a session groups one host's work).
+# value to a session of its own.
 MCP_SESSION_HEADER = "mcp-session-id"
 
 
