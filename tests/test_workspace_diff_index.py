@@ -223,4 +223,4 @@ async def test_each_diff_logs_whether_the_last_diff_was_reused(
     await indexes.get(wt.git).diff(wt.base_sha)
     records = [r for r in caplog.records if hasattr(r, "timings")]
     assert [getattr(r, "diff_reused") for r in records] == [False, True]  # noqa: B009
-    assert [set(getattr(r, "timings")) for r in records] == [{"stage", "diff text"}, {"stage"}]  # noqa: B009
+    assert [set(getattr(r, "timings")) for r in records] == [{"stage", "git diff"}, {"stage"}]  # noqa: B009

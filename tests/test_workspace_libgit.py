@@ -1,11 +1,13 @@
-"""The in-process diff (libgit2) turn after turn: always exactly what `git add -A` into an index of
-the base stages, paying only for what changed, never following the worktree's `.git`."""
+"""The diff after each turn (staged in-process by libgit2, diffed by git) turn after turn: always
+exactly what `git add -A` into an index of the base and `git diff --cached --binary -M` give,
+paying only for what changed, never following the worktree's `.git`."""
 
 from __future__ import annotations
 
 import logging
 import os
 import random
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -31,16 +33,43 @@ def _git_bytes(cwd: Path, *args: str, env: dict[str, str] | None = None, stdin: 
     ).stdout
 
 
-def staged_by_git(wt: Worktree, base: str, scratch: Path) -> str:
-    """The tree `git add -A` stages into an index of `base` that starts with the stat data of the
-    worktree's own index (what BooCode's diff is defined as): the oracle."""
+def _staged_by_git(wt: Worktree, base: str, scratch: Path) -> dict[str, str]:
+    """`git add -A` into an index of `base` that starts with the stat data of the worktree's own
+    index (what BooCode's diff is defined as); the environment naming that index."""
     index = scratch / "oracle-index"
     index.unlink(missing_ok=True)
     shutil.copy2(wt.git.index_file, index)
     env = {"GIT_INDEX_FILE": str(index)}
     _git_bytes(wt.path, "read-tree", "-m", base, env=env)
     _git_bytes(wt.path, "add", "-A", env=env)
-    return _git_bytes(wt.path, "write-tree", env=env).decode().strip()
+    return env
+
+
+def staged_by_git(wt: Worktree, base: str, scratch: Path) -> str:
+    """The tree `git add -A` stages (the oracle of what a patch must make)."""
+    return _git_bytes(wt.path, "write-tree", env=_staged_by_git(wt, base, scratch)).decode().strip()
+
+
+def diff_by_git(wt: Worktree, base: str, scratch: Path) -> bytes:
+    """`git add -A && git diff --cached --binary -M` (the oracle of a patch's text)."""
+    env = _staged_by_git(wt, base, scratch)
+    args = ("--no-color", "--no-ext-diff", "--no-textconv", "--src-prefix=a/", "--dst-prefix=b/")
+    return _git_bytes(wt.path, "diff", "--cached", "--binary", "-M", *args, base, "--", env=env)
+
+
+def assert_same_as_git(patch: str, wt: Worktree, base: str, scratch: Path) -> None:
+    """`patch` is git's diff section for section; a section of text that is not UTF-8 is a binary
+    patch of the same file instead; and the patch applied to the base is the tree git stages."""
+    ours = [s for s in re.split(r"(?m)^(?=diff --git )", patch) if s]
+    theirs = [s for s in re.split(rb"(?m)^(?=diff --git )", diff_by_git(wt, base, scratch)) if s]
+    assert len(ours) == len(theirs), (patch, theirs)
+    for mine, git_section in zip(ours, theirs, strict=True):
+        try:
+            assert mine == git_section.decode("utf-8")
+        except UnicodeDecodeError:
+            assert mine.split("\n", 1)[0] == git_section.split(b"\n", 1)[0].decode("utf-8", "surrogateescape")
+            assert "\nGIT binary patch\n" in mine
+    assert applied_to_base(wt, base, patch, scratch) == staged_by_git(wt, base, scratch)
 
 
 def applied_to_base(wt: Worktree, base: str, patch: str, scratch: Path) -> str:
@@ -190,9 +219,10 @@ async def test_every_turn_stages_exactly_what_git_stages(git_repo: Path, tmp_pat
         for _ in range(rng.randrange(0, 4)):
             _change(rng, wt.path)
         patch = await kept.diff(wt.base_sha)
-        assert applied_to_base(wt, wt.base_sha, patch, tmp_path) == staged_by_git(
-            wt, wt.base_sha, tmp_path
-        ), f"seed {seed}, turn {turn}"
+        try:
+            assert_same_as_git(patch, wt, wt.base_sha, tmp_path)
+        except AssertionError as e:
+            raise AssertionError(f"seed {seed}, turn {turn}") from e
         if turn % 5 == 4:
             assert await diff_worktree(wt.git, wt.base_sha) == patch
 
@@ -206,17 +236,18 @@ async def test_a_racily_clean_entry_is_checked_again(git_repo: Path, tmp_path: P
     # written in the same clock tick as the file, which a coarse-clock filesystem does for real.
     git(git_repo, "config", "core.trustctime", "false")
     wt = await create_worktree(git_repo, "racy")
-    area = StagingArea(wt.git, tmp_path / "area")
+    kept = DiffIndex(wt.git, tmp_path / "area")
     app = wt.path / "src" / "app.py"
     app.write_text(app.read_text().replace("return 1", "return 7"))
     st = app.stat()
-    assert "+    return 7" in area.changes(wt.base_sha)[0].text
+    assert "+    return 7" in await kept.diff(wt.base_sha)
     os.utime(tmp_path / "area" / "index", ns=(st.st_atime_ns, st.st_mtime_ns))
     app.write_text(app.read_text().replace("return 7", "return 8"))
     os.utime(app, ns=(st.st_atime_ns, st.st_mtime_ns))
     assert app.stat().st_size == st.st_size and app.stat().st_ino == st.st_ino
-    changes, reused = area.changes(wt.base_sha)
-    assert not reused and "+    return 8" in changes.text
+    patch = await kept.diff(wt.base_sha)
+    assert "+    return 8" in patch
+    assert_same_as_git(patch, wt, wt.base_sha, tmp_path)
 
 
 async def test_ignore_rules_rewritten_with_their_mtime_put_back_are_read_again(
@@ -225,15 +256,15 @@ async def test_ignore_rules_rewritten_with_their_mtime_put_back_are_read_again(
     # libgit2 caches a parsed .gitignore by mtime, size and inode; BooCode opens the repository
     # anew for each diff, so a same-size rewrite with its mtime put back is still seen.
     wt = await create_worktree(git_repo, "ignores")
-    area = StagingArea(wt.git, tmp_path / "area")
+    kept = DiffIndex(wt.git, tmp_path / "area")
     (wt.path / ".gitignore").write_text("a.log\n")
     (wt.path / "a.log").write_text("a\n")
     (wt.path / "b.log").write_text("b\n")
-    assert parse_unified_diff(area.changes(wt.base_sha)[0].text).paths == (".gitignore", "b.log")
+    assert (await kept.changes(wt.base_sha)).parsed.paths == (".gitignore", "b.log")
     st = (wt.path / ".gitignore").stat()
     (wt.path / ".gitignore").write_text("b.log\n")
     os.utime(wt.path / ".gitignore", ns=(st.st_atime_ns, st.st_mtime_ns))
-    assert parse_unified_diff(area.changes(wt.base_sha)[0].text).paths == (".gitignore", "a.log")
+    assert (await kept.changes(wt.base_sha)).parsed.paths == (".gitignore", "a.log")
 
 
 async def test_the_patch_keeps_its_prefixes_whatever_the_config_says(git_repo: Path) -> None:
@@ -301,32 +332,37 @@ async def test_the_worktrees_dot_git_is_never_read(git_repo: Path, tmp_path: Pat
     git(other, "init", "-q")
     (wt.path / "new.txt").write_text("new\n")
     (wt.path / ".git").write_text(f"gitdir: {other / '.git'}\n")
-    changes, _ = StagingArea(wt.git, tmp_path / "area").changes(wt.base_sha)
-    assert parse_unified_diff(changes.text).paths == ("new.txt",)
+    assert StagingArea(wt.git, tmp_path / "area").stage(wt.base_sha).touched == {b"new.txt"}
 
 
 # --- what a turn costs -------------------------------------------------------------------------
 
 
-async def test_a_turn_recomputes_only_what_it_touched(git_repo: Path, tmp_path: Path) -> None:
+async def test_a_turn_diffs_only_what_it_touched(
+    git_repo: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="boocode_mcp.workspace.worktrees")
     wt = await create_worktree(git_repo, "costs")
-    area = StagingArea(wt.git, tmp_path / "area")
+    kept = DiffIndex(wt.git, tmp_path / "area")
+    (wt.path / "many").mkdir()
     for i in range(60):
-        (wt.path / "many" / f"f{i}.txt").parent.mkdir(exist_ok=True)
         (wt.path / "many" / f"f{i}.txt").write_text(f"file {i}\n")
-    first, _ = area.changes(wt.base_sha)
-    assert len(first.sections) == 60
-    # Nothing changed: the last answer, as it was.
-    again, reused = area.changes(wt.base_sha)
-    assert reused and again is first
-    # Three files changed: the other sections are the very objects of the last diff.
+    first = await kept.changes(wt.base_sha)
+    assert len(first.parsed.files) == 60
+    # Nothing changed: the last answer, as it was, and no git process.
+    assert await kept.changes(wt.base_sha) is first
+    # Three files changed: git diffs those three; the other files are the very objects of the last diff.
     for i in (3, 30, 59):
         (wt.path / "many" / f"f{i}.txt").write_text(f"file {i} changed\n")
-    third, reused = area.changes(wt.base_sha)
-    assert not reused
-    made_again = {b.path for a, b in zip(first.sections, third.sections, strict=True) if a is not b}
-    assert made_again == {b"many/f3.txt", b"many/f30.txt", b"many/f59.txt"}
+    caplog.clear()
+    third = await kept.changes(wt.base_sha)
+    made_again = {b.path for a, b in zip(first.parsed.files, third.parsed.files, strict=True) if a is not b}
+    assert made_again == {"many/f3.txt", "many/f30.txt", "many/f59.txt"}
     assert third.text == await diff_worktree(wt.git, wt.base_sha)
+    assert_same_as_git(third.text, wt, wt.base_sha, tmp_path)
+    # Staging, then one git process: `git diff` of the three paths.
+    record = next(r for r in caplog.records if hasattr(r, "diffed_paths"))
+    assert getattr(record, "diffed_paths") == 3 and set(getattr(record, "timings")) == {"stage", "git diff"}  # noqa: B009
 
 
 def test_private_indexes_live_in_memory_in_a_directory_of_this_user_only(

@@ -11,6 +11,7 @@ Every git command on a worktree is pinned to the git directory the main reposito
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import logging
 import os
@@ -19,6 +20,7 @@ import shutil
 import stat
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,7 +29,7 @@ import anyio
 from boocode_mcp.config import BOOCODE_DIR
 from boocode_mcp.errors import WorkspaceError
 from boocode_mcp.procs import pid_alive
-from boocode_mcp.workspace.diff import ParsedDiff, parse_unified_diff
+from boocode_mcp.workspace.diff import FileDiff, ParsedDiff, parse_unified_diff
 from boocode_mcp.workspace.git import (
     BOOCODE_IDENTITY,
     GitRepo,
@@ -40,7 +42,7 @@ from boocode_mcp.workspace.git import (
     resolve_commit,
     run_git,
 )
-from boocode_mcp.workspace.libgit import Changes, NeedsGitCli, StagingArea
+from boocode_mcp.workspace.libgit import NeedsGitCli, Staged, StagingArea
 
 # Dots only between other characters: the id becomes a directory and part of ref names, so no
 # "..", no leading dot, no ".lock" suffix.
@@ -181,15 +183,19 @@ class WorktreeDiff:
 class DiffIndex:
     """The diff of one worktree against its base, again and again (a chat's worktree after each turn).
 
-    Gives what `diff_worktree` gives: the worktree staged in a private index (libgit2, in this
-    process; see `libgit.py`), untracked files included, diffed against the base with renames. The
-    state kept between calls makes a call pay for what changed since the last one; a worktree that
-    did not change is answered with the last diff. The worktree's own index is never written.
+    Gives what `diff_worktree` gives, which is what `git add -A` into an index of the base and then
+    `git diff --cached --binary -M <base>` give: the worktree is staged into a private index in this
+    process (libgit2, see `libgit.py`: a stat walk, only files changed since the last call hashed),
+    and git diffs that index. The state kept between calls makes a call pay for what changed since
+    the last one: a worktree that did not change is answered with the last diff (no git process); a
+    turn that changed some files runs one `git diff` of those files only, its sections replacing
+    theirs in the last diff (the whole diff again only when a rename pairing may have changed). The
+    worktree's own index is never written.
 
-    One call at a time. A call runs on the event loop when the last one took under `INLINE_S`
+    One call at a time. The staging runs on the event loop when the last one took under `INLINE_S`
     (a trip to a worker thread and back costs more, milliseconds when the machine is busy), else in
-    a worker thread; a cancelled call still finishes its (in-process) work before the cancellation
-    is seen, so no state is left half-written.
+    a worker thread; a cancelled call still finishes its (in-process) staging before the
+    cancellation is seen, so no state is left half-written.
     """
 
     def __init__(self, tree: GitRepo, directory: Path) -> None:
@@ -198,10 +204,13 @@ class DiffIndex:
         self._area = StagingArea(tree, directory)
         self._lock = anyio.Lock()
         # Set once libgit2 turned out to stage a file of this worktree differently from git: the
-        # git CLI diffs it from then on.
+        # git CLI stages it from then on.
         self._git_cli: str | None = None
-        # How long the last call took (seconds), None before the first.
+        # How long the last staging took (seconds), None before the first.
         self._last_s: float | None = None
+        # The last diff, by file, and the base it is against; None when the private index may hold
+        # what no diff has been made of (a failed or cancelled `git diff`).
+        self._last: _Sections | None = None
 
     async def prepare(self, base: str) -> None:
         """Make the private index now, so the next `changes(base)` skips that step."""
@@ -229,31 +238,52 @@ class DiffIndex:
                 inline = self._last_s is not None and self._last_s < INLINE_S and self._area.seeded
                 try:
                     if inline:
-                        found, reused, self._last_s = self._timed_changes(base)
+                        staged = self._timed_stage(base)
                     else:
-                        found, reused, self._last_s = await anyio.to_thread.run_sync(
-                            self._timed_changes, base
-                        )
+                        staged = await anyio.to_thread.run_sync(self._timed_stage, base)
                 except NeedsGitCli as e:
                     self._git_cli = str(e)
                     self._area.reset()
-                    log.info("diffing %s with the git CLI from now on: %s", self.tree.work_tree, e)
+                    self._last = None
+                    log.info("staging %s with the git CLI from now on: %s", self.tree.work_tree, e)
                 else:
-                    _log_timings(self._area.timings, reused)
-                    return WorktreeDiff(found.text, ParsedDiff(tuple(s.file for s in found.sections)))
+                    return await self._diff_staged(base, staged)
             started = time.perf_counter()
             text = await _git_cli_diff(self.tree, base)
-            _log_timings({"git add + git diff": time.perf_counter() - started}, False)
+            _log_timings({"git add + git diff": time.perf_counter() - started})
             return WorktreeDiff(text, parse_unified_diff(text))
 
-    def _timed_changes(self, base: str) -> tuple[Changes, bool, float]:
+    def _timed_stage(self, base: str) -> Staged:
         started = time.perf_counter()
         try:
-            found, reused = self._area.changes(base)
+            return self._area.stage(base)
         except BaseException:
             self._last_s = None
             raise
-        return found, reused, time.perf_counter() - started
+        finally:
+            if self._last_s is not None or self._area.seeded:
+                self._last_s = time.perf_counter() - started
+
+    async def _diff_staged(self, base: str, staged: Staged) -> WorktreeDiff:
+        """The diff of the private index as staged: the last one, the last one with the sections
+        of the paths touched made again, or all of it made again."""
+        stage_s = self._last_s or 0.0
+        last, self._last = self._last, None
+        if last is not None and last.base == base and not staged.whole and not staged.touched:
+            self._last = last
+            _log_timings({"stage": stage_s}, reused=True)
+            return last.diff
+        started = time.perf_counter()
+        env = {"GIT_INDEX_FILE": str(staged.index_file)}
+        paths: list[str] | None = None
+        if last is None or last.base != base or staged.whole or len(staged.touched) > _MAX_PATHS:
+            found = _Sections.of(base, await _diff_index(self.tree, base, env))
+        else:
+            paths = sorted(os.fsdecode(p) for p in staged.touched)
+            found = last.replaced(paths, await _diff_index(self.tree, base, env, paths))
+        self._last = found
+        _log_timings({"stage": stage_s, "git diff": time.perf_counter() - started}, paths=paths)
+        return found.diff
 
     @property
     def busy(self) -> bool:
@@ -264,17 +294,61 @@ class DiffIndex:
         if self.busy:
             return
         self._area.reset()
+        self._last = None
         shutil.rmtree(self._dir, ignore_errors=True)
 
 
-# A diff whose last run took less than this runs on the event loop (see `DiffIndex`): a few small
-# files changed in a small tree. A turn that changes much more stalls the loop once, for that long.
+# A diff whose last staging took less than this stages on the event loop (see `DiffIndex`): a few
+# small files changed in a small tree. A turn that changes much more stalls the loop once, that long.
 INLINE_S = 0.003
+# More paths touched than this: one `git diff` of everything rather than a command line of paths.
+_MAX_PATHS = 200
 
 
-def _log_timings(timings: dict[str, float], reused: bool) -> None:
-    """What a diff cost, at DEBUG with the record attribute `timings` (what the bench breaks down)."""
-    log.debug("diff index timings", extra={"timings": timings, "diff_reused": reused})
+@dataclass(frozen=True)
+class _Sections:
+    """A diff cut into its files: path (the new one; the old one of a deletion) → the text of its
+    sections and what they parse to. A path has two sections when it changed kind (a file turned
+    into a symlink: its deletion, then its addition)."""
+
+    base: str
+    files: dict[str, tuple[str, tuple[FileDiff, ...]]]
+
+    @classmethod
+    def of(cls, base: str, text: str) -> _Sections:
+        files: dict[str, tuple[str, tuple[FileDiff, ...]]] = {}
+        for section in re.split(r"(?m)^(?=diff --git )", text):
+            if not section:
+                continue
+            parsed = parse_unified_diff(section).files
+            if len(parsed) != 1:
+                raise WorkspaceError(f"cannot read a section of git's diff: {section[:200]!r}")
+            text_before, files_before = files.get(parsed[0].path, ("", ()))
+            files[parsed[0].path] = (text_before + section, (*files_before, parsed[0]))
+        return cls(base, files)
+
+    def replaced(self, paths: list[str], text: str) -> _Sections:
+        """These sections with those of `paths` made again (`text`: the diff of those paths)."""
+        files = dict(self.files)
+        for path in paths:
+            files.pop(path, None)
+        files.update(_Sections.of(self.base, text).files)
+        # git's order: by path, bytewise (a rename where its new path sorts).
+        ordered = sorted(files, key=os.fsencode)
+        return _Sections(self.base, {path: files[path] for path in ordered})
+
+    @functools.cached_property
+    def diff(self) -> WorktreeDiff:
+        text = "".join(t for t, _ in self.files.values())
+        return WorktreeDiff(text, ParsedDiff(tuple(f for _, fs in self.files.values() for f in fs)))
+
+
+def _log_timings(timings: dict[str, float], *, reused: bool = False, paths: list[str] | None = None) -> None:
+    """What a diff cost, at DEBUG (what the bench breaks down), with the record attributes
+    `timings` (phase → seconds), `diff_reused` (no git process ran: the last diff was the answer)
+    and `diffed_paths` (how many paths `git diff` was limited to; None: all of them)."""
+    extra = {"timings": timings, "diff_reused": reused, "diffed_paths": None if paths is None else len(paths)}
+    log.debug("diff index timings", extra=extra)
 
 
 _SHA_RE = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
@@ -411,18 +485,26 @@ async def _git_cli_diff(tree: GitRepo, base: str) -> str:
             index.unlink(missing_ok=True)
             await run_git(tree, "read-tree", base, env=env, config=_PRIVATE_INDEX)
         await run_git(tree, "add", "-A", "--", ".", env=env, config=_PRIVATE_INDEX)
-        raw = (await run_git(tree, *_DIFF_ARGS, base, "--", env=env)).stdout
-        try:
-            return raw.decode("utf-8")
-        except UnicodeDecodeError:
-            pass
-        # Text that is not UTF-8 goes as a binary patch (the `-diff` attribute for those files).
+        return await _diff_index(tree, base, env)
+
+
+async def _diff_index(tree: GitRepo, base: str, env: dict[str, str], paths: Sequence[str] = ()) -> str:
+    """`git diff --cached --binary -M` of the index `env` names against `base` (of `paths` only, when
+    given: literal paths). Text that is not UTF-8 goes as a binary patch (the `-diff` attribute for
+    those files), so the diff is always valid text that `git apply` takes back byte for byte."""
+    env = {**env, "GIT_LITERAL_PATHSPECS": "1"} if paths else env
+    raw = (await run_git(tree, *_DIFF_ARGS, base, "--", *paths, env=env)).stdout
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    with tempfile.TemporaryDirectory(prefix="boocode-attributes-") as tmp:
         attributes = Path(tmp) / "attributes"
         attributes.write_text(
             "".join(f"{_attr_pattern(p)} -diff\n" for p in _non_utf8_paths(raw)), encoding="utf-8"
         )
         config = [("core.attributesFile", str(attributes))]
-        raw = (await run_git(tree, *_DIFF_ARGS, base, "--", env=env, config=config)).stdout
+        raw = (await run_git(tree, *_DIFF_ARGS, base, "--", *paths, env=env, config=config)).stdout
     return raw.decode("utf-8", "replace")
 
 
