@@ -26,7 +26,8 @@ class ChatWorktrees:
     """The runner's view of chat worktrees: `ensure` one (and its base), `record_patch` after a turn.
 
     One private diff index per worktree (under `index_root`), so the diff after a turn costs what
-    changed since the last one, in this process (no git process).
+    changed since the last one: staged in this process, then one `git diff` of the paths touched
+    (none when nothing changed).
     """
 
     def __init__(
