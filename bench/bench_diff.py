@@ -3,19 +3,19 @@
 Builds a repository, makes a 1,000-file (~10 MB) change in a chat worktree (half modified tracked
 files, half new untracked files), then times, in the same run:
 
-- boocode: `diff_worktree` (a fresh private index, libgit2 in this process, untracked files
-  included) + `parse_unified_diff`
+- boocode: `diff_worktree` (a fresh private index staged by libgit2 in this process, untracked
+  files included, then one `git diff --cached`) + `parse_unified_diff`
 - git diff: `git diff --cached --binary -M HEAD` in a copy where the same change is already staged
 - git add+diff: `git add -A` into a fresh temporary index + that diff (what any untracked-aware
   diff has to do)
 
 then what a chat's later turns cost on the diff index the runner keeps (`DiffIndex`), with that
 change in place: a turn that changed nothing (a walk of the worktree's stat data; the last diff is
-the answer) and a turn that changed three files (those three hashed, their sections of the diff
-made; the other 1,000 reused), each against what the same turn cost before (the git CLI: `git add`
-into a copy of a prepared index of the base, rehashing every file that differs from the base, then
-`git diff --cached` of the whole change) and against a fresh `diff_worktree` of the same state,
-alternately.
+the answer, no git process) and a turn that changed three files (those three hashed and staged, one
+`git diff` of those three paths; the other 1,000 sections reused), each against what the same turn
+cost before (the git CLI: `git add` into a copy of a prepared index of the base, rehashing every
+file that differs from the base, then `git diff --cached` of the whole change) and against a fresh
+`diff_worktree` of the same state, alternately.
 
 Run: .venv/bin/python bench/bench_diff.py [--reps N]
 """

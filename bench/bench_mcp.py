@@ -161,14 +161,16 @@ class _Timings(logging.Handler):
     def __init__(self) -> None:
         super().__init__(logging.DEBUG)
         self.phases: dict[str, list[float]] = collections.defaultdict(list)
-        self.turns = self.diffs = self.diffs_reused = self.diffs_limited = 0
+        # Each turn's phases together: from a worker taking the run to the run released.
+        self.turn_ms: list[float] = []
+        self.diffs = self.diffs_reused = self.diffs_limited = 0
 
     def emit(self, record: logging.LogRecord) -> None:
         timings = getattr(record, "timings", None)
         if not isinstance(timings, dict):
             return
         if record.name.endswith(".turn"):
-            self.turns += 1
+            self.turn_ms.append(sum(timings.values()) * 1000)
         else:
             self.diffs += 1
             self.diffs_reused += bool(getattr(record, "diff_reused", False))
@@ -193,11 +195,14 @@ class InProcess:
     def __init__(self, engine: Any, sid: str, chat_id: str) -> None:
         self.engine, self.sid, self.chat_id = engine, sid, chat_id
         self.timings = _Timings()
+        # What `spawn` took (the run's row written and queued) before the turn started.
+        self.spawn_ms: list[float] = []
 
     async def turn_ms(self, prompt: str) -> float:
         with self.timings:
             t0 = time.perf_counter()
             run = await self.engine.spawn(self.sid, prompt, chat_id=self.chat_id)
+            self.spawn_ms.append((time.perf_counter() - t0) * 1000)
             await self.engine.wait_finished(self.sid, run.subagent_id)
             return (time.perf_counter() - t0) * 1000
 
@@ -299,7 +304,7 @@ async def main(spawns: int, turns: int, no_daemon: bool) -> None:
         # Trust and user config in a scratch directory, never the user's own.
         os.environ["XDG_CONFIG_HOME"] = str(base / "xdg")
         repo = make_workspace(base / "mcp", extra_config=POOL)
-        env = {"PYTHONPATH": os.environ.get("PYTHONPATH", ""), "PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", tmp),
+        env = {"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", tmp),
                "XDG_CONFIG_HOME": os.environ["XDG_CONFIG_HOME"]}  # fmt: skip
         args = ["--workspace", str(repo), *(["--no-daemon"] if no_daemon else [])]
         params = StdioServerParameters(command=str(BOOCODE_MCP), args=args, env=env, cwd=str(repo))
@@ -405,7 +410,7 @@ async def _measure(
         f"{p50(turn_ms) / floor_ms:.2f}x, paired p50 {p50(paired):.2f}x (goal <= 1.5x, aim 1.2x; {turns} "
         "turns, alternating with the floor)"
     )
-    print_breakdown(p50(turn_ms), p50(in_process_ms), floor, local.timings, diffs)
+    print_breakdown(p50(turn_ms), p50(in_process_ms), p50(local.spawn_ms), floor, local.timings, diffs)
     print(f"3. {CONCURRENT} concurrent subagents: {completed}/{CONCURRENT} completed in {concurrent_s:.2f} s")
     print(
         f"4. engine process RSS {rss_one_agent / 1024:.1f} MiB with 1 warm agent, {rss_all / 1024:.1f} MiB "
@@ -419,23 +424,29 @@ async def _measure(
 def print_breakdown(
     turn: float,
     in_process: float,
+    spawn: float,
     floor: dict[str, list[float]],
     timings: _Timings,
     diffs: dict[str, list[float]],
 ) -> None:
     print(
-        f"   where a warm turn's time goes (p50 ms): the same turn on an engine in this process "
-        f"{in_process:.1f}; MCP, relay and daemon around it {turn - in_process:.1f} (a trivial MCP call: "
-        f"{p50(floor['mcp']):.1f})"
+        f"   where a warm turn's time goes (p50 ms): MCP, relay and daemon around the engine "
+        f"{turn - in_process:.1f} (a trivial MCP call: {p50(floor['mcp']):.1f}); the same turn on an "
+        f"engine in this process {in_process:.1f}:"
     )
-    if not timings.turns:
+    if not timings.turn_ms:
         print("   (this BooCode logs no turn timings)")
         return
-    phases = "; ".join(f"{name} {p50(v):.2f}" for name, v in timings.phases.items())
-    print(f"   its phases: {phases}")
+    worked = p50(timings.turn_ms)
     print(
-        f"   its diffs: {timings.diffs} for {timings.turns} turns, {timings.diffs_reused} the last diff "
-        f"reused (no git process), {timings.diffs_limited} a git diff of only the paths the turn touched"
+        f"     spawn (run row written, queued) {spawn:.2f}; a worker's turn {worked:.2f}; hand-offs "
+        f"(queue to worker, final status to the waiter) {in_process - spawn - worked:.2f}"
+    )
+    phases = "; ".join(f"{name} {p50(v):.2f}" for name, v in timings.phases.items())
+    print(f"     the turn's phases and its diff's: {phases}")
+    print(
+        f"     {timings.diffs} diffs for {len(timings.turn_ms)} turns: {timings.diffs_reused} the last diff "
+        f"reused (no git process), {timings.diffs_limited} one git diff of only the paths the turn touched"
     )
     print("   a turn's diff (p50 ms)       now   kept index: git add + git diff   before: base index copy + "
           "git add + git diff")  # fmt: skip

@@ -108,18 +108,18 @@ class Turns:
         run.started = True
         clock = _Clock()
         try:
-            outcome, changes = await self._attempt(run, clock)
+            outcome = await self._attempt(run, clock)
         except anyio.get_cancelled_exc_class():
             with anyio.CancelScope(shield=True), anyio.move_on_after(FINISH_TIMEOUT_S):
-                await self._finish(run, INTERRUPTED, None, clock)
+                await self._finish(run, INTERRUPTED, clock)
             raise
         with anyio.CancelScope(shield=True), anyio.move_on_after(FINISH_TIMEOUT_S):
-            await self._finish(run, outcome, changes, clock)
+            await self._finish(run, outcome, clock)
 
-    async def _attempt(self, run: Run, clock: _Clock) -> tuple[TurnOutcome, Changes]:
-        """Worktree, agent and prompt, with one writer of the run's events, then the worktree's
-        diff while the writer drains; errors become the outcome (caught inside the task group, so
-        they are not wrapped in an exception group)."""
+    async def _attempt(self, run: Run, clock: _Clock) -> TurnOutcome:
+        """Worktree, agent and prompt, with one writer of the run's events, until the writer has
+        stored the last of them; errors become the outcome (caught inside the task group, so they
+        are not wrapped in an exception group)."""
         send, recv = anyio.create_memory_object_stream[Record](math.inf)
         async with anyio.create_task_group() as tg:
             # Beside the worktree's lookup, not before it: two trips to the database at once.
@@ -140,11 +140,8 @@ class Turns:
                 except Exception as e:
                     log.exception("subagent %s failed", run.id)
                     outcome = TurnOutcome("failed", error=f"internal error: {type(e).__name__}: {e}")
-            # The stream is closed: the writer stores the last events while the worktree is diffed.
-            changes = await self._diff(run)
-            clock.mark("diff")
         clock.mark("events drained")
-        return outcome, changes
+        return outcome
 
     async def _diff(self, run: Run) -> Changes:
         """The worktree's changes against the run's base (an error is kept, to be reported with
@@ -321,10 +318,10 @@ class Turns:
 
     # ------------------------------------------------------------------------------ end of turn
 
-    async def _finish(self, run: Run, outcome: TurnOutcome, changes: Changes, clock: _Clock) -> None:
+    async def _finish(self, run: Run, outcome: TurnOutcome, clock: _Clock) -> None:
         run.finished = True
         try:
-            await self._write_final(run, outcome, changes, clock)
+            await self._write_final(run, outcome, clock)
         finally:
             # Even if the final write failed or timed out: the run is no longer driven, and a row
             # left live is closed as interrupted by the chat's next spawn.
@@ -334,11 +331,10 @@ class Turns:
         await self.pool.sync()
         self.states.agent_sessions_changed(run.row.chat_id)
 
-    async def _record_patch(
-        self, run: Run, outcome: TurnOutcome, changes: Changes
-    ) -> tuple[str | None, Exception | None]:
-        """(the stored patch's id, None when the worktree holds no change) or (None, why it could
-        not be recorded)."""
+    async def _record_patch(self, run: Run, outcome: TurnOutcome) -> tuple[str | None, Exception | None]:
+        """The worktree's diff, stored as the run's patch: (the stored patch's id, None when the
+        worktree holds no change) or (None, why it could not be recorded)."""
+        changes = await self._diff(run)
         if changes is None or run.base is None:
             return None, None
         try:
@@ -373,18 +369,15 @@ class Turns:
         except Exception:
             log.exception("indexing subagent %s in memory failed", run.id)
 
-    async def _write_final(self, run: Run, outcome: TurnOutcome, changes: Changes, clock: _Clock) -> None:
-        """The patch, the memory entry and the closed traces (side by side: none waits for another),
-        then the final status: a run reads as finished only once its patch is stored and its
-        transcript searchable."""
-        if changes is None and run.tree is not None and run.base is not None:
-            # Not diffed yet (BooCode shut down during the turn).
-            changes = await self._diff(run)
+    async def _write_final(self, run: Run, outcome: TurnOutcome, clock: _Clock) -> None:
+        """The diff and the patch, the memory entry and the closed traces (side by side: none waits
+        for another), then the final status: a run reads as finished only once its patch is stored
+        and its transcript searchable."""
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._index_memory, run)
             tg.start_soon(self._end_traces, run, outcome)
-            patch_id, error = await self._record_patch(run, outcome, changes)
-        clock.mark("patch, memory, traces")
+            patch_id, error = await self._record_patch(run, outcome)
+        clock.mark("diff and patch, memory, traces")
         if error is not None:
             note = f"its changes could not be recorded as a patch: {error}"
             outcome = dataclasses.replace(

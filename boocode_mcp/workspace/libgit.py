@@ -180,8 +180,9 @@ class StagingArea:
             for path in touched:
                 self._track(index, path)
             self._check_encodings(repo, index, touched)
-            if touched:
-                index.write()
+            # Also when nothing was staged anew: the walk refreshed stat data, which spares the next
+            # walk rehashing those files.
+            index.write()
         except pygit2.GitError as e:
             self.reset()
             raise WorkspaceError(f"cannot stage worktree {self.tree.work_tree}: {e}") from e
@@ -312,19 +313,23 @@ class StagingArea:
 
     def _untracked(self, index: pygit2.Index) -> set[bytes]:
         """Which of the staged files outside the base are not ignored now: a walk of the worktree
-        with them out of the index (the other files match their stat data: nothing is rehashed),
-        then put back as they were."""
-        kept = [index[os.fsdecode(p)] for p in self._added if os.fsdecode(p) in index]
-        for entry in kept:
-            index.remove(entry.path)
+        over a copy of the index without them (the other files match their stat data, so nothing is
+        rehashed; the copy, the index of a second handle on the private git directory, is never
+        written)."""
+        index.write()
+        other = pygit2.Repository(str(self._dir), RepositoryOpenFlag.NO_SEARCH)
         try:
-            walk = index.diff_to_workdir(_UNTRACKED)
+            other.workdir = str(self.tree.work_tree)
+            tracked = other.index
+            for path in self._added:
+                if os.fsdecode(path) in tracked:
+                    tracked.remove(os.fsdecode(path))
+            walk = tracked.diff_to_workdir(_UNTRACKED)
             return {
                 d.new_file.raw_path.rstrip(b"/") for d in walk.deltas if d.status == DeltaStatus.UNTRACKED
             }
         finally:
-            for entry in kept:
-                index.add(entry)
+            other.free()
 
     def _check_encodings(self, repo: pygit2.Repository, index: pygit2.Index, paths: set[bytes]) -> None:
         for path in paths:

@@ -317,9 +317,7 @@ class _Sections:
     @classmethod
     def of(cls, base: str, text: str) -> _Sections:
         files: dict[str, tuple[str, tuple[FileDiff, ...]]] = {}
-        for section in re.split(r"(?m)^(?=diff --git )", text):
-            if not section:
-                continue
+        for section in _file_sections(text):
             parsed = parse_unified_diff(section).files
             if len(parsed) != 1:
                 raise WorkspaceError(f"cannot read a section of git's diff: {section[:200]!r}")
@@ -341,6 +339,19 @@ class _Sections:
     def diff(self) -> WorktreeDiff:
         text = "".join(t for t, _ in self.files.values())
         return WorktreeDiff(text, ParsedDiff(tuple(f for _, fs in self.files.values() for f in fs)))
+
+
+def _file_sections(text: str) -> list[str]:
+    """A diff's text cut before each `diff --git` line (no line of a hunk or of a binary patch can
+    start so)."""
+    starts = [0] if text.startswith("diff --git ") else []
+    at = text.find("\ndiff --git ")
+    while at >= 0:
+        starts.append(at + 1)
+        at = text.find("\ndiff --git ", at + 1)
+    if text and starts[:1] != [0]:
+        raise WorkspaceError(f"git's diff does not start with a file header: {text[:200]!r}")
+    return [text[a:b] for a, b in zip(starts, [*starts[1:], len(text)], strict=True)]
 
 
 def _log_timings(timings: dict[str, float], *, reused: bool = False, paths: list[str] | None = None) -> None:
