@@ -344,12 +344,14 @@ class _Sections:
 def _file_sections(text: str) -> list[str]:
     """A diff's text cut before each `diff --git` line (no line of a hunk or of a binary patch can
     start so)."""
+    if not text:
+        return []
     starts = [0] if text.startswith("diff --git ") else []
     at = text.find("\ndiff --git ")
     while at >= 0:
         starts.append(at + 1)
         at = text.find("\ndiff --git ", at + 1)
-    if text and starts[:1] != [0]:
+    if starts[:1] != [0]:
         raise WorkspaceError(f"git's diff does not start with a file header: {text[:200]!r}")
     return [text[a:b] for a, b in zip(starts, [*starts[1:], len(text)], strict=True)]
 
