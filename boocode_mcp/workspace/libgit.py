@@ -34,7 +34,7 @@ import pygit2
 from pygit2.enums import ConfigLevel, DeltaStatus, DiffFlag, DiffOption, RepositoryOpenFlag
 
 from boocode_mcp.errors import WorkspaceError
-from boocode_mcp.workspace.git import GitRepo
+from boocode_mcp.workspace.git import GitRepo, Stamp, file_stamp
 
 # The system config (/etc/gitconfig) is not read, as by every git command BooCode runs
 # (GIT_CONFIG_NOSYSTEM): what libgit2 stages must be what BooCode's `git apply` later expects. A
@@ -162,7 +162,7 @@ class StagingArea:
 
     def stage(self, base: str) -> Staged:
         """Stage the worktree as `git add -A` into an index of commit `base` would, now."""
-        rules = {f: _stamp(f) for f in self._rules}
+        rules = {f: file_stamp(f) for f in self._rules}
         if rules != self._rules or (self._seeded and self._base != base):
             # How files are converted when staged (line endings, ident) may have changed: staged
             # ids of files untouched since may no longer be what staging them now gives; or the
@@ -194,7 +194,7 @@ class StagingArea:
             self._base_tree = None
             repo.free()
         # As seen before this call's staging; files of directories first met now, as of now.
-        self._rules = {f: rules[f] if f in rules else _stamp(f) for f in self._rule_files()}
+        self._rules = {f: rules[f] if f in rules else file_stamp(f) for f in self._rule_files()}
         # A rename pairs a deleted path with an added one: which pairs git finds can change only
         # when a path touched now was or is one of them.
         moved = bool(touched & (moved_before | self._added | self._deleted | self._retyped))
@@ -302,7 +302,7 @@ class StagingArea:
                 self._as_in_base(index, name)
                 index.add(name)
                 touched.add(path)
-        ignores = {f: _stamp(f) for f in self._ignore_files(repo)}
+        ignores = {f: file_stamp(f) for f in self._ignore_files(repo)}
         if self._added and ignores != self._ignores:
             for path in sorted(self._added - self._untracked(index)):
                 if os.fsdecode(path) in index:
@@ -339,17 +339,6 @@ class StagingArea:
                     f"{name} has a working-tree-encoding attribute: git re-encodes such a file when "
                     "staging it, libgit2 cannot"
                 )
-
-
-Stamp = tuple[int, int, int, int] | None
-
-
-def _stamp(path: str) -> Stamp:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return (st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino)
 
 
 def _nested_repository(path: bytes) -> bool:
