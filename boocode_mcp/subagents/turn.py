@@ -370,14 +370,16 @@ class Turns:
             log.exception("indexing subagent %s in memory failed", run.id)
 
     async def _write_final(self, run: Run, outcome: TurnOutcome, clock: _Clock) -> None:
-        """The diff and the patch, the memory entry and the closed traces (side by side: none waits
-        for another), then the final status: a run reads as finished only once its patch is stored
-        and its transcript searchable."""
+        """The diff and the patch, then the memory entry and the closed traces (side by side), then
+        the final status: a run reads as finished only once its patch is stored and its transcript
+        searchable. The patch first, not beside the others: their work would compete with the diff's
+        git process and its thread for this process."""
+        patch_id, error = await self._record_patch(run, outcome)
+        clock.mark("diff and patch")
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._index_memory, run)
             tg.start_soon(self._end_traces, run, outcome)
-            patch_id, error = await self._record_patch(run, outcome)
-        clock.mark("diff and patch, memory, traces")
+        clock.mark("memory, traces")
         if error is not None:
             note = f"its changes could not be recorded as a patch: {error}"
             outcome = dataclasses.replace(
