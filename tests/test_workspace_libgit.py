@@ -365,6 +365,20 @@ async def test_a_turn_diffs_only_what_it_touched(
     assert getattr(record, "diffed_paths") == 3 and set(getattr(record, "timings")) == {"stage", "git diff"}  # noqa: B009
 
 
+async def test_sections_made_again_take_their_place_beside_a_rename(git_repo: Path, tmp_path: Path) -> None:
+    wt = await create_worktree(git_repo, "splice")
+    kept = DiffIndex(wt.git, tmp_path / "area")
+    (wt.path / "src" / "app.py").rename(wt.path / "zz.py")
+    (wt.path / "README.md").write_text("# demo\nmore\n")
+    first = await kept.changes(wt.base_sha)
+    assert [f.status for f in first.parsed.files] == ["modified", "renamed"]
+    # Only README.md changes: its section is made again, the rename kept where git puts it.
+    (wt.path / "README.md").write_text("# demo\nmore still\n")
+    second = await kept.changes(wt.base_sha)
+    assert second.parsed.files[1] is first.parsed.files[1]
+    assert_same_as_git(second.text, wt, wt.base_sha, tmp_path)
+
+
 def test_private_indexes_live_in_memory_in_a_directory_of_this_user_only(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
