@@ -410,7 +410,10 @@ async def _measure(
         f"{p50(turn_ms) / floor_ms:.2f}x, paired p50 {p50(paired):.2f}x (goal <= 1.5x, aim 1.2x; {turns} "
         "turns, alternating with the floor)"
     )
-    print_breakdown(p50(turn_ms), p50(in_process_ms), p50(local.spawn_ms), floor, local.timings, diffs)
+    around = "the MCP server" if no_daemon else "MCP, relay and daemon"
+    print_breakdown(
+        around, p50(turn_ms), p50(in_process_ms), p50(local.spawn_ms), floor, local.timings, diffs
+    )
     print(f"3. {CONCURRENT} concurrent subagents: {completed}/{CONCURRENT} completed in {concurrent_s:.2f} s")
     print(
         f"4. engine process RSS {rss_one_agent / 1024:.1f} MiB with 1 warm agent, {rss_all / 1024:.1f} MiB "
@@ -422,6 +425,7 @@ async def _measure(
 
 
 def print_breakdown(
+    around: str,
     turn: float,
     in_process: float,
     spawn: float,
@@ -430,7 +434,7 @@ def print_breakdown(
     diffs: dict[str, list[float]],
 ) -> None:
     print(
-        f"   where a warm turn's time goes (p50 ms): MCP, relay and daemon around the engine "
+        f"   where a warm turn's time goes (p50 ms): {around} around the engine "
         f"{turn - in_process:.1f} (a trivial MCP call: {p50(floor['mcp']):.1f}); the same turn on an "
         f"engine in this process {in_process:.1f}:"
     )
