@@ -459,6 +459,10 @@ class DiffIndexes:
         if self._dir is not None:
             shutil.rmtree(self._dir, ignore_errors=True)
             self._dir = None
+            if self._root is not None:
+                # Gone once empty (another process of the workspace may still keep indexes there).
+                with contextlib.suppress(OSError):
+                    self._root.rmdir()
 
 
 # --- the git CLI, for what libgit2 stages differently ---------------------------------------
