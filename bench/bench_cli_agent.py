@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import os
 import statistics
 import sys
@@ -84,35 +83,31 @@ async def bench_subject(
         directs: list[float] = []
         boocodes: list[float] = []
         # Only the timed turns' phases (the first one's worktree creation is not a turn's cost).
-        turn_log = logging.getLogger("boocode_mcp.subagents.turn")
-        turn_log.setLevel(logging.DEBUG)
-        turn_log.addHandler(timings)
-        for i in range(turns):
-            prompt = f"say turn-{i}"
-            # Exactly what CliBackend runs for a follow-up turn of this chat.
-            items = [*spec.args, *spec.resume]
-            argv = build_argv(
-                resolved.program, items, {"prompt": None if spec.stdin else prompt, "worktree": str(worktree)}
-            )
-            env = procs.child_env(spec.env, agent=True)
+        with timings:
+            for i in range(turns):
+                prompt = f"say turn-{i}"
+                # Exactly what CliBackend runs for a follow-up turn of this chat.
+                items = [*spec.args, *spec.resume]
+                values = {"prompt": None if spec.stdin else prompt, "worktree": str(worktree)}
+                argv = build_argv(resolved.program, items, values)
+                env = procs.child_env(spec.env, agent=True)
 
-            async def boocode_turn(prompt: str = prompt, i: int = i) -> float:
-                t0 = time.perf_counter()
-                view = await engine.spawn(sid, prompt, chat_id=first.chat_id)
-                done = await engine.wait_finished(sid, view.subagent_id)
-                elapsed = time.perf_counter() - t0
-                assert done.status == "completed", done.error
-                assert f"turn-{i}" in (done.final_message or ""), done.final_message
-                return elapsed
+                async def boocode_turn(prompt: str = prompt, i: int = i) -> float:
+                    t0 = time.perf_counter()
+                    view = await engine.spawn(sid, prompt, chat_id=first.chat_id)
+                    done = await engine.wait_finished(sid, view.subagent_id)
+                    elapsed = time.perf_counter() - t0
+                    assert done.status == "completed", done.error
+                    assert f"turn-{i}" in (done.final_message or ""), done.final_message
+                    return elapsed
 
-            # Alternate which side goes first, so neither always runs on the other's warm caches.
-            if i % 2:
-                boocodes.append(await boocode_turn())
-                directs.append(await run_direct(argv, env, worktree, prompt, spec.stdin))
-            else:
-                directs.append(await run_direct(argv, env, worktree, prompt, spec.stdin))
-                boocodes.append(await boocode_turn())
-        turn_log.removeHandler(timings)
+                # Alternate which side goes first, so neither always runs on the other's warm caches.
+                if i % 2:
+                    boocodes.append(await boocode_turn())
+                    directs.append(await run_direct(argv, env, worktree, prompt, spec.stdin))
+                else:
+                    directs.append(await run_direct(argv, env, worktree, prompt, spec.stdin))
+                    boocodes.append(await boocode_turn())
     return directs, boocodes
 
 
@@ -135,8 +130,9 @@ def _report(label: str, directs: list[float], boocodes: list[float], timings: _T
         f"(+{(b - d) * 1000:.0f} ms per turn), {fastest:.3f}x of the fastest turns; {verdict} the "
         f"{TARGET:.2f}x target"
     )
-    if timings.turns != len(boocodes):
-        print(f"  (BooCode logged the phases of {timings.turns} of {len(boocodes)} turns; no breakdown)")
+    if len(timings.turn_ms) != len(boocodes):
+        logged = len(timings.turn_ms)
+        print(f"  (BooCode logged the phases of {logged} of {len(boocodes)} turns; no breakdown)")
         return
     # Per turn, spawn → finished less the phase in which the tool runs: the queue, the worktree
     # check, the patch, the store writes and the wake-up of the waiter.
