@@ -16,6 +16,7 @@ from boocode_mcp import workspace
 from boocode_mcp.states import TERMINAL_STATUSES
 from boocode_mcp.store import events as events_store
 from boocode_mcp.store import patches as patches_store
+from boocode_mcp.store import subagents as runs_store
 from boocode_mcp.store.patches import PatchRow
 from boocode_mcp.store.subagents import SubagentRow
 from boocode_mcp.subagents.digest import Digest, DigestCache
@@ -82,6 +83,11 @@ class Presenter:
             session_note=digest.session_note,
             created_at=row.created_at,
             finished_at=row.finished_at,
+            parent_subagent_id=row.parent_subagent_id,
+            children=await runs_store.child_ids(self._db, row.id),
+            retry_of=row.retry_of,
+            depth=row.depth,
+            images=len(row.images),
         )
 
     async def collisions(self, patch: PatchRow, pending: Sequence[PatchRow] | None = None) -> list[Collision]:

@@ -20,6 +20,7 @@ from anyio.abc import TaskStatus
 
 from boocode_mcp.agents.pool import AgentPool
 from boocode_mcp.agents.registry import AgentRegistry
+from boocode_mcp.attachments import Attachments
 from boocode_mcp.config import BOOCODE_DIR, Config
 from boocode_mcp.memory import MemoryIndex
 from boocode_mcp.states import SubagentStatus
@@ -44,6 +45,9 @@ ACTIVITY_NOTIFY_INTERVAL_S = 0.2
 # How long cancel() waits for the turn to come back after session/cancel before it reports the
 # status as it stands.
 CANCEL_WAIT_S = 15.0
+# The inbox's resource, and the run statuses that put a run in it (or take it out again).
+INBOX_URI = "inbox://"
+INBOX_STATUSES = frozenset({"failed", "interrupted", "awaiting_permission", "running"})
 
 
 class Runner:
@@ -62,6 +66,7 @@ class Runner:
         digests: DigestCache,
         run_locks: RunLocks,
         notify: Callable[[str], None],
+        attachments: Attachments,
     ) -> None:
         self._db = db
         self._config = config
@@ -88,6 +93,7 @@ class Runner:
             memory=memory,
             tracer=tracer,
             states=self,
+            attachments=attachments,
         )
         self._dirty: set[str] = set()
         self._dirty_event = anyio.Event()
@@ -171,6 +177,11 @@ class Runner:
         event, run.changed = run.changed, anyio.Event()
         event.set()
         self._notify(f"subagents://{run.id}")
+        if run.status in INBOX_STATUSES:
+            self._notify(INBOX_URI)
+        if run.row.parent_subagent_id is not None:
+            # The parent's status lists its children.
+            self._notify(f"subagents://{run.row.parent_subagent_id}")
 
     async def _notify_activity(self) -> None:
         while True:
