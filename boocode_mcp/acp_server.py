@@ -122,10 +122,10 @@ class EngineHost:
         box: dict[str, Any] = {}
 
         async def owner() -> None:
-            from boocode_mcp.engine import Engine
+            from boocode_mcp.agent_mcp import open_engine
 
             try:
-                async with Engine.open(workspace) as engine:
+                async with open_engine(workspace) as engine:
                     box["engine"] = engine
                     ready.set()
                     await self._stop.wait()

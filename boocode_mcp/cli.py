@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from boocode_mcp import agent_bridge
 from boocode_mcp.daemon.client import Api, ApiFailure, open_api
 from boocode_mcp.daemon.wire import DaemonError, NotRunning, control, find_workspace, stop_daemon
 
@@ -233,6 +234,9 @@ def mcp_main(argv: Sequence[str] | None = None) -> None:
     _workspace_arg(p)
     _no_daemon_arg(p)
     args = p.parse_args(argv)
+    if os.environ.get(agent_bridge.ENV_TOKEN):
+        # Started by an agent BooCode runs, as its session's stdio MCP server.
+        _exit(agent_bridge.main())
     _exit(_guarded(lambda: _serve_stdio(_workspace(args.workspace), args.no_daemon)))
 
 

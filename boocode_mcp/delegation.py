@@ -16,18 +16,15 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Protocol
 
 from acp.schema import EnvVariable, HttpHeader, HttpMcpServer, McpServerStdio
 
+from boocode_mcp.agent_bridge import ENV_TOKEN, ENV_URL
 from boocode_mcp.agents.backend import McpGrant
 
 # What agents see BooCode's server as (opencode names its tools `boocode_<tool>`).
 SERVER_NAME = "boocode"
-# The stdio front end's environment: where to relay to, and the credential to relay with.
-ENV_URL = "BOOCODE_AGENT_URL"
-ENV_TOKEN = "BOOCODE_AGENT_TOKEN"
 
 
 @dataclass(frozen=True)
@@ -57,7 +54,7 @@ class AgentEndpoint(Protocol):
         ...
 
     def stdio_command(self) -> tuple[str, list[str]]:
-        """The stdio front end's program (an absolute path) and arguments."""
+        """The stdio front end's program (an absolute path, as ACP requires) and arguments."""
         ...
 
 
@@ -107,7 +104,7 @@ class AgentGateway:
             program, args = endpoint.stdio_command()
             server = McpServerStdio(
                 name=SERVER_NAME,
-                command=str(Path(program).absolute()),
+                command=program,
                 args=args,
                 env=[EnvVariable(name=ENV_URL, value=url), EnvVariable(name=ENV_TOKEN, value=token)],
             )

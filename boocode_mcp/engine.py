@@ -515,8 +515,7 @@ class Engine:
         again = await runs_store.retried_by(self.db, row.id)
         if again is not None:
             raise InvalidRequestError(
-                f"subagent {subagent_id!r} was already retried as {again!r}; retry that one if it "
-                "failed too"
+                f"subagent {subagent_id!r} was already retried as {again!r}; retry that one if it failed too"
             )
         parent: CallingRun | None = None
         if row.parent_subagent_id is not None:
@@ -533,6 +532,21 @@ class Engine:
             parent=parent,
             retry_of=row,
         )
+
+    async def check_child_of_chat(self, subagent_id: str, chat_id: str) -> None:
+        """Refuse unless the run is a child of one of the chat's runs (an agent cancels only the
+        subagents its own chat spawned)."""
+        row = await self._row(None, subagent_id)
+        parent = (
+            await runs_store.get(self.db, None, row.parent_subagent_id)
+            if row.parent_subagent_id is not None
+            else None
+        )
+        if parent is None or parent.chat_id != chat_id:
+            raise InvalidRequestError(
+                f"refused: subagent {subagent_id!r} is not one of this run's children; an agent may "
+                "cancel only the subagents it spawned (their ids are in its subagent_status children)"
+            )
 
     async def calling_run(self, grant: AgentGrant) -> CallingRun:
         """The run an agent's MCP call with `grant` is attributed to: the chat's run in flight here,

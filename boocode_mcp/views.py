@@ -300,7 +300,9 @@ class InboxItem(_View):
     session_id: str | None = None
     status: str = Field(description="the run's status, or (conflict) the patch's")
     reason: str
-    created_at: float = Field(description="when it happened: the run ended, the request was asked, the apply failed")
+    created_at: float = Field(
+        description="when it happened: the run ended, the request was asked, the apply failed"
+    )
 
 
 class Inbox(_View):

@@ -707,9 +707,7 @@ class WarmAcpBackend:
         self._start_origin = None
         self._last_active = time.time()
         self._set_status("active")
-        task: asyncio.Task[PromptResponse] = asyncio.ensure_future(
-            conn.prompt(session_id=sid, prompt=blocks)
-        )
+        task: asyncio.Task[PromptResponse] = asyncio.ensure_future(conn.prompt(session_id=sid, prompt=blocks))
         self._prompt_task = task
         try:
             # Shielded: a cancelled caller must not abandon the request (that would leave the

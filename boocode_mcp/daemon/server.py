@@ -384,7 +384,7 @@ def _pid_lock(paths: DaemonPaths, wait_s: float) -> Any:
 async def run_daemon(workspace: Path, ready: Callable[[str], None]) -> str | None:
     """Open the workspace's engine and serve it until stopped; `ready("ready")` once listening,
     or `ready("error: …")` if it cannot start. Returns why it stopped."""
-    from boocode_mcp.engine import Engine
+    from boocode_mcp.agent_mcp import open_engine
     from boocode_mcp.workspace import ensure_repo
 
     try:
@@ -392,7 +392,7 @@ async def run_daemon(workspace: Path, ready: Callable[[str], None]) -> str | Non
         paths = DaemonPaths(repo)
         paths.make_private_dirs()
         with _pid_lock(paths, wait_s=30.0):
-            async with Engine.open(repo) as engine:
+            async with open_engine(repo) as engine:
                 daemon = Daemon(engine, paths, idle_exit_s=engine.config.daemon.idle_exit_s)
                 await daemon.serve(lambda: ready("ready"))
                 return daemon.stop_reason

@@ -256,4 +256,3 @@ async def unretried_failures(db: aiosqlite.Connection, limit: int) -> list[Subag
         (limit,),
     )
     return [_row(r) for r in await cur.fetchall()]
-
