@@ -304,7 +304,8 @@ def main_stdio(workspace: Path) -> None:
     anyio.run(serve_stdio, workspace)
 
 
-def _bind(host: str, port: int) -> socket.socket:
+def bind_listener(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on HOST:PORT (port 0: a free one), not inherited by children."""
     family = socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -318,9 +319,10 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _embedded_uvicorn(app: Any) -> Any:
+def embedded_uvicorn(app: Any, *, graceful_shutdown_s: int | None = None) -> Any:
     """A uvicorn server that leaves signals alone: the process that embeds it (the daemon, or
-    `serve --http --no-daemon`) decides what a signal stops, and must stop its agents first."""
+    `serve --http --no-daemon`) decides what a signal stops, and must stop its agents first.
+    `graceful_shutdown_s` bounds how long a shutdown waits for open responses to finish."""
     import uvicorn
 
     class Embedded(uvicorn.Server):
@@ -328,7 +330,15 @@ def _embedded_uvicorn(app: Any) -> Any:
         def capture_signals(self) -> Iterator[None]:
             yield
 
-    return Embedded(uvicorn.Config(app, log_level="warning", lifespan="on", access_log=False))
+    return Embedded(
+        uvicorn.Config(
+            app,
+            log_level="warning",
+            lifespan="on",
+            access_log=False,
+            timeout_graceful_shutdown=graceful_shutdown_s,
+        )
+    )
 
 
 async def serve_http_listener(
@@ -344,14 +354,14 @@ async def serve_http_listener(
     URL is handed over through `task_status` once the socket listens. Off loopback a token is
     required and every request must carry it; on loopback Host and Origin are checked."""
     check_binding(host, token)
-    sock = _bind(host, port)
+    sock = bind_listener(host, port)
     url = f"http://{url_host(host)}:{sock.getsockname()[1]}/mcp"
     try:
         server = build_server(engine)
         app: Any = server.streamable_http_app(transport_security=transport_security(host), host=host)
         if token:
             app = BearerTokenMiddleware(app, token)
-        uv = _embedded_uvicorn(app)
+        uv = embedded_uvicorn(app)
         async with anyio.create_task_group() as tg:
             tg.start_soon(uv.serve, [sock])
             logger.warning("MCP over HTTP for %s at %s", engine.workspace, url)
