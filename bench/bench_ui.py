@@ -24,6 +24,7 @@ import re
 import sqlite3
 import statistics
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -32,26 +33,19 @@ from pathlib import Path
 from typing import Any
 
 import httpx2
-from benchlib import BOOCODE, make_workspace, stop_daemon
+from benchlib import BOOCODE, ROOT, make_workspace, stop_daemon
 from playwright.async_api import async_playwright
+
+sys.path.insert(0, str(ROOT))
 
 from boocode_mcp.daemon.client import SocketApi
 from boocode_mcp.store import connect
+from tests.test_ui_support import CHROMIUM, CHROMIUM_ARGS
 
 PAGE = 50
 EVENTS_PER_RUN = 12
 AGENTS = ("opencode", "qwen", "claude", "codex", "gemini")
 STATUSES = ("completed",) * 8 + ("failed", "cancelled")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 STAMP = re.compile(r"stamp (\d+(?:\.\d+)?)")
 
 
@@ -233,7 +227,7 @@ async def page_latency(url: str, repo: Path, events: int, every_ms: int) -> tupl
     with tempfile.TemporaryDirectory(prefix="boocode-bench-chromium-") as profile:
         async with async_playwright() as pw:
             browser = await pw.chromium.launch_persistent_context(
-                profile, executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS, headless=True
+                profile, executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
             )
             page = await browser.new_page()
             await page.add_init_script(
