@@ -26,9 +26,8 @@ from boocode_mcp.ui.stream import StreamHub
 
 STATIC = Path(__file__).parent / "static"
 
-READS = frozenset(
-    {"list_runs", "subagent_status", "list_patches", "get_patch", "traces", "usage_stats", "list_agents"}
-)
+# Exactly what the pages use: a read or action added to a page is added here too.
+READS = frozenset({"list_runs", "list_patches", "get_patch", "traces", "usage_stats"})
 ACTIONS = frozenset({"apply_pending", "discard_patch", "respond_permission", "cancel_subagent"})
 _STATUS = {"NotFoundError": 404, "InternalError": 500}
 
