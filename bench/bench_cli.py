@@ -173,6 +173,8 @@ def main() -> None:
     args = p.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-cli-") as tmp:
         base = Path(tmp)
+        # The workspaces' configs are trusted here, not in the user's own config directory.
+        os.environ["XDG_CONFIG_HOME"] = str(base / "xdg")
         results = bench_follow_ups(base, args.rounds)
         results.update(asyncio.run(bench_first_byte(base, args.rounds, args.cold_rounds)))
     width = max(len(k) for k in results)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -112,6 +113,8 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="boocode-bench-daemon-") as tmp:
         base = Path(tmp)
+        # The workspace's config is trusted here, not in the user's own config directory.
+        os.environ["XDG_CONFIG_HOME"] = str(base / "xdg")
         repo = make_workspace(base)
         bare = base / "bare_server.py"
         bare.write_text(BARE_SERVER)

@@ -30,6 +30,8 @@ from acp import PROTOCOL_VERSION, connect_to_agent, text_block
 from acp.schema import ClientCapabilities, Implementation
 from mcp import Client, StdioServerParameters
 
+from boocode_mcp.trust import trust_workspace
+
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURE_AGENT = ROOT / "tests" / "fixtures" / "fixture_agent.py"
 BOOCODE_MCP = Path(sys.executable).parent / "boocode-mcp"
@@ -53,6 +55,7 @@ def make_workspace(base: Path) -> Path:
         f"args = [{json.dumps(str(FIXTURE_AGENT))}]\n"
         f"[pool]\nmax_warm = {CONCURRENT + 16}\nmax_concurrent_runs = {CONCURRENT}\n"
     )
+    trust_workspace(repo, base / "xdg" / "boocode")  # the server's XDG_CONFIG_HOME is base/xdg
     return repo
 
 

@@ -144,6 +144,9 @@ def _ms(seconds: float) -> str:
 async def main_async(agents: list[str], warm: int, typing_s: float) -> None:
     with ModelServer() as server, tempfile.TemporaryDirectory(prefix="boocode-bench-") as tmp:
         root = Path(tmp)
+        # Workspace configs are trusted there (write_workspace_config), not in yours; `boocode acp`
+        # inherits it.
+        os.environ["XDG_CONFIG_HOME"] = str(root / "xdg")
         for name in agents:
             binary = ensure_installed(name)
             version = (await anyio.run_process([str(binary), "--version"])).stdout.decode().strip()

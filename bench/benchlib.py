@@ -16,7 +16,11 @@ BOOCODE_MCP = BIN / "boocode-mcp"
 
 
 def make_workspace(base: Path, *, extra_config: str = "") -> Path:
-    """A git repository at `base/repo` with one commit, configured for the fixture agent."""
+    """A git repository at `base/repo` with one commit, configured for the fixture agent and
+    trusted in the user config directory of this process's environment (benchmarks point
+    XDG_CONFIG_HOME at a scratch directory first, so the user's own is never touched)."""
+    from boocode_mcp.trust import trust_workspace
+
     repo = base / "repo"
     repo.mkdir(parents=True)
     env = {**os.environ, "GIT_AUTHOR_NAME": "b", "GIT_AUTHOR_EMAIL": "b@x", "GIT_COMMITTER_NAME": "b",
@@ -29,6 +33,7 @@ def make_workspace(base: Path, *, extra_config: str = "") -> Path:
         f'default_agent = "fixture"\n[agents.fixture]\ncommand = {json.dumps(sys.executable)}\n'
         f"args = [{json.dumps(str(FIXTURE_AGENT))}]\n{extra_config}"
     )
+    trust_workspace(repo)
     return repo
 
 

@@ -201,6 +201,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("agents", help="which agents are installed, their versions, how to install the rest")
     _common(p)
 
+    p = sub.add_parser(
+        "trust",
+        help="trust the workspace's own .boocode/config.toml (until then its agents are ignored)",
+        description="Record the SHA-256 of <workspace>/.boocode/config.toml as trusted, in the user "
+        "config directory. A repository's config can name any command as an agent, so its agent "
+        "entries are ignored until you have read the file and trusted it; any change to the file "
+        "needs trusting again. A BooCode server already running uses it from its next agent on.",
+    )
+    p.add_argument(
+        "--workspace", metavar="DIR", type=Path, default=None, help="the git repository (default: .)"
+    )
+    p.add_argument("--json", action="store_true", help="print the workspace config's trust state as JSON")
+
     p = sub.add_parser("traces", help="recorded MCP tool calls and agent tool calls")
     _common(p)
 
@@ -541,7 +554,30 @@ def _answer(args: argparse.Namespace, method: str, render: str, field: str, **pa
 
 
 def cmd_agents(args: argparse.Namespace) -> int:
-    return _answer(args, "list_agents", "agents", "agents")
+    with _Session(args) as api:
+        result, text = api.call_text("list_agents")
+    if args.json:
+        _print_json(result)
+    else:
+        from boocode_mcp.cli_render import Renderer
+
+        out = Renderer()
+        out.agents(result["agents"])
+        # The text's last line says whether the workspace's own config counts, and how to trust it.
+        out.line(text.splitlines()[-1])
+    return 0
+
+
+def cmd_trust(args: argparse.Namespace) -> int:
+    """`boocode trust`: no daemon needed; a running one uses the trust from its next agent on."""
+    from boocode_mcp import trust
+
+    ws = trust.trust_workspace(_workspace(args.workspace))
+    if args.json:
+        _print_json(ws.model_dump())
+    else:
+        sys.stdout.write(trust.describe(ws) + "\n")
+    return 0
 
 
 def cmd_traces(args: argparse.Namespace) -> int:
@@ -753,6 +789,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "patches": cmd_patches,
     "apply": cmd_apply,
     "agents": cmd_agents,
+    "trust": cmd_trust,
     "traces": cmd_traces,
     "memory": cmd_memory,
 }

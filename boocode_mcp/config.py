@@ -1,4 +1,9 @@
-"""Configuration: `<workspace>/.boocode/config.toml` over `~/.config/boocode/config.toml` over defaults."""
+"""Configuration: `<workspace>/.boocode/config.toml` over `~/.config/boocode/config.toml` over defaults.
+
+This module holds the schema and how the files are read and layered. Which layers count is decided
+in `boocode_mcp.trust`: the workspace's file comes with the repository, so it counts in full only
+once the user has trusted it, and `trust.ConfigSource` is what loads a workspace's configuration.
+"""
 
 from __future__ import annotations
 
@@ -85,16 +90,28 @@ def user_config_dir() -> Path:
     return Path(base) / "boocode"
 
 
-def _read_toml(path: Path) -> dict[str, Any]:
+def workspace_config_path(workspace: Path) -> Path:
+    return workspace / BOOCODE_DIR / "config.toml"
+
+
+def read_bytes(path: Path) -> bytes | None:
+    """The file's content, or None when there is no such file."""
     try:
-        with path.open("rb") as f:
-            return tomllib.load(f)
-    except FileNotFoundError:
-        return {}
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{path}: not valid TOML ({e}); fix the file or remove it") from e
+        return path.read_bytes()
+    except (FileNotFoundError, NotADirectoryError):
+        return None
     except OSError as e:
         raise ConfigError(f"{path}: cannot be read ({e.strerror})") from e
+
+
+def parse_toml(data: bytes | None, path: Path) -> dict[str, Any]:
+    """The TOML table in `data` (read from `path`, which errors name); empty for no file."""
+    if data is None:
+        return {}
+    try:
+        return tomllib.loads(data.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: not valid TOML ({e}); fix the file or remove it") from e
 
 
 def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
@@ -111,7 +128,8 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _validate(data: dict[str, Any], sources: list[Path]) -> Config:
+def validate(data: dict[str, Any], sources: list[Path]) -> Config:
+    """`data` as a Config; an error names the files it came from and the offending keys."""
     try:
         return Config.model_validate(data)
     except ValidationError as e:
@@ -122,14 +140,10 @@ def _validate(data: dict[str, Any], sources: list[Path]) -> Config:
         raise ConfigError(f"invalid configuration in {names}: {problems}") from e
 
 
-def load_config(workspace: Path, user_config: Path | None = None) -> Config:
-    """Load the workspace's configuration; an error names the file and the offending key."""
-    user_path = user_config if user_config is not None else user_config_dir() / "config.toml"
-    ws_path = workspace / BOOCODE_DIR / "config.toml"
-    user_data = _read_toml(user_path)
-    ws_data = _read_toml(ws_path)
-    # Validate each file alone first so an error names the file it is in.
-    present = [(p, d) for p, d in ((user_path, user_data), (ws_path, ws_data)) if d]
-    for path, data in present:
-        _validate(data, [path])
-    return _validate(_merge(user_data, ws_data), [p for p, _ in reversed(present)])
+def layer(layers: list[tuple[Path, dict[str, Any]]]) -> Config:
+    """Later layers over earlier ones over the defaults; empty layers are skipped."""
+    present = [(path, data) for path, data in layers if data]
+    merged: dict[str, Any] = {}
+    for _, data in present:
+        merged = _merge(merged, data)
+    return validate(merged, [path for path, _ in reversed(present)])

@@ -23,7 +23,7 @@ from boocode_mcp import commands, workspace
 from boocode_mcp.agents.backend import EventSink, PermissionHandler
 from boocode_mcp.agents.pool import AgentPool
 from boocode_mcp.agents.registry import AgentRegistry
-from boocode_mcp.config import BOOCODE_DIR, Config, load_config, user_config_dir
+from boocode_mcp.config import BOOCODE_DIR, Config, user_config_dir
 from boocode_mcp.errors import InvalidRequestError, NotFoundError, WorkspaceError
 from boocode_mcp.memory import MemoryIndex
 from boocode_mcp.store import agent_sessions as agent_sessions_store
@@ -40,6 +40,7 @@ from boocode_mcp.subagents.digest import Digest
 from boocode_mcp.subagents.recovery import RecoveryReport, recover, run_owner_alive
 from boocode_mcp.subagents.runner import Run, Runner, new_run
 from boocode_mcp.tracing import Tracer
+from boocode_mcp.trust import ConfigSource
 from boocode_mcp.views import (
     TERMINAL_STATUSES,
     AgentSessionView,
@@ -74,7 +75,6 @@ class Engine:
         self,
         *,
         workspace_dir: Path,
-        config: Config,
         db: aiosqlite.Connection,
         registry: AgentRegistry,
         pool: AgentPool,
@@ -82,7 +82,6 @@ class Engine:
         recovery: RecoveryReport,
     ) -> None:
         self.workspace = workspace_dir
-        self.config = config
         self.db = db
         self.registry = registry
         self.pool = pool
@@ -93,7 +92,7 @@ class Engine:
         self._runner = Runner(
             db=db,
             repo=workspace_dir,
-            config=config,
+            config=registry.config,
             registry=registry,
             pool=pool,
             memory=memory,
@@ -129,20 +128,21 @@ class Engine:
         user_config: Path | None,
     ) -> AsyncIterator[Engine]:
         repo = await workspace.ensure_repo(Path(workspace_dir))
-        cfg = config if config is not None else load_config(repo, user_config)
+        # Re-read (with the user's trust in the workspace's own file) whenever an agent is resolved.
+        registry = AgentRegistry(config if config is not None else ConfigSource(repo, user_config))
         await workspace.exclude_boocode_dir(repo)
         boocode = repo / BOOCODE_DIR
         user_dir = user_config.parent if user_config is not None else user_config_dir()
         failure: Exception | None = None
         async with open_db(db_path if db_path is not None else boocode / "boocode.db") as db:
             report = await recover(db, repo)
-            registry = AgentRegistry(cfg)
-            pool = AgentPool(registry, cfg.pool, log_dir=boocode / "logs", db=db, owner_pid=os.getpid())
+            pool = AgentPool(
+                registry, registry.config.pool, log_dir=boocode / "logs", db=db, owner_pid=os.getpid()
+            )
             memory = MemoryIndex(db, [boocode / "memory", user_dir / "memory"])
             async with pool:
                 engine = cls(
                     workspace_dir=repo,
-                    config=cfg,
                     db=db,
                     registry=registry,
                     pool=pool,
@@ -161,6 +161,12 @@ class Engine:
                         tg.cancel_scope.cancel()
         if failure is not None:
             raise failure
+
+    @property
+    def config(self) -> Config:
+        """The configuration in force now: the config files (and the user's trust in the
+        workspace's own) as they are, not as they were at start-up."""
+        return self.registry.config
 
     @property
     def kept_worktrees(self) -> list[Path]:

@@ -15,6 +15,10 @@ class ConfigError(BooCodeError):
     """A config file is unreadable or has an invalid key."""
 
 
+class UntrustedConfigError(ConfigError):
+    """An agent that only a workspace config the user has not trusted defines."""
+
+
 class StoreError(BooCodeError):
     """The database cannot be opened, migrated or written."""
 

@@ -140,6 +140,56 @@ def group_alive(pgid: int) -> bool:
     return True
 
 
+def proc_stat(pid: int) -> list[str] | None:
+    """The fields of /proc/<pid>/stat after the command name (field 3 on); None when unknown."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name (field 2) may hold spaces and parentheses; fields after the last ")" are fixed.
+    return stat.rsplit(")", 1)[-1].split()
+
+
+def process_started_at(pid: int) -> float | None:
+    """When the process started (unix time), from /proc; None when unknown (or not Linux)."""
+    fields = proc_stat(pid)
+    try:
+        boot = next(
+            float(line.split()[1])
+            for line in Path("/proc/stat").read_text().splitlines()
+            if line.startswith("btime ")
+        )
+        ticks = int(fields[19]) if fields is not None else None  # field 22: starttime, in clock ticks
+    except (OSError, StopIteration, ValueError, IndexError):
+        return None
+    return None if ticks is None else boot + ticks / os.sysconf("SC_CLK_TCK")
+
+
+def process_token(pid: int) -> str | None:
+    """Who `pid` is: "<boot id>:<start time in clock ticks after boot>", from /proc.
+
+    A later process that reuses the pid, or the same pid after a reboot, has another token, and
+    the token does not move when the wall clock does. None when unknown (the process is gone, or
+    this is not Linux).
+    """
+    fields = proc_stat(pid)
+    try:
+        boot_id = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        ticks = int(fields[19]) if fields is not None else None
+    except (OSError, ValueError, IndexError):
+        return None
+    return None if ticks is None else f"{boot_id}:{ticks}"
+
+
+def same_boot(token: str) -> bool:
+    """Whether a process_token was taken since the machine last booted."""
+    try:
+        boot_id = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return True
+    return token.split(":", 1)[0] == boot_id
+
+
 async def terminate_group(proc: asyncio.subprocess.Process, grace_s: float = 2.0) -> int | None:
     """SIGTERM the child's group, SIGKILL it after `grace_s`, reap the child; returns its exit code.
 

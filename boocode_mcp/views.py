@@ -228,6 +228,27 @@ class CancelResult(_View):
     status: SubagentStatus
 
 
+WorkspaceTrustStatus = Literal["absent", "trusted", "untrusted", "changed"]
+
+
+class WorkspaceConfigView(_View):
+    """Whether a workspace's own `.boocode/config.toml` counts, for `boocode agents` and `boocode trust`.
+
+    `status`: absent (no such file), trusted (its SHA-256 is the one the user trusted), untrusted
+    (never trusted) or changed (trusted once, different now). Unless it is trusted, the agent
+    entries it defines or overrides are ignored (`ignored_agents`) and some of its other settings
+    are held back (`held_back` says which and why); `trust_command` is the command that trusts it.
+    """
+
+    path: str
+    status: WorkspaceTrustStatus
+    trusted: bool
+    sha256: str | None
+    ignored_agents: list[str]
+    held_back: list[str]
+    trust_command: str | None
+
+
 class AgentInfo(_View):
     """One row of `boocode agents`."""
 

@@ -14,6 +14,18 @@ TESTS_DIR = Path(__file__).parent
 FIXTURE_AGENT = TESTS_DIR / "fixtures" / "fixture_agent.py"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def user_config_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A user config directory (XDG_CONFIG_HOME) of the test session's own, inherited by every
+    process a test starts: the developer's ~/.config/boocode never leaks into a test, and the trust
+    records tests make (boocode_mcp.trust) stay out of it. Session-wide, as hypothesis tests refuse
+    function-scoped fixtures; trust records are per workspace path, so tests do not meet."""
+    home = tmp_path_factory.mktemp("xdg-config")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("XDG_CONFIG_HOME", str(home))
+        yield home / "boocode"
+
+
 @pytest.fixture
 def anyio_backend() -> str:
     # The ACP SDK is asyncio-only.

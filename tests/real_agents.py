@@ -30,6 +30,7 @@ import anyio
 import pytest
 
 from boocode_mcp.agents.builtin import BUILTIN_AGENTS
+from boocode_mcp.trust import trust_workspace
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 INSTALL_SCRIPT = REPO_ROOT / "scripts" / "install-agents.sh"
@@ -200,7 +201,8 @@ def setup_for(name: str, binary: Path, base_url: str, scratch: Path) -> AgentSet
 def write_workspace_config(
     workspace: Path, setups: Sequence[AgentSetup], *, policy: str = "auto", timeout_s: float = 300
 ) -> Path:
-    """Write <workspace>/.boocode/config.toml naming the given agents (first one is the default)."""
+    """Write <workspace>/.boocode/config.toml naming the given agents (first one is the default),
+    trusted in the user config directory of this process's environment."""
     cfg_dir = workspace / ".boocode"
     cfg_dir.mkdir(parents=True, exist_ok=True)
     parts = [f"default_agent = {_toml_str(setups[0].name)}\n"] if setups else []
@@ -208,6 +210,7 @@ def write_workspace_config(
     parts.append(f"[permissions]\npolicy = {_toml_str(policy)}\ntimeout_s = {timeout_s}\n")
     path = cfg_dir / "config.toml"
     path.write_text("\n".join(parts))
+    trust_workspace(workspace)
     return path
 
 
@@ -469,16 +472,24 @@ async def wait_group_gone(pgid: int, within: float = 15.0) -> None:
 
 @contextlib.asynccontextmanager
 async def boocode_mcp(workspace: Path, scratch: Path, log_path: Path) -> AsyncIterator[BooCodeMcp]:
-    """Start `boocode-mcp --workspace <workspace>` on stdio and connect an MCP client to it.
+    """Start `boocode-mcp --workspace <workspace>` on stdio and connect an MCP client to it; on
+    the way out, stop the workspace's daemon too (its agents stop with it), as a user ending
+    BooCode would.
 
-    The server's user config directory is in `scratch`, so a developer's own
-    ~/.config/boocode/config.toml does not leak into tests; its stderr goes to `log_path`.
+    The daemon's user config directory is in `scratch`, so a developer's own
+    ~/.config/boocode/config.toml does not leak into tests; the relay's stderr goes to `log_path`
+    (the daemon's own log is `.boocode/logs/daemon.log`).
     """
+    import anyio
     from mcp import Client, StdioServerParameters
     from mcp.client.stdio import stdio_client
 
+    from boocode_mcp.daemon.wire import stop_daemon
+
     config_home = scratch / "boocode-config"
     config_home.mkdir(parents=True, exist_ok=True)
+    # The workspace config the test wrote names the agents: trusted where this server looks.
+    trust_workspace(workspace, config_home / "boocode")
     cmd = boocode_mcp_command()
     params = StdioServerParameters(
         command=cmd[0],
@@ -487,9 +498,12 @@ async def boocode_mcp(workspace: Path, scratch: Path, log_path: Path) -> AsyncIt
         cwd=str(workspace),
     )
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    with log_path.open("a") as errlog:
-        async with Client(stdio_client(params, errlog=errlog), mode="legacy") as client:
-            yield BooCodeMcp(client)
+    try:
+        with log_path.open("a") as errlog:
+            async with Client(stdio_client(params, errlog=errlog), mode="legacy") as client:
+                yield BooCodeMcp(client)
+    finally:
+        await anyio.to_thread.run_sync(stop_daemon, workspace)
 
 
 # -- pytest fixtures (import the *_fixture functions into a test module to use them) ----------

@@ -36,6 +36,7 @@ from acp.schema import (
 )
 
 from boocode_mcp.daemon.wire import stop_daemon
+from boocode_mcp.trust import trust_workspace
 from tests.conftest import FIXTURE_AGENT, git
 from tests.real_agents import wait_group_gone
 
@@ -54,6 +55,7 @@ def configure(repo: Path, *, env: str = "{}") -> Path:
         f'default_agent = "fixture"\n\n[agents.fixture]\ncommand = {json.dumps(sys.executable)}\n'
         f'args = [{json.dumps(str(FIXTURE_AGENT))}]\nenv = {env}\n\n[permissions]\npolicy = "deny"\n'
     )
+    trust_workspace(repo)
     return repo
 
 

@@ -17,6 +17,7 @@ import pytest
 from acp import RequestError
 from acp.schema import UserMessageChunk
 
+from boocode_mcp.trust import trust_workspace
 from boocode_mcp.workspace import worktree_path
 from tests.real_agents import wait_group_gone
 from tests.test_acp_server import (
@@ -217,6 +218,7 @@ async def test_switching_agent_before_the_first_prompt_warms_the_new_one(workspa
     fixture = tomllib.loads(config.read_text())["agents"]["fixture"]
     command, args = json.dumps(fixture["command"]), json.dumps(fixture["args"])
     config.write_text(config.read_text() + f"\n[agents.other]\ncommand = {command}\nargs = {args}\n")
+    trust_workspace(workspace)
     client = RecordingClient()
     async with boocode_acp(workspace, client) as conn:
         sid = await new_session(conn, workspace)
@@ -232,6 +234,7 @@ async def test_switching_agent_before_the_first_prompt_warms_the_new_one(workspa
 async def test_prewarm_off_starts_nothing_before_the_first_prompt(workspace: Path) -> None:
     config = workspace / ".boocode" / "config.toml"
     config.write_text(config.read_text() + "\n[pool]\nprewarm = false\n")
+    trust_workspace(workspace)
     client = RecordingClient()
     async with boocode_acp(workspace, client) as conn:
         sid = await new_session(conn, workspace)

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from boocode_mcp.cli_render import Progress, Renderer
+from boocode_mcp.trust import trust_workspace
 from boocode_mcp.views import AgentInfo, ApplyResult, MemoryHit, PatchView, SubagentView
 from tests.conftest import FIXTURE_AGENT, git
 
@@ -43,6 +44,7 @@ def configure(repo: Path) -> Path:
         f'default_agent = "fixture"\n\n[agents.fixture]\ncommand = {json.dumps(sys.executable)}\n'
         f"args = [{json.dumps(str(FIXTURE_AGENT))}]\n"
     )
+    trust_workspace(repo)
     return repo
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from boocode_mcp.trust import trust_workspace
 from tests.test_cli import (
     BOOCODE,
     TIMEOUT,
@@ -32,6 +33,7 @@ def workspace(git_repo: Path) -> Path:
     configure(git_repo)
     with (git_repo / ".boocode" / "config.toml").open("a") as f:
         f.write('\n[permissions]\npolicy = "ask"\n')
+    trust_workspace(git_repo)
     return git_repo
 
 
@@ -145,6 +147,7 @@ def test_empty_answer_leaves_the_request_waiting(workspace: Path) -> None:
 def test_prompt_gives_up_at_the_request_deadline(workspace: Path) -> None:
     with (workspace / ".boocode" / "config.toml").open("a") as f:
         f.write("timeout_s = 2\n")
+    trust_workspace(workspace)
     with run_on_terminal(workspace, "permission v.txt") as (run, controller):
         read_until(controller, lambda t: "(Enter leaves it" in t)
         # Nobody answers: the request fails closed and the prompt stops waiting for a line.

@@ -1,4 +1,5 @@
-"""Configuration loading: precedence, validation errors that name the file and key."""
+"""Configuration loading: precedence, validation errors that name the file and key (the workspace
+file trusted where its agents matter; what an untrusted one may do is in test_trust.py)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from boocode_mcp.config import Config, load_config
+from boocode_mcp.config import Config
 from boocode_mcp.errors import ConfigError
+from boocode_mcp.trust import ConfigSource, trust_workspace
 
 
 def write(path: Path, text: str) -> Path:
@@ -17,7 +19,7 @@ def write(path: Path, text: str) -> Path:
 
 
 def test_defaults_without_any_file(tmp_path: Path) -> None:
-    cfg = load_config(tmp_path, user_config=tmp_path / "missing.toml")
+    cfg = ConfigSource(tmp_path, user_config=tmp_path / "missing.toml").config
     assert cfg == Config()
     assert cfg.permissions.policy == "auto"
     assert cfg.pool.max_warm == 8
@@ -33,7 +35,8 @@ def test_workspace_overrides_user_and_agent_entries_replace_whole(tmp_path: Path
         tmp_path / "ws" / ".boocode" / "config.toml",
         '[pool]\nmax_warm = 2\n[agents.mine]\ncommand = "b"\n[permissions]\npolicy = "ask"\ntimeout_s = 7\n',
     )
-    cfg = load_config(tmp_path / "ws", user_config=user)
+    trust_workspace(tmp_path / "ws", user_dir=user.parent)
+    cfg = ConfigSource(tmp_path / "ws", user_config=user).config
     assert cfg.default_agent == "qwen"
     assert cfg.pool.max_warm == 2
     assert cfg.pool.idle_ttl_s == 5
@@ -58,7 +61,7 @@ def test_workspace_overrides_user_and_agent_entries_replace_whole(tmp_path: Path
 def test_invalid_key_names_file_and_key(tmp_path: Path, text: str, key: str) -> None:
     path = write(tmp_path / ".boocode" / "config.toml", text)
     with pytest.raises(ConfigError) as err:
-        load_config(tmp_path, user_config=tmp_path / "none.toml")
+        ConfigSource(tmp_path, user_config=tmp_path / "none.toml")
     assert str(path) in str(err.value)
     assert key in str(err.value)
 
@@ -66,6 +69,6 @@ def test_invalid_key_names_file_and_key(tmp_path: Path, text: str, key: str) -> 
 def test_invalid_toml_names_file(tmp_path: Path) -> None:
     path = write(tmp_path / "user.toml", "this is = = not toml\n")
     with pytest.raises(ConfigError) as err:
-        load_config(tmp_path, user_config=path)
+        ConfigSource(tmp_path, user_config=path)
     assert str(path) in str(err.value)
     assert "TOML" in str(err.value)

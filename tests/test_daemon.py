@@ -28,6 +28,7 @@ from boocode_mcp.daemon.wire import (
     control,
     stop_daemon,
 )
+from boocode_mcp.trust import trust_workspace
 from tests.test_mcp_support import (
     BOOCODE,
     BOOCODE_MCP,
@@ -38,12 +39,20 @@ from tests.test_mcp_support import (
     run_turn,
     server_env,
     stdio_params,
+    user_config,
     wait_for,
 )
 
 pytestmark = pytest.mark.anyio
 
 TIMEOUT_S = 60
+
+
+@pytest.fixture(autouse=True)
+def _user_config_of_the_workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Daemons started from this process (wire.connect) inherit its environment, as any front
+    end's daemon does: give it the user config directory where `configure` trusted the workspace."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
 
 
 def boo(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -228,6 +237,7 @@ def test_an_idle_daemon_exits_and_one_whose_workspace_is_deleted_stops_with_its_
     configure(git_repo)
     with (git_repo / ".boocode" / "config.toml").open("a") as f:
         f.write("\n[daemon]\nidle_exit_s = 1\n")
+    trust_workspace(git_repo, user_config(git_repo).parent)
     first = boo(git_repo, "run", "--quiet", "--json", "pid")
     assert first.returncode == 0, first.stderr
     agent_pid = int(json.loads(first.stdout)["final_message"])

@@ -8,6 +8,7 @@ import anyio
 import pytest
 
 from boocode_mcp.engine import Engine
+from boocode_mcp.trust import trust_workspace
 from tests.test_engine_runs import TIMEOUT_S, finished, run_turn, user_config, write_config
 
 pytestmark = pytest.mark.anyio
@@ -109,6 +110,7 @@ async def test_model_and_mode_reach_the_agent_through_its_spec_or_are_recorded(
     config.write_text(
         config.read_text().replace("[permissions]", 'model_env = "FIXTURE_MODEL"\n[permissions]')
     )
+    trust_workspace(git_repo)
     async with Engine.open(git_repo, user_config=user_config) as engine:
         sid = await engine.ensure_session()
         first = await run_turn(engine, sid, "pid")
@@ -154,6 +156,7 @@ async def test_a_chat_continues_after_a_restart_and_says_when_context_was_lost(
         .read_text()
         .replace("[permissions]", 'env = { FIXTURE_NO_LOAD = "1" }\n[permissions]')
     )
+    trust_workspace(git_repo)
     async with Engine.open(git_repo, user_config=user_config) as engine:
         lost = await run_turn(engine, sid, "history", chat_id=first.chat_id)
         assert lost.status == "completed"

@@ -11,7 +11,9 @@ import anyio
 import pytest
 
 from boocode_mcp import procs
+from boocode_mcp.config import user_config_dir
 from boocode_mcp.engine import Engine
+from boocode_mcp.trust import trust_workspace
 from boocode_mcp.views import SubagentView
 from tests.conftest import FIXTURE_AGENT, git
 
@@ -21,21 +23,20 @@ TIMEOUT_S = 30
 
 
 def write_config(repo: Path, *, extra: str = "", policy: str = "auto", timeout_s: float = 300) -> None:
+    """The workspace config the engine tests use, trusted as `boocode trust` would."""
     (repo / ".boocode").mkdir(exist_ok=True)
     (repo / ".boocode" / "config.toml").write_text(
         f'default_agent = "fixture"\n{extra}\n'
         f"[agents.fixture]\ncommand = {str(sys.executable)!r}\nargs = [{str(FIXTURE_AGENT)!r}]\n"
         f'[permissions]\npolicy = "{policy}"\ntimeout_s = {timeout_s}\n'
     )
+    trust_workspace(repo)
 
 
 @pytest.fixture
-def user_config(tmp_path: Path) -> Path:
-    """An empty user config, so the developer's own ~/.config/boocode never leaks into a test."""
-    path = tmp_path / "user" / "config.toml"
-    path.parent.mkdir()
-    path.write_text("")
-    return path
+def user_config() -> Path:
+    """The test session's user config (none: see conftest), where write_config's trust is kept."""
+    return user_config_dir() / "config.toml"
 
 
 @pytest.fixture

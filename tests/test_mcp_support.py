@@ -20,6 +20,7 @@ from mcp.server import MCPServer
 
 from boocode_mcp.engine import Engine
 from boocode_mcp.mcp_server import build_server
+from boocode_mcp.trust import trust_workspace
 from tests.conftest import FIXTURE_AGENT
 
 BIN_DIR = Path(sys.executable).parent
@@ -54,12 +55,13 @@ def configure(repo: Path, *, policy: str = "auto", permission_timeout_s: float =
         f'policy = "{policy}"\n'
         f"timeout_s = {permission_timeout_s}\n"
     )
+    trust_workspace(repo, user_config(repo).parent)
     return repo
 
 
 def user_config(repo: Path) -> Path:
-    """A user config path that does not exist, so ~/.config never leaks into a test."""
-    return repo.parent / "no-user-config.toml"
+    """A user config of the test's own (no such file), where the servers find configure's trust."""
+    return repo.parent / "xdg-config" / "boocode" / "config.toml"
 
 
 @asynccontextmanager
@@ -73,7 +75,7 @@ def server_env(repo: Path) -> dict[str, str]:
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": os.environ.get("HOME", str(repo.parent)),
         # The console script reads ~/.config/boocode/config.toml; keep the user's out of tests.
-        "XDG_CONFIG_HOME": str(repo.parent / "xdg-config"),
+        "XDG_CONFIG_HOME": str(user_config(repo).parent.parent),
     }
 
 

@@ -66,7 +66,7 @@ async def test_text_turn(ws: Workspace) -> None:
         async with boocode_mcp(ws.repo, ws.scratch, ws.log("boocode.log")) as bc:
             status = await bc.run("please say hello-boocode", agent=ws.agent)
             [session] = await bc.agent_sessions(status["chat_id"])
-        # The agent (spawned as the leader of its own group) died with the server.
+        # The agent (spawned as the leader of its own group) died with the daemon.
         await wait_group_gone(session["pid"])
     assert status["status"] == "completed", status
     assert status["agent"] == ws.agent
@@ -138,7 +138,7 @@ async def test_follow_up_after_restart_resumes_session(ws: Workspace) -> None:
             [before] = await bc.agent_sessions(first["chat_id"])
         # No waiting for the agent's record here: the server's own shutdown must leave the agent
         # time to persist the turn (the spec's settle_s covers agents that write it late).
-        # A new BooCode server process on the same workspace: the old agent died with the old server.
+        # A new BooCode daemon on the same workspace: the old agent died with the old daemon.
         await wait_group_gone(before["pid"])
         async with boocode_mcp(ws.repo, ws.scratch, ws.log("boocode-2.log")) as bc:
             mark = ws.server.mark()
@@ -181,6 +181,7 @@ async def test_permission_question_answered_over_mcp(ws: Workspace) -> None:
 async def test_boocode_acp_prewarms_the_agent_and_applies_its_write(ws: Workspace) -> None:
     """An editor's session through `boocode acp`: the agent is started before the first prompt,
     that prompt runs on it, and `/apply` lands its file."""
+    from boocode_mcp.daemon.wire import stop_daemon
     from tests.test_acp_server import RecordingClient, boocode_acp, prompt
     from tests.test_acp_sessions import new_session, warm_agents, warmed
 
@@ -195,5 +196,8 @@ async def test_boocode_acp_prewarms_the_agent_and_applies_its_write(ws: Workspac
             assert "notes/from-editor.txt" in client.messages()
             await prompt(conn, sid, "/apply")
             assert "applied" in client.messages()
+        # The editor is gone; its agent stays warm in the daemon until the daemon stops.
+        assert pid in warm_agents(ws.repo, sid).values()
+        await anyio.to_thread.run_sync(stop_daemon, ws.repo)
         await wait_group_gone(pid)
     assert (ws.repo / "notes" / "from-editor.txt").read_text().strip() == "editor-content"

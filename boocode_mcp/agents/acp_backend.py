@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import shlex
 import signal
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, cast
 
@@ -49,7 +50,7 @@ from boocode_mcp.agents.client import WorktreeClient
 from boocode_mcp.agents.events import UsageEvent
 from boocode_mcp.agents.mapping import map_permission_request, map_update
 from boocode_mcp.agents.registry import ResolvedAgent
-from boocode_mcp.agents.terminals import TerminalManager
+from boocode_mcp.agents.terminals import TerminalLedger, TerminalManager
 from boocode_mcp.errors import AgentBusyError, AgentCrashedError, AgentTurnError
 
 log = logging.getLogger(__name__)
@@ -86,6 +87,8 @@ class _Turn:
     cost_at_start: float | None
     scopes: set[anyio.CancelScope]
     cancelling: bool = False
+    # Lines the agent wrote during the turn that were not JSON-RPC messages (excerpt: problem).
+    bad_frames: list[str] = field(default_factory=list)
 
 
 def _describe_exit(code: int | None) -> str:
@@ -97,6 +100,87 @@ def _describe_exit(code: int | None) -> str:
         except ValueError:
             return f"was killed by signal {-code}"
     return f"exited with code {code}"
+
+
+# How much of a line that is not a JSON-RPC message an error quotes.
+FRAME_EXCERPT_CHARS = 120
+
+
+def _excerpt(line: bytes) -> str:
+    text = line.decode("utf-8", errors="replace")
+    return repr(text if len(text) <= FRAME_EXCERPT_CHARS else text[:FRAME_EXCERPT_CHARS] + "…")
+
+
+def frame_problem(line: bytes) -> tuple[dict[str, Any] | None, str]:
+    """The JSON-RPC message on `line`, or None and what is wrong with it."""
+    try:
+        message = json.loads(line)
+    except ValueError:
+        return None, "not JSON"
+    if not isinstance(message, dict):
+        return None, f"JSON {type(message).__name__}, not an object"
+    if isinstance(message.get("method"), str) or (
+        "id" in message and ("result" in message or "error" in message)
+    ):
+        return message, ""
+    return None, "an object that is neither a request, a notification nor a response"
+
+
+class AgentFrames:
+    """The newline-delimited JSON-RPC stream to and from one agent process (an ACP transport).
+
+    The SDK's own stdio transport skips a line that is not JSON, but a JSON line that is not an
+    object (`[1]`, `null`) ends its connection as if the agent had hung up, and the turn then
+    looked like a crash of an agent that was still running. Here every line that is not a JSON-RPC
+    message is dropped before the SDK sees it and reported to `on_invalid` (a quoted excerpt and
+    what is wrong with it), so the connection lives on and the turn can say what the agent sent.
+    """
+
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        on_invalid: Callable[[str, str], None],
+    ) -> None:
+        self._reader = reader
+        self._writer = writer
+        self._on_invalid = on_invalid
+        self._send_lock = asyncio.Lock()
+
+    async def send(self, message: dict[str, Any]) -> None:
+        data = (json.dumps(message, separators=(",", ":")) + "\n").encode("utf-8")
+        async with self._send_lock:
+            self._writer.write(data)
+            await self._writer.drain()
+
+    async def receive(self) -> dict[str, Any] | None:
+        while True:
+            line = await self._read_line()
+            if not line:
+                return None
+            line = line.strip()
+            if not line:
+                continue
+            message, problem = frame_problem(line)
+            if message is not None:
+                return message
+            self._on_invalid(_excerpt(line), problem)
+
+    async def close(self) -> None:
+        """Nothing to release: the process's pipes go with the process."""
+
+    async def _read_line(self) -> bytes:
+        chunks: list[bytes] = []
+        while True:
+            try:
+                chunks.append(await self._reader.readuntil(b"\n"))
+            except asyncio.LimitOverrunError as e:
+                # A line longer than the reader's buffer: take what is there and go on reading it.
+                chunks.append(await self._reader.readexactly(e.consumed))
+                continue
+            except asyncio.IncompleteReadError as e:
+                chunks.append(e.partial)
+            return b"".join(chunks)
 
 
 class WarmAcpBackend:
@@ -114,6 +198,7 @@ class WarmAcpBackend:
         on_state: Callable[[BackendState], None] | None = None,
         cancel_timeout_s: float = CANCEL_TIMEOUT_S,
         start_timeout_s: float = START_TIMEOUT_S,
+        terminal_ledger: TerminalLedger | None = None,
     ) -> None:
         self._chat_id = chat_id
         self._agent = agent
@@ -133,7 +218,7 @@ class WarmAcpBackend:
         self._proc: asyncio.subprocess.Process | None = None
         self._conn: ClientSideConnection | None = None
         self._watcher: asyncio.Task[None] | None = None
-        self._terminals = TerminalManager(self._cwd)
+        self._terminals = TerminalManager(self._cwd, terminal_ledger)
         self._session_id: str | None = None
         # How the process now running got its session, until a turn has run on it.
         self._start_origin: Literal["new", "loaded", "fresh_after_restart"] | None = None
@@ -294,9 +379,17 @@ class WarmAcpBackend:
             await procs.terminate_group(proc, grace_s=0.5)
             raise self._closed_error()
         self._proc = proc
-        client = WorktreeClient(self._cwd, self._terminals, self._route_update, self._route_permission)
+        client = WorktreeClient(
+            self._cwd,
+            self._terminals,
+            self._route_update,
+            self._route_permission,
+            fs=spec.fs,
+            terminal=spec.terminal,
+        )
         # WorktreeClient is a plain class on purpose (SDK-FACTS 2.6-d), so it is not an acp.Client.
-        self._conn = connect_to_agent(cast(Client, client), proc.stdin, proc.stdout)
+        frames = AgentFrames(proc.stdout, proc.stdin, self._invalid_frame)
+        self._conn = connect_to_agent(cast(Client, client), frames)
         self._watcher = asyncio.ensure_future(self._watch(proc, self._conn))
         self._cancel_gave_up = False
         try:
@@ -425,6 +518,13 @@ class WarmAcpBackend:
 
     # --- routing of agent → client traffic ------------------------------------------------------
 
+    def _invalid_frame(self, excerpt: str, problem: str) -> None:
+        log.warning("agent %s wrote a line that is not JSON-RPC (%s): %s", self._agent.name, problem, excerpt)
+        with contextlib.suppress(OSError), self.log_path.open("a", encoding="utf-8") as logf:
+            logf.write(f"--- not a JSON-RPC message ({problem}), dropped: {excerpt}\n")
+        if self._turn is not None:
+            self._turn.bad_frames.append(f"{excerpt} ({problem})")
+
     def _route_update(self, session_id: str, update: Any) -> None:
         turn = self._turn
         if turn is None or session_id != self._session_id:
@@ -532,7 +632,15 @@ class WarmAcpBackend:
             raise AgentTurnError(
                 f"agent {self._agent.name!r} failed the prompt ({e.code}: {e}); see log {self.log_path}"
             ) from None
-        return self._result(resp, turn)
+        result = self._result(resp, turn)
+        if turn.bad_frames:
+            raise AgentTurnError(
+                f"agent {self._agent.name!r} broke the ACP protocol during the turn: it wrote "
+                f"{len(turn.bad_frames)} line(s) that are not JSON-RPC messages, which were dropped "
+                f"(the first: {turn.bad_frames[0]}), so the turn's output may be incomplete; "
+                f"see log {self.log_path}"
+            )
+        return result
 
     def _result(self, resp: PromptResponse, turn: _Turn) -> TurnResult:
         stop: StopReason = resp.stop_reason

@@ -22,6 +22,7 @@ from acp import (
 from acp.schema import EnvVariable, PermissionOption, TerminalExitStatus, ToolCallUpdate
 
 from boocode_mcp.agents.terminals import TerminalError, TerminalManager
+from boocode_mcp.agents.worktree_fs import FsRefused, WorktreeFiles
 
 UpdateCallback = Callable[[str, Any], None]
 PermissionCallback = Callable[
@@ -34,7 +35,11 @@ def _invalid(message: str, **data: Any) -> RequestError:
 
 
 class WorktreeClient:
-    """fs confined to one worktree, real terminals, and updates/permissions handed to the backend."""
+    """fs confined to one worktree, real terminals, and updates/permissions handed to the backend.
+
+    `fs` and `terminal` are what the handshake advertised: requests for a capability that was not
+    advertised answer -32601 (method not found), as if the client had no such method.
+    """
 
     def __init__(
         self,
@@ -42,8 +47,13 @@ class WorktreeClient:
         terminals: TerminalManager,
         on_update: UpdateCallback,
         on_permission: PermissionCallback,
+        *,
+        fs: bool = True,
+        terminal: bool = True,
     ) -> None:
-        self._root = root.resolve()
+        self._files = WorktreeFiles(root)
+        self._fs = fs
+        self._terminal = terminal
         self._terminals = terminals
         self._on_update = on_update
         self._on_permission = on_permission
@@ -62,29 +72,18 @@ class WorktreeClient:
 
     # --- fs --------------------------------------------------------------------------------
 
-    def confine(self, path: str) -> Path:
-        """The real path of `path` (symlinks resolved); refused unless inside the worktree."""
-        p = Path(path)
-        if not p.is_absolute():
-            p = self._root / p
-        real = p.resolve()
-        if not real.is_relative_to(self._root):
-            raise _invalid(
-                f"path {path} is outside the worktree {self._root}; agents may only touch files in it",
-                path=path,
-            )
-        return real
+    def _fs_allowed(self, method: str) -> None:
+        if not self._fs:
+            raise RequestError.method_not_found(method)
 
     async def read_text_file(
         self, session_id: str, path: str, line: int | None = None, limit: int | None = None, **kw: Any
     ) -> ReadTextFileResponse:
-        real = self.confine(path)
+        self._fs_allowed("fs/read_text_file")
         try:
-            text = await anyio.Path(real).read_text(encoding="utf-8", errors="replace")
-        except FileNotFoundError:
-            raise RequestError.resource_not_found(path) from None
-        except IsADirectoryError:
-            raise _invalid(f"path {path} is a directory, not a text file", path=path) from None
+            text = await anyio.to_thread.run_sync(self._files.read_text, path)
+        except FsRefused as e:
+            raise _refused(e, path) from None
         except OSError as e:
             raise RequestError(-32603, f"cannot read {path}: {e.strerror}", {"path": path}) from None
         if line is not None or limit is not None:
@@ -95,13 +94,11 @@ class WorktreeClient:
         return ReadTextFileResponse(content=text)
 
     async def write_text_file(self, session_id: str, path: str, content: str, **kw: Any) -> None:
-        real = self.confine(path)
-        target = anyio.Path(real)
+        self._fs_allowed("fs/write_text_file")
         try:
-            await target.parent.mkdir(parents=True, exist_ok=True)
-            await target.write_text(content, encoding="utf-8")
-        except IsADirectoryError:
-            raise _invalid(f"path {path} is a directory, not a text file", path=path) from None
+            await anyio.to_thread.run_sync(self._files.write_text, path, content)
+        except FsRefused as e:
+            raise _refused(e, path) from None
         except OSError as e:
             raise RequestError(-32603, f"cannot write {path}: {e.strerror}", {"path": path}) from None
         return None
@@ -118,6 +115,9 @@ class WorktreeClient:
         output_byte_limit: int | None = None,
         **kw: Any,
     ) -> CreateTerminalResponse:
+        if not self._terminal:
+            # The other terminal/* methods name a terminal, which only this one can make.
+            raise RequestError.method_not_found("terminal/create")
         try:
             tid = await self._terminals.create(
                 command,
@@ -157,6 +157,12 @@ class WorktreeClient:
 
     async def release_terminal(self, session_id: str, terminal_id: str, **kw: Any) -> None:
         await self._terminals.release(terminal_id)
+
+
+def _refused(e: FsRefused, path: str) -> RequestError:
+    if e.not_found:
+        return RequestError(-32002, f"resource not found: {e}", {"uri": path})
+    return _invalid(str(e), path=path)
 
 
 def _terminal_error(e: TerminalError, terminal_id: str) -> RequestError:

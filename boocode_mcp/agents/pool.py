@@ -27,6 +27,7 @@ from boocode_mcp.agents.acp_backend import CANCEL_TIMEOUT_S, BackendState, WarmA
 from boocode_mcp.agents.backend import AgentBackend
 from boocode_mcp.agents.lifecycle import PoolEntry, choose_evictions
 from boocode_mcp.agents.registry import AgentRegistry
+from boocode_mcp.agents.terminals import TerminalRecords
 from boocode_mcp.config import AgentSpec, PoolConfig
 from boocode_mcp.errors import InvalidRequestError
 from boocode_mcp.store import agent_sessions as rows
@@ -116,8 +117,9 @@ class AgentPool:
         """The warm backend of (chat, agent), created if needed (the process starts on first use).
 
         `env` (e.g. a model chosen through the spec's model_env) is added to the agent's
-        environment; an idle backend started with a different `env` is replaced, keeping its
-        session (loaded again where the agent supports it).
+        environment; an idle backend started with a different `env`, or from a launch spec the
+        configuration has changed since, is replaced, keeping its session (loaded again where the
+        agent supports it).
         """
         resolved = self._registry.resolve(agent)
         if self._db is not None and self._tg is None:
@@ -129,7 +131,9 @@ class AgentPool:
                 raise InvalidRequestError("the agent pool is shut down; no new agent sessions can start")
             existing = self._backends.get(key)
             if existing is not None and existing.status != "closed":
-                if env is None or existing.env == wanted_env or existing.busy:
+                # The same launch spec (the config may have changed since) and environment.
+                launch = config_hash(resolved.spec, wanted_env if env is not None else existing.env)
+                if existing.busy or self._config_hashes.get(key) == launch:
                     # Being handed out counts as use: the caller is about to prompt it.
                     existing.touch()
                     return existing
@@ -146,6 +150,9 @@ class AgentPool:
                 env=wanted_env,
                 on_state=lambda state: self._on_state(key, state, mine),
                 cancel_timeout_s=self._cancel_timeout,
+                terminal_ledger=None
+                if self._db is None
+                else TerminalRecords(self._db, owner_pid=self.owner_pid, chat_id=chat_id, agent=agent),
             )
             mine.append(backend)
             self._backends[key] = backend

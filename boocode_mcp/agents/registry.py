@@ -12,8 +12,9 @@ from pathlib import Path
 from boocode_mcp import procs
 from boocode_mcp.agents.builtin import BUILTIN_AGENTS
 from boocode_mcp.config import BOOCODE_DIR, AgentSpec, Config
-from boocode_mcp.errors import AgentNotInstalledError, UnknownAgentError
-from boocode_mcp.views import AgentInfo
+from boocode_mcp.errors import AgentNotInstalledError, ConfigError, UnknownAgentError
+from boocode_mcp.trust import ConfigProvider, EffectiveConfig, FixedConfig, refusal
+from boocode_mcp.views import AgentInfo, WorkspaceConfigView
 
 VERSION_TIMEOUT_S = 3.0
 
@@ -40,19 +41,47 @@ def find_program(command: str) -> str | None:
 
 
 class AgentRegistry:
-    """Launch specs by name: the built-ins, with configured entries of the same name winning."""
+    """Launch specs by name: the built-ins, with configured entries of the same name winning.
 
-    def __init__(self, config: Config) -> None:
-        self._config = config
-        self._specs: dict[str, AgentSpec] = {**BUILTIN_AGENTS, **config.agents}
+    The configuration is looked at again on every call (a stat of its files, see
+    `boocode_mcp.trust.ConfigSource`), so a long-lived process resolves agents as the config files
+    and the user's trust say now.
+    """
+
+    def __init__(self, config: Config | ConfigProvider) -> None:
+        self._source: ConfigProvider = FixedConfig(config) if isinstance(config, Config) else config
+        self._seen: EffectiveConfig | None = None
+        self._specs: dict[str, AgentSpec] = {}
+
+    def _now(self) -> EffectiveConfig:
+        current = self._source.current()
+        if current is not self._seen:
+            self._seen = current
+            self._specs = {**BUILTIN_AGENTS, **current.config.agents}
+        return current
+
+    @property
+    def config(self) -> Config:
+        """The configuration in force now."""
+        return self._now().config
+
+    def workspace_config(self) -> WorkspaceConfigView | None:
+        """Whether the workspace's own config file counts (None for a config built in code)."""
+        return self._now().workspace
 
     def names(self) -> list[str]:
+        self._now()
         return sorted(self._specs)
 
     def spec(self, name: str) -> AgentSpec:
+        current = self._now()
+        if current.problem is not None:
+            raise ConfigError(f"{current.problem}; no agent starts until that is fixed")
         try:
             return self._specs[name]
         except KeyError:
+            if current.workspace is not None and name in current.workspace.ignored_agents:
+                raise refusal(current.workspace, name) from None
             raise UnknownAgentError(
                 f"unknown agent {name!r}; known agents: {', '.join(self.names())}. To add one, put "
                 f'[agents.{name}] with command = "..." (and args = [...]) in '
@@ -65,29 +94,38 @@ class AgentRegistry:
         if program is None:
             where = "on PATH" if os.sep not in spec.command else "at that path"
             hint = f"install it with `{spec.install}`" if spec.install else "install it"
+            ws = self.workspace_config()
+            if ws is not None and name in ws.ignored_agents:
+                # The workspace's own entry for it exists, unused: say so rather than suggest one.
+                hint += (
+                    f", or trust {ws.path}, whose [agents.{name}] is ignored until then: `{ws.trust_command}`"
+                )
+            else:
+                hint += f", or set [agents.{name}] command in {BOOCODE_DIR}/config.toml"
             raise AgentNotInstalledError(
-                f"agent {name!r} is not installed: no {spec.command!r} {where}; {hint}, or set "
-                f"[agents.{name}] command in {BOOCODE_DIR}/config.toml; see `boocode agents`"
+                f"agent {name!r} is not installed: no {spec.command!r} {where}; {hint}; see `boocode agents`"
             )
         return ResolvedAgent(name=name, spec=spec, program=program, argv=(program, *spec.args))
 
     async def describe(self) -> list[AgentInfo]:
         """One row per agent for `boocode agents`; versions are probed concurrently and bounded."""
-        names = self.names()
-        programs = {n: find_program(self._specs[n].command) for n in names}
-        versions = await asyncio.gather(*(_version(programs[n], self._specs[n].version_args) for n in names))
+        config = self._now().config
+        specs = dict(self._specs)
+        names = sorted(specs)
+        programs = {n: find_program(specs[n].command) for n in names}
+        versions = await asyncio.gather(*(_version(programs[n], specs[n].version_args) for n in names))
         return [
             AgentInfo(
                 name=n,
-                command=self._specs[n].command,
-                args=list(self._specs[n].args),
+                command=specs[n].command,
+                args=list(specs[n].args),
                 installed=programs[n] is not None,
                 path=programs[n],
                 version=v,
-                install=self._specs[n].install,
+                install=specs[n].install,
                 builtin=n in BUILTIN_AGENTS,
-                configured=n in self._config.agents,
-                default=n == self._config.default_agent,
+                configured=n in config.agents,
+                default=n == config.default_agent,
             )
             for n, v in zip(names, versions, strict=True)
         ]

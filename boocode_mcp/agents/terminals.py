@@ -1,17 +1,30 @@
 """Real terminals for ACP `terminal/*`: each command in its own process group, output kept to a
-byte limit (the tail survives), killed on release and when the backend closes."""
+byte limit (the tail survives), killed on release and when the backend closes.
+
+Each terminal's group is recorded (`TerminalRecords`, the store's `terminals` table) from before
+the agent learns the terminal's id until the group is killed, so that a BooCode process which
+replaces one killed with SIGKILL can reap the terminals it left (start-up recovery).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import signal
+import sqlite3
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
+
+import aiosqlite
 
 from boocode_mcp import procs
+from boocode_mcp.store import terminals as terminal_rows
+
+log = logging.getLogger(__name__)
 
 DEFAULT_OUTPUT_LIMIT = 1 << 20
 
@@ -108,11 +121,47 @@ class TerminalError(Exception):
         self.not_found = not_found
 
 
+class TerminalLedger(Protocol):
+    """Where a terminal's process group is recorded while it may be alive."""
+
+    async def opened(self, terminal_id: str, pgid: int, command: str) -> None: ...
+
+    async def closed(self, terminal_id: str) -> None: ...
+
+
+class TerminalRecords:
+    """A TerminalLedger in the store: rows owned by this BooCode process (its pid and start)."""
+
+    def __init__(self, db: aiosqlite.Connection, *, owner_pid: int, chat_id: str, agent: str) -> None:
+        self._db = db
+        self._owner_pid = owner_pid
+        self._owner_start = procs.process_token(owner_pid)
+        self._chat_id = chat_id
+        self._agent = agent
+
+    async def opened(self, terminal_id: str, pgid: int, command: str) -> None:
+        await terminal_rows.insert(
+            self._db,
+            terminal_id=terminal_id,
+            pgid=pgid,
+            leader_start=procs.process_token(pgid),
+            owner_pid=self._owner_pid,
+            owner_start=self._owner_start,
+            chat_id=self._chat_id,
+            agent=self._agent,
+            command=command,
+        )
+
+    async def closed(self, terminal_id: str) -> None:
+        await terminal_rows.delete(self._db, terminal_id)
+
+
 class TerminalManager:
     """The terminals of one agent session, keyed by the ids handed to the agent."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, ledger: TerminalLedger | None = None) -> None:
         self._root = root.resolve()
+        self._ledger = ledger
         self._terminals: dict[str, Terminal] = {}
 
     def __len__(self) -> int:
@@ -152,7 +201,15 @@ class TerminalManager:
             raise TerminalError(f"cannot run {command!r} in a terminal: {e.strerror or e}") from e
         tid = f"term-{uuid.uuid4().hex[:12]}"
         limit = DEFAULT_OUTPUT_LIMIT if output_byte_limit is None else output_byte_limit
-        self._terminals[tid] = Terminal(tid, proc, limit)
+        term = Terminal(tid, proc, limit)
+        if self._ledger is not None:
+            try:
+                await self._ledger.opened(tid, term.pgid, command)
+            except (sqlite3.Error, ValueError) as e:
+                # A group nobody could reap after a crash is not started at all.
+                await term.close()
+                raise TerminalError(f"cannot record the terminal for {command!r} ({e}); not started") from e
+        self._terminals[tid] = term
         return tid
 
     def get(self, terminal_id: str) -> Terminal:
@@ -177,9 +234,20 @@ class TerminalManager:
     async def release(self, terminal_id: str) -> None:
         term = self._terminals.pop(terminal_id, None)
         if term is not None:
-            await term.close()
+            await self._close(term)
 
     async def close_all(self) -> None:
         terms = list(self._terminals.values())
         self._terminals.clear()
-        await asyncio.gather(*(t.close() for t in terms), return_exceptions=True)
+        await asyncio.gather(*(self._close(t) for t in terms), return_exceptions=True)
+
+    async def _close(self, term: Terminal) -> None:
+        await term.close()
+        if self._ledger is not None:
+            # Only once the group is dead: until then the record is what a restart would reap.
+            try:
+                await self._ledger.closed(term.id)
+            except (sqlite3.Error, ValueError) as e:
+                log.warning(
+                    "terminal %s is gone but its record stays (%s); start-up recovery drops it", term.id, e
+                )

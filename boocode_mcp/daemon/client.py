@@ -28,15 +28,19 @@ class Api(Protocol):
         """The operation's result object (the MCP tool's structured content); raises ApiFailure."""
         ...
 
+    def call_text(self, method: str, **params: Any) -> tuple[dict[str, Any], str]:
+        """The result and the text a host's model would read for it."""
+        ...
+
     def close(self) -> None: ...
 
 
-def _unwrap(method: str, body: dict[str, Any]) -> dict[str, Any]:
+def _unwrap(method: str, body: dict[str, Any]) -> tuple[dict[str, Any], str]:
     if "error" in body:
         error = body["error"] or {}
         raise ApiFailure(str(error.get("type") or "Error"), str(error.get("message") or f"{method} failed"))
     result: dict[str, Any] = body.get("result") or {}
-    return result
+    return result, str(body.get("text") or "")
 
 
 def _clean(params: dict[str, Any]) -> dict[str, Any]:
@@ -57,6 +61,9 @@ class SocketApi:
         return self._conn.daemon_pid
 
     def call(self, method: str, **params: Any) -> dict[str, Any]:
+        return self.call_text(method, **params)[0]
+
+    def call_text(self, method: str, **params: Any) -> tuple[dict[str, Any], str]:
         self._next_id += 1
         request_id = self._next_id
         try:
@@ -98,6 +105,9 @@ class InProcessApi:
         self._caller = connection_caller(engine, session)
 
     def call(self, method: str, **params: Any) -> dict[str, Any]:
+        return self.call_text(method, **params)[0]
+
+    def call_text(self, method: str, **params: Any) -> tuple[dict[str, Any], str]:
         from boocode_mcp.daemon.api import dispatch
 
         body = self._portal.call(dispatch, self._caller, method, _clean(params))

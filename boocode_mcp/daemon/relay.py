@@ -121,6 +121,10 @@ class Relay:
     def forward(self, up: Upstream, message: dict[str, Any], raw: bytes) -> None:
         """Send a client message to `up`'s daemon, reconnecting first when it is away."""
         request_id = message.get("id") if "method" in message else None
+        if up.conn is not None and _peer_gone(up.conn.sock):
+            # The daemon died while we were idle and its end-of-stream is still unread: this
+            # message never reached it, so it can go to the next daemon instead of failing.
+            self._read_daemon(up)
         try:
             if up.conn is None:
                 self._attach(up)
@@ -291,6 +295,16 @@ class Relay:
 
     def answered(self, up: Upstream, message: dict[str, Any]) -> None:
         """A daemon answered a client request (the ACP router learns new sessions here)."""
+
+
+def _peer_gone(sock: socket.socket) -> bool:
+    """Whether the daemon's end is closed (a pending end-of-stream or reset), without reading data."""
+    try:
+        return sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
 
 
 class _Stopped(Exception):

@@ -19,6 +19,7 @@ from boocode_mcp.views import (
     MemoryHits,
     MemorySource,
     TraceView,
+    WorkspaceConfigView,
 )
 
 # The host gives up on a call after about 60 s; a longer command belongs in a subagent.
@@ -40,6 +41,7 @@ class TraceListing(_Out):
 
 class AgentList(_Out):
     agents: list[AgentInfo]
+    workspace_config: WorkspaceConfigView | None = None
 
 
 class ResolvedId(_Out):
@@ -107,9 +109,16 @@ async def traces(caller: Caller, *, session_id: str | None = None) -> Outcome[Tr
 
 
 async def agents(caller: Caller) -> Outcome[AgentList]:
-    rows = await caller.engine.registry.describe()
-    text = "; ".join(f"{a.name} ({'installed' if a.installed else 'not installed'})" for a in rows)
-    return Outcome(AgentList(agents=rows), text)
+    """The agents a run may name, and whether the workspace's own config counts."""
+    from boocode_mcp.trust import describe
+
+    registry = caller.engine.registry
+    rows = await registry.describe()
+    ws = registry.workspace_config()
+    lines = [f"{a.name} ({'installed' if a.installed else 'not installed'})" for a in rows]
+    if ws is not None:
+        lines.append(describe(ws))
+    return Outcome(AgentList(agents=rows, workspace_config=ws), "\n".join(lines))
 
 
 async def resolve_id(

@@ -114,6 +114,12 @@ async def list_by_owner(db: aiosqlite.Connection, owner_pid: int) -> list[AgentS
     return [_row(r) for r in await cur.fetchall()]
 
 
+async def list_unclosed(db: aiosqlite.Connection) -> list[AgentSessionRow]:
+    """Rows not yet closed, whatever their status (for start-up recovery of a dead owner's agents)."""
+    cur = await db.execute(f"{_SELECT} WHERE status != 'closed'")
+    return [_row(r) for r in await cur.fetchall()]
+
+
 async def list_live(db: aiosqlite.Connection) -> list[AgentSessionRow]:
     """Rows that claim a running process (for start-up reaping of a dead owner's groups)."""
     cur = await db.execute(f"{_SELECT} WHERE status IN ('idle', 'active') AND pgid IS NOT NULL")

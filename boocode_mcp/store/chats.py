@@ -80,6 +80,16 @@ async def all_ids(db: aiosqlite.Connection) -> set[str]:
     return {str(r["id"]) for r in await cur.fetchall()}
 
 
+async def never_ran(db: aiosqlite.Connection, created_before: float) -> list[str]:
+    """Ids of the chats created before `created_before` that have no run."""
+    cur = await db.execute(
+        "SELECT id FROM chats c WHERE created_at < ?"
+        " AND NOT EXISTS (SELECT 1 FROM subagents r WHERE r.chat_id = c.id)",
+        (created_before,),
+    )
+    return [str(r["id"]) for r in await cur.fetchall()]
+
+
 async def delete_if_unused(db: aiosqlite.Connection, chat_id: str) -> bool:
     """Delete the chat unless it has a run; whether it was deleted. One statement, so a spawn
     racing it either lands first (the chat stays) or finds no chat."""

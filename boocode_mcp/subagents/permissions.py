@@ -36,9 +36,15 @@ class _Waiting:
 class PermissionQueue:
     """Pending requests by subagent; at most one per run, since a turn asks one at a time."""
 
-    def __init__(self, db: aiosqlite.Connection, config: PermissionsConfig, on_pending: OnPending) -> None:
+    def __init__(
+        self,
+        db: aiosqlite.Connection,
+        config: PermissionsConfig | Callable[[], PermissionsConfig],
+        on_pending: OnPending,
+    ) -> None:
         self._db = db
-        self._config = config
+        # A callable is asked at each request: the policy in force when the question comes.
+        self._config = config if callable(config) else lambda: config
         self._on_pending = on_pending
         self._waiting: dict[str, _Waiting] = {}
 
@@ -53,7 +59,7 @@ class PermissionQueue:
         when given, else the configured policy."""
         if override is not None:
             return override
-        policy = self._config.policy
+        policy = self._config().policy
 
         async def handle(request: PermissionRequestEvent) -> str | None:
             if policy == "auto":
@@ -66,7 +72,7 @@ class PermissionQueue:
 
     async def _ask(self, session_id: str, subagent_id: str, request: PermissionRequestEvent) -> str | None:
         request_id = uuid.uuid4().hex
-        deadline = time.time() + self._config.timeout_s
+        deadline = time.time() + self._config().timeout_s
         view = PendingPermission(
             request_id=request_id,
             title=request.title,

@@ -3,6 +3,8 @@
 - runs it owned that were still queued/running/awaiting a permission become `interrupted`;
 - its agents' process groups are killed and their agent_sessions rows closed (the ACP session id
   is kept, so the next turn can `session/load` it);
+- the process groups of its agents' terminals, which lead groups of their own, are killed and
+  their records dropped;
 - chats that never ran and that no live process holds (made ahead of a first prompt, as
   `boocode acp` pre-warms a session, by a process that was killed before it) are deleted;
 - worktrees under .boocode/worktrees whose chat is gone are removed when clean, kept and reported
@@ -21,7 +23,7 @@ import aiosqlite
 
 from boocode_mcp import procs, workspace
 from boocode_mcp.errors import WorkspaceError
-from boocode_mcp.store import chats, permissions, subagents
+from boocode_mcp.store import agent_sessions, chats, permissions, subagents, terminals
 
 log = logging.getLogger(__name__)
 
@@ -54,31 +56,12 @@ UNUSED_CHAT_GRACE_S = 60.0
 START_SLACK_S = 2.0
 
 
-def process_started_at(pid: int) -> float | None:
-    """When the process started (unix time), from /proc; None when unknown (or not Linux)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        boot = next(
-            float(line.split()[1])
-            for line in Path("/proc/stat").read_text().splitlines()
-            if line.startswith("btime ")
-        )
-    except (OSError, StopIteration, ValueError):
-        return None
-    fields = stat.rsplit(")", 1)[-1].split()
-    try:
-        ticks = int(fields[19])  # field 22 of the full line: starttime, in clock ticks after boot
-    except (IndexError, ValueError):
-        return None
-    return boot + ticks / os.sysconf("SC_CLK_TCK")
-
-
 def _pid_is_owner(pid: int, since: float | None) -> bool:
     """Whether `pid` is alive and is the process that wrote a row at time `since`: a process that
     started after the row was written only inherited a reused pid."""
     if not procs.pid_alive(pid):
         return False
-    started = process_started_at(pid)
+    started = procs.process_started_at(pid)
     return since is None or started is None or started <= since + START_SLACK_S
 
 
@@ -92,13 +75,8 @@ def run_owner_alive(owner_pid: int | None, subagent_id: str, since: float | None
 
 
 def _parent_pid(pid: int) -> int | None:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    # The command name (field 2) may hold spaces and parentheses; fields after the last ")" are fixed.
-    fields = stat.rsplit(")", 1)[-1].split()
-    return int(fields[1]) if len(fields) > 1 else None
+    fields = procs.proc_stat(pid)
+    return int(fields[1]) if fields is not None and len(fields) > 1 else None
 
 
 def _agent_owner_alive(owner_pid: int | None, pid: int | None, since: float | None) -> bool:
@@ -125,45 +103,62 @@ async def interrupt_dead_runs(db: aiosqlite.Connection) -> list[str]:
 async def reap_agent_sessions(db: aiosqlite.Connection) -> tuple[list[int], list[tuple[str, str]]]:
     killed: list[int] = []
     closed: list[tuple[str, str]] = []
-    cur = await db.execute(
-        "SELECT chat_id, agent, pid, pgid, owner_pid, last_active_at FROM agent_sessions"
-        " WHERE status != 'closed'"
-    )
-    for r in await cur.fetchall():
-        if _agent_owner_alive(r["owner_pid"], r["pid"], r["last_active_at"]):
+    for r in await agent_sessions.list_unclosed(db):
+        if _agent_owner_alive(r.owner_pid, r.pid, r.last_active_at):
             continue
-        pgid = r["pgid"]
-        if pgid is not None and procs.group_alive(pgid) and procs.kill_group(pgid):
-            killed.append(pgid)
-        await db.execute(
-            "UPDATE agent_sessions SET status = 'closed', pid = NULL, pgid = NULL"
-            " WHERE chat_id = ? AND agent = ?",
-            (r["chat_id"], r["agent"]),
-        )
-        closed.append((r["chat_id"], r["agent"]))
+        if r.pgid is not None and procs.group_alive(r.pgid) and procs.kill_group(r.pgid):
+            killed.append(r.pgid)
+        await agent_sessions.mark_closed(db, r.chat_id, r.agent)
+        closed.append((r.chat_id, r.agent))
     return killed, closed
+
+
+def _terminal_owner_alive(row: terminals.TerminalRow) -> bool:
+    """Whether the BooCode process that recorded the terminal still runs (the same process, not a
+    later one with its pid)."""
+    if not procs.pid_alive(row.owner_pid):
+        return False
+    # Without a recorded start (not Linux) there is no telling: a live pid keeps its terminals.
+    return row.owner_start is None or procs.process_token(row.owner_pid) == row.owner_start
+
+
+def _still_its_group(row: terminals.TerminalRow) -> bool:
+    """Whether the recorded pgid still names the terminal's group, not a later one."""
+    if row.leader_start is None:
+        return True
+    if not procs.same_boot(row.leader_start):
+        return False
+    # The leader may be gone while others of its group live on; but a pid in use as a group id is
+    # never handed to a new process, so a leader with another start means the group is gone.
+    leader = procs.process_token(row.pgid)
+    return leader is None or leader == row.leader_start
+
+
+async def reap_terminals(db: aiosqlite.Connection) -> list[int]:
+    """Kill the terminal groups of dead BooCode processes and drop their records."""
+    killed: list[int] = []
+    for row in await terminals.list_all(db):
+        if _terminal_owner_alive(row):
+            continue
+        if _still_its_group(row) and procs.group_alive(row.pgid) and procs.kill_group(row.pgid):
+            killed.append(row.pgid)
+        await terminals.delete(db, row.id)
+    return killed
 
 
 async def drop_abandoned_chats(db: aiosqlite.Connection) -> list[str]:
     """Delete the chats that never ran and that no live process holds; their worktrees become
     orphans for `reap_worktrees`."""
-    cur = await db.execute(
-        "SELECT id FROM chats c WHERE created_at < ?"
-        " AND NOT EXISTS (SELECT 1 FROM subagents r WHERE r.chat_id = c.id)",
-        (time.time() - UNUSED_CHAT_GRACE_S,),
-    )
     dropped: list[str] = []
-    for (chat_id,) in await cur.fetchall():
-        held = await db.execute(
-            "SELECT owner_pid, pid, last_active_at FROM agent_sessions WHERE chat_id = ?", (chat_id,)
-        )
+    for chat_id in await chats.never_ran(db, time.time() - UNUSED_CHAT_GRACE_S):
         # A process that pre-warmed the chat (or loaded it since) is recorded as its agent's owner.
         if any(
-            _agent_owner_alive(r["owner_pid"], r["pid"], r["last_active_at"]) for r in await held.fetchall()
+            _agent_owner_alive(r.owner_pid, r.pid, r.last_active_at)
+            for r in await agent_sessions.list_by_chat(db, chat_id)
         ):
             continue
         if await chats.delete_if_unused(db, chat_id):
-            dropped.append(str(chat_id))
+            dropped.append(chat_id)
     return dropped
 
 
@@ -188,6 +183,7 @@ async def reap_worktrees(db: aiosqlite.Connection, repo: Path) -> tuple[list[Pat
 async def recover(db: aiosqlite.Connection, repo: Path) -> RecoveryReport:
     interrupted = await interrupt_dead_runs(db)
     killed, closed = await reap_agent_sessions(db)
+    killed += await reap_terminals(db)
     dropped = await drop_abandoned_chats(db)
     removed, kept = await reap_worktrees(db, repo)
     return RecoveryReport(

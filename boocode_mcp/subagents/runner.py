@@ -117,7 +117,7 @@ class Runner:
         # The digests of runs that just ended, so the first status read after the end (the one a
         # waiting caller makes at once) need not rebuild them from the events table.
         self.ended_digests: dict[str, Digest] = {}
-        self.permissions = PermissionQueue(db, config.permissions, self._on_pending)
+        self.permissions = PermissionQueue(db, lambda: registry.config.permissions, self._on_pending)
         send, recv = anyio.create_memory_object_stream[str](math.inf)
         self._queue_send: MemoryObjectSendStream[str] = send
         self._queue_recv: MemoryObjectReceiveStream[str] = recv
