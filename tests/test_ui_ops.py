@@ -14,6 +14,7 @@ from typing import Any
 import anyio
 import pytest
 
+from boocode_mcp.config import user_config_dir
 from boocode_mcp.daemon.api import connection_caller, dispatch
 from boocode_mcp.engine import Engine
 from boocode_mcp.ops import Caller
@@ -28,12 +29,9 @@ DAY = 86400.0
 
 
 @pytest.fixture
-async def engine(git_repo: Path, tmp_path: Path) -> AsyncIterator[Engine]:
+async def engine(git_repo: Path) -> AsyncIterator[Engine]:
     write_config(git_repo)
-    user = tmp_path / "user" / "config.toml"
-    user.parent.mkdir()
-    user.write_text("")
-    async with Engine.open(git_repo, user_config=user) as eng:
+    async with Engine.open(git_repo, user_config=user_config_dir() / "config.toml") as eng:
         yield eng
 
 
