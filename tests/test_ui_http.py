@@ -17,7 +17,15 @@ import pytest
 from mcp import Client
 
 from boocode_mcp.daemon.wire import NotRunning, control
-from tests.test_mcp_support import call, configure, process_running, run_turn, stdio_params
+from tests.test_mcp_support import (
+    BOOCODE,
+    call,
+    configure,
+    process_running,
+    run_turn,
+    server_env,
+    stdio_params,
+)
 from tests.test_ui_support import base_of, ui_url
 
 pytestmark = pytest.mark.anyio
@@ -47,11 +55,21 @@ async def first_event(
 
 
 async def test_boocode_ui_serves_one_page_per_daemon_and_the_token_becomes_a_strict_cookie(
-    git_repo: Path,
+    git_repo: Path, tmp_path: Path
 ) -> None:
     configure(git_repo)
     url = await anyio.to_thread.run_sync(ui_url, git_repo)
     assert await anyio.to_thread.run_sync(ui_url, git_repo) == url, "one server and token per daemon"
+    # --open hands the address to the browser webbrowser finds ($BROWSER names one).
+    opened = tmp_path / "opened"
+    browser = tmp_path / "browser"
+    browser.write_text(f'#!/bin/sh\nprintf %s "$1" > {opened}\n')
+    browser.chmod(0o755)
+    done = await anyio.run_process(
+        [str(BOOCODE), "ui", "--open", "--workspace", str(git_repo)],
+        env={**server_env(git_repo), "BROWSER": str(browser)},
+    )
+    assert done.stdout.decode().strip() == url and opened.read_text() == url
     async with httpx2.AsyncClient() as http:
         login = await http.get(f"{url}&tab=runs")
         assert login.status_code == 303

@@ -40,7 +40,7 @@ from boocode_mcp.views import PendingPermission
 log = logging.getLogger(__name__)
 
 # A streaming agent changes its activity many times a second; listeners hear about it at most this
-# often (status changes are announced at once): a few notifications a second instead of one per
+# often (status changes are announced at once): at most 20 notifications a second instead of one per
 # update, yet soon enough that an open web page or `boocode run` shows an event within tens of ms.
 ACTIVITY_NOTIFY_INTERVAL_S = 0.05
 # How long cancel() waits for the turn to come back after session/cancel before it reports the
