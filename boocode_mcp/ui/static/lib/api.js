@@ -2,7 +2,7 @@
 // and the MCP tools. Reads are GETs, actions are same-origin JSON POSTs; the login cookie rides
 // along with both.
 
-export class ApiError extends Error {
+class ApiError extends Error {
   constructor(type, message, status) {
     super(message);
     this.type = type;

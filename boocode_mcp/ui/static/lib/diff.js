@@ -11,7 +11,7 @@ const LANGUAGES = {
 };
 const NAMES = { Dockerfile: "docker", Makefile: "makefile", makefile: "makefile", GNUmakefile: "makefile" };
 
-export function languageOf(path) {
+function languageOf(path) {
   const name = path.split("/").pop();
   if (NAMES[name]) return NAMES[name];
   const dot = name.lastIndexOf(".");
