@@ -35,8 +35,10 @@ export default {
     async function apply(dryRun) {
       applyButton.disabled = checkButton.disabled = true;
       try {
-        replace(result, applyResult(await act("apply_pending", { patch_ids: [...selected], dry_run: dryRun })));
-        if (!dryRun) selected.clear();
+        const out = await act("apply_pending", { patch_ids: [...selected], dry_run: dryRun });
+        replace(result, applyResult(out));
+        // Applied: they are no longer pending. Refused: the same selection can be tried again.
+        if (out.applied.length && !out.dry_run) selected.clear();
       } catch (e) {
         replace(result, failure(e));
       }

@@ -16,7 +16,7 @@ function describe(entry) {
     case "reasoning":
       return `thinking: ${entry.text}`;
     case "tool_call":
-      return `${p.title || "tool call"}${p.status ? ` (${p.status})` : ""}${p.locations?.length ? ` · ${p.locations.join(", ")}` : ""}`;
+      return `${p.title || "tool call"}${p.status ? ` (${p.status})` : ""}${p.locations?.length ? ` · ${p.locations.map(entry.where).join(", ")}` : ""}`;
     case "tool_update":
       return `${p.title || entry.callTitle || p.tool_call_id}: ${p.status || "update"}${p.content_text ? ` · ${p.content_text}` : ""}`;
     case "plan":
@@ -119,8 +119,11 @@ class Timeline {
     this.titles = new Map();
   }
 
-  add(events, t0) {
+  // `worktree`: the run's chat worktree, whose paths read better relative to it.
+  add(events, t0, worktree) {
     this.t0 ??= t0;
+    const prefix = worktree ? `${worktree}/` : null;
+    const where = (path) => (prefix && path.startsWith(prefix) ? path.slice(prefix.length) : path);
     for (const ev of events) {
       const last = this.last;
       if (TEXT_KINDS.has(ev.kind) && last && last.kind === ev.kind) {
@@ -129,7 +132,7 @@ class Timeline {
         continue;
       }
       if (ev.kind === "tool_call" && ev.payload.title) this.titles.set(ev.payload.tool_call_id, ev.payload.title);
-      const entry = { kind: ev.kind, payload: ev.payload, text: ev.payload.text || "", callTitle: this.titles.get(ev.payload.tool_call_id) };
+      const entry = { kind: ev.kind, payload: ev.payload, text: ev.payload.text || "", callTitle: this.titles.get(ev.payload.tool_call_id), where };
       entry.textEl = h("span", { class: "ev-text" }, describe(entry));
       this.list.append(
         h(
@@ -265,7 +268,7 @@ export default {
         draw();
         if (batch.events.length) {
           if (!timeline.last) replace(tl, timeline.list);
-          timeline.add(batch.events, status.created_at);
+          timeline.add(batch.events, status.created_at, status.worktree);
         }
         // For whoever watches the page (the benchmark measures event latency with it).
         window.dispatchEvent(new CustomEvent("boocode:run-events", { detail: { events: batch.events, status: status.status } }));
