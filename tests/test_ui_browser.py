@@ -4,9 +4,10 @@ work. Screenshots of the main pages are kept under test-artifacts/ui/."""
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -201,4 +202,16 @@ async def test_traces_and_usage_pages_show_the_workspace(git_repo: Path) -> None
         for chart in ("agent-tokens", "agent-runs", "day-tokens", "day-success"):
             await expect(page.locator(f'[data-chart="{chart}"] canvas')).to_have_count(1)
         await expect(page.locator("p.note").first).to_contain_text("no agent has reported cache tokens")
+
+        # Once runs record cache tokens (no agent here reports them yet), the hit rate is charted:
+        # cache reads over all input, 33 / (11 + 33).
+        with closing(sqlite3.connect(git_repo / ".boocode" / "boocode.db")) as db, db:
+            db.execute(
+                "UPDATE subagents SET usage_json = json_set(usage_json, '$.cache_read_tokens', 33)"
+                " WHERE prompt = 'usage'"
+            )
+        await page.evaluate("location.hash = '#/usage?since=30d'")
+        await expect(row).to_contain_text("75%", timeout=WAIT_MS)
+        for chart in ("agent-cache", "day-cache"):
+            await expect(page.locator(f'[data-chart="{chart}"] canvas')).to_have_count(1)
         await screenshot(page, "usage")

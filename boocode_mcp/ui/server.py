@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import socket
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -73,7 +74,7 @@ class UiServer:
         finally:
             sock.close()
 
-    async def _run(self, uv: Any, sock: Any, scope: anyio.CancelScope) -> None:
+    async def _run(self, uv: Any, sock: socket.socket, scope: anyio.CancelScope) -> None:
         try:
             # Shielded: when the daemon stops, uvicorn is asked to exit (should_exit) and shuts
             # down its connections itself, within SHUTDOWN_S, instead of being torn mid-response.

@@ -133,10 +133,11 @@ export default {
       const names = agents.rows.map((r) => r.key);
       const tokensChart = h("div", { class: "chart", dataset: { chart: "agent-tokens" } });
       const runsChart = h("div", { class: "chart", dataset: { chart: "agent-runs" } });
+      const agentCache = h("div", { class: "chart", dataset: { chart: "agent-cache" } });
       const hasCache = agents.rows.some((r) => hitRate(r) !== null);
       replace(
         byAgent,
-        h("div", { class: "charts" }, tokensChart, runsChart),
+        h("div", { class: "charts" }, tokensChart, runsChart, hasCache ? agentCache : null),
         hasCache ? null : h("p", { class: "note" }, "Cache hit rate: no agent has reported cache tokens in this range."),
         table(agents.rows, "agent", (key) => link(href("runs", null, { agent: key }), key)),
       );
@@ -151,6 +152,9 @@ export default {
           { label: "other", color: "#9ca3af", values: agents.rows.map((r) => r.runs - r.completed - r.failed) },
         ]),
       );
+      if (hasCache) {
+        charts.push(chart(agentCache, "Cache hit rate", names, [{ label: "cache hits", color: COLORS[4], values: agents.rows.map(hitRate) }], { rate: true }));
+      }
       const dayNames = days.rows.map((r) => r.key);
       const dayTokens = h("div", { class: "chart", dataset: { chart: "day-tokens" } });
       const dayRuns = h("div", { class: "chart", dataset: { chart: "day-success" } });
