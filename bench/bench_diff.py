@@ -8,6 +8,11 @@ files, half new untracked files), then times, in the same run:
 - git add+diff: `git add -A` into a fresh temporary index + that diff (what any untracked-aware
   diff has to do)
 
+then what a chat's later turns cost on the diff index the runner keeps (`DiffIndex`), with that
+change in place: a turn that changed nothing (one `git add` that finds nothing to rehash, and the
+last diff reused: no `git diff`), and a turn that changed three files (rehashing three files, one
+`git diff`) — against a fresh `diff_worktree` of the same state.
+
 Run: .venv/bin/python bench/bench_diff.py [--reps N]
 """
 
@@ -25,7 +30,7 @@ from pathlib import Path
 
 import anyio
 
-from boocode_mcp.workspace import create_worktree, diff_worktree, parse_unified_diff
+from boocode_mcp.workspace import DiffIndexes, Worktree, create_worktree, diff_worktree, parse_unified_diff
 
 BASE_FILES = 1_000
 MODIFIED = 500
@@ -105,7 +110,7 @@ async def _main(reps: int) -> None:
         plain_out = b""
         for _ in range(reps):
             t0 = time.perf_counter()
-            text = await diff_worktree(wt.path, wt.base_sha)
+            text = await diff_worktree(wt.git, wt.base_sha)
             t1 = time.perf_counter()
             parsed = parse_unified_diff(text)
             boocode.append(time.perf_counter() - t0)
@@ -138,6 +143,37 @@ async def _main(reps: int) -> None:
         print(f"boocode diff_worktree + parse : {b * 1000:8.1f} ms   (parse alone {parse_ms:.1f} ms)")
         print(f"git diff --cached (staged)    : {p * 1000:8.1f} ms   ratio boocode/git = {b / p:.2f}x")
         print(f"git add -A + git diff         : {a * 1000:8.1f} ms   ratio boocode/add+diff = {b / a:.2f}x")
+        await _later_turns(wt, reps)
+
+
+async def _later_turns(wt: Worktree, reps: int) -> None:
+    indexes = DiffIndexes()
+    try:
+        kept = indexes.get(wt.git)
+        await kept.prepare(wt.base_sha)
+        await kept.diff(wt.base_sha)
+        unchanged: list[float] = []
+        three: list[float] = []
+        fresh: list[float] = []
+        for rep in range(reps):
+            t0 = time.perf_counter()
+            await kept.diff(wt.base_sha)
+            unchanged.append(time.perf_counter() - t0)
+            for n in range(3):
+                (wt.path / f"pkg{n}" / f"turn{n}.py").write_text(f"turn = {rep}\n")
+            t0 = time.perf_counter()
+            text = await kept.diff(wt.base_sha)
+            three.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            assert await diff_worktree(wt.git, wt.base_sha) == text
+            fresh.append(time.perf_counter() - t0)
+    finally:
+        indexes.close()
+    n, t, f = _median_s(unchanged), _median_s(three), _median_s(fresh)
+    print("later turns on the kept diff index, the change above in place:")
+    print(f"  nothing changed (no git diff)  : {n * 1000:8.1f} ms   ratio to a fresh diff = {n / f:.2f}x")
+    print(f"  three files changed            : {t * 1000:8.1f} ms   ratio to a fresh diff = {t / f:.2f}x")
+    print(f"  fresh diff_worktree            : {f * 1000:8.1f} ms")
 
 
 def main() -> None:

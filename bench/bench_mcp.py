@@ -4,7 +4,10 @@
    once, not wait for the agent to start or for `git worktree add`.
 2. A warm follow-up turn through MCP (spawn_subagent with chat_id and wait_seconds, the fixture
    agent writing a file) against its floor: the same prompt sent straight to a warm fixture agent
-   over ACP + `git diff` of a worktree + one trivial MCP call. Goal: at most 1.5x the floor.
+   over ACP + `git diff` of a worktree + one trivial MCP call. Goal: at most 1.5x the floor. The
+   turn and its floor are measured alternately, sample by sample, so that load from other work on
+   the machine falls on both alike. Then the same turns in an in-process engine say where a turn's
+   time goes (the phases BooCode logs for each turn, and its git processes).
 3. 32 concurrent subagents on the fixture agent: all must complete; wall time reported.
 4. BooCode's own memory per warm agent: server RSS delta / number of warm agents.
 
@@ -15,7 +18,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import json
+import logging
 import os
 import statistics
 import subprocess
@@ -41,7 +46,7 @@ CONCURRENT = 32
 
 def make_workspace(base: Path) -> Path:
     repo = base / "repo"
-    repo.mkdir()
+    repo.mkdir(parents=True)
     env = {**os.environ, "GIT_AUTHOR_NAME": "b", "GIT_AUTHOR_EMAIL": "b@x", "GIT_COMMITTER_NAME": "b",
            "GIT_COMMITTER_EMAIL": "b@x"}  # fmt: skip
     (repo / "README.md").write_text("# bench\n")
@@ -104,41 +109,104 @@ class _SilentClient:
         return None
 
 
-async def acp_floor_ms(cwd: Path, prompts: list[str]) -> list[float]:
-    """Warm prompt latency straight to the fixture agent over ACP (no BooCode in between)."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, str(FIXTURE_AGENT), cwd=str(cwd),
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
-    )  # fmt: skip
-    assert proc.stdin is not None and proc.stdout is not None
-    conn = connect_to_agent(_SilentClient(), proc.stdin, proc.stdout)  # type: ignore[arg-type]
-    try:
-        await conn.initialize(
+class FloorAgent:
+    """A warm fixture agent spoken to straight over ACP (no BooCode in between), in its own clone."""
+
+    def __init__(self, cwd: Path) -> None:
+        self.cwd = cwd
+        self._proc: asyncio.subprocess.Process | None = None
+        self._conn: Any = None
+        self._sid = ""
+
+    async def __aenter__(self) -> FloorAgent:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, str(FIXTURE_AGENT), cwd=str(self.cwd),
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+        )  # fmt: skip
+        assert proc.stdin is not None and proc.stdout is not None
+        self._proc = proc
+        self._conn = connect_to_agent(_SilentClient(), proc.stdin, proc.stdout)  # type: ignore[arg-type]
+        await self._conn.initialize(
             protocol_version=PROTOCOL_VERSION,
             client_capabilities=ClientCapabilities(),
             client_info=Implementation(name="bench", version="0"),
         )
-        sid = (await conn.new_session(cwd=str(cwd), mcp_servers=[])).session_id
-        await conn.prompt(session_id=sid, prompt=[text_block("warm up")])
-        out = []
-        for p in prompts:
-            t0 = time.perf_counter()
-            await conn.prompt(session_id=sid, prompt=[text_block(p)])
-            out.append((time.perf_counter() - t0) * 1000)
-        return out
-    finally:
-        await conn.close()
-        proc.kill()
-        await proc.wait()
+        self._sid = (await self._conn.new_session(cwd=str(self.cwd), mcp_servers=[])).session_id
+        await self.prompt_ms("warm up")
+        return self
 
-
-def git_diff_ms(worktree: Path, rounds: int) -> list[float]:
-    out = []
-    for _ in range(rounds):
+    async def prompt_ms(self, prompt: str) -> float:
         t0 = time.perf_counter()
-        subprocess.run(["git", "diff", "HEAD"], cwd=worktree, capture_output=True, check=True)
-        out.append((time.perf_counter() - t0) * 1000)
-    return out
+        await self._conn.prompt(session_id=self._sid, prompt=[text_block(prompt)])
+        return (time.perf_counter() - t0) * 1000
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._conn.close()
+        assert self._proc is not None
+        self._proc.kill()
+        await self._proc.wait()
+
+
+def clone_of(repo: Path, dest: Path) -> Path:
+    subprocess.run(["git", "clone", "-q", str(repo), str(dest)], check=True)
+    return dest
+
+
+def git_diff_ms(cwd: Path) -> float:
+    t0 = time.perf_counter()
+    subprocess.run(["git", "diff", "HEAD"], cwd=cwd, capture_output=True, check=True)
+    return (time.perf_counter() - t0) * 1000
+
+
+class _Timings(logging.Handler):
+    """Collects the `timings` BooCode logs at DEBUG for each turn and each diff."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.phases: dict[str, list[float]] = collections.defaultdict(list)
+        self.turns = 0
+        self.diffs_reused = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        timings = getattr(record, "timings", None)
+        if not isinstance(timings, dict):
+            return
+        if record.name.endswith(".turn"):
+            self.turns += 1
+        self.diffs_reused += bool(getattr(record, "diff_reused", False))
+        for phase, seconds in timings.items():
+            self.phases[phase].append(seconds * 1000)
+
+
+async def breakdown(base: Path, turns: int) -> tuple[float, _Timings]:
+    """The same warm turns in an in-process engine, with the phases it logs; returns the median turn
+    (spawn to finished status) and the collected timings. Empty on a BooCode that logs none."""
+    from boocode_mcp.engine import Engine
+
+    repo = make_workspace(base)
+    # The user config beside the trust make_workspace recorded for this workspace.
+    user_config = base / "xdg" / "boocode" / "config.toml"
+    handler = _Timings()
+    loggers = [
+        logging.getLogger(n) for n in ("boocode_mcp.subagents.turn", "boocode_mcp.workspace.worktrees")
+    ]
+    async with Engine.open(repo, user_config=user_config) as engine:
+        sid = await engine.ensure_session()
+        first = await engine.wait_finished(sid, (await engine.spawn(sid, "pid")).subagent_id)
+        for lg in loggers:
+            lg.setLevel(logging.DEBUG)
+            lg.addHandler(handler)
+        samples = []
+        try:
+            for i in range(turns):
+                t0 = time.perf_counter()
+                run = await engine.spawn(sid, f"write bench/f{i}.txt turn {i}", chat_id=first.chat_id)
+                await engine.wait_finished(sid, run.subagent_id)
+                samples.append((time.perf_counter() - t0) * 1000)
+        finally:
+            for lg in loggers:
+                lg.removeHandler(handler)
+    return statistics.median(samples), handler
 
 
 async def main(spawns: int, turns: int) -> None:
@@ -183,15 +251,27 @@ async def main(spawns: int, turns: int) -> None:
             for sid in spawned:
                 await finish(client, sid)
 
-            # 2. warm follow-up turns on the warm chat, the agent writing a file each time.
-            prompts = [f"write bench/f{i}.txt turn {i}" for i in range(turns)]
-            turn_ms = []
-            for p in prompts:
-                ms, out = await timed_tool(client, "spawn_subagent", prompt=p, chat_id=chat, wait_seconds=30)
-                if out["status"] != "completed":
-                    raise SystemExit(f"warm turn ended {out['status']}")
-                turn_ms.append(ms)
-            worktree = Path(out["worktree"])
+            # 2. warm follow-up turns on the warm chat, the agent writing a file each time, each one
+            # followed by its floor: the same prompt straight to a warm agent over ACP (in a clone of
+            # the repository), git diff there, and a trivial MCP call.
+            clone = clone_of(repo, Path(tmp) / "floor")
+            turn_ms, floor_acp, floor_diff, floor_mcp, paired = [], [], [], [], []
+            async with FloorAgent(clone) as floor_agent:
+                for i in range(turns):
+                    ms, out = await timed_tool(
+                        client, "spawn_subagent", prompt=f"write bench/f{i}.txt turn {i}", chat_id=chat,
+                        wait_seconds=30,
+                    )  # fmt: skip
+                    if out["status"] != "completed":
+                        raise SystemExit(f"warm turn ended {out['status']}")
+                    acp = await floor_agent.prompt_ms(f"write bench/f{i}.txt turn {i}")
+                    diff = git_diff_ms(clone)
+                    mcp = (await timed_tool(client, "subagent_status", subagent_id=first["subagent_id"]))[0]
+                    turn_ms.append(ms)
+                    floor_acp.append(acp)
+                    floor_diff.append(diff)
+                    floor_mcp.append(mcp)
+                    paired.append(ms / (acp + diff + mcp))
 
             # 3. 32 concurrent subagents, each on its own new chat (cold agent + worktree each).
             t0 = time.perf_counter()
@@ -213,15 +293,12 @@ async def main(spawns: int, turns: int) -> None:
             ]
             rss_all = rss_kib(server_pid)
 
-            # The floor of part 2, on the same (now idle) machine: the same prompts straight to a
-            # warm fixture agent over ACP, plus one git diff; its MCP call is part 1's trivial call.
-            floor_acp = await acp_floor_ms(worktree, prompts)
-            floor_diff = git_diff_ms(worktree, turns)
-
+        in_process_ms, timings = await breakdown(Path(tmp) / "in-process", turns)
         total_s = time.perf_counter() - t_start
 
     p50_trivial, p50_spawn = statistics.median(trivial), statistics.median(spawn_ms)
-    floor = statistics.median(floor_acp) + statistics.median(floor_diff) + p50_trivial
+    p50_acp, p50_diff, p50_mcp = (statistics.median(x) for x in (floor_acp, floor_diff, floor_mcp))
+    floor = p50_acp + p50_diff + p50_mcp
     p50_turn = statistics.median(turn_ms)
     extra_agents = max(1, len(warm) - 1)
     print(f"BooCode MCP over stdio, fixture agent ({total_s:.1f} s in all)")
@@ -235,11 +312,11 @@ async def main(spawns: int, turns: int) -> None:
     )
     print(
         f"2. warm follow-up turn via MCP: p50 {p50_turn:.1f} ms, p90 {pct(turn_ms, 0.9):.1f} ms, "
-        f"p99 {pct(turn_ms, 0.99):.1f} ms | floor "
-        f"{floor:.1f} ms (ACP prompt {statistics.median(floor_acp):.1f} + git diff "
-        f"{statistics.median(floor_diff):.1f} + MCP call {p50_trivial:.1f}) | ratio "
-        f"{p50_turn / floor:.2f}x (goal <= 1.5x; {turns} turns)"
+        f"p99 {pct(turn_ms, 0.99):.1f} ms | floor {floor:.1f} ms (ACP prompt {p50_acp:.1f} + git diff "
+        f"{p50_diff:.1f} + MCP call {p50_mcp:.1f}) | ratio {p50_turn / floor:.2f}x, paired p50 "
+        f"{statistics.median(paired):.2f}x (goal <= 1.5x; {turns} turns, alternating with the floor)"
     )
+    print_breakdown(p50_turn, in_process_ms, p50_mcp, timings)
     print(f"3. {CONCURRENT} concurrent subagents: {completed}/{CONCURRENT} completed in {concurrent_s:.2f} s")
     print(
         f"4. server RSS {rss_one_agent / 1024:.1f} MiB with 1 warm agent, {rss_all / 1024:.1f} MiB with "
@@ -247,6 +324,22 @@ async def main(spawns: int, turns: int) -> None:
     )
     if completed != CONCURRENT:
         raise SystemExit(1)
+
+
+def print_breakdown(p50_turn: float, in_process_ms: float, p50_mcp: float, timings: _Timings) -> None:
+    print(
+        f"   where a warm turn's time goes: in-process engine turn p50 {in_process_ms:.1f} ms; the MCP "
+        f"call around it {p50_turn - in_process_ms:.1f} ms (a trivial call: {p50_mcp:.1f})"
+    )
+    if not timings.turns:
+        print("   (this BooCode logs no turn timings)")
+        return
+    phases = "; ".join(f"{name} {statistics.median(v):.2f}" for name, v in timings.phases.items())
+    print(f"   phases, p50 ms: {phases}")
+    print(
+        f"   git per turn: one `git add` into the kept index; `git diff` only when the staged entries "
+        f"changed ({timings.diffs_reused} of {timings.turns} turns reused the last diff)"
+    )
 
 
 if __name__ == "__main__":

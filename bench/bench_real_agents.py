@@ -120,7 +120,7 @@ async def bench_acp_first_prompt(
 ) -> float:
     """An editor's first prompt through `boocode acp`, sent `typing_s` after session/new (the
     time a person takes to type it): seconds from prompt to end of turn."""
-    from tests.test_acp_server import RecordingClient, boocode_acp
+    from tests.acp_support import RecordingClient, boocode_acp
 
     repo = _git_repo(root / "acp")
     write_workspace_config(repo, [setup_for(name, binary, server.base_url, root / "acp-scratch" / "agent")])

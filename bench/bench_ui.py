@@ -43,7 +43,7 @@ sys.path.insert(0, str(ROOT))
 
 from boocode_mcp.daemon.client import SocketApi
 from boocode_mcp.store import connect
-from tests.test_ui_support import CHROMIUM, CHROMIUM_ARGS
+from tests.ui_support import CHROMIUM, CHROMIUM_ARGS
 
 PAGE = 50
 EVENTS_PER_RUN = 12

@@ -60,6 +60,8 @@ class PoolConfig(BaseModel):
     max_warm: int = Field(default=8, ge=1)
     idle_ttl_s: float = Field(default=600.0, gt=0)
     max_concurrent_runs: int = Field(default=4, ge=1)
+    # Runs waiting for a worker; a spawn past it is refused with an error, never dropped.
+    max_queued_runs: int = Field(default=256, ge=1)
     # `boocode acp`: start a session's worktree and agent when the editor opens (or reopens) it,
     # not at its first prompt.
     prewarm: bool = True

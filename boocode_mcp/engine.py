@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -26,6 +25,9 @@ from boocode_mcp.agents.registry import AgentRegistry
 from boocode_mcp.config import BOOCODE_DIR, Config, user_config_dir
 from boocode_mcp.errors import InvalidRequestError, NotFoundError, WorkspaceError
 from boocode_mcp.memory import MemoryIndex
+from boocode_mcp.presenter import Presenter
+from boocode_mcp.review import PatchReview
+from boocode_mcp.states import TERMINAL_STATUSES
 from boocode_mcp.store import agent_sessions as agent_sessions_store
 from boocode_mcp.store import chats as chats_store
 from boocode_mcp.store import events as events_store
@@ -36,25 +38,21 @@ from boocode_mcp.store.chats import ChatRow
 from boocode_mcp.store.events import EventRow
 from boocode_mcp.store.patches import PatchRow
 from boocode_mcp.store.subagents import SubagentRow
-from boocode_mcp.subagents.digest import Digest
+from boocode_mcp.subagents.digest import DigestCache
+from boocode_mcp.subagents.locks import RunLocks
 from boocode_mcp.subagents.recovery import RecoveryReport, recover, run_owner_alive
-from boocode_mcp.subagents.runner import Run, Runner, new_run
+from boocode_mcp.subagents.run import Run
+from boocode_mcp.subagents.runner import Runner
 from boocode_mcp.tracing import Tracer
 from boocode_mcp.trust import ConfigSource
 from boocode_mcp.views import (
-    TERMINAL_STATUSES,
     AgentSessionView,
     ApplyResult,
-    Collision,
     CommandResult,
-    Conflict,
-    HunkView,
     MemoryHit,
-    PatchFileView,
     PatchView,
     SubagentView,
     TraceView,
-    Usage,
 )
 
 log = logging.getLogger(__name__)
@@ -65,7 +63,6 @@ PREWARM_WAIT_S = 10.0
 FOREIGN_POLL_S = 0.25
 # respond_permission returns once the run has taken the answer, at most this long after it.
 RESPOND_WAIT_S = 5.0
-_DIGEST_CACHE_MAX = 256
 
 
 class Engine:
@@ -80,8 +77,11 @@ class Engine:
         pool: AgentPool,
         memory: MemoryIndex,
         recovery: RecoveryReport,
+        git: workspace.GitRepo,
+        run_locks: RunLocks,
     ) -> None:
         self.workspace = workspace_dir
+        self.git = git
         self.db = db
         self.registry = registry
         self.pool = pool
@@ -89,19 +89,28 @@ class Engine:
         self.recovery = recovery
         self._listeners: list[Callable[[str], None]] = []
         self.tracer = Tracer(db, self._notify)
+        self._run_locks = run_locks
+        digests = DigestCache()
         self._runner = Runner(
             db=db,
-            repo=workspace_dir,
+            git=git,
             config=registry.config,
             registry=registry,
             pool=pool,
             memory=memory,
             tracer=self.tracer,
+            digests=digests,
+            run_locks=run_locks,
             notify=self._notify,
         )
-        self._digests: dict[str, Digest] = {}
-        # Two applies at once could both see a patch pending and apply it twice.
-        self._apply_lock = anyio.Lock()
+        self._present = Presenter(db, workspace_dir, self._runner, digests)
+        self._review = PatchReview(
+            db=db,
+            git=git,
+            presenter=self._present,
+            check_chat_idle=self._check_chat_idle,
+            notify=self._notify,
+        )
 
     # ------------------------------------------------------------------------------- lifetime
 
@@ -127,20 +136,22 @@ class Engine:
         db_path: Path | None,
         user_config: Path | None,
     ) -> AsyncIterator[Engine]:
-        repo = await workspace.ensure_repo(Path(workspace_dir))
+        git = await workspace.open_repo(Path(workspace_dir))
+        repo = git.work_tree
         # Re-read (with the user's trust in the workspace's own file) whenever an agent is resolved.
         registry = AgentRegistry(config if config is not None else ConfigSource(repo, user_config))
-        await workspace.exclude_boocode_dir(repo)
+        await workspace.exclude_boocode_dir(git)
         boocode = repo / BOOCODE_DIR
         user_dir = user_config.parent if user_config is not None else user_config_dir()
         failure: Exception | None = None
         async with open_db(db_path if db_path is not None else boocode / "boocode.db") as db:
-            report = await recover(db, repo)
+            run_locks = RunLocks(boocode / "runs")
+            report = await recover(db, repo, run_locks)
             pool = AgentPool(
                 registry, registry.config.pool, log_dir=boocode / "logs", db=db, owner_pid=os.getpid()
             )
             memory = MemoryIndex(db, [boocode / "memory", user_dir / "memory"])
-            async with pool:
+            async with pool.running():
                 engine = cls(
                     workspace_dir=repo,
                     db=db,
@@ -148,6 +159,8 @@ class Engine:
                     pool=pool,
                     memory=memory,
                     recovery=report,
+                    git=git,
+                    run_locks=run_locks,
                 )
                 async with anyio.create_task_group() as tg:
                     await tg.start(engine._runner.serve)
@@ -243,58 +256,52 @@ class Engine:
         self.registry.resolve(name)  # unknown / not installed -> error now, not in the background
         if chat is not None:
             await self._check_chat_idle(chat.id)
-            if chat.agent != name:
+        # Its place in the queue first: a spawn the bounded queue refuses writes nothing.
+        with self._runner.queue_place() as submit:
+            if chat is None:
+                chat_id = await self._new_chat(session_id, name)
+            elif chat.agent != name:
                 await chats_store.set_agent(self.db, chat.id, name)
-        else:
-            chat_id = await self._new_chat(session_id, name)
-        assert chat_id is not None
-        subagent_id = str(uuid.uuid4())
-        inserted = await runs_store.insert_if_chat_idle(
-            self.db,
-            subagent_id=subagent_id,
-            session_id=session_id,
-            chat_id=chat_id,
-            agent=name,
-            prompt=prompt,
-            model=model,
-            mode=mode,
-            owner_pid=os.getpid(),
-        )
-        if not inserted:
-            # Another caller won the race for this chat between the check and the insert.
-            await self._check_chat_idle(chat_id)
-            raise InvalidRequestError(f"chat {chat_id!r} already has a run in progress; wait for it")
-        run = new_run(
-            subagent_id=subagent_id,
-            session_id=session_id,
-            chat_id=chat_id,
-            agent=name,
-            prompt=prompt,
-            model=model,
-            mode=mode,
-            worktree=workspace.worktree_path(self.workspace, chat_id),
-            repo=self.workspace,
-            on_event=on_event,
-            permission_handler=permission_handler,
-        )
-        # Read before submitting, so the answer is the queued run even when a worker is idle; the
-        # run has no events yet, so its own (empty) digest is the one to show.
-        view = await self._view(await self._row(session_id, subagent_id), run.digest)
-        self._runner.submit(run)
+            assert chat_id is not None
+            subagent_id = str(uuid.uuid4())
+            row = await runs_store.insert_if_chat_idle(
+                self.db,
+                subagent_id=subagent_id,
+                session_id=session_id,
+                chat_id=chat_id,
+                agent=name,
+                prompt=prompt,
+                model=model,
+                mode=mode,
+                owner_pid=os.getpid(),
+            )
+            if row is None:
+                # Another caller won the race for this chat between the check and the insert.
+                await self._check_chat_idle(chat_id)
+                raise InvalidRequestError(f"chat {chat_id!r} already has a run in progress; wait for it")
+            run = Run(
+                row=row,
+                worktree=self._present.worktree(chat_id),
+                digest=self._present.new_digest(chat_id),
+                on_event=on_event,
+                permission_handler=permission_handler,
+            )
+            # Made before submitting, so the answer is the queued run even when a worker is idle; the
+            # run has no events yet, so its own (empty) digest is the one to show.
+            view = await self._present.subagent(row, run.digest)
+            submit(run)
         self._notify(f"subagents://{subagent_id}")
         return view
 
     async def _check_chat_idle(self, chat_id: str) -> None:
         """One turn at a time per chat, across processes sharing the database."""
         for row in await runs_store.live_for_chat(self.db, chat_id):
-            if row.id in self._runner.active or (
-                row.owner_pid == os.getpid() and run_owner_alive(row.owner_pid, row.id, row.created_at)
-            ):
+            if row.id in self._runner.active or (row.owner_pid == os.getpid() and row.id in self._run_locks):
                 raise InvalidRequestError(
                     f"chat {chat_id!r} already has run {row.id!r} ({row.status}); one turn at a time per "
                     "chat: wait for it (subagent_status with wait_seconds) or cancel it"
                 )
-            if run_owner_alive(row.owner_pid, row.id, row.created_at):
+            if run_owner_alive(row.owner_pid, row.id, row.created_at, self._run_locks):
                 raise InvalidRequestError(
                     f"chat {chat_id!r} has run {row.id!r} ({row.status}) live in another BooCode process "
                     f"(pid {row.owner_pid}); wait for it there or cancel it there"
@@ -315,63 +322,8 @@ class Engine:
             )
         return row
 
-    async def _digest(self, row: SubagentRow) -> Digest:
-        run = self._runner.active.get(row.id)
-        if run is not None:
-            return run.digest
-        cached = self._digests.get(row.id)
-        if cached is not None:
-            return cached
-        if row.status in TERMINAL_STATUSES:
-            # The live digest of a run that ended in this process: it applied the same events the
-            # table holds, in the same order, at the same times.
-            ended = self._runner.ended_digests.pop(row.id, None)
-            if ended is not None:
-                self._cache_digest(row.id, ended)
-                return ended
-        digest = Digest(
-            roots=(str(workspace.worktree_path(self.workspace, row.chat_id)), str(self.workspace))
-        )
-        for ev in await events_store.list_events(self.db, row.id):
-            digest.apply(ev.kind, ev.payload, ev.created_at)
-        if row.status in TERMINAL_STATUSES:
-            self._cache_digest(row.id, digest)
-        return digest
-
-    def _cache_digest(self, subagent_id: str, digest: Digest) -> None:
-        # A finished run's events never change again.
-        if len(self._digests) >= _DIGEST_CACHE_MAX:
-            self._digests.pop(next(iter(self._digests)))
-        self._digests[subagent_id] = digest
-
-    async def _view(self, row: SubagentRow, digest: Digest | None = None) -> SubagentView:
-        if digest is None:
-            digest = await self._digest(row)
-        collisions: list[Collision] = []
-        if row.patch_id is not None:
-            patch = await patches_store.get(self.db, row.session_id, row.patch_id)
-            if patch is not None:
-                collisions = await self._collisions(patch)
-        return SubagentView(
-            subagent_id=row.id,
-            session_id=row.session_id,
-            chat_id=row.chat_id,
-            agent=row.agent,
-            worktree=str(workspace.worktree_path(self.workspace, row.chat_id)),
-            status=row.status,  # type: ignore[arg-type]  # the table's CHECK constraint holds the set
-            prompt=row.prompt,
-            activity=digest.activity(),
-            final_message=row.final_message,
-            stop_reason=row.stop_reason,
-            error=row.error,
-            usage=Usage(**row.usage) if row.usage else None,
-            patch_id=row.patch_id,
-            pending_permission=self._runner.permissions.pending(row.id),
-            collisions=collisions,
-            session_note=digest.session_note,
-            created_at=row.created_at,
-            finished_at=row.finished_at,
-        )
+    async def _view(self, row: SubagentRow) -> SubagentView:
+        return await self._present.subagent(row)
 
     async def status(self, session_id: str | None, subagent_id: str) -> SubagentView:
         return await self._view(await self._row(session_id, subagent_id))
@@ -385,7 +337,7 @@ class Engine:
         run = self._runner.active.get(subagent_id)
         if (
             run is not None
-            and session_id in (None, run.session_id)
+            and session_id in (None, run.row.session_id)
             and run.status not in TERMINAL_STATUSES
             and timeout_s > 0
         ):
@@ -424,7 +376,7 @@ class Engine:
         run = self._runner.active.get(subagent_id)
         if run is not None:
             await self._runner.cancel(run)
-        elif run_owner_alive(row.owner_pid, row.id, row.created_at):
+        elif run_owner_alive(row.owner_pid, row.id, row.created_at, self._run_locks):
             raise InvalidRequestError(
                 f"subagent {subagent_id!r} runs in another BooCode process (pid {row.owner_pid}); "
                 "cancel it through that process"
@@ -497,7 +449,7 @@ class Engine:
             chat_id=chat_id,
             session_id=session_id,
             agent=agent,
-            worktree=str(workspace.worktree_path(self.workspace, chat_id)),
+            worktree=str(self._present.worktree(chat_id)),
         )
         return chat_id
 
@@ -519,7 +471,7 @@ class Engine:
             return False
         await self.pool.close_chat(chat.id)
         try:
-            await workspace.remove_worktree(self.workspace, chat.id)
+            await workspace.remove_worktree(self.git, chat.id)
         except WorkspaceError as e:
             # Only a worktree someone changed by hand: left for the orphan reaping at start-up.
             log.warning("kept the worktree of unused chat %s: %s", chat.id, e)
@@ -530,7 +482,7 @@ class Engine:
         """Cancel the chat's runs in this process and close its warm agent. The chat and its
         history stay: its next turn starts the agent again, which reloads its session."""
         chat = await self._chat(session_id, chat_id)
-        for run in [r for r in self._runner.active.values() if r.chat_id == chat.id]:
+        for run in [r for r in self._runner.active.values() if r.row.chat_id == chat.id]:
             await self._runner.cancel(run)
         await self.pool.close_chat(chat.id)
 
@@ -541,51 +493,6 @@ class Engine:
         await chats_store.set_agent(self.db, chat.id, agent)
 
     # --------------------------------------------------------------------------------- patches
-
-    def _parsed(self, patch: PatchRow) -> workspace.ParsedDiff:
-        # As stored when it was recorded: listing patches (collisions for every pending one) never
-        # re-parses their diffs.
-        return workspace.ParsedDiff.from_records(patch.files, patch.hunks)
-
-    async def _collisions(
-        self, patch: PatchRow, pending: Sequence[PatchRow] | None = None
-    ) -> list[Collision]:
-        """Other chats' pending patches (in the same session) touching the same or adjacent lines."""
-        if patch.status != "pending":
-            return []
-        if pending is None:
-            pending = await patches_store.list_patches(self.db, patch.session_id, status="pending")
-        others = [(p.id, p.chat_id, self._parsed(p)) for p in pending if p.chat_id != patch.chat_id]
-        if not others:
-            return []
-        return [
-            Collision(file=o.file, other_patch_id=o.other_patch_id, other_chat_id=o.other_chat_id)
-            for o in workspace.find_collisions(self._parsed(patch), others)
-        ]
-
-    def _patch_view(
-        self, p: PatchRow, collisions: list[Collision], *, include_hunks: bool, include_diff: bool
-    ) -> PatchView:
-        return PatchView(
-            id=p.id,
-            session_id=p.session_id,
-            chat_id=p.chat_id,
-            subagent_id=p.subagent_id,
-            agent=p.agent,
-            status=p.status,  # type: ignore[arg-type]  # the table's CHECK constraint holds the set
-            parent_patch_id=p.parent_patch_id,
-            failed_mid_turn=p.failed_mid_turn,
-            file_count=p.file_count,
-            hunk_count=p.hunk_count,
-            additions=p.additions,
-            deletions=p.deletions,
-            files=[PatchFileView(**f) for f in p.files],
-            created_at=p.created_at,
-            base_sha=p.base_sha,
-            collisions=collisions,
-            hunks=[HunkView(**h) for h in p.hunks] if include_hunks else None,
-            diff=p.diff if include_diff else None,
-        )
 
     async def list_patches(
         self,
@@ -598,37 +505,20 @@ class Engine:
         include_diff: bool = False,
     ) -> list[PatchView]:
         """Newest first."""
-        rows = await patches_store.list_patches(
-            self.db, session_id, chat_id=chat_id, status=status, limit=limit
+        return await self._review.list_patches(
+            session_id,
+            chat_id=chat_id,
+            status=status,
+            limit=limit,
+            include_hunks=include_hunks,
+            include_diff=include_diff,
         )
-        out: list[PatchView] = []
-        pending_by_session: dict[str, list[PatchRow]] = {}
-        for p in rows:
-            collisions: list[Collision] = []
-            if p.status == "pending":
-                if p.session_id not in pending_by_session:
-                    pending_by_session[p.session_id] = await patches_store.list_patches(
-                        self.db, p.session_id, status="pending"
-                    )
-                collisions = await self._collisions(p, pending_by_session[p.session_id])
-            out.append(
-                self._patch_view(p, collisions, include_hunks=include_hunks, include_diff=include_diff)
-            )
-        return out
-
-    async def _patch(self, session_id: str | None, patch_id: str) -> PatchRow:
-        p = await patches_store.get(self.db, session_id, patch_id)
-        if p is None:
-            where = f"in session {session_id!r}" if session_id is not None else "in this workspace"
-            raise NotFoundError(f"no patch {patch_id!r} {where}; list them with list_patches")
-        return p
 
     async def get_patch(
         self, session_id: str | None, patch_id: str, *, include_hunks: bool = True, include_diff: bool = False
     ) -> PatchView:
-        p = await self._patch(session_id, patch_id)
-        return self._patch_view(
-            p, await self._collisions(p), include_hunks=include_hunks, include_diff=include_diff
+        return await self._review.get_patch(
+            session_id, patch_id, include_hunks=include_hunks, include_diff=include_diff
         )
 
     async def apply_pending(
@@ -648,79 +538,44 @@ class Engine:
         """
         if patch_ids is not None and chat_id is not None:
             raise InvalidRequestError("give either patch_ids or chat_id, not both")
-        async with self._apply_lock:
-            return await self._apply(session_id, patch_ids, chat_id, dry_run, commit_message)
 
-    async def _apply(
-        self,
-        session_id: str | None,
-        patch_ids: Sequence[str] | None,
-        chat_id: str | None,
-        dry_run: bool,
-        commit_message: str | None,
-    ) -> ApplyResult:
-        selected: list[PatchRow] = []
+        async def selected() -> list[PatchRow]:
+            return await self._selected(session_id, patch_ids, chat_id)
+
+        return await self._review.apply_pending(selected, dry_run=dry_run, commit_message=commit_message)
+
+    async def _selected(
+        self, session_id: str | None, patch_ids: Sequence[str] | None, chat_id: str | None
+    ) -> list[PatchRow]:
+        """The pending patches to apply, oldest first (the order they were made in)."""
         if patch_ids is not None:
             if not patch_ids:
                 raise InvalidRequestError("patch_ids is empty; list pending patches with list_patches")
+            selected: list[PatchRow] = []
             for pid in dict.fromkeys(patch_ids):
-                p = await self._patch(session_id, pid)
+                p = await self._review.row(session_id, pid)
                 if p.status != "pending":
                     raise InvalidRequestError(
                         f"patch {pid!r} is {p.status}, not pending; only pending patches can be applied"
                     )
                 selected.append(p)
-        elif chat_id is not None:
+            return selected
+        if chat_id is not None:
             chat = await self._chat(session_id, chat_id)
             selected = await patches_store.list_patches(
                 self.db, chat.session_id, chat_id=chat.id, status="pending"
             )
             if not selected:
                 raise InvalidRequestError(f"chat {chat_id!r} has no pending patch")
-            selected.reverse()
         else:
             selected = await patches_store.list_patches(self.db, session_id, status="pending")
-            selected.reverse()  # oldest first: the order they were made in
-        if not selected:
-            return ApplyResult(applied=[], conflicts=[], dry_run=dry_run)
-        outcome = await workspace.apply_patches(
-            self.workspace, [(p.id, p.diff) for p in selected], dry_run=dry_run, commit_message=commit_message
-        )
-        conflicts = [Conflict(patch_id=c.patch_id, file=c.file, reason=c.reason) for c in outcome.conflicts]
-        if conflicts or dry_run:
-            return ApplyResult(
-                applied=list(outcome.applied),
-                conflicts=conflicts,
-                dry_run=dry_run,
-                commit_sha=outcome.commit_sha,
-            )
-        now = time.time()
-        for p in selected:
-            await patches_store.set_status(self.db, p.id, "applied", applied_at=now)
-            owner = await chats_store.get(self.db, p.session_id, p.chat_id)
-            if owner is not None and owner.base_sha is not None:
-                # The chat's later patches are diffed against what has now been applied.
-                new_base = await workspace.rebaseline(Path(owner.worktree), p.base_sha, p.diff)
-                await chats_store.set_base(self.db, owner.id, new_base)
-            self._notify(f"patches://{p.session_id}/{p.id}")
-        return ApplyResult(
-            applied=[p.id for p in selected], conflicts=[], dry_run=False, commit_sha=outcome.commit_sha
-        )
+        selected.reverse()
+        return selected
 
     async def discard(self, session_id: str | None, patch_id: str) -> PatchView:
         """Discard a pending patch: its changes leave the chat's worktree, so the chat's next patch
         does not carry them again. The main workspace is not touched."""
-        p = await self._patch(session_id, patch_id)
-        if p.status != "pending":
-            raise InvalidRequestError(f"patch {patch_id!r} is {p.status}, not pending; nothing to discard")
-        # A live turn is still writing the worktree: reverting under it would corrupt its work.
-        await self._check_chat_idle(p.chat_id)
-        owner = await chats_store.get(self.db, p.session_id, p.chat_id)
-        if owner is not None and await anyio.Path(owner.worktree).is_dir():
-            await workspace.revert_worktree(Path(owner.worktree), p.diff)
-        await patches_store.set_status(self.db, p.id, "discarded")
-        self._notify(f"patches://{p.session_id}/{p.id}")
-        return await self.get_patch(p.session_id, p.id, include_hunks=False)
+        return await self._review.discard(session_id, patch_id)
 
     # ------------------------------------------------------------------------- everything else
 

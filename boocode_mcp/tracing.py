@@ -172,9 +172,8 @@ class Tracer:
         }
         if status in ("completed", "failed"):
             if started is None:
-                cur = await self._db.execute("SELECT started_at FROM traces WHERE id = ?", (trace_id,))
-                row = await cur.fetchone()
-                started = float(row["started_at"]) if row is not None else at
+                started = await store.started_at(self._db, trace_id)
+                started = at if started is None else started
             # The same columns _finish sets, in the same statement as the update's own.
             fields.update(
                 finished_at=at,

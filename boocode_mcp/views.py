@@ -1,4 +1,4 @@
-"""The shapes the engine hands to its front ends: exactly the output contract of DESIGN §3.
+"""The shapes the engine hands to its front ends: exactly the output contract of its tools.
 
 MCP tools return these models as structured content, the CLI prints them with `--json`, and the
 ACP front end reads them. Fields that do not apply are None, never absent.
@@ -10,11 +10,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-SubagentStatus = Literal[
-    "queued", "running", "awaiting_permission", "completed", "failed", "cancelled", "interrupted"
-]
-TERMINAL_STATUSES: frozenset[str] = frozenset({"completed", "failed", "cancelled", "interrupted"})
-PatchStatus = Literal["pending", "applied", "superseded", "discarded", "conflicted"]
+# Re-exported: the front ends know these as part of the views' contract.
+from boocode_mcp.states import TERMINAL_STATUSES as TERMINAL_STATUSES
+from boocode_mcp.states import PatchStatus as PatchStatus
+from boocode_mcp.states import SubagentStatus as SubagentStatus
+
 MemorySource = Literal["note", "subagent"]
 
 

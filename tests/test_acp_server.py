@@ -7,162 +7,45 @@ updates through to the editor.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 import os
 import re
 import shutil
 import signal
 import subprocess
-import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any
 
 import anyio
 import pytest
-from acp import PROTOCOL_VERSION, RequestError, connect_to_agent, text_block
+from acp import PROTOCOL_VERSION, RequestError, connect_to_agent
 from acp.schema import (
     AgentMessageChunk,
-    AllowedOutcome,
     AvailableCommandsUpdate,
     ClientCapabilities,
-    DeniedOutcome,
-    FileSystemCapabilities,
-    Implementation,
-    RequestPermissionResponse,
     ToolCallStart,
     UserMessageChunk,
 )
 
 from boocode_mcp.daemon.wire import stop_daemon
-from boocode_mcp.trust import trust_workspace
-from tests.conftest import FIXTURE_AGENT, git
+from tests.acp_support import (
+    ACPX,
+    BOOCODE,
+    TURN_TIMEOUT,
+    RecordingClient,
+    boocode_acp,
+    configure,
+    interrupt_slow_turn,
+    prompt,
+    text_of,
+)
+from tests.conftest import git
 from tests.real_agents import wait_group_gone
 
 pytestmark = pytest.mark.anyio
-
-BOOCODE = Path(sys.executable).parent / "boocode"
-ACPX = Path.home() / ".cache" / "boocode-agents" / "acpx" / "node_modules" / ".bin" / "acpx"
-TURN_TIMEOUT = 60
-
-
-def configure(repo: Path, *, env: str = "{}") -> Path:
-    boo = repo / ".boocode"
-    boo.mkdir(exist_ok=True)
-    # policy "deny": a permission that reaches the editor proves the ACP front end asked it.
-    (boo / "config.toml").write_text(
-        f'default_agent = "fixture"\n\n[agents.fixture]\ncommand = {json.dumps(sys.executable)}\n'
-        f'args = [{json.dumps(str(FIXTURE_AGENT))}]\nenv = {env}\n\n[permissions]\npolicy = "deny"\n'
-    )
-    trust_workspace(repo)
-    return repo
 
 
 @pytest.fixture
 def workspace(git_repo: Path) -> Path:
     return configure(git_repo)
-
-
-def text_of(update: Any) -> str:
-    content = getattr(update, "content", None)
-    return getattr(content, "text", "") or ""
-
-
-class RecordingClient:
-    """An editor: records every update in arrival order and answers permission requests."""
-
-    def __init__(self, allow: bool = True) -> None:
-        self.updates: list[Any] = []
-        self.permission_requests: list[Any] = []
-        self.allow = allow
-        self.first_chunk = anyio.Event()
-
-    async def session_update(self, session_id: str, update: Any, **kw: Any) -> None:
-        self.updates.append(update)
-        if isinstance(update, AgentMessageChunk) and text_of(update).startswith("chunk"):
-            self.first_chunk.set()
-
-    async def request_permission(
-        self, session_id: str, tool_call: Any, options: list[Any], **kw: Any
-    ) -> RequestPermissionResponse:
-        self.permission_requests.append((tool_call, options))
-        wanted = ("allow_once", "allow_always") if self.allow else ("reject_once", "reject_always")
-        for option in options:
-            if option.kind in wanted:
-                return RequestPermissionResponse(
-                    outcome=AllowedOutcome(outcome="selected", option_id=option.option_id)
-                )
-        return RequestPermissionResponse(outcome=DeniedOutcome(outcome="cancelled"))
-
-    def messages(self) -> str:
-        return "".join(text_of(u) for u in self.updates if isinstance(u, AgentMessageChunk))
-
-    def commands(self) -> list[str]:
-        last = [u for u in self.updates if isinstance(u, AvailableCommandsUpdate)][-1]
-        return [c.name for c in last.available_commands]
-
-
-@contextlib.asynccontextmanager
-async def boocode_acp(
-    workspace: Path, client: RecordingClient, *extra: str, workspace_arg: bool = True
-) -> AsyncIterator[Any]:
-    """`boocode acp --workspace WS` as a child process, connected through the SDK's client side."""
-    log = (workspace.parent / "acp-stderr.log").open("ab")
-    proc = await asyncio.create_subprocess_exec(
-        str(BOOCODE),
-        "acp",
-        *(["--workspace", str(workspace)] if workspace_arg else []),
-        *extra,
-        cwd=workspace.parent,
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=log,
-        start_new_session=True,
-    )
-    assert proc.stdin is not None and proc.stdout is not None
-    conn = connect_to_agent(client, proc.stdin, proc.stdout)  # type: ignore[arg-type]
-    try:
-        init = await conn.initialize(
-            protocol_version=PROTOCOL_VERSION,
-            client_capabilities=ClientCapabilities(
-                fs=FileSystemCapabilities(read_text_file=True, write_text_file=True), terminal=True
-            ),
-            client_info=Implementation(name="test-editor", version="1"),
-        )
-        assert init.agent_capabilities is not None and init.agent_capabilities.load_session
-        yield conn
-    finally:
-        # Closing stdin is how an editor ends the agent: BooCode must shut down on EOF. The
-        # connection closes first, so its tasks do not outlive it.
-        await conn.close()
-        proc.stdin.close()
-        with anyio.fail_after(30):
-            code = await proc.wait()
-        log.close()
-        assert code == 0, (workspace.parent / "acp-stderr.log").read_text()[-3000:]
-
-
-async def prompt(conn: Any, session_id: str, text: str) -> Any:
-    with anyio.fail_after(TURN_TIMEOUT):
-        return await conn.prompt(session_id=session_id, prompt=[text_block(text)])
-
-
-async def interrupt_slow_turn(
-    conn: Any, client: RecordingClient, sid: str, interrupt: Callable[[], Awaitable[object]]
-) -> Any:
-    """A slow turn, `interrupt` called once its first chunk reached the editor: the turn's response."""
-    result: dict[str, Any] = {}
-
-    async def run() -> None:
-        result["resp"] = await prompt(conn, sid, "slow 500 20")
-
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(run)
-        with anyio.fail_after(TURN_TIMEOUT):
-            await client.first_chunk.wait()
-        await interrupt()
-    return result["resp"]
 
 
 async def test_one_shot_turn_streams_updates_with_workspace_paths(workspace: Path) -> None:

@@ -10,7 +10,6 @@ import time
 import tomllib
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import anyio
 import pytest
@@ -19,16 +18,19 @@ from acp.schema import UserMessageChunk
 
 from boocode_mcp.trust import trust_workspace
 from boocode_mcp.workspace import worktree_path
-from tests.real_agents import wait_group_gone
-from tests.test_acp_server import (
+from tests.acp_support import (
     TURN_TIMEOUT,
     RecordingClient,
     boocode_acp,
     configure,
     interrupt_slow_turn,
+    new_session,
     prompt,
+    warm_agents,
+    warmed,
 )
-from tests.test_subagents_recovery import seed_run
+from tests.conftest import seed_run
+from tests.real_agents import wait_group_gone
 
 pytestmark = pytest.mark.anyio
 
@@ -36,11 +38,6 @@ pytestmark = pytest.mark.anyio
 @pytest.fixture
 def workspace(git_repo: Path) -> Path:
     return configure(git_repo)
-
-
-async def new_session(conn: Any, workspace: Path) -> str:
-    sid: str = (await conn.new_session(cwd=str(workspace), mcp_servers=[])).session_id
-    return sid
 
 
 async def test_list_shows_sessions_that_ran_newest_first_and_resume_keeps_context(workspace: Path) -> None:
@@ -145,28 +142,6 @@ async def test_close_cancels_the_turn_and_frees_the_agent_until_reopened(workspa
 
 
 # -- pre-warm: a new session's worktree and agent start before its first prompt ----------------
-
-
-def warm_agents(workspace: Path, session_id: str) -> dict[str, int]:
-    """{agent: pid} of the session's running backend agents, as BooCode recorded them."""
-    db = sqlite3.connect(workspace / ".boocode" / "boocode.db")
-    try:
-        rows = db.execute(
-            "SELECT a.agent, a.pid FROM agent_sessions a JOIN chats c ON c.id = a.chat_id"
-            " WHERE c.session_id = ? AND a.pid IS NOT NULL AND a.status != 'closed'",
-            (session_id,),
-        ).fetchall()
-    finally:
-        db.close()
-    return {str(agent): int(pid) for agent, pid in rows}
-
-
-async def warmed(workspace: Path, session_id: str, agent: str = "fixture") -> int:
-    """The pid of the session's warm `agent`, once it has started (no prompt needed)."""
-    with anyio.fail_after(TURN_TIMEOUT):
-        while agent not in (pids := warm_agents(workspace, session_id)):  # noqa: ASYNC110
-            await anyio.sleep(0.05)
-    return pids[agent]
 
 
 def worktree_of(workspace: Path, chat_id: str) -> Path:

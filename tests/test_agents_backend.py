@@ -15,42 +15,21 @@ import pytest
 
 from boocode_mcp import procs
 from boocode_mcp.agents.acp_backend import BackendState, WarmAcpBackend
-from boocode_mcp.agents.events import AgentEvent, PermissionRequestEvent, TextEvent
+from boocode_mcp.agents.events import PermissionRequestEvent
 from boocode_mcp.agents.permissions import choose_option, policy_handler
 from boocode_mcp.agents.registry import AgentRegistry, ResolvedAgent
 from boocode_mcp.config import AgentSpec, Config
 from boocode_mcp.errors import AgentBusyError, AgentCrashedError
+from tests.conftest import FIXTURE_AGENT, Recorder
 
 pytestmark = pytest.mark.anyio
 
-FIXTURE_AGENT = Path(__file__).parent / "fixtures" / "fixture_agent.py"
 ALLOW = policy_handler("auto")
 
 
 def fixture_agent(**env: str) -> ResolvedAgent:
     spec = AgentSpec(command=sys.executable, args=(str(FIXTURE_AGENT),), env=env)
     return AgentRegistry(Config(agents={"fx": spec})).resolve("fx")
-
-
-class Recorder:
-    """An EventSink that keeps every event and signals the first text chunk."""
-
-    def __init__(self) -> None:
-        self.events: list[AgentEvent] = []
-        self.first_text = anyio.Event()
-
-    def __call__(self, event: AgentEvent) -> None:
-        self.events.append(event)
-        if isinstance(event, TextEvent):
-            self.first_text.set()
-
-    @property
-    def text(self) -> str:
-        return "".join(e.text for e in self.events if isinstance(e, TextEvent))
-
-    @property
-    def kinds(self) -> list[str]:
-        return [e.kind for e in self.events]
 
 
 @pytest.fixture

@@ -8,44 +8,23 @@ import os
 import select
 import signal
 import subprocess
-import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from boocode_mcp.cli_render import Progress, Renderer
-from boocode_mcp.trust import trust_workspace
 from boocode_mcp.views import AgentInfo, ApplyResult, MemoryHit, PatchView, SubagentView
-from tests.conftest import FIXTURE_AGENT, git
-
-BOOCODE = Path(sys.executable).parent / "boocode"
-TIMEOUT = 90
-# `boocode` as a terminal would start it, for tests that press Ctrl-C: a shell starts background
-# jobs with SIGINT ignored, and a test run started that way would pass the disposition on (the exec
-# keeps the pid, so the test signals `boocode` itself).
-INTERACTIVE_BOOCODE = [
-    sys.executable,
-    "-c",
-    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
-    "os.execv(sys.argv[1], sys.argv[1:])",
-    str(BOOCODE),
-]
-# subagent_status with an id: the subagent's fields, and its list form's field null.
-STATUS_FIELDS = {*SubagentView.model_fields, "subagents"}
-
-
-def configure(repo: Path) -> Path:
-    boo = repo / ".boocode"
-    boo.mkdir(exist_ok=True)
-    (boo / "config.toml").write_text(
-        f'default_agent = "fixture"\n\n[agents.fixture]\ncommand = {json.dumps(sys.executable)}\n'
-        f"args = [{json.dumps(str(FIXTURE_AGENT))}]\n"
-    )
-    trust_workspace(repo)
-    return repo
+from tests.cli_support import (
+    BOOCODE,
+    boo,
+    boo_json,
+    configure,
+    one_line_error,
+    read_until,
+    start_run,
+    stop,
+)
+from tests.conftest import git
 
 
 @pytest.fixture
@@ -53,40 +32,8 @@ def workspace(git_repo: Path) -> Path:
     return configure(git_repo)
 
 
-def boo(workspace: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run(
-        [str(BOOCODE), *args, "--workspace", str(workspace)],
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT,
-    )
-    if check:
-        assert done.returncode == 0, f"{args}: {done.returncode}\n{done.stderr}"
-    return done
-
-
-def boo_json(workspace: Path, *args: str) -> Any:
-    return json.loads(boo(workspace, *args, "--json").stdout)
-
-
-def read_until(fd: int, done: Callable[[str], bool], timeout: float = TIMEOUT) -> str:
-    """What a child has written to `fd` so far, once `done` holds of it (bounded by `timeout`)."""
-    seen = b""
-    deadline = time.monotonic() + timeout
-    while not done(seen.decode(errors="replace")):
-        ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
-        assert ready, f"timed out; child wrote: {seen!r}"
-        chunk = os.read(fd, 65536)
-        assert chunk, f"child closed the pipe; it wrote: {seen!r}"
-        seen += chunk
-    return seen.decode(errors="replace")
-
-
-def one_line_error(done: subprocess.CompletedProcess[str]) -> str:
-    assert done.returncode != 0
-    lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1, done.stderr
-    return lines[0]
+# subagent_status with an id: the subagent's fields, and its list form's field null.
+STATUS_FIELDS = {*SubagentView.model_fields, "subagents"}
 
 
 def test_run_ls_show_patches_apply_in_process(workspace: Path) -> None:
@@ -187,22 +134,6 @@ def test_the_daemon_keeps_the_agent_warm_between_commands(workspace: Path) -> No
         assert select.select([agent], [], [], 30)[0], f"agent {agent_pid} outlived its daemon"
     finally:
         os.close(agent)
-
-
-def start_run(workspace: Path, prompt: str, *extra: str, **streams: Any) -> subprocess.Popen[bytes]:
-    """`boocode run PROMPT` as a terminal would start it (Ctrl-C works), in a group of its own."""
-    return subprocess.Popen(
-        [*INTERACTIVE_BOOCODE, "run", prompt, "--workspace", str(workspace), *extra],
-        stdout=subprocess.PIPE,
-        start_new_session=True,
-        **streams,
-    )
-
-
-def stop(run: subprocess.Popen[bytes]) -> None:
-    if run.poll() is None:
-        os.killpg(run.pid, signal.SIGKILL)
-        run.wait()
 
 
 def test_live_chat_is_refused_from_another_process(workspace: Path) -> None:

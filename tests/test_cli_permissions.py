@@ -12,29 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from boocode_mcp.trust import trust_workspace
-from tests.test_cli import (
-    BOOCODE,
-    TIMEOUT,
-    boo,
-    boo_json,
-    configure,
-    one_line_error,
-    read_until,
-    start_run,
-    stop,
-)
+from tests import cli_support as cli
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
 @pytest.fixture
 def workspace(git_repo: Path) -> Path:
-    configure(git_repo)
-    with (git_repo / ".boocode" / "config.toml").open("a") as f:
-        f.write('\n[permissions]\npolicy = "ask"\n')
-    trust_workspace(git_repo)
-    return git_repo
+    return cli.configure(git_repo, policy="ask")
 
 
 @contextlib.contextmanager
@@ -45,13 +30,13 @@ def run_on_terminal(
     controlling side to read and type on). The run is killed and the terminal closed after."""
     controller, terminal = os.openpty()
     try:
-        run = start_run(workspace, prompt, *extra, stdin=terminal, stderr=terminal)
+        run = cli.start_run(workspace, prompt, *extra, stdin=terminal, stderr=terminal)
         os.close(terminal)  # the run holds its own copy; EOF on the controller once it exits
         terminal = -1
         try:
             yield run, controller
         finally:
-            stop(run)
+            cli.stop(run)
     finally:
         os.close(controller)
         if terminal >= 0:
@@ -59,111 +44,111 @@ def run_on_terminal(
 
 
 def patch_files(workspace: Path, subagent_id: str) -> list[str]:
-    shown = boo_json(workspace, "show", subagent_id)
+    shown = cli.boo_json(workspace, "show", subagent_id)
     assert shown["status"] == "completed", shown
-    patch = boo_json(workspace, "show", shown["patch_id"])
+    patch = cli.boo_json(workspace, "show", shown["patch_id"])
     return [f["path"] for f in patch["files"]]
 
 
 def test_run_prints_the_respond_command_and_respond_answers_it(workspace: Path) -> None:
-    run = start_run(workspace, "permission x.txt", stdin=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    run = cli.start_run(workspace, "permission x.txt", stdin=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         assert run.stderr is not None
-        seen = read_until(run.stderr.fileno(), lambda t: "boocode respond" in t and t.endswith("\n"))
+        seen = cli.read_until(run.stderr.fileno(), lambda t: "boocode respond" in t and t.endswith("\n"))
         [hint] = [line for line in seen.splitlines() if "boocode respond" in line]
-        [sub] = boo_json(workspace, "ls")["subagents"]
-        pending = boo_json(workspace, "show", sub["subagent_id"])["pending_permission"]
+        [sub] = cli.boo_json(workspace, "ls")["subagents"]
+        pending = cli.boo_json(workspace, "show", sub["subagent_id"])["pending_permission"]
         assert sub["subagent_id"] in hint and pending["request_id"] in hint and str(workspace) in hint
         options = pending["options"]
         sub_id, request_id = sub["subagent_id"][:8], pending["request_id"][:8]  # prefixes are enough
 
-        bad = one_line_error(boo(workspace, "respond", sub_id, request_id, "nope", check=False))
+        bad = cli.one_line_error(cli.boo(workspace, "respond", sub_id, request_id, "nope", check=False))
         assert "nope" in bad and all(o["option_id"] in bad for o in options)
         # The run lives in the workspace's daemon: an engine of another process cannot answer it.
-        elsewhere = boo(workspace, "respond", sub_id, request_id, "0", "--no-daemon", check=False)
-        assert "another BooCode process" in one_line_error(elsewhere)
+        elsewhere = cli.boo(workspace, "respond", sub_id, request_id, "0", "--no-daemon", check=False)
+        assert "another BooCode process" in cli.one_line_error(elsewhere)
 
         allow = next(o for o in options if o["kind"] == "allow_once")
-        answered = boo_json(workspace, "respond", sub_id, request_id, allow["option_id"])
+        answered = cli.boo_json(workspace, "respond", sub_id, request_id, allow["option_id"])
         assert answered["subagent_id"] == sub["subagent_id"] and set(answered) == {"subagent_id", "status"}
-        out, _ = run.communicate(timeout=TIMEOUT)
+        out, _ = run.communicate(timeout=cli.TIMEOUT)
         assert run.returncode == 0 and out.decode().strip() == f"allowed {allow['option_id']}"
     finally:
-        stop(run)
+        cli.stop(run)
     assert patch_files(workspace, sub["subagent_id"]) == ["x.txt"]
-    late = boo(workspace, "respond", sub_id, request_id, allow["option_id"], check=False)
-    assert "finished" in one_line_error(late) or "no pending" in one_line_error(late)
+    late = cli.boo(workspace, "respond", sub_id, request_id, allow["option_id"], check=False)
+    assert "finished" in cli.one_line_error(late) or "no pending" in cli.one_line_error(late)
 
 
 @pytest.mark.parametrize("mode", [[], ["--no-daemon"]], ids=["daemon", "in-process"])
 def test_run_on_a_terminal_asks_and_answers_by_number(workspace: Path, mode: list[str]) -> None:
     with run_on_terminal(workspace, "permission y.txt", *mode) as (run, controller):
-        seen = ANSI.sub("", read_until(controller, lambda t: "(Enter leaves it" in t))
+        seen = ANSI.sub("", cli.read_until(controller, lambda t: "(Enter leaves it" in t))
         assert "boocode respond" not in seen  # asked, not told how to answer elsewhere
         number = re.search(r"(\d+)\. Once \(allow_once\)", seen)
         assert number is not None, seen
         assert "Write y.txt" in seen
         os.write(controller, number[1].encode() + b"\n")
-        read_until(controller, lambda t: "answered" in t)
-        out, _ = run.communicate(timeout=TIMEOUT)
+        cli.read_until(controller, lambda t: "answered" in t)
+        out, _ = run.communicate(timeout=cli.TIMEOUT)
         assert run.returncode == 0 and out.decode().startswith("allowed ")
-    [sub] = boo_json(workspace, "ls")["subagents"]
+    [sub] = cli.boo_json(workspace, "ls")["subagents"]
     assert patch_files(workspace, sub["subagent_id"]) == ["y.txt"]
 
 
 def test_in_process_run_says_only_it_can_answer(workspace: Path) -> None:
-    run = start_run(
+    run = cli.start_run(
         workspace, "permission z.txt", "--no-daemon", stdin=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
     try:
         assert run.stderr is not None
-        seen = read_until(run.stderr.fileno(), lambda t: "asks permission" in t and t.endswith("\n"))
+        seen = cli.read_until(run.stderr.fileno(), lambda t: "asks permission" in t and t.endswith("\n"))
         [hint] = [line for line in seen.splitlines() if "asks permission" in line]
         assert "--no-daemon" in hint and "yes please!" in hint
-        [sub] = boo_json(workspace, "ls")["subagents"]
-        refused = boo(workspace, "respond", sub["subagent_id"][:8], "r", "0", check=False)
-        assert f"pid {run.pid}" in one_line_error(refused)
+        [sub] = cli.boo_json(workspace, "ls")["subagents"]
+        refused = cli.boo(workspace, "respond", sub["subagent_id"][:8], "r", "0", check=False)
+        assert f"pid {run.pid}" in cli.one_line_error(refused)
         os.kill(run.pid, signal.SIGINT)  # Ctrl-C cancels the waiting run
-        assert run.wait(timeout=TIMEOUT) != 0
+        assert run.wait(timeout=cli.TIMEOUT) != 0
     finally:
-        stop(run)
-    assert boo_json(workspace, "show", sub["subagent_id"])["status"] == "cancelled"
+        cli.stop(run)
+    assert cli.boo_json(workspace, "show", sub["subagent_id"])["status"] == "cancelled"
 
 
 def test_empty_answer_leaves_the_request_waiting(workspace: Path) -> None:
     with run_on_terminal(workspace, "permission w.txt") as (run, controller):
-        read_until(controller, lambda t: "(Enter leaves it" in t)
+        cli.read_until(controller, lambda t: "(Enter leaves it" in t)
         os.write(controller, b"9\n")  # not an option: asked again
-        read_until(controller, lambda t: "not a number from 1 to 4" in t and t.endswith("deadline): "))
+        cli.read_until(controller, lambda t: "not a number from 1 to 4" in t and t.endswith("deadline): "))
         os.write(controller, b"\n")
-        read_until(controller, lambda t: "left unanswered" in t)
-        [sub] = boo_json(workspace, "ls")["subagents"]
-        shown = boo_json(workspace, "show", sub["subagent_id"])
+        cli.read_until(controller, lambda t: "left unanswered" in t)
+        [sub] = cli.boo_json(workspace, "ls")["subagents"]
+        shown = cli.boo_json(workspace, "show", sub["subagent_id"])
         assert shown["status"] == "awaiting_permission" and shown["pending_permission"]
         os.kill(run.pid, signal.SIGINT)
-        assert run.wait(timeout=TIMEOUT) != 0
+        assert run.wait(timeout=cli.TIMEOUT) != 0
 
 
 def test_prompt_gives_up_at_the_request_deadline(workspace: Path) -> None:
-    with (workspace / ".boocode" / "config.toml").open("a") as f:
-        f.write("timeout_s = 2\n")
-    trust_workspace(workspace)
+    cli.configure(workspace, policy="ask", timeout_s=2)
     with run_on_terminal(workspace, "permission v.txt") as (run, controller):
-        read_until(controller, lambda t: "(Enter leaves it" in t)
+        cli.read_until(controller, lambda t: "(Enter leaves it" in t)
         # Nobody answers: the request fails closed and the prompt stops waiting for a line.
-        read_until(controller, lambda t: "not answered in time" in t)
-        out, _ = run.communicate(timeout=TIMEOUT)
+        cli.read_until(controller, lambda t: "not answered in time" in t)
+        out, _ = run.communicate(timeout=cli.TIMEOUT)
         assert not out.decode().startswith("allowed")
     assert not (workspace / "v.txt").exists()
 
 
 def test_help_documents_respond() -> None:
-    top = subprocess.run([str(BOOCODE), "--help"], capture_output=True, text=True, check=True).stdout
+    top = subprocess.run([str(cli.BOOCODE), "--help"], capture_output=True, text=True, check=True).stdout
     assert "respond" in top
     out = subprocess.run(
-        [str(BOOCODE), "respond", "--help"], capture_output=True, text=True, check=True
+        [str(cli.BOOCODE), "respond", "--help"], capture_output=True, text=True, check=True
     ).stdout
     for word in ("SUBAGENT_ID", "REQUEST_ID", "OPTION_ID", "--workspace", "--session", "--json"):
         assert word in out
-    run = subprocess.run([str(BOOCODE), "run", "--help"], capture_output=True, text=True, check=True).stdout
+    run = subprocess.run(
+        [str(cli.BOOCODE), "run", "--help"], capture_output=True, text=True, check=True
+    ).stdout
     assert "boocode respond" in run and "permission" in run

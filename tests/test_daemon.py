@@ -29,7 +29,7 @@ from boocode_mcp.daemon.wire import (
     stop_daemon,
 )
 from boocode_mcp.trust import trust_workspace
-from tests.test_mcp_support import (
+from tests.mcp_support import (
     BOOCODE,
     BOOCODE_MCP,
     TERMINAL,
@@ -301,8 +301,8 @@ def test_a_daemon_of_another_version_is_replaced_when_idle_and_refused_when_busy
 
 
 async def test_an_editor_and_an_mcp_host_see_each_others_runs(git_repo: Path) -> None:
-    from tests.test_acp_server import RecordingClient, boocode_acp, prompt
-    from tests.test_acp_server import configure as configure_acp
+    from tests.acp_support import RecordingClient, boocode_acp, prompt
+    from tests.acp_support import configure as configure_acp
 
     workspace = configure_acp(git_repo)
     editor = RecordingClient()
@@ -325,9 +325,9 @@ async def test_an_editor_and_an_mcp_host_see_each_others_runs(git_repo: Path) ->
 async def test_an_editor_without_workspace_reaches_each_repositorys_own_daemon(
     git_repo: Path, tmp_path: Path
 ) -> None:
+    from tests.acp_support import RecordingClient, boocode_acp, prompt
+    from tests.acp_support import configure as configure_acp
     from tests.conftest import git
-    from tests.test_acp_server import RecordingClient, boocode_acp, prompt
-    from tests.test_acp_server import configure as configure_acp
 
     one = configure_acp(git_repo)
     two = tmp_path / "two"

@@ -2,58 +2,15 @@
 
 from __future__ import annotations
 
-import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
-import anyio
 import pytest
 
 from boocode_mcp import procs
-from boocode_mcp.config import user_config_dir
 from boocode_mcp.engine import Engine
-from boocode_mcp.trust import trust_workspace
-from boocode_mcp.views import SubagentView
-from tests.conftest import FIXTURE_AGENT, git
+from tests.conftest import finished, git, run_turn, write_config
 
 pytestmark = pytest.mark.anyio
-
-TIMEOUT_S = 30
-
-
-def write_config(repo: Path, *, extra: str = "", policy: str = "auto", timeout_s: float = 300) -> None:
-    """The workspace config the engine tests use, trusted as `boocode trust` would."""
-    (repo / ".boocode").mkdir(exist_ok=True)
-    (repo / ".boocode" / "config.toml").write_text(
-        f'default_agent = "fixture"\n{extra}\n'
-        f"[agents.fixture]\ncommand = {str(sys.executable)!r}\nargs = [{str(FIXTURE_AGENT)!r}]\n"
-        f'[permissions]\npolicy = "{policy}"\ntimeout_s = {timeout_s}\n'
-    )
-    trust_workspace(repo)
-
-
-@pytest.fixture
-def user_config() -> Path:
-    """The test session's user config (none: see conftest), where write_config's trust is kept."""
-    return user_config_dir() / "config.toml"
-
-
-@pytest.fixture
-async def engine(git_repo: Path, user_config: Path) -> AsyncIterator[Engine]:
-    write_config(git_repo)
-    async with Engine.open(git_repo, user_config=user_config) as eng:
-        yield eng
-
-
-async def finished(engine: Engine, sid: str, run_id: str) -> SubagentView:
-    with anyio.fail_after(TIMEOUT_S):
-        return await engine.wait_finished(sid, run_id)
-
-
-async def run_turn(engine: Engine, sid: str, prompt: str, **spawn_args: Any) -> SubagentView:
-    """Spawn a run and wait for it to finish (bounded)."""
-    return await finished(engine, sid, (await engine.spawn(sid, prompt, **spawn_args)).subagent_id)
 
 
 async def test_spawn_returns_queued_then_completes_with_a_pending_patch_that_applies(

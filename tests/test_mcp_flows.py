@@ -16,7 +16,7 @@ import pytest
 from mcp import Client
 from mcp.shared.subscriptions import ResourceUpdated
 
-from tests.test_mcp_support import (
+from tests.mcp_support import (
     TERMINAL,
     TOOL_NAMES,
     call,

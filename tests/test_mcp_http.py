@@ -17,7 +17,7 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 
-from tests.test_mcp_support import BOOCODE, call, configure, process_running, run_turn, server_env
+from tests.mcp_support import BOOCODE, call, configure, process_running, run_turn, server_env
 
 pytestmark = pytest.mark.anyio
 

@@ -18,7 +18,7 @@ import pytest
 from anyio.abc import Process
 from mcp import Client
 
-from tests.test_mcp_support import (
+from tests.mcp_support import (
     BOOCODE_MCP,
     call,
     command_line,

@@ -23,8 +23,7 @@ from boocode_mcp.agents.registry import AgentRegistry
 from boocode_mcp.config import AgentSpec, Config, PoolConfig
 from boocode_mcp.errors import AgentNotInstalledError, InvalidRequestError, UnknownAgentError
 from boocode_mcp.store import agent_sessions, open_db
-from tests.conftest import FIXTURE_AGENT
-from tests.test_agents_backend import Recorder
+from tests.conftest import FIXTURE_AGENT, Recorder
 
 pytestmark = pytest.mark.anyio
 

@@ -182,8 +182,7 @@ async def test_boocode_acp_prewarms_the_agent_and_applies_its_write(ws: Workspac
     """An editor's session through `boocode acp`: the agent is started before the first prompt,
     that prompt runs on it, and `/apply` lands its file."""
     from boocode_mcp.daemon.wire import stop_daemon
-    from tests.test_acp_server import RecordingClient, boocode_acp, prompt
-    from tests.test_acp_sessions import new_session, warm_agents, warmed
+    from tests.acp_support import RecordingClient, boocode_acp, new_session, prompt, warm_agents, warmed
 
     client = RecordingClient()
     with anyio.fail_after(TEST_S):

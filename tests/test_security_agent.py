@@ -15,9 +15,8 @@ import pytest
 from boocode_mcp.agents.registry import AgentRegistry
 from boocode_mcp.config import AgentSpec, Config
 from boocode_mcp.engine import Engine
-from tests.conftest import TESTS_DIR
+from tests.conftest import TESTS_DIR, run_turn
 from tests.test_agents_backend import open_backend, turn
-from tests.test_engine_runs import run_turn
 
 pytestmark = pytest.mark.anyio
 

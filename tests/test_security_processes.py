@@ -16,8 +16,8 @@ from boocode_mcp import procs
 from boocode_mcp.engine import Engine
 from boocode_mcp.store import open_db
 from boocode_mcp.store import terminals as terminal_rows
+from tests.conftest import TIMEOUT_S
 from tests.real_agents import group_members, wait_group_gone
-from tests.test_engine_runs import TIMEOUT_S
 from tests.test_security_agent import HOSTILE_AGENT, hostile_config
 
 pytestmark = pytest.mark.anyio

@@ -16,11 +16,10 @@ from boocode_mcp import procs, workspace
 from boocode_mcp.engine import Engine
 from boocode_mcp.errors import InvalidRequestError
 from boocode_mcp.store import agent_sessions, chats, open_db, sessions, subagents
-from tests.test_engine_runs import TIMEOUT_S, finished, run_turn, user_config, write_config
+from boocode_mcp.subagents.locks import RunLocks
+from tests.conftest import TIMEOUT_S, finished, run_turn, seed_run, write_config
 
 pytestmark = pytest.mark.anyio
-
-__all__ = ["user_config"]  # the fixture, imported for pytest
 
 
 async def dead_pid() -> int:
@@ -40,46 +39,6 @@ async def sleeper() -> AsyncIterator[asyncio.subprocess.Process]:
         yield proc
     finally:
         await procs.terminate_group(proc, grace_s=0.5)
-
-
-async def seed_run(
-    db_path: Path,
-    repo: Path,
-    *,
-    session_id: str,
-    chat_id: str,
-    run_id: str,
-    owner_pid: int,
-    status: str,
-    prompt: str = "left behind",
-    finished_at: float | None = None,
-) -> None:
-    """A run as another BooCode process would have left it in the store."""
-    async with open_db(db_path) as db:
-        await sessions.create(db, session_id)
-        if await chats.get(db, session_id, chat_id) is None:
-            await chats.insert(
-                db,
-                chat_id=chat_id,
-                session_id=session_id,
-                agent="fixture",
-                worktree=str(workspace.worktree_path(repo, chat_id)),
-            )
-        assert await subagents.insert_if_chat_idle(
-            db,
-            subagent_id=run_id,
-            session_id=session_id,
-            chat_id=chat_id,
-            agent="fixture",
-            prompt=prompt,
-            model=None,
-            mode=None,
-            owner_pid=owner_pid,
-        )
-        if finished_at is None:
-            await subagents.set_status(db, run_id, status, started_at=time.time())
-        else:
-            await subagents.set_status(db, run_id, status, started_at=finished_at, finished_at=finished_at)
 
 
 async def test_restart_recovers_runs_agent_groups_and_orphan_worktrees(
@@ -310,3 +269,18 @@ async def test_a_chat_that_never_ran_is_dropped_only_when_no_live_process_holds_
     assert workspace.worktree_path(git_repo, "held").is_dir()
     assert workspace.worktree_path(git_repo, "no-agent-yet").is_dir()
     assert sleeper.returncode is None
+
+
+def test_run_locks_tell_every_engine_which_runs_are_driven(tmp_path: Path) -> None:
+    ours, theirs = RunLocks(tmp_path / "runs"), RunLocks(tmp_path / "runs")
+    ours.hold("r1")
+    assert "r1" in ours and "r1" in theirs  # another engine, in this process or another
+    assert "r2" not in theirs
+    # A lock file nobody holds (left by a process killed with it open) is not a live run.
+    (tmp_path / "runs" / "r3.lock").write_text("")
+    assert "r3" not in theirs
+    ours.drop("r1")
+    assert "r1" not in theirs and not (tmp_path / "runs" / "r1.lock").exists()
+    ours.hold("r4")
+    ours.close()
+    assert "r4" not in theirs

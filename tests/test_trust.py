@@ -18,9 +18,8 @@ from boocode_mcp.config import user_config_dir
 from boocode_mcp.engine import Engine
 from boocode_mcp.errors import AgentNotInstalledError, ConfigError, UntrustedConfigError
 from boocode_mcp.trust import ConfigSource, trust_file, trust_workspace
-from tests.conftest import FIXTURE_AGENT, git
-from tests.test_cli import BOOCODE
-from tests.test_engine_runs import run_turn
+from tests.cli_support import BOOCODE
+from tests.conftest import FIXTURE_AGENT, git, run_turn
 
 pytestmark = pytest.mark.anyio
 

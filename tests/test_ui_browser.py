@@ -16,8 +16,8 @@ import pytest
 from mcp import Client
 from playwright.async_api import Page, expect
 
-from tests.test_mcp_support import call, configure, run_turn, stdio_params, wait_for
-from tests.test_ui_support import WAIT_MS, base_of, chromium, screenshot, ui_url
+from tests.mcp_support import call, configure, run_turn, stdio_params, wait_for
+from tests.ui_support import WAIT_MS, base_of, chromium, screenshot, ui_url
 
 pytestmark = pytest.mark.anyio
 

@@ -17,7 +17,7 @@ import pytest
 from mcp import Client
 
 from boocode_mcp.daemon.wire import NotRunning, control
-from tests.test_mcp_support import (
+from tests.mcp_support import (
     BOOCODE,
     call,
     configure,
@@ -26,7 +26,7 @@ from tests.test_mcp_support import (
     server_env,
     stdio_params,
 )
-from tests.test_ui_support import base_of, ui_url
+from tests.ui_support import base_of, ui_url
 
 pytestmark = pytest.mark.anyio
 

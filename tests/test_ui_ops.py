@@ -6,33 +6,23 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import AsyncIterator
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
 
-from boocode_mcp.config import user_config_dir
 from boocode_mcp.daemon.api import connection_caller, dispatch
 from boocode_mcp.engine import Engine
 from boocode_mcp.ops import Caller
 from boocode_mcp.ops.usage import parse_since
 from boocode_mcp.store import chats, sessions
 from boocode_mcp.store import subagents as runs
-from tests.test_engine_runs import finished, write_config
+from tests.conftest import finished
 
 pytestmark = pytest.mark.anyio
 
 DAY = 86400.0
-
-
-@pytest.fixture
-async def engine(git_repo: Path) -> AsyncIterator[Engine]:
-    write_config(git_repo)
-    async with Engine.open(git_repo, user_config=user_config_dir() / "config.toml") as eng:
-        yield eng
 
 
 @pytest.fixture

@@ -45,7 +45,7 @@ async def _patch(repo: Path, chat: str, files: dict[str, bytes | None]) -> str:
         else:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(data)
-    return await diff_worktree(wt.path, wt.base_sha)
+    return await diff_worktree(wt.git, wt.base_sha)
 
 
 async def test_applies_to_the_working_tree_not_the_index(git_repo: Path) -> None:
@@ -82,7 +82,7 @@ async def test_later_patches_see_earlier_ones(git_repo: Path) -> None:
     (wt2.path / "README.md").write_text("# demo\none\n")
     git(wt2.path, "commit", "-qam", "as if p1 were applied")
     (wt2.path / "README.md").write_text("# demo\none\ntwo\n")
-    p2 = await diff_worktree(wt2.path, git(wt2.path, "rev-parse", "HEAD").strip())
+    p2 = await diff_worktree(wt2.git, git(wt2.path, "rev-parse", "HEAD").strip())
     outcome = await apply_patches(git_repo, [("p1", p1), ("p2", p2)])
     assert outcome.applied == ("p1", "p2")
     assert (git_repo / "README.md").read_text() == "# demo\none\ntwo\n"
@@ -136,7 +136,7 @@ async def test_binary_deletion_rename_and_mode_patches_apply(git_repo: Path) -> 
     (wt.path / "README.md").unlink()
     (wt.path / "tool.sh").chmod(0o755)
     (wt.path / "long.txt").rename(wt.path / "renamed.txt")
-    patch = await diff_worktree(wt.path, wt.base_sha)
+    patch = await diff_worktree(wt.git, wt.base_sha)
 
     outcome = await apply_patches(git_repo, [("p1", patch)])
 
@@ -185,6 +185,18 @@ async def test_paths_leaving_the_workspace_are_refused(git_repo: Path) -> None:
     outcome = await apply_patches(git_repo, [("p1", evil)])
     assert outcome.conflicts == (ApplyConflict("p1", "../evil.txt", "the path leaves the workspace"),)
     assert not (git_repo.parent / "evil.txt").exists()
+
+
+async def test_paths_inside_any_git_directory_are_refused(git_repo: Path) -> None:
+    # A nested .git would be a repository whose config (and the commands it names) the patch chose.
+    for path in (".git/config", "sub/.git/config", "sub/.GIT/hooks/post-checkout"):
+        evil = (
+            f"diff --git a/{path} b/{path}\nnew file mode 100644\n"
+            f"--- /dev/null\n+++ b/{path}\n@@ -0,0 +1 @@\n+x\n"
+        )
+        outcome = await apply_patches(git_repo, [("p1", evil)])
+        assert outcome.conflicts == (ApplyConflict("p1", path, "the path is inside a .git directory"),)
+    assert not (git_repo / "sub").exists()
 
 
 async def test_symlinked_directory_leaving_the_workspace_is_refused(git_repo: Path, tmp_path: Path) -> None:
@@ -283,10 +295,10 @@ async def test_commit_and_rebaseline_work_without_a_git_identity(
         monkeypatch.delenv(name, raising=False)
     wt = await create_worktree(git_repo, "c1")
     (wt.path / "README.md").write_text("# agent\n")
-    patch = await diff_worktree(wt.path, wt.base_sha)
+    patch = await diff_worktree(wt.git, wt.base_sha)
 
     outcome = await apply_patches(git_repo, [("p1", patch)], commit_message="agent work")
-    await rebaseline(wt.path, wt.base_sha, patch)
+    await rebaseline(wt.git, wt.base_sha, patch)
 
     assert outcome.commit_sha is not None
     author = git(git_repo, "log", "-1", "--format=%an <%ae>").strip()

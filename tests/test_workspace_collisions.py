@@ -41,7 +41,7 @@ async def _edit(repo: Path, chat: str, changes: dict[int, str | None], name: str
         else:
             lines[number - 1] = replacement
     (wt.path / name).write_text("".join(lines))
-    return parse_unified_diff(await diff_worktree(wt.path, wt.base_sha))
+    return parse_unified_diff(await diff_worktree(wt.git, wt.base_sha))
 
 
 async def test_same_line_collides(repo: Path) -> None:
@@ -76,7 +76,7 @@ async def test_insertion_touching_a_changed_line_collides(repo: Path) -> None:
     mine = await _edit(repo, "a", {20: None})
     wt = await create_worktree(repo, "b")
     (wt.path / "f.txt").write_text("".join([*_LINES[:20], "inserted\n", *_LINES[20:]]))
-    theirs = parse_unified_diff(await diff_worktree(wt.path, wt.base_sha))
+    theirs = parse_unified_diff(await diff_worktree(wt.git, wt.base_sha))
     assert find_collisions(mine, [("p-b", "b", theirs)]) == [Overlap("f.txt", "p-b", "b")]
 
 
@@ -84,7 +84,7 @@ async def test_whole_file_changes_collide_with_any_edit(repo: Path) -> None:
     mine = await _edit(repo, "a", {40: "mine\n"})
     wt = await create_worktree(repo, "b")
     (wt.path / "f.txt").rename(wt.path / "moved.txt")
-    renamed = parse_unified_diff(await diff_worktree(wt.path, wt.base_sha))
+    renamed = parse_unified_diff(await diff_worktree(wt.git, wt.base_sha))
     assert renamed.files[0].status == "renamed"
     assert find_collisions(mine, [("p-b", "b", renamed)]) == [Overlap("f.txt", "p-b", "b")]
 

@@ -12,14 +12,18 @@ import anyio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from boocode_mcp.workspace import FileDiff, ParsedDiff, diff_worktree, parse_unified_diff
+from boocode_mcp.workspace import FileDiff, ParsedDiff, diff_worktree, open_repo, parse_unified_diff
 from boocode_mcp.workspace.diff import unquote_path
 from tests.conftest import git
 
 
 def _staged_diff(repo: Path) -> str:
     """What BooCode's diff of the repo's current files against HEAD is, via the public API."""
-    return anyio.run(diff_worktree, repo, "HEAD")
+
+    async def diff() -> str:
+        return await diff_worktree(await open_repo(repo), "HEAD")
+
+    return anyio.run(diff)
 
 
 def _only(parsed: ParsedDiff) -> FileDiff:

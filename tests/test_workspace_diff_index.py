@@ -3,6 +3,7 @@ that can be cancelled."""
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import AsyncIterator, Callable
@@ -19,7 +20,7 @@ from boocode_mcp.workspace import (
     parse_unified_diff,
     rebaseline,
 )
-from boocode_mcp.workspace.git import _run, git_env, git_path
+from boocode_mcp.workspace.git import _run, git_env
 from tests.conftest import git
 
 pytestmark = pytest.mark.anyio
@@ -40,8 +41,8 @@ def _own_index(wt: Worktree) -> str:
 
 
 async def _same_as_fresh(indexes: DiffIndexes, wt: Worktree, base: str) -> str:
-    kept = await indexes.get(wt.path).diff(base)
-    assert kept == await diff_worktree(wt.path, base)
+    kept = await indexes.get(wt.git).diff(base)
+    assert kept == await diff_worktree(wt.git, base)
     return kept
 
 
@@ -66,7 +67,7 @@ async def test_kept_index_matches_a_fresh_one_turn_after_turn(git_repo: Path, in
     seen = []
     for step in steps:
         step()
-        await indexes.get(wt.path).prepare(wt.base_sha)  # ahead of time, as the runner does
+        await indexes.get(wt.git).prepare(wt.base_sha)  # ahead of time, as the runner does
         seen.append(await _same_as_fresh(indexes, wt, wt.base_sha))
         seen.append(await _same_as_fresh(indexes, wt, wt.base_sha))  # and without a prepare
     assert seen[0] == "" and seen[-1] == ""
@@ -92,8 +93,8 @@ async def test_same_size_edit_in_the_checkout_second_is_seen_later(
         pytest.fail("could not edit a file within the second of its checkout in 5 attempts")
     # Into the next second: now only git's racy-entry check can notice the edit.
     await anyio.sleep(1.05 - time.time() % 1)
-    assert "+    return 7" in await diff_worktree(wt.path, wt.base_sha)
-    assert "+    return 7" in await indexes.get(wt.path).diff(wt.base_sha)
+    assert "+    return 7" in await diff_worktree(wt.git, wt.base_sha)
+    assert "+    return 7" in await indexes.get(wt.git).diff(wt.base_sha)
 
 
 async def test_ignored_file_of_the_base_deleted_then_recreated(git_repo: Path, indexes: DiffIndexes) -> None:
@@ -124,8 +125,8 @@ async def test_new_base_after_rebaseline(git_repo: Path, indexes: DiffIndexes) -
     wt = await create_worktree(git_repo, "chat-d")
     _write(wt.path / "a.txt", "a\n")
     first = await _same_as_fresh(indexes, wt, wt.base_sha)
-    await indexes.get(wt.path).prepare(wt.base_sha)
-    new_base = await rebaseline(wt.path, wt.base_sha, first)
+    await indexes.get(wt.git).prepare(wt.base_sha)
+    new_base = await rebaseline(wt.git, wt.base_sha, first)
     assert await _same_as_fresh(indexes, wt, new_base) == ""
     _write(wt.path / "b.txt", "b\n")
     diff = parse_unified_diff(await _same_as_fresh(indexes, wt, new_base))
@@ -143,21 +144,6 @@ async def test_least_recently_used_indexes_are_dropped(git_repo: Path) -> None:
         assert await _same_as_fresh(kept, trees[0], trees[0].base_sha) != ""
     finally:
         kept.close()
-
-
-async def test_git_path_is_cached_until_dot_git_changes(git_repo: Path) -> None:
-    wt = await create_worktree(git_repo, "chat-e")
-    first = await git_path(wt.path, "index")
-    assert first == Path(git(wt.path, "rev-parse", "--path-format=absolute", "--git-path", "index").strip())
-    assert await git_path(wt.path, "index") == first
-    # A rewritten .git file (here: pointing at another admin directory) is noticed.
-    other = git_repo / ".git" / "worktrees" / "elsewhere"
-    other.mkdir()
-    for name in ("commondir", "HEAD"):
-        (other / name).write_bytes((first.parent / name).read_bytes())
-    (other / "gitdir").write_text(f"{wt.path / '.git'}\n")
-    (wt.path / ".git").write_text(f"gitdir: {other}\n")
-    assert await git_path(wt.path, "index") == other / "index"
 
 
 async def test_cancelled_git_call_kills_its_process(tmp_path: Path) -> None:
@@ -198,3 +184,43 @@ async def test_index_directory_of_a_dead_process_is_deleted(git_repo: Path, tmp_
     assert [p.name for p in root.iterdir()] == [str(os.getpid())]
     kept.close()
     assert list(root.iterdir()) == []
+
+
+async def test_a_diff_reused_for_an_unchanged_worktree_is_never_stale(
+    git_repo: Path, indexes: DiffIndexes
+) -> None:
+    # The kept index answers an unchanged worktree with its last diff (no `git diff`): every kind of
+    # change in between must still show, including a same-size edit in the second of the last diff
+    # (git's racy-entry check), a file put back as it was, and a mode change.
+    wt = await create_worktree(git_repo, "chat-reuse")
+    app = wt.path / "src" / "app.py"
+    first = await _same_as_fresh(indexes, wt, wt.base_sha)
+    assert first == "" and await indexes.get(wt.git).diff(wt.base_sha) == ""
+    app.write_text(app.read_text().replace("return 1", "return 7"))
+    seven = await _same_as_fresh(indexes, wt, wt.base_sha)
+    app.write_text(app.read_text().replace("return 7", "return 8"))  # same size, same second
+    eight = await _same_as_fresh(indexes, wt, wt.base_sha)
+    assert "+    return 7" in seven and "+    return 8" in eight
+    app.write_text("def main():\n    return 1\n")
+    assert await _same_as_fresh(indexes, wt, wt.base_sha) == ""
+    app.chmod(0o755)
+    assert "new mode 100755" in await _same_as_fresh(indexes, wt, wt.base_sha)
+    (wt.path / "README.md").unlink()
+    assert "deleted file" in await _same_as_fresh(indexes, wt, wt.base_sha)
+    # A new base (after an apply) is never answered with the diff against the old one.
+    diff = await indexes.get(wt.git).diff(wt.base_sha)
+    new_base = await rebaseline(wt.git, wt.base_sha, diff)
+    assert await _same_as_fresh(indexes, wt, new_base) == ""
+
+
+async def test_each_diff_logs_whether_git_diff_ran(
+    git_repo: Path, indexes: DiffIndexes, caplog: pytest.LogCaptureFixture
+) -> None:
+    wt = await create_worktree(git_repo, "chat-log")
+    caplog.set_level(logging.DEBUG, logger="boocode_mcp.workspace.worktrees")
+    (wt.path / "a.txt").write_text("a\n")
+    await indexes.get(wt.git).diff(wt.base_sha)
+    await indexes.get(wt.git).diff(wt.base_sha)
+    records = [r for r in caplog.records if hasattr(r, "timings")]
+    assert [getattr(r, "diff_reused") for r in records] == [False, True]  # noqa: B009
+    assert [set(getattr(r, "timings")) for r in records] == [{"git add", "git diff"}, {"git add"}]  # noqa: B009

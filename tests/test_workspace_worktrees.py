@@ -19,6 +19,7 @@ from boocode_mcp.workspace import (
     exclude_boocode_dir,
     is_dirty,
     list_worktrees,
+    open_repo,
     parse_unified_diff,
     rebaseline,
     remove_worktree,
@@ -103,7 +104,7 @@ async def test_diff_includes_untracked_and_leaves_worktree_index_alone(git_repo:
     own_index = own_index if own_index.is_absolute() else wt.path / own_index
     before = hashlib.sha256(own_index.read_bytes()).hexdigest()
 
-    text = await diff_worktree(wt.path, wt.base_sha)
+    text = await diff_worktree(wt.git, wt.base_sha)
 
     parsed = parse_unified_diff(text)
     assert sorted(f.path for f in parsed.files) == ["new.txt", "pic.bin", "src/app.py"]
@@ -119,22 +120,22 @@ async def test_diff_respects_gitignore(git_repo: Path) -> None:
     wt = await create_worktree(git_repo, "c1")
     (wt.path / "build").mkdir()
     (wt.path / "build" / "out.o").write_bytes(b"\0obj")
-    assert await diff_worktree(wt.path, wt.base_sha) == ""
-    assert not await is_dirty(wt.path, wt.base_sha)
+    assert await diff_worktree(wt.git, wt.base_sha) == ""
+    assert not await is_dirty(wt.git, wt.base_sha)
 
 
 async def test_diff_sees_commits_the_agent_made(git_repo: Path) -> None:
     wt = await create_worktree(git_repo, "c1")
     (wt.path / "README.md").write_text("# changed\n")
     git(wt.path, "commit", "-qam", "agent commit")
-    text = await diff_worktree(wt.path, wt.base_sha)
+    text = await diff_worktree(wt.git, wt.base_sha)
     assert parse_unified_diff(text).files[0].path == "README.md"
 
 
 async def test_non_utf8_text_becomes_a_binary_patch_that_applies(git_repo: Path) -> None:
     wt = await create_worktree(git_repo, "c1")
     (wt.path / "latin1.txt").write_bytes("café\n".encode("latin-1"))
-    text = await diff_worktree(wt.path, wt.base_sha)
+    text = await diff_worktree(wt.git, wt.base_sha)
     (f,) = parse_unified_diff(text).files
     assert f.binary
     outcome = await apply_patches(git_repo, [("p1", text)])
@@ -146,16 +147,16 @@ async def test_rebaseline_makes_the_next_diff_hold_only_new_work(git_repo: Path)
     wt = await create_worktree(git_repo, "c1")
     (wt.path / "README.md").write_text("# demo\nfirst turn\n")
     (wt.path / "first.txt").write_text("one\n")
-    first = await diff_worktree(wt.path, wt.base_sha)
+    first = await diff_worktree(wt.git, wt.base_sha)
     assert parse_unified_diff(first).file_count == 2
 
-    new_base = await rebaseline(wt.path, wt.base_sha, first)
+    new_base = await rebaseline(wt.git, wt.base_sha, first)
 
     assert new_base != wt.base_sha
-    assert await diff_worktree(wt.path, new_base) == ""
-    assert not await is_dirty(wt.path, new_base)
+    assert await diff_worktree(wt.git, new_base) == ""
+    assert not await is_dirty(wt.git, new_base)
     (wt.path / "second.txt").write_text("two\n")
-    second = parse_unified_diff(await diff_worktree(wt.path, new_base))
+    second = parse_unified_diff(await diff_worktree(wt.git, new_base))
     assert [f.path for f in second.files] == ["second.txt"]
     # The new base is kept reachable, and an existing worktree reports it.
     assert git(git_repo, "rev-parse", "refs/boocode/bases/c1").strip() == new_base
@@ -168,7 +169,7 @@ async def test_rebaseline_with_a_diff_that_does_not_apply_is_an_error(git_repo: 
     wt = await create_worktree(git_repo, "c1")
     bogus = "diff --git a/nope.txt b/nope.txt\n--- a/nope.txt\n+++ b/nope.txt\n@@ -1 +1 @@\n-a\n+b\n"
     with pytest.raises(WorkspaceError, match="cannot re-baseline"):
-        await rebaseline(wt.path, wt.base_sha, bogus)
+        await rebaseline(wt.git, wt.base_sha, bogus)
 
 
 async def test_remove_clean_worktree(git_repo: Path) -> None:
@@ -193,7 +194,7 @@ async def test_remove_refuses_a_dirty_worktree_unless_forced(git_repo: Path) -> 
 async def test_remove_after_rebaseline_counts_as_clean(git_repo: Path) -> None:
     wt = await create_worktree(git_repo, "c1")
     (wt.path / "done.txt").write_text("applied\n")
-    await rebaseline(wt.path, wt.base_sha, await diff_worktree(wt.path, wt.base_sha))
+    await rebaseline(wt.git, wt.base_sha, await diff_worktree(wt.git, wt.base_sha))
     assert await remove_worktree(git_repo, "c1")
 
 
@@ -207,8 +208,9 @@ async def test_recreate_after_directory_deleted_by_hand(git_repo: Path) -> None:
 async def test_main_workspace_diff_never_sees_worktrees(git_repo: Path) -> None:
     wt = await create_worktree(git_repo, "c1")
     (wt.path / "agent.txt").write_text("inside the chat's worktree\n")
-    assert await diff_worktree(git_repo, wt.base_sha) == ""
-    assert not await is_dirty(git_repo, wt.base_sha)
+    main = await open_repo(git_repo)
+    assert await diff_worktree(main, wt.base_sha) == ""
+    assert not await is_dirty(main, wt.base_sha)
 
 
 async def test_list_ignores_worktrees_that_are_not_boocodes(git_repo: Path, tmp_path: Path) -> None:

@@ -387,7 +387,7 @@ class WarmAcpBackend:
             fs=spec.fs,
             terminal=spec.terminal,
         )
-        # WorktreeClient is a plain class on purpose (SDK-FACTS 2.6-d), so it is not an acp.Client.
+        # WorktreeClient is a plain class on purpose (see agents/client.py), so it is not an acp.Client.
         frames = AgentFrames(proc.stdout, proc.stdin, self._invalid_frame)
         self._conn = connect_to_agent(cast(Client, client), frames)
         self._watcher = asyncio.ensure_future(self._watch(proc, self._conn))

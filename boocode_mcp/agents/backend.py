@@ -12,7 +12,8 @@ BackendStatus = Literal["idle", "active", "crashed", "closed"]
 StopReason = Literal["end_turn", "max_tokens", "max_turn_requests", "refusal", "cancelled"]
 
 # Called synchronously, in arrival order, from inside the protocol callback: it must not block or
-# await (enqueue and return) — awaiting there reorders updates (SDK-FACTS 2.6-e).
+# await (enqueue and return): the SDK handles each message in its own task, so awaiting there
+# lets later updates overtake earlier ones.
 EventSink = Callable[[AgentEvent], None]
 
 # Decides a permission request: returns the chosen option_id, or None to answer "cancelled".

@@ -1,7 +1,7 @@
 """The ACP client callbacks BooCode answers for one agent session.
 
 A plain class on purpose: subclassing `acp.Client` would turn every method we do not implement
-into a silent success (SDK-FACTS 2.6-d); a missing method must answer -32601.
+into a silent success (the Protocol's stubs return None); a missing method must answer -32601.
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ class WorktreeClient:
 
     async def session_update(self, session_id: str, update: Any, **kw: Any) -> None:
         # Synchronous hand-off before any await: every message runs in its own task, and awaiting
-        # here would let later updates overtake this one (SDK-FACTS 2.6-e).
+        # here would let later updates overtake this one.
         self._on_update(session_id, update)
 
     async def request_permission(

@@ -2,21 +2,22 @@
 and `agent_sessions` rows kept current.
 
 The pool owns two background tasks (the tick and the row writer) in a task group that lives as
-long as `async with pool`; leaving it disposes of every backend, so no agent process outlives it.
+long as `pool.running()` (or `async with pool`); leaving it disposes of every backend, so no agent
+process outlives it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
 import os
 import sqlite3
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
-from types import TracebackType
 
 import aiosqlite
 import anyio
@@ -81,33 +82,39 @@ class AgentPool:
         self._write_lock = asyncio.Lock()
         self._get_lock = asyncio.Lock()
         self._tg: anyio.abc.TaskGroup | None = None
+        self._stack: contextlib.AsyncExitStack | None = None
         self._disposed = False
 
     # --- context --------------------------------------------------------------------------
 
-    async def __aenter__(self) -> AgentPool:
-        tg = anyio.create_task_group()
-        await tg.__aenter__()
-        self._tg = tg
-        tg.start_soon(self._tick_loop, name="AgentPool.tick")
-        if self._db is not None:
-            tg.start_soon(self._writer_loop, name="AgentPool.writer")
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        tg, self._tg = self._tg, None
-        try:
-            with anyio.CancelScope(shield=True):
-                await self.dispose()
-        finally:
-            if tg is not None:
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[AgentPool]:
+        """The pool with its background tasks (the tick, the row writer) in a task group; leaving
+        disposes of every backend, so no agent process outlives it."""
+        async with anyio.create_task_group() as tg:
+            self._tg = tg
+            tg.start_soon(self._tick_loop, name="AgentPool.tick")
+            if self._db is not None:
+                tg.start_soon(self._writer_loop, name="AgentPool.writer")
+            try:
+                yield self
+            finally:
+                self._tg = None
+                with anyio.CancelScope(shield=True):
+                    await self.dispose()
                 tg.cancel_scope.cancel()
-                await tg.__aexit__(exc_type, exc, tb)
+
+    async def __aenter__(self) -> AgentPool:
+        """`async with pool` is `async with pool.running()`."""
+        stack = contextlib.AsyncExitStack()
+        pool = await stack.enter_async_context(self.running())
+        self._stack = stack
+        return pool
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        stack, self._stack = self._stack, None
+        if stack is not None:
+            await stack.aclose()
 
     # --- public API -----------------------------------------------------------------------
 

@@ -1,4 +1,4 @@
-"""Memory: FTS5 search over markdown notes and finished subagent transcripts (DESIGN §2, §3)."""
+"""Memory: FTS5 search over markdown notes and finished subagent transcripts."""
 
 from boocode_mcp.memory.index import MAX_LIMIT, MemoryIndex, RefreshStats
 

@@ -9,12 +9,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from boocode_mcp.errors import InvalidRequestError
 from boocode_mcp.ops.caller import Caller, Outcome, clip
+from boocode_mcp.states import LIVE_STATUSES, SubagentStatus, subagent_status
 from boocode_mcp.store import listing
-from boocode_mcp.views import Activity, PendingPermission, SubagentStatus, Usage
+from boocode_mcp.views import Activity, PendingPermission, Usage
 
 MAX_PAGE = 200
 SESSION_CHOICES = 50
-LIVE = ("queued", "running", "awaiting_permission")
 
 
 class _Out(BaseModel):
@@ -93,7 +93,7 @@ async def list_runs(
     items: list[RunItem] = []
     for r in rows:
         activity = pending = None
-        if r.status in LIVE:
+        if r.status in LIVE_STATUSES:
             # Live runs are few, and their digest is in memory: show what they are doing.
             view = await engine.status(None, r.id)
             activity, pending = view.activity, view.pending_permission
@@ -103,7 +103,7 @@ async def list_runs(
                 session_id=r.session_id,
                 chat_id=r.chat_id,
                 agent=r.agent,
-                status=r.status,  # type: ignore[arg-type]  # the table's CHECK constraint holds the set
+                status=subagent_status(r.status),
                 prompt=r.prompt,
                 created_at=r.created_at,
                 started_at=r.started_at,

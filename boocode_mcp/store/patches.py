@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 from dataclasses import dataclass
 from typing import Any
 
 import aiosqlite
+
+from boocode_mcp.states import PatchStatus, patch_status
+from boocode_mcp.store.transaction import atomically
 
 
 @dataclass(frozen=True)
@@ -27,7 +31,7 @@ class PatchRow:
     additions: int
     deletions: int
     failed_mid_turn: bool
-    status: str
+    status: PatchStatus
     created_at: float
     applied_at: float | None
 
@@ -49,52 +53,81 @@ def _row(r: aiosqlite.Row) -> PatchRow:
         additions=r["additions"],
         deletions=r["deletions"],
         failed_mid_turn=bool(r["failed_mid_turn"]),
-        status=r["status"],
+        status=patch_status(r["status"]),
         created_at=r["created_at"],
         applied_at=r["applied_at"],
     )
 
 
-async def insert(
-    db: aiosqlite.Connection,
-    *,
-    patch_id: str,
-    session_id: str,
-    chat_id: str,
-    subagent_id: str | None,
-    parent_patch_id: str | None,
-    agent: str,
-    base_sha: str,
-    diff: str,
-    hunks: list[dict[str, Any]],
-    files: list[dict[str, Any]],
-    additions: int,
-    deletions: int,
-    failed_mid_turn: bool,
-) -> None:
-    await db.execute(
-        "INSERT INTO patches (id, session_id, chat_id, subagent_id, parent_patch_id, agent, base_sha, diff,"
-        " hunks_json, files_json, file_count, hunk_count, additions, deletions, failed_mid_turn, status,"
-        " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?)",
-        (
-            patch_id,
-            session_id,
-            chat_id,
-            subagent_id,
+_INSERT = (
+    "INSERT INTO patches (id, session_id, chat_id, subagent_id, parent_patch_id, agent, base_sha, diff,"
+    " hunks_json, files_json, file_count, hunk_count, additions, deletions, failed_mid_turn, status,"
+    " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?)"
+)
+
+
+@dataclass(frozen=True)
+class NewPatch:
+    """A patch to store, as a turn's diff gives it."""
+
+    patch_id: str
+    session_id: str
+    chat_id: str
+    subagent_id: str | None
+    agent: str
+    base_sha: str
+    diff: str
+    hunks: list[dict[str, Any]]
+    files: list[dict[str, Any]]
+    additions: int
+    deletions: int
+    failed_mid_turn: bool
+
+    def values(self, parent_patch_id: str | None) -> tuple[Any, ...]:
+        """The parameters of `_INSERT`."""
+        return (
+            self.patch_id,
+            self.session_id,
+            self.chat_id,
+            self.subagent_id,
             parent_patch_id,
-            agent,
-            base_sha,
-            diff,
-            json.dumps(hunks),
-            json.dumps(files),
-            len(files),
-            len(hunks),
-            additions,
-            deletions,
-            int(failed_mid_turn),
+            self.agent,
+            self.base_sha,
+            self.diff,
+            json.dumps(self.hunks),
+            json.dumps(self.files),
+            len(self.files),
+            len(self.hunks),
+            self.additions,
+            self.deletions,
+            int(self.failed_mid_turn),
             time.time(),
-        ),
-    )
+        )
+
+
+async def insert_superseding(db: aiosqlite.Connection, patch: NewPatch) -> list[str]:
+    """A chat's new pending patch, superseding the chat's pending ones (its parent is the newest of
+    them), in one transaction; the ids it superseded."""
+
+    def work(conn: sqlite3.Connection) -> list[str]:
+        older = [
+            str(r[0])
+            for r in conn.execute(
+                "SELECT id FROM patches WHERE chat_id = ? AND status = 'pending'"
+                " ORDER BY created_at DESC, rowid DESC",
+                (patch.chat_id,),
+            )
+        ]
+        conn.execute(_INSERT, patch.values(older[0] if older else None))
+        conn.executemany("UPDATE patches SET status = 'superseded' WHERE id = ?", [(i,) for i in older])
+        return older
+
+    return await atomically(db, work)
+
+
+async def insert(db: aiosqlite.Connection, *, parent_patch_id: str | None, **patch: Any) -> None:
+    """A patch with the given parent; `patch` holds the fields of `NewPatch`."""
+    await db.execute(_INSERT, NewPatch(**patch).values(parent_patch_id))
 
 
 async def get(db: aiosqlite.Connection, session_id: str | None, patch_id: str) -> PatchRow | None:
@@ -137,7 +170,7 @@ async def list_patches(
 
 
 async def set_status(
-    db: aiosqlite.Connection, patch_id: str, status: str, *, applied_at: float | None = None
+    db: aiosqlite.Connection, patch_id: str, status: PatchStatus, *, applied_at: float | None = None
 ) -> None:
     await db.execute(
         "UPDATE patches SET status = ?, applied_at = COALESCE(?, applied_at) WHERE id = ?",

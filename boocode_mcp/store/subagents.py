@@ -9,7 +9,7 @@ from typing import Any
 
 import aiosqlite
 
-LIVE_STATUSES = ("queued", "running", "awaiting_permission")
+from boocode_mcp.states import LIVE_STATUSES, SubagentStatus, subagent_status
 
 
 @dataclass(frozen=True)
@@ -21,7 +21,7 @@ class SubagentRow:
     prompt: str
     model: str | None
     mode: str | None
-    status: str
+    status: SubagentStatus
     created_at: float
     started_at: float | None
     finished_at: float | None
@@ -43,7 +43,7 @@ def _row(r: aiosqlite.Row) -> SubagentRow:
         prompt=r["prompt"],
         model=r["model"],
         mode=r["mode"],
-        status=r["status"],
+        status=subagent_status(r["status"]),
         created_at=r["created_at"],
         started_at=r["started_at"],
         finished_at=r["finished_at"],
@@ -67,16 +67,18 @@ async def insert_if_chat_idle(
     model: str | None,
     mode: str | None,
     owner_pid: int,
-) -> bool:
+) -> SubagentRow | None:
     """Insert a queued run unless the chat already has a live one; one statement, so two processes
-    racing for the same chat cannot both win. Returns whether the row was inserted."""
+    racing for the same chat cannot both win. Returns the row inserted, or None."""
     cur = await db.execute(
         "INSERT INTO subagents (id, session_id, chat_id, agent, prompt, model, mode, status, created_at,"
         " owner_pid) SELECT ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ? WHERE NOT EXISTS (SELECT 1 FROM subagents"
-        f" WHERE chat_id = ? AND status IN {LIVE_STATUSES!r})",
+        f" WHERE chat_id = ? AND status IN {LIVE_STATUSES!r}) RETURNING *",
         (subagent_id, session_id, chat_id, agent, prompt, model, mode, time.time(), owner_pid, chat_id),
     )
-    return cur.rowcount == 1
+    # Every row read, so the statement is done (and its write lock released) before returning.
+    rows = [_row(r) for r in await cur.fetchall()]
+    return rows[0] if rows else None
 
 
 async def get(db: aiosqlite.Connection, session_id: str | None, subagent_id: str) -> SubagentRow | None:
@@ -122,7 +124,9 @@ async def live(db: aiosqlite.Connection) -> list[SubagentRow]:
     return [_row(r) for r in await cur.fetchall()]
 
 
-async def set_status(db: aiosqlite.Connection, subagent_id: str, status: str, **fields: Any) -> None:
+async def set_status(
+    db: aiosqlite.Connection, subagent_id: str, status: SubagentStatus, **fields: Any
+) -> None:
     """Update the status and any of: started_at, finished_at, stop_reason, final_message, error,
     usage (a dict, stored as JSON), patch_id."""
     allowed = {"started_at", "finished_at", "stop_reason", "final_message", "error", "usage", "patch_id"}

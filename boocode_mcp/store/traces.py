@@ -46,6 +46,13 @@ async def find_agent_call(db: aiosqlite.Connection, subagent_id: str, tool_call_
     return int(r["id"]) if r is not None else None
 
 
+async def started_at(db: aiosqlite.Connection, trace_id: int) -> float | None:
+    """When the trace started; None when there is no such trace."""
+    cur = await db.execute("SELECT started_at FROM traces WHERE id = ?", (trace_id,))
+    row = await cur.fetchone()
+    return float(row["started_at"]) if row is not None else None
+
+
 async def update(db: aiosqlite.Connection, trace_id: int, **fields: Any) -> None:
     """Set any of: tool_name, output_excerpt, finished_at, latency_ms, outcome, error, input_tokens,
     output_tokens, cost (None values leave the column unchanged)."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Container
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,10 +27,6 @@ from boocode_mcp.errors import WorkspaceError
 from boocode_mcp.store import agent_sessions, chats, permissions, subagents, terminals
 
 log = logging.getLogger(__name__)
-
-# Runs being driven by an Engine in this process. An owner_pid equal to our own pid is only proof of
-# life for these: any other such row is from an earlier process that happened to have our pid.
-LIVE_RUNS: set[str] = set()
 
 INTERRUPTED_ERROR = (
     "the BooCode process running this subagent (pid {pid}) exited before it finished; "
@@ -65,12 +62,15 @@ def _pid_is_owner(pid: int, since: float | None) -> bool:
     return since is None or started is None or started <= since + START_SLACK_S
 
 
-def run_owner_alive(owner_pid: int | None, subagent_id: str, since: float | None = None) -> bool:
-    """Whether the process that owns a live run row (created at `since`) is still driving it."""
+def run_owner_alive(
+    owner_pid: int | None, subagent_id: str, since: float | None = None, driven_here: Container[str] = ()
+) -> bool:
+    """Whether the process that owns a live run row (created at `since`) is still driving it; for our
+    own pid only the runs in `driven_here` are (any other is an earlier process's with our pid)."""
     if owner_pid is None:
         return False
     if owner_pid == os.getpid():
-        return subagent_id in LIVE_RUNS
+        return subagent_id in driven_here
     return _pid_is_owner(owner_pid, since)
 
 
@@ -89,10 +89,10 @@ def _agent_owner_alive(owner_pid: int | None, pid: int | None, since: float | No
     return _pid_is_owner(owner_pid, since)
 
 
-async def interrupt_dead_runs(db: aiosqlite.Connection) -> list[str]:
+async def interrupt_dead_runs(db: aiosqlite.Connection, driven_here: Container[str] = ()) -> list[str]:
     done: list[str] = []
     for row in await subagents.live(db):
-        if run_owner_alive(row.owner_pid, row.id, row.created_at):
+        if run_owner_alive(row.owner_pid, row.id, row.created_at, driven_here):
             continue
         if await subagents.mark_interrupted_if_live(db, row.id, INTERRUPTED_ERROR.format(pid=row.owner_pid)):
             await permissions.cancel_pending_for(db, row.id)
@@ -180,8 +180,8 @@ async def reap_worktrees(db: aiosqlite.Connection, repo: Path) -> tuple[list[Pat
     return removed, kept
 
 
-async def recover(db: aiosqlite.Connection, repo: Path) -> RecoveryReport:
-    interrupted = await interrupt_dead_runs(db)
+async def recover(db: aiosqlite.Connection, repo: Path, driven_here: Container[str] = ()) -> RecoveryReport:
+    interrupted = await interrupt_dead_runs(db, driven_here)
     killed, closed = await reap_agent_sessions(db)
     killed += await reap_terminals(db)
     dropped = await drop_abandoned_chats(db)

@@ -3,11 +3,19 @@
 from boocode_mcp.workspace.apply import ApplyConflict, ApplyOutcome, apply_patches
 from boocode_mcp.workspace.collisions import Overlap, find_collisions
 from boocode_mcp.workspace.diff import FileDiff, FileStatus, Hunk, ParsedDiff, parse_unified_diff
-from boocode_mcp.workspace.git import capture_head, ensure_repo, exclude_boocode_dir
+from boocode_mcp.workspace.git import (
+    GitRepo,
+    TamperedWorktreeError,
+    capture_head,
+    ensure_repo,
+    exclude_boocode_dir,
+    open_repo,
+)
 from boocode_mcp.workspace.worktrees import (
     DiffIndex,
     DiffIndexes,
     Worktree,
+    chat_worktree,
     create_worktree,
     diff_worktree,
     is_dirty,
@@ -25,12 +33,15 @@ __all__ = [
     "DiffIndexes",
     "FileDiff",
     "FileStatus",
+    "GitRepo",
     "Hunk",
     "Overlap",
     "ParsedDiff",
+    "TamperedWorktreeError",
     "Worktree",
     "apply_patches",
     "capture_head",
+    "chat_worktree",
     "create_worktree",
     "diff_worktree",
     "ensure_repo",
@@ -38,6 +49,7 @@ __all__ = [
     "find_collisions",
     "is_dirty",
     "list_worktrees",
+    "open_repo",
     "parse_unified_diff",
     "rebaseline",
     "remove_worktree",

@@ -20,7 +20,7 @@ import anyio
 
 from boocode_mcp.errors import WorkspaceError
 from boocode_mcp.workspace.diff import ParsedDiff, parse_unified_diff
-from boocode_mcp.workspace.git import capture_head, ensure_repo, git_apply, run_git, user_identity_env
+from boocode_mcp.workspace.git import GitRepo, capture_head, git_apply, open_repo, run_git, user_identity_env
 
 
 @dataclass(frozen=True)
@@ -54,8 +54,10 @@ def _path_problem(repo: Path, rel: str) -> str | None:
     pure = PurePosixPath(rel)
     if not rel or pure.is_absolute() or ".." in pure.parts:
         return "the path leaves the workspace"
-    if pure.parts[0] == ".git":
-        return "the path is inside .git"
+    if any(part.lower() == ".git" for part in pure.parts):
+        # Not only the workspace's own: a nested .git would make a repository whose config (and the
+        # commands it names) the patch's author chose.
+        return "the path is inside a .git directory"
     parent = (repo / rel).parent.resolve()
     if not parent.is_relative_to(repo.resolve()):
         return "the path goes through a symbolic link that leaves the workspace"
@@ -198,7 +200,7 @@ def _conflicts_from(patch_id: str, parsed: ParsedDiff, stderr: str) -> list[Appl
 
 
 async def apply_patches(
-    repo: Path,
+    repo: Path | GitRepo,
     patches: Sequence[tuple[str, str]],
     *,
     dry_run: bool = False,
@@ -210,8 +212,8 @@ async def apply_patches(
     byte-identical and each conflicting file of each patch is reported. With `commit_message`,
     exactly the files the patches changed are committed (the rest of the index is kept).
     """
-    repo = await ensure_repo(repo)
-    git_dir = Path((await run_git(repo, "rev-parse", "--absolute-git-dir")).out.strip())
+    git = await open_repo(repo)
+    repo = git.work_tree
     parsed = [(pid, text, parse_unified_diff(text)) for pid, text in patches]
     conflicts: list[ApplyConflict] = []
     paths: dict[str, None] = {}
@@ -245,9 +247,7 @@ async def apply_patches(
         for pid, text, diff in parsed:
             if not text.strip():
                 continue
-            result = await git_apply(
-                scratch, text, git_options=(f"--git-dir={git_dir}", f"--work-tree={scratch}")
-            )
+            result = await git_apply(git.scratch(scratch), text)
             if result.returncode != 0:
                 conflicts.extend(_conflicts_from(pid, diff, result.err))
         if conflicts:
@@ -268,7 +268,7 @@ async def apply_patches(
         commit_sha = None
         if commit_message is not None and changes:
             try:
-                commit_sha = await _commit(repo, [c.path for c in changes], commit_message)
+                commit_sha = await _commit(git, [c.path for c in changes], commit_message)
             except BaseException:
                 with anyio.CancelScope(shield=True):
                     await anyio.to_thread.run_sync(_restore, repo, backup, changes, [])
@@ -276,7 +276,7 @@ async def apply_patches(
     return ApplyOutcome(applied, (), False, commit_sha)
 
 
-async def _commit(repo: Path, paths: Sequence[str], message: str) -> str:
+async def _commit(repo: GitRepo, paths: Sequence[str], message: str) -> str:
     """Commit the working-tree state of exactly `paths` on top of HEAD; the index follows for them."""
     head = await capture_head(repo)
     listing = b"".join(p.encode("utf-8", "surrogateescape") + b"\0" for p in paths)
@@ -286,7 +286,9 @@ async def _commit(repo: Path, paths: Sequence[str], message: str) -> str:
         await run_git(repo, "read-tree", head, env=env)
         await run_git(repo, "update-index", "--add", "--remove", "-z", "--stdin", env=env, input=listing)
         tree = (await run_git(repo, "write-tree", env=env)).out.strip()
-        sha = (await run_git(repo, "commit-tree", tree, "-p", head, "-m", message, env=env)).out.strip()
+        sha = (
+            await run_git(repo, "commit-tree", "--no-gpg-sign", tree, "-p", head, "-m", message, env=env)
+        ).out.strip()
     subject = message.splitlines()[0] if message.strip() else "BooCode patches"
     await run_git(repo, "update-ref", "-m", f"commit: {subject}", "HEAD", sha, head)
     # Keep the user's index in step for the committed files so `git status` shows them clean.

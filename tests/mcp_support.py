@@ -21,7 +21,7 @@ from mcp.server import MCPServer
 from boocode_mcp.engine import Engine
 from boocode_mcp.mcp_server import build_server
 from boocode_mcp.trust import trust_workspace
-from tests.conftest import FIXTURE_AGENT
+from tests.conftest import write_config
 
 BIN_DIR = Path(sys.executable).parent
 BOOCODE_MCP = BIN_DIR / "boocode-mcp"
@@ -40,21 +40,10 @@ TOOL_NAMES = {
 
 
 def configure(repo: Path, *, policy: str = "auto", permission_timeout_s: float = 300) -> Path:
-    """Point the workspace at the fixture agent; returns the workspace."""
-    boo = repo / ".boocode"
-    boo.mkdir(exist_ok=True)
-    # json.dumps quotes strings the way TOML basic strings want them.
-    (boo / "config.toml").write_text(
-        f'default_agent = "fixture"\n\n'
-        f"[agents.fixture]\n"
-        f"command = {json.dumps(sys.executable)}\n"
-        f"args = [{json.dumps(str(FIXTURE_AGENT))}]\n\n"
-        f"[agents.ghost]\n"
-        f'command = "/nonexistent/ghost-acp-agent"\n\n'
-        f"[permissions]\n"
-        f'policy = "{policy}"\n'
-        f"timeout_s = {permission_timeout_s}\n"
-    )
+    """Point the workspace at the fixture agent (and at "ghost", an agent that is not installed)."""
+    ghost = '[agents.ghost]\ncommand = "/nonexistent/ghost-acp-agent"\n'
+    write_config(repo, policy=policy, timeout_s=permission_timeout_s, extra=ghost)
+    # The server's user config directory is the workspace's own (see user_config): trusted there too.
     trust_workspace(repo, user_config(repo).parent)
     return repo
 

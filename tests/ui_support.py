@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 import pytest
 from playwright.async_api import BrowserContext, Error, Page, async_playwright
 
-from tests.test_mcp_support import BOOCODE, server_env
+from tests.mcp_support import BOOCODE, server_env
 
 CHROMIUM = Path("/usr/bin/chromium")
 # Kept for a person to look at after a test run (the directory is git-ignored).

@@ -1,0 +1,115 @@
+"""Each chat's worktree as the runner uses it: made on first use, its diff index kept ready, and the
+patch of a turn recorded from it."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import aiosqlite
+import anyio
+
+from boocode_mcp import workspace
+from boocode_mcp.errors import BooCodeError
+from boocode_mcp.store import chats, patches
+from boocode_mcp.store.chats import ChatRow
+from boocode_mcp.subagents.run import Run
+from boocode_mcp.workspace import GitRepo
+
+log = logging.getLogger(__name__)
+
+
+class ChatWorktrees:
+    """The runner's view of chat worktrees: `ensure` one (and its base), `record_patch` after a turn.
+
+    One private diff index per worktree (under `index_root`), so the diff after a turn needs only
+    `git add` and, when something changed since the last diff, `git diff`.
+    """
+
+    def __init__(
+        self, db: aiosqlite.Connection, git: GitRepo, index_root: Path, notify: Callable[[str], None]
+    ) -> None:
+        self._db = db
+        self._git = git
+        self._notify = notify
+        self._indexes = workspace.DiffIndexes(index_root)
+        # create_worktree runs `git worktree prune`, which deletes the admin directory of a worktree
+        # another `git worktree add` is still creating (its add then fails): one creation at a time.
+        self._create_lock = anyio.Lock()
+
+    def close(self) -> None:
+        self._indexes.close()
+
+    async def ensure(self, session_id: str, chat_id: str) -> tuple[GitRepo, str]:
+        """The chat's worktree (created on first use, or again if it was removed) and its base."""
+        ready = await self._ready(session_id, chat_id)
+        if ready is not None:
+            return await workspace.chat_worktree(self._git, chat_id), ready
+        async with self._create_lock:
+            # Again under the lock: a pre-warm and the chat's first turn may both get here.
+            chat = await self._chat(session_id, chat_id)
+            if chat.base_sha is not None and _is_dir(chat.worktree):
+                return await workspace.chat_worktree(self._git, chat_id), chat.base_sha
+            made = await workspace.create_worktree(self._git, chat_id, base=chat.base_sha)
+            self._indexes.forget(made.path)
+            base = chat.base_sha or made.base_sha
+            await chats.set_base(self._db, chat_id, base, made.branch)
+        return made.git, base
+
+    async def _chat(self, session_id: str, chat_id: str) -> ChatRow:
+        chat = await chats.get(self._db, session_id, chat_id)
+        if chat is None:
+            raise BooCodeError(f"chat {chat_id!r} disappeared from the database")
+        return chat
+
+    async def _ready(self, session_id: str, chat_id: str) -> str | None:
+        """The chat's base when its worktree is ready (None when it must be made)."""
+        chat = await self._chat(session_id, chat_id)
+        if chat.base_sha is not None and _is_dir(chat.worktree):
+            return chat.base_sha
+        return None
+
+    async def prepare(self, tree: GitRepo, base: str) -> None:
+        """Get the worktree's diff index ready for `base` ahead of the diff; a failure only costs
+        speed (the diff does it again and reports its error)."""
+        try:
+            await self._indexes.get(tree).prepare(base)
+        except Exception as e:
+            log.debug("preparing the diff index of %s failed: %s", tree.work_tree, e)
+
+    async def record_patch(self, run: Run, tree: GitRepo, base: str, *, failed: bool) -> str | None:
+        """The chat's worktree against its base as a pending patch superseding the chat's older
+        pending one; None when the worktree holds no change."""
+        diff = await self._indexes.get(tree).diff(base)
+        if not diff.strip():
+            return None
+        parsed = workspace.parse_unified_diff(diff)
+        files, hunks = parsed.to_records()
+        patch_id = uuid.uuid4().hex
+        session_id = run.row.session_id
+        patch = patches.NewPatch(
+            patch_id=patch_id,
+            session_id=session_id,
+            chat_id=run.row.chat_id,
+            subagent_id=run.id,
+            agent=run.row.agent,
+            base_sha=base,
+            diff=diff,
+            hunks=hunks,
+            files=files,
+            additions=parsed.additions,
+            deletions=parsed.deletions,
+            failed_mid_turn=failed,
+        )
+        superseded = await patches.insert_superseding(self._db, patch)
+        for old in superseded:
+            self._notify(f"patches://{session_id}/{old}")
+        self._notify(f"patches://{session_id}/{patch_id}")
+        return patch_id
+
+
+def _is_dir(path: str) -> bool:
+    # A stat, cheaper than a trip to a worker thread: this is on the path of every turn.
+    return Path(path).is_dir()

@@ -1,0 +1,382 @@
+"""One turn of a run: the chat's worktree → its warm agent → the prompt, its events streamed into
+the `events` table by one writer → the worktree's patch → the run's final status.
+
+Each phase's duration is logged at DEBUG on this module's logger with the record attribute
+`timings` (phase → seconds): what `bench/bench_mcp.py` prints as the breakdown of a warm turn.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import time
+from typing import Any, Protocol
+
+import aiosqlite
+import anyio
+from anyio.abc import TaskGroup
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from boocode_mcp.agents.backend import AgentBackend, EventSink, PermissionHandler, TurnResult
+from boocode_mcp.agents.events import AgentEvent
+from boocode_mcp.agents.pool import AgentPool
+from boocode_mcp.agents.registry import AgentRegistry
+from boocode_mcp.errors import BooCodeError
+from boocode_mcp.memory import MemoryIndex
+from boocode_mcp.states import SubagentStatus, TerminalStatus
+from boocode_mcp.store import events
+from boocode_mcp.subagents.digest import SESSION_KIND, Digest, event_record
+from boocode_mcp.subagents.permissions import PermissionQueue
+from boocode_mcp.subagents.recording import ChatWorktrees
+from boocode_mcp.subagents.run import Run
+from boocode_mcp.tracing import Tracer
+
+log = logging.getLogger(__name__)
+
+# A turn still running this long after cancel was asked for is abandoned (its agent closed), so a
+# run can never hang on an agent that ignores session/cancel (the backend's own bound comes first).
+CANCEL_ABANDON_S = 60.0
+# Bound on the end-of-turn bookkeeping (diff, patch) when it runs shielded during shutdown.
+FINISH_TIMEOUT_S = 30.0
+MAX_TOOL_TITLES = 200
+
+Record = tuple[str, dict[str, Any], float]
+
+
+@dataclasses.dataclass(frozen=True)
+class TurnOutcome:
+    """How a turn ended, before its patch is recorded."""
+
+    status: TerminalStatus
+    stop_reason: str | None = None
+    error: str | None = None
+    result: TurnResult | None = None
+
+
+CANCELLED = TurnOutcome("cancelled")
+INTERRUPTED = TurnOutcome(
+    "interrupted", error="BooCode shut down during the run; spawn it again (same chat_id to continue)"
+)
+
+
+class RunStates(Protocol):
+    """What a turn tells the runner that owns its run."""
+
+    async def set_status(self, run: Run, status: SubagentStatus, **fields: Any) -> None: ...
+
+    def activity(self, run: Run) -> None: ...
+
+    def agent_sessions_changed(self, chat_id: str) -> None: ...
+
+    def release(self, run: Run) -> None: ...
+
+
+class _Clock:
+    """Marks the end of each phase of a turn; `timings` is phase → seconds."""
+
+    def __init__(self) -> None:
+        self._last = time.perf_counter()
+        self.timings: dict[str, float] = {}
+
+    def mark(self, phase: str) -> None:
+        now = time.perf_counter()
+        self.timings[phase] = self.timings.get(phase, 0.0) + now - self._last
+        self._last = now
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Turns:
+    """Runs turns: `execute` takes a queued run to its final status."""
+
+    db: aiosqlite.Connection
+    registry: AgentRegistry
+    pool: AgentPool
+    permissions: PermissionQueue
+    worktrees: ChatWorktrees
+    memory: MemoryIndex | None
+    tracer: Tracer
+    states: RunStates
+
+    async def execute(self, run: Run) -> None:
+        """The whole turn; its final status is written even when BooCode shuts down during it."""
+        run.started = True
+        clock = _Clock()
+        try:
+            await self.states.set_status(run, "running", started_at=time.time())
+            outcome = await self._attempt(run, clock)
+        except anyio.get_cancelled_exc_class():
+            with anyio.CancelScope(shield=True), anyio.move_on_after(FINISH_TIMEOUT_S):
+                await self._finish(run, INTERRUPTED, clock)
+            raise
+        with anyio.CancelScope(shield=True), anyio.move_on_after(FINISH_TIMEOUT_S):
+            await self._finish(run, outcome, clock)
+
+    async def _attempt(self, run: Run, clock: _Clock) -> TurnOutcome:
+        """Worktree, agent and prompt, with one writer of the run's events; errors become the
+        outcome (caught inside the task group, so they are not wrapped in an exception group)."""
+        send, recv = anyio.create_memory_object_stream[Record](math.inf)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._write_events, run, recv)
+            with send:
+                try:
+                    run.tree, run.base = await self.worktrees.ensure(run.row.session_id, run.row.chat_id)
+                    # Off the critical path: the diff index made ready while the agent works.
+                    tg.start_soon(self.worktrees.prepare, run.tree, run.base)
+                    clock.mark("worktree")
+                    outcome = await self._agent_turn(run, send, tg, clock)
+                except BooCodeError as e:
+                    # An agent that had to be killed because it ignored session/cancel was still
+                    # cancelled, as far as the caller is concerned.
+                    status: TerminalStatus = "cancelled" if run.cancel_requested.is_set() else "failed"
+                    outcome = TurnOutcome(status, error=str(e))
+                except Exception as e:
+                    log.exception("subagent %s failed", run.id)
+                    outcome = TurnOutcome("failed", error=f"internal error: {type(e).__name__}: {e}")
+        clock.mark("events drained")
+        return outcome
+
+    def _sink(self, run: Run, send: MemoryObjectSendStream[Record]) -> EventSink:
+        def sink(event: AgentEvent) -> None:
+            # Synchronous, in arrival order: awaiting in the protocol callback reorders updates, so
+            # the writer task does the I/O.
+            kind, payload = event_record(event)
+            try:
+                send.send_nowait((kind, payload, time.time()))
+            except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+                log.debug("event after the turn of %s ended: %s", run.id, kind)
+            if run.on_event is not None:
+                try:
+                    run.on_event(event)
+                except Exception:
+                    log.exception("on_event of subagent %s failed", run.id)
+
+        return sink
+
+    async def _agent_turn(
+        self, run: Run, send: MemoryObjectSendStream[Record], tg: TaskGroup, clock: _Clock
+    ) -> TurnOutcome:
+        if run.cancel_requested.is_set():
+            return CANCELLED
+        row = run.row
+        notes: list[str] = []
+        # A model/mode reaches the agent through the environment variable its spec names (the pool
+        # restarts an idle agent whose environment changes, reloading its session); an agent
+        # without one gets the request recorded on the run, not applied.
+        spec = self.registry.spec(row.agent)
+        env: dict[str, str] = {}
+        for what, value, var in (("model", row.model, spec.model_env), ("mode", row.mode, spec.mode_env)):
+            if value is None:
+                continue
+            if var is not None:
+                env[var] = value
+            else:
+                notes.append(
+                    f"{what} {value!r} recorded but not applied: agent {row.agent!r} takes no {what}"
+                )
+        backend = await self.pool.get(row.chat_id, row.agent, run.worktree, env=env or None)
+        info = await backend.ensure_session()
+        await self.pool.sync()
+        self.states.agent_sessions_changed(row.chat_id)
+        if info.origin == "fresh_after_restart":
+            notes.insert(
+                0,
+                "the agent could not restore this chat's earlier context (it cannot session/load it); "
+                "this turn started a fresh agent session",
+            )
+        record = {"origin": info.origin, "pid": info.pid, "note": "; ".join(notes) or None}
+        send.send_nowait((SESSION_KIND, record, time.time()))
+        clock.mark("agent ready")
+        if run.cancel_requested.is_set():
+            return CANCELLED
+        handler = self.permissions.handler_for(row.session_id, run.id, run.permission_handler)
+        outcome = await self._prompt(run, backend, self._sink(run, send), handler, tg)
+        clock.mark("prompt")
+        return outcome
+
+    async def _prompt(
+        self, run: Run, backend: AgentBackend, sink: EventSink, handler: PermissionHandler, tg: TaskGroup
+    ) -> TurnOutcome:
+        """The prompt, with a watcher that turns a cancel request into session/cancel and abandons
+        the turn (closing its agent) when the agent does not end it in time."""
+        with anyio.CancelScope() as prompt_scope:
+            watcher = anyio.CancelScope()
+            tg.start_soon(self._watch_cancel, run, backend, watcher, prompt_scope)
+            try:
+                result = await backend.prompt(run.row.prompt, sink, handler)
+            finally:
+                watcher.cancel()
+        if prompt_scope.cancelled_caught:
+            await self.pool.close_chat(run.row.chat_id)
+            return TurnOutcome(
+                "cancelled",
+                stop_reason="cancelled",
+                error="the agent did not answer session/cancel in time; its process was closed",
+            )
+        cancelled = result.stop_reason == "cancelled" or run.cancel_requested.is_set()
+        return TurnOutcome("cancelled" if cancelled else "completed", result.stop_reason, result=result)
+
+    async def _watch_cancel(
+        self, run: Run, backend: AgentBackend, scope: anyio.CancelScope, prompt_scope: anyio.CancelScope
+    ) -> None:
+        with scope:
+            await run.cancel_requested.wait()
+            # The prompt is under way (this task runs only once it has started): the backend sends
+            # session/cancel, or holds the cancel until the prompt is on the wire.
+            with anyio.move_on_after(CANCEL_ABANDON_S):
+                await backend.cancel()
+                # The turn's end cancels this task; only an agent that ignores the cancel gets here.
+                await anyio.sleep_forever()
+            prompt_scope.cancel()
+
+    # ------------------------------------------------------------------------------ the events
+
+    async def _write_events(self, run: Run, recv: MemoryObjectReceiveStream[Record]) -> None:
+        """The one writer of a run's events: rows in order, digest, traces.
+
+        Whatever has queued up while the last write was in flight is written in one statement:
+        a streaming agent sends updates faster than one round trip to the database each.
+        """
+        seq = 0
+        async with recv:
+            async for first in recv:
+                batch: list[tuple[int, str, dict[str, Any], float]] = []
+                record: Record | None = first
+                while record is not None:
+                    kind, payload, at = record
+                    seq += 1
+                    run.digest.apply(kind, payload, at)
+                    batch.append((seq, kind, payload, at))
+                    try:
+                        record = recv.receive_nowait()
+                    except (anyio.WouldBlock, anyio.EndOfStream):
+                        record = None
+                self.states.activity(run)
+                await self._record_events(run, batch)
+
+    async def _record_events(self, run: Run, batch: list[tuple[int, str, dict[str, Any], float]]) -> None:
+        try:
+            await events.insert_many(self.db, run.id, batch)
+        except Exception:
+            # Row by row, so one bad row loses only itself; a lost row must not stop the turn or
+            # reorder the rest.
+            for seq, kind, payload, at in batch:
+                try:
+                    await events.insert(self.db, run.id, seq, kind, payload, at)
+                except Exception:
+                    log.exception("recording event %d of %s failed", seq, run.id)
+        for seq, kind, payload, at in batch:
+            try:
+                await self._trace_event(run, kind, payload, at)
+            except Exception:
+                log.exception("tracing event %d of %s failed", seq, run.id)
+
+    async def _trace_event(self, run: Run, kind: str, payload: dict[str, Any], at: float) -> None:
+        session_id = run.row.session_id
+        if kind == "tool_call":
+            title = str(payload.get("title") or "")
+            if title and len(run.tool_titles) < MAX_TOOL_TITLES:
+                run.tool_titles.append(title)
+            await self.tracer.agent_tool_call(
+                session_id,
+                run.id,
+                str(payload.get("tool_call_id")),
+                title,
+                payload.get("raw_input"),
+                payload.get("status"),
+                at,
+            )
+        elif kind == "tool_update":
+            await self.tracer.agent_tool_update(
+                session_id,
+                run.id,
+                str(payload.get("tool_call_id")),
+                status=payload.get("status"),
+                title=payload.get("title"),
+                content_text=payload.get("content_text"),
+                raw_output=payload.get("raw_output"),
+                at=at,
+            )
+
+    # ------------------------------------------------------------------------------ end of turn
+
+    async def _finish(self, run: Run, outcome: TurnOutcome, clock: _Clock) -> None:
+        run.finished = True
+        try:
+            await self._write_final(run, outcome, clock)
+        finally:
+            # Even if the final write failed or timed out: the run is no longer driven, and a row
+            # left live is closed as interrupted by the chat's next spawn.
+            self.states.release(run)
+            clock.mark("released")
+            log.debug("turn %s timings", run.id, extra={"timings": clock.timings})
+        await self.pool.sync()
+        self.states.agent_sessions_changed(run.row.chat_id)
+
+    async def _index_memory(self, run: Run) -> None:
+        if self.memory is None:
+            return
+        try:
+            await self.memory.index_subagent(
+                subagent_id=run.id,
+                agent=run.row.agent,
+                prompt=run.row.prompt,
+                final_message=run.digest.final_message or None,
+                tool_titles=run.tool_titles,
+                files=list(run.digest.files),
+                created_at=time.time(),
+            )
+        except Exception:
+            log.exception("indexing subagent %s in memory failed", run.id)
+
+    async def _write_final(self, run: Run, outcome: TurnOutcome, clock: _Clock) -> None:
+        patch_id: str | None = None
+        try:
+            if run.tree is not None and run.base is not None and run.worktree.is_dir():
+                patch_id = await self.worktrees.record_patch(
+                    run, run.tree, run.base, failed=outcome.status != "completed"
+                )
+        except Exception as e:
+            log.exception("recording the patch of %s failed", run.id)
+            note = f"its changes could not be recorded as a patch: {e}"
+            outcome = dataclasses.replace(
+                outcome,
+                status="failed" if outcome.status == "completed" else outcome.status,
+                error=f"{outcome.error}; {note}" if outcome.error else note,
+            )
+        clock.mark("patch")
+        # After the patch, not beside it (its write would compete with git for this process), and
+        # before the final status: a run reads as finished only once its transcript is searchable.
+        await self._index_memory(run)
+        clock.mark("memory")
+        trace_outcome = {"completed": "ok", "cancelled": "cancelled"}.get(outcome.status, "error")
+        try:
+            await self.tracer.end_turn(run.row.session_id, run.id, trace_outcome)
+        except Exception:
+            log.exception("closing the traces of %s failed", run.id)
+        await self.states.set_status(
+            run,
+            outcome.status,
+            finished_at=time.time(),
+            stop_reason=outcome.stop_reason,
+            final_message=run.digest.final_message or None,
+            error=outcome.error,
+            usage=_usage(outcome.result, run.digest),
+            patch_id=patch_id,
+        )
+        clock.mark("final status")
+
+
+def _usage(result: TurnResult | None, digest: Digest) -> dict[str, Any] | None:
+    """The turn's usage: what the prompt response reported, else what usage updates said."""
+    usage = {
+        "input_tokens": digest.input_tokens,
+        "output_tokens": digest.output_tokens,
+        "cost": digest.cost,
+    }
+    if result is not None:
+        for name in usage:
+            value = getattr(result, name)
+            if value is not None:
+                usage[name] = value
+    return usage if any(v is not None for v in usage.values()) else None
