@@ -117,6 +117,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _no_daemon_arg(p)
 
+    p = sub.add_parser(
+        "ui",
+        help="the web page: the daemon serves it on loopback; prints its address with a login token",
+        description="Make the workspace's daemon serve its web page (runs live, timelines, patches to "
+        "review and apply, traces, usage) on 127.0.0.1 and print the address, with a login token the "
+        "first visit exchanges for a cookie. The page lives as long as the daemon; an open page "
+        "keeps the daemon from idling out.",
+    )
+    _workspace_arg(p)
+    p.add_argument("--open", action="store_true", help="also open the page in a web browser")
+
     p = sub.add_parser("daemon", help="the workspace's daemon: status or stop (never starts one)")
     p.add_argument("action", choices=["status", "stop"], help="status: is it running; stop: end it")
     _workspace_arg(p)
@@ -477,6 +488,19 @@ def cmd_daemon(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write("no BooCode daemon is running for this workspace\n")
     return 0 if status["running"] else 1
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    workspace = _workspace(args.workspace)
+    url = str(control(workspace, "ui", start=True)["url"])
+    sys.stdout.write(url + "\n")
+    sys.stdout.flush()
+    if args.open:
+        import webbrowser
+
+        if not webbrowser.open(url):
+            _say("found no web browser to open; open the address above yourself")
+    return 0
 
 
 # -- commands on the API --------------------------------------------------------------------
@@ -909,6 +933,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "serve": cmd_serve,
     "acp": cmd_acp,
     "daemon": cmd_daemon,
+    "ui": cmd_ui,
     "run": cmd_run,
     "send": cmd_send,
     "retry": cmd_retry,

@@ -40,8 +40,9 @@ from boocode_mcp.workspace import GitRepo
 log = logging.getLogger(__name__)
 
 # A streaming agent changes its activity many times a second; listeners hear about it at most this
-# often per subagent (status changes are announced at once).
-ACTIVITY_NOTIFY_INTERVAL_S = 0.2
+# often (status changes are announced at once): at most 20 notifications a second instead of one per
+# update, yet soon enough that an open web page or `boocode run` shows an event within tens of ms.
+ACTIVITY_NOTIFY_INTERVAL_S = 0.05
 # How long cancel() waits for the turn to come back after session/cancel before it reports the
 # status as it stands.
 CANCEL_WAIT_S = 15.0
