@@ -217,6 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="only runs created since: a duration back from now (30m, 12h, 7d, 2w), an ISO date or "
         "date-time, or unix seconds",
     )
+    p.add_argument("--limit", type=int, default=100, help="at most this many rows (default 100)")
 
     p = sub.add_parser(
         "respond",
@@ -631,7 +632,7 @@ def cmd_inbox(args: argparse.Namespace) -> int:
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
-    return _answer(args, "usage_stats", "usage", "rows", group_by=args.by, since=args.since)
+    return _answer(args, "usage_stats", "usage", "rows", group_by=args.by, since=args.since, limit=args.limit)
 
 
 def cmd_agents(args: argparse.Namespace) -> int:

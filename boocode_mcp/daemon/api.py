@@ -33,6 +33,8 @@ _PLAIN: dict[str, Operation] = {
     "spawn_subagent": subagents.spawn,
     "subagent_status": subagents.status,
     "cancel_subagent": subagents.cancel,
+    "retry_subagent": subagents.retry,
+    "inbox": subagents.inbox,
     "respond_permission": subagents.respond_permission,
     "list_patches": patches.list_patches,
     "get_patch": patches.get_patch,

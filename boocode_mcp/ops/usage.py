@@ -13,6 +13,8 @@ from boocode_mcp.errors import InvalidRequestError
 from boocode_mcp.ops.caller import Caller, Outcome
 from boocode_mcp.store.usage import GroupBy, UsageGroup, usage_groups
 
+DEFAULT_ROWS = 100
+MAX_ROWS = 1000
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
@@ -105,11 +107,19 @@ def _line(group_by: str, r: UsageRow) -> str:
 
 
 async def usage_stats(
-    caller: Caller, *, group_by: GroupBy = "agent", since: float | str | None = None
+    caller: Caller,
+    *,
+    group_by: GroupBy = "agent",
+    since: float | str | None = None,
+    limit: int = DEFAULT_ROWS,
 ) -> Outcome[UsageStats]:
-    """The workspace's runs created since `since` (default: all), one row per `group_by` key."""
+    """The workspace's runs created since `since` (default: all), one row per `group_by` key, at
+    most `limit` rows (the latest days, the most recently active chats, the agents and sessions
+    with the most runs)."""
+    if not 1 <= limit <= MAX_ROWS:
+        raise InvalidRequestError(f"limit must be between 1 and {MAX_ROWS} (got {limit})")
     start = parse_since(since)
-    groups = await usage_groups(caller.engine.db, group_by, start if start is not None else float("-inf"))
+    groups = await usage_groups(caller.engine.db, group_by, start, limit)
     rows = [_row(g) for g in groups]
     text = "\n".join(_line(group_by, r) for r in rows) if rows else "no runs"
     return Outcome(UsageStats(group_by=group_by, since=start, rows=rows), text)

@@ -1,4 +1,4 @@
-"""Multi-statement writes on the shared connection, atomic with respect to other tasks.
+"""Multi-statement writes (and reads) on the shared connection, whole with respect to other tasks.
 
 The connection is in autocommit mode and shared by every task of a process; a BEGIN … COMMIT spread
 over several awaits would let another task's statements land inside the transaction. Running the
@@ -47,5 +47,27 @@ async def atomically(db: aiosqlite.Connection, work: Callable[[sqlite3.Connectio
         conn.execute("COMMIT")
         return result
 
+    return await _on_worker(db, job)
+
+
+async def snapshot(db: aiosqlite.Connection, read: Callable[[sqlite3.Connection], T]) -> T:
+    """Run `read`, several queries, as one job on the worker thread, all of them seeing the same
+    state of the database (a deferred read transaction: writers are not held up). One job rather
+    than one hop to the worker thread per query: for many small queries the hops are the cost."""
+
+    def job() -> T:
+        conn = db._conn
+        if conn.in_transaction:
+            return read(conn)
+        conn.execute("BEGIN")
+        try:
+            return read(conn)
+        finally:
+            conn.execute("COMMIT")
+
+    return await _on_worker(db, job)
+
+
+async def _on_worker(db: aiosqlite.Connection, job: Callable[[], T]) -> T:
     run = cast(Callable[[Callable[[], T]], Awaitable[T]], db._execute)
     return await run(job)

@@ -7,7 +7,7 @@ from typing import Any
 
 from mcp.server.mcpserver import MCPServer
 
-from boocode_mcp.tools import agents, commands, memory, patches, subagents
+from boocode_mcp.tools import agents, commands, memory, patches, subagents, usage
 from boocode_mcp.tools.state import ServerState, state_of
 
 __all__ = [
@@ -32,6 +32,7 @@ def register_tools(mcp: MCPServer[Any]) -> None:
     memory.register(mcp)
     commands.register(mcp)
     agents.register(mcp)
+    usage.register(mcp)
     mcp.middleware.append(agents.agent_names)
 
 
