@@ -147,7 +147,9 @@ async def main() -> None:
     print(f"filled {args.runs:,} runs in {time.perf_counter() - t0:.1f} s ({db_path})")
     async with Engine.open(repo) as engine:
         caller = connection_caller(engine, None)
-        print(f"\nusage_stats over {args.runs:,} runs (ms; budget {BUDGET_MS:.0f}); baseline: every run scanned")
+        print(
+            f"\nusage_stats over {args.runs:,} runs (ms; budget {BUDGET_MS:.0f}); baseline: every run scanned"
+        )
         print(f"{'group_by':<9} {'since':<6} {'rows':>5} {'p50':>7} {'p90':>7} {'base p50':>9} {'speed-up':>9} "
               f"{'vs budget':>10}")  # fmt: skip
         worst = 0.0
