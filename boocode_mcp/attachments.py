@@ -66,7 +66,11 @@ def _quote(source: str) -> str:
     return repr(source if len(source) <= _SOURCE_CHARS else source[:_SOURCE_CHARS] + "…")
 
 
-def _megabytes(n: int) -> str:
+def _size(n: int) -> str:
+    if n < 1024:
+        return f"{n} bytes"
+    if n < 1024 * 1024:
+        return f"{n / 1024:.1f} KiB"
     return f"{n / (1024 * 1024):.1f} MiB"
 
 
@@ -159,7 +163,7 @@ class Attachments:
 
 def _too_big(what: str, size: int, max_bytes: int) -> InvalidRequestError:
     return InvalidRequestError(
-        f"{what} is {_megabytes(size)}; an image may be at most {_megabytes(max_bytes)} "
+        f"{what} is {_size(size)}; an image may be at most {_size(max_bytes)} "
         "([images] max_bytes): send a smaller image"
     )
 
