@@ -98,6 +98,27 @@ class ImagesConfig(BaseModel):
     max_count: int = Field(default=8, ge=0)
 
 
+class StoreConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    # Where the workspace's store lives: None is the sqlite file .boocode/boocode.db; a
+    # postgresql:// URL puts it on PostgreSQL, shared with workers on other hosts.
+    # BOOCODE_DB_URL, when set, wins over this.
+    url: str | None = None
+
+
+class WorkerConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    # With a PostgreSQL store: how often an idle worker looks for queued runs when no notification
+    # came (LISTEN/NOTIFY wakes it at once otherwise), and how long a run it holds stays its own
+    # without the worker renewing the lease (a third of it between renewals).
+    poll_s: float = Field(default=5.0, gt=0)
+    lease_s: float = Field(default=30.0, gt=0)
+    # Whether the workspace's daemon on a PostgreSQL store runs queued runs itself, as one worker.
+    local: bool = True
+
+
 class Config(BaseModel):
     """The merged configuration of one workspace."""
 
@@ -110,6 +131,8 @@ class Config(BaseModel):
     daemon: DaemonConfig = Field(default_factory=DaemonConfig)
     delegation: DelegationConfig = Field(default_factory=DelegationConfig)
     images: ImagesConfig = Field(default_factory=ImagesConfig)
+    store: StoreConfig = Field(default_factory=StoreConfig)
+    worker: WorkerConfig = Field(default_factory=WorkerConfig)
 
 
 def user_config_dir() -> Path:

@@ -83,6 +83,13 @@ class Collision(_View):
     other_chat_id: str
 
 
+class WorkerRef(_View):
+    """The process that runs a subagent: its host and pid (on a shared store, any worker's)."""
+
+    host: str
+    pid: int
+
+
 class SubagentView(_View):
     """subagent_status for one subagent (also what spawn_subagent extends)."""
 
@@ -113,6 +120,9 @@ class SubagentView(_View):
     retry_of: str | None = Field(default=None, description="the run this one re-runs")
     depth: int = Field(default=0, description="0 for a host's run, 1 for its children, ...")
     images: int = Field(default=0, description="how many images the prompt carried")
+    worker: WorkerRef | None = Field(
+        default=None, description="the host and pid running it; `worktree` is a path on that host"
+    )
 
 
 class SubagentList(_View):

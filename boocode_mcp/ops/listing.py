@@ -61,11 +61,11 @@ class RunPage(_Out):
 
 
 def _cursor(text: str) -> listing.Cursor:
-    created, sep, rowid = text.partition("/")
+    created, sep, run_id = text.partition("/")
     try:
-        if not sep:
+        if not sep or not run_id:
             raise ValueError
-        return listing.Cursor(created_at=float(created), rowid=int(rowid))
+        return listing.Cursor(created_at=float(created), id=run_id)
     except ValueError:
         raise InvalidRequestError(
             f"before {text!r} is not a page cursor; pass the next_before of the previous page"
@@ -127,7 +127,7 @@ async def list_runs(
     page = RunPage(
         runs=items,
         total=await listing.count_runs(db, filters),
-        next_before=f"{last.created_at!r}/{last.rowid}" if last is not None else None,
+        next_before=f"{last.created_at!r}/{last.id}" if last is not None else None,
         facets=facets,
     )
     text = "\n".join(

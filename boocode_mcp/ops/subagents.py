@@ -20,6 +20,7 @@ from boocode_mcp.views import (
     SubagentStatus,
     SubagentView,
     Usage,
+    WorkerRef,
 )
 
 if TYPE_CHECKING:
@@ -83,6 +84,7 @@ class StatusResult(_Out):
     retry_of: str | None = None
     depth: int | None = None
     images: int | None = None
+    worker: WorkerRef | None = None
     subagents: list[SubagentView] | None = None
 
 

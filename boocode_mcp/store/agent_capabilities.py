@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-import aiosqlite
+from boocode_mcp.store.db import Database, Row
 
 
 @dataclass(frozen=True)
@@ -24,7 +24,7 @@ class AgentCapabilities:
     seen_at: float = 0.0
 
 
-async def record(db: aiosqlite.Connection, caps: AgentCapabilities) -> None:
+async def record(db: Database, caps: AgentCapabilities) -> None:
     await db.execute(
         "INSERT INTO agent_capabilities (agent, image, audio, embedded_context, mcp_http, mcp_sse,"
         " load_session, agent_name, agent_version, seen_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -48,7 +48,7 @@ async def record(db: aiosqlite.Connection, caps: AgentCapabilities) -> None:
     )
 
 
-def _caps(r: aiosqlite.Row) -> AgentCapabilities:
+def _caps(r: Row) -> AgentCapabilities:
     return AgentCapabilities(
         agent=r["agent"],
         image=bool(r["image"]),
@@ -63,12 +63,12 @@ def _caps(r: aiosqlite.Row) -> AgentCapabilities:
     )
 
 
-async def get(db: aiosqlite.Connection, agent: str) -> AgentCapabilities | None:
+async def get(db: Database, agent: str) -> AgentCapabilities | None:
     cur = await db.execute("SELECT * FROM agent_capabilities WHERE agent = ?", (agent,))
     r = await cur.fetchone()
     return _caps(r) if r is not None else None
 
 
-async def all_agents(db: aiosqlite.Connection) -> dict[str, AgentCapabilities]:
+async def all_agents(db: Database) -> dict[str, AgentCapabilities]:
     cur = await db.execute("SELECT * FROM agent_capabilities")
     return {str(r["agent"]): _caps(r) for r in await cur.fetchall()}

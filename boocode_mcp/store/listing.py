@@ -8,7 +8,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-import aiosqlite
+from boocode_mcp.store.db import Database
 
 PROMPT_CHARS = 300
 ERROR_CHARS = 300
@@ -28,7 +28,6 @@ class RunListItem:
     error: str | None
     usage: dict[str, Any] | None
     patch_id: str | None
-    rowid: int
 
 
 @dataclass(frozen=True)
@@ -36,7 +35,7 @@ class Cursor:
     """Where a page ends: the next page holds the runs created before this one."""
 
     created_at: float
-    rowid: int
+    id: str
 
 
 @dataclass(frozen=True)
@@ -60,20 +59,20 @@ class RunFilter:
 
 
 async def runs_page(
-    db: aiosqlite.Connection, filters: RunFilter, *, before: Cursor | None, limit: int
+    db: Database, filters: RunFilter, *, before: Cursor | None, limit: int
 ) -> list[RunListItem]:
     """At most `limit` runs matching `filters`, newest first, created before `before`."""
     clauses, params = filters.where()
     if before is not None:
-        # A row value compares (created_at, rowid) as one key, which the created_at indexes
-        # (rowid is their implicit last column) serve directly.
-        clauses.append("(created_at, rowid) < (?, ?)")
-        params += [before.created_at, before.rowid]
+        # A row value compares (created_at, id) as one key, which the (…, created_at, id) indexes
+        # serve directly (the id breaks ties between runs created at the same instant).
+        clauses.append("(created_at, id) < (?, ?)")
+        params += [before.created_at, before.id]
     where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
     cur = await db.execute(
-        f"SELECT rowid, id, session_id, chat_id, agent, status, substr(prompt, 1, {PROMPT_CHARS}) AS prompt,"
+        f"SELECT id, session_id, chat_id, agent, status, substr(prompt, 1, {PROMPT_CHARS}) AS prompt,"
         f" created_at, started_at, finished_at, substr(error, 1, {ERROR_CHARS}) AS error, usage_json,"
-        f" patch_id FROM subagents {where} ORDER BY created_at DESC, rowid DESC LIMIT ?",
+        f" patch_id FROM subagents {where} ORDER BY created_at DESC, id DESC LIMIT ?",
         [*params, limit],
     )
     return [
@@ -90,13 +89,12 @@ async def runs_page(
             error=r["error"],
             usage=json.loads(r["usage_json"]) if r["usage_json"] else None,
             patch_id=r["patch_id"],
-            rowid=r["rowid"],
         )
         for r in await cur.fetchall()
     ]
 
 
-async def count_runs(db: aiosqlite.Connection, filters: RunFilter) -> int:
+async def count_runs(db: Database, filters: RunFilter) -> int:
     clauses, params = filters.where()
     where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
     cur = await db.execute(f"SELECT COUNT(*) FROM subagents {where}", params)
@@ -104,7 +102,7 @@ async def count_runs(db: aiosqlite.Connection, filters: RunFilter) -> int:
     return int(row[0]) if row is not None else 0
 
 
-async def count_by(db: aiosqlite.Connection, column: str) -> dict[str, int]:
+async def count_by(db: Database, column: str) -> dict[str, int]:
     """How many runs have each value of `column` (status or agent), most common first."""
     if column not in ("status", "agent"):
         raise ValueError(f"cannot count runs by {column!r}")
@@ -114,7 +112,7 @@ async def count_by(db: aiosqlite.Connection, column: str) -> dict[str, int]:
     return {str(r["value"]): int(r["n"]) for r in await cur.fetchall()}
 
 
-async def recent_sessions(db: aiosqlite.Connection, limit: int) -> list[tuple[str, float]]:
+async def recent_sessions(db: Database, limit: int) -> list[tuple[str, float]]:
     """(id, created_at) of the newest sessions that have at least one run."""
     cur = await db.execute(
         "SELECT s.id, s.created_at FROM sessions s"

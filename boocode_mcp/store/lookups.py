@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Literal
 
-import aiosqlite
+from boocode_mcp.store.db import Database
 
 # Kind -> table: fixed names, so the SQL below never carries caller text.
 _TABLES = {"subagent": "subagents", "patch": "patches", "chat": "chats"}
 
 
 async def find_ids(
-    db: aiosqlite.Connection,
+    db: Database,
     kind: Literal["subagent", "patch", "chat"],
     prefix: str,
     session_id: str | None = None,

@@ -8,9 +8,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import aiosqlite
-
 from boocode_mcp.states import LIVE_STATUSES, SubagentStatus, subagent_status
+from boocode_mcp.store.db import Database, Row
 
 
 @dataclass(frozen=True)
@@ -40,11 +39,24 @@ class SubagentRow:
     retry_of: str | None = None
     # The prompt's images as stored attachments ({sha256, mime_type, size}).
     images: tuple[dict[str, Any], ...] = ()
+    # Where it runs on a PostgreSQL store (store.work): its worker, that worker's worktree, its lease.
+    worker_id: str | None = None
+    worker_host: str | None = None
+    worker_pid: int | None = None
+    worktree: str | None = None
+    lease_expires_at: float | None = None
+    pinned_worker: str | None = None
+    preferred_worker: str | None = None
+    cancel_requested: bool = False
+    base_sha: str | None = None
+    permissions: dict[str, Any] | None = None  # the requester's [permissions], travelling with it
 
 
-def _row(r: aiosqlite.Row) -> SubagentRow:
+def row_from(r: Row) -> SubagentRow:
+    """A stored run as its row (any `SELECT *` or `RETURNING *` of the table)."""
     usage = json.loads(r["usage_json"]) if r["usage_json"] else None
     images = tuple(json.loads(r["images_json"])) if r["images_json"] else ()
+    perms = json.loads(r["permissions_json"]) if r["permissions_json"] else None
     return SubagentRow(
         id=r["id"],
         session_id=r["session_id"],
@@ -67,11 +79,21 @@ def _row(r: aiosqlite.Row) -> SubagentRow:
         depth=r["depth"],
         retry_of=r["retry_of"],
         images=images,
+        worker_id=r["worker_id"],
+        worker_host=r["worker_host"],
+        worker_pid=r["worker_pid"],
+        worktree=r["worktree"],
+        lease_expires_at=r["lease_expires_at"],
+        pinned_worker=r["pinned_worker"],
+        preferred_worker=r["preferred_worker"],
+        cancel_requested=bool(r["cancel_requested"]),
+        base_sha=r["base_sha"],
+        permissions=perms,
     )
 
 
 async def insert_if_chat_idle(
-    db: aiosqlite.Connection,
+    db: Database,
     *,
     subagent_id: str,
     session_id: str,
@@ -85,14 +107,20 @@ async def insert_if_chat_idle(
     depth: int = 0,
     retry_of: str | None = None,
     images: Sequence[dict[str, Any]] = (),
+    base_sha: str | None = None,
+    permissions: dict[str, Any] | None = None,
+    pinned_worker: str | None = None,
+    preferred_worker: str | None = None,
 ) -> SubagentRow | None:
-    """Insert a queued run unless the chat already has a live one; one statement, so two processes
-    racing for the same chat cannot both win. Returns the row inserted, or None."""
+    """Insert a queued run unless the chat already has a live one; one statement, and the unique
+    index on a chat's live run settles a race between hosts, so two callers racing for the same
+    chat cannot both win. Returns the row inserted, or None."""
     cur = await db.execute(
         "INSERT INTO subagents (id, session_id, chat_id, agent, prompt, model, mode, status, created_at,"
-        " owner_pid, parent_subagent_id, depth, retry_of, images_json)"
-        " SELECT ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM subagents"
-        f" WHERE chat_id = ? AND status IN {LIVE_STATUSES!r}) RETURNING *",
+        " owner_pid, base_sha, permissions_json, pinned_worker, preferred_worker, parent_subagent_id,"
+        " depth, retry_of, images_json)"
+        " SELECT ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM"
+        f" subagents WHERE chat_id = ? AND status IN {LIVE_STATUSES!r}) ON CONFLICT DO NOTHING RETURNING *",
         (
             subagent_id,
             session_id,
@@ -103,6 +131,10 @@ async def insert_if_chat_idle(
             mode,
             time.time(),
             owner_pid,
+            base_sha,
+            json.dumps(permissions) if permissions is not None else None,
+            pinned_worker,
+            preferred_worker,
             parent_subagent_id,
             depth,
             retry_of,
@@ -111,11 +143,11 @@ async def insert_if_chat_idle(
         ),
     )
     # Every row read, so the statement is done (and its write lock released) before returning.
-    rows = [_row(r) for r in await cur.fetchall()]
+    rows = [row_from(r) for r in await cur.fetchall()]
     return rows[0] if rows else None
 
 
-async def get(db: aiosqlite.Connection, session_id: str | None, subagent_id: str) -> SubagentRow | None:
+async def get(db: Database, session_id: str | None, subagent_id: str) -> SubagentRow | None:
     if session_id is None:
         cur = await db.execute("SELECT * FROM subagents WHERE id = ?", (subagent_id,))
     else:
@@ -123,44 +155,40 @@ async def get(db: aiosqlite.Connection, session_id: str | None, subagent_id: str
             "SELECT * FROM subagents WHERE id = ? AND session_id = ?", (subagent_id, session_id)
         )
     r = await cur.fetchone()
-    return _row(r) if r is not None else None
+    return row_from(r) if r is not None else None
 
 
-async def list_runs(db: aiosqlite.Connection, session_id: str | None, limit: int) -> list[SubagentRow]:
+async def list_runs(db: Database, session_id: str | None, limit: int) -> list[SubagentRow]:
     """Most recent first."""
     if session_id is None:
-        cur = await db.execute(
-            "SELECT * FROM subagents ORDER BY created_at DESC, rowid DESC LIMIT ?", (limit,)
-        )
+        cur = await db.execute("SELECT * FROM subagents ORDER BY created_at DESC, id DESC LIMIT ?", (limit,))
     else:
         cur = await db.execute(
-            "SELECT * FROM subagents WHERE session_id = ? ORDER BY created_at DESC, rowid DESC LIMIT ?",
+            "SELECT * FROM subagents WHERE session_id = ? ORDER BY created_at DESC, id DESC LIMIT ?",
             (session_id, limit),
         )
-    return [_row(r) for r in await cur.fetchall()]
+    return [row_from(r) for r in await cur.fetchall()]
 
 
-async def for_chat(db: aiosqlite.Connection, chat_id: str) -> list[SubagentRow]:
+async def for_chat(db: Database, chat_id: str) -> list[SubagentRow]:
     """Oldest first: the chat's history."""
-    cur = await db.execute("SELECT * FROM subagents WHERE chat_id = ? ORDER BY created_at, rowid", (chat_id,))
-    return [_row(r) for r in await cur.fetchall()]
+    cur = await db.execute("SELECT * FROM subagents WHERE chat_id = ? ORDER BY created_at, id", (chat_id,))
+    return [row_from(r) for r in await cur.fetchall()]
 
 
-async def live_for_chat(db: aiosqlite.Connection, chat_id: str) -> list[SubagentRow]:
+async def live_for_chat(db: Database, chat_id: str) -> list[SubagentRow]:
     cur = await db.execute(
         f"SELECT * FROM subagents WHERE chat_id = ? AND status IN {LIVE_STATUSES!r}", (chat_id,)
     )
-    return [_row(r) for r in await cur.fetchall()]
+    return [row_from(r) for r in await cur.fetchall()]
 
 
-async def live(db: aiosqlite.Connection) -> list[SubagentRow]:
+async def live(db: Database) -> list[SubagentRow]:
     cur = await db.execute(f"SELECT * FROM subagents WHERE status IN {LIVE_STATUSES!r}")
-    return [_row(r) for r in await cur.fetchall()]
+    return [row_from(r) for r in await cur.fetchall()]
 
 
-async def set_status(
-    db: aiosqlite.Connection, subagent_id: str, status: SubagentStatus, **fields: Any
-) -> None:
+async def set_status(db: Database, subagent_id: str, status: SubagentStatus, **fields: Any) -> None:
     """Update the status and any of: started_at, finished_at, stop_reason, final_message, error,
     usage (a dict, stored as JSON), patch_id."""
     allowed = {"started_at", "finished_at", "stop_reason", "final_message", "error", "usage", "patch_id"}
@@ -180,7 +208,7 @@ async def set_status(
     await db.execute(f"UPDATE subagents SET {', '.join(cols)} WHERE id = ?", values)
 
 
-async def mark_interrupted_if_live(db: aiosqlite.Connection, subagent_id: str, error: str) -> bool:
+async def mark_interrupted_if_live(db: Database, subagent_id: str, error: str) -> bool:
     """Close a run its owner abandoned; only touches it while it is still live."""
     cur = await db.execute(
         f"UPDATE subagents SET status = 'interrupted', error = ?, finished_at = ? WHERE id = ? "
@@ -190,27 +218,27 @@ async def mark_interrupted_if_live(db: aiosqlite.Connection, subagent_id: str, e
     return cur.rowcount == 1
 
 
-async def children(db: aiosqlite.Connection, parent_ids: Sequence[str]) -> list[SubagentRow]:
+async def children(db: Database, parent_ids: Sequence[str]) -> list[SubagentRow]:
     """The runs whose parent is one of `parent_ids`, oldest first."""
     if not parent_ids:
         return []
     marks = ", ".join("?" for _ in parent_ids)
     cur = await db.execute(
-        f"SELECT * FROM subagents WHERE parent_subagent_id IN ({marks}) ORDER BY created_at, rowid",
+        f"SELECT * FROM subagents WHERE parent_subagent_id IN ({marks}) ORDER BY created_at, id",
         list(parent_ids),
     )
-    return [_row(r) for r in await cur.fetchall()]
+    return [row_from(r) for r in await cur.fetchall()]
 
 
-async def child_ids(db: aiosqlite.Connection, parent_id: str) -> list[str]:
+async def child_ids(db: Database, parent_id: str) -> list[str]:
     """The ids of the run's children, oldest first (retries of a child included)."""
     cur = await db.execute(
-        "SELECT id FROM subagents WHERE parent_subagent_id = ? ORDER BY created_at, rowid", (parent_id,)
+        "SELECT id FROM subagents WHERE parent_subagent_id = ? ORDER BY created_at, id", (parent_id,)
     )
     return [str(r["id"]) for r in await cur.fetchall()]
 
 
-async def count_spawned(db: aiosqlite.Connection, parent_id: str) -> int:
+async def count_spawned(db: Database, parent_id: str) -> int:
     """How many children the run has spawned itself (its children's retries do not count)."""
     cur = await db.execute(
         "SELECT COUNT(*) FROM subagents WHERE parent_subagent_id = ? AND retry_of IS NULL", (parent_id,)
@@ -219,7 +247,7 @@ async def count_spawned(db: aiosqlite.Connection, parent_id: str) -> int:
     return int(row[0]) if row else 0
 
 
-async def retried_by(db: aiosqlite.Connection, subagent_id: str) -> str | None:
+async def retried_by(db: Database, subagent_id: str) -> str | None:
     """The id of the run that retried this one, if any."""
     cur = await db.execute(
         "SELECT id FROM subagents WHERE retry_of = ? ORDER BY created_at DESC LIMIT 1", (subagent_id,)
@@ -228,15 +256,15 @@ async def retried_by(db: aiosqlite.Connection, subagent_id: str) -> str | None:
     return str(row["id"]) if row else None
 
 
-async def latest_for_chat(db: aiosqlite.Connection, chat_id: str) -> SubagentRow | None:
+async def latest_for_chat(db: Database, chat_id: str) -> SubagentRow | None:
     cur = await db.execute(
-        "SELECT * FROM subagents WHERE chat_id = ? ORDER BY created_at DESC, rowid DESC LIMIT 1", (chat_id,)
+        "SELECT * FROM subagents WHERE chat_id = ? ORDER BY created_at DESC, id DESC LIMIT 1", (chat_id,)
     )
     r = await cur.fetchone()
-    return _row(r) if r is not None else None
+    return row_from(r) if r is not None else None
 
 
-async def chat_has_child_of_chat(db: aiosqlite.Connection, chat_id: str, parent_chat_id: str) -> bool:
+async def chat_has_child_of_chat(db: Database, chat_id: str, parent_chat_id: str) -> bool:
     """Whether a run of `chat_id` is a child of a run of `parent_chat_id`: the chat is one that a
     subagent of the parent chat started (and may continue)."""
     cur = await db.execute(
@@ -247,12 +275,12 @@ async def chat_has_child_of_chat(db: aiosqlite.Connection, chat_id: str, parent_
     return await cur.fetchone() is not None
 
 
-async def unretried_failures(db: aiosqlite.Connection, limit: int) -> list[SubagentRow]:
+async def unretried_failures(db: Database, limit: int) -> list[SubagentRow]:
     """Runs that failed or were interrupted and have not been retried, most recently ended first."""
     cur = await db.execute(
         "SELECT * FROM subagents s WHERE s.status IN ('failed', 'interrupted')"
         " AND NOT EXISTS (SELECT 1 FROM subagents r WHERE r.retry_of = s.id)"
-        " ORDER BY coalesce(s.finished_at, s.created_at) DESC, s.rowid DESC LIMIT ?",
+        " ORDER BY coalesce(s.finished_at, s.created_at) DESC, s.id DESC LIMIT ?",
         (limit,),
     )
-    return [_row(r) for r in await cur.fetchall()]
+    return [row_from(r) for r in await cur.fetchall()]

@@ -7,7 +7,11 @@
 -- usage_agent_day and usage_session_day: per (local day, agent) and (local day, session), the
 -- runs, outcomes, turns and usage sums, kept by triggers on run_stats. A sum counts the runs that
 -- reported the figure (`*_n`), so a figure nobody reported reads as unknown, not as 0.
--- A day is the daemon's local day when the run was created (date(..., 'localtime')).
+-- A day is the local day when the run was created: on sqlite the daemon's (date(..., 'localtime')),
+-- on PostgreSQL the database session's TimeZone (boocode_day below).
+--
+-- The tables and indexes are shared; what fills them is per dialect: sqlite triggers with their
+-- statements inline, PostgreSQL trigger functions.
 
 CREATE TABLE run_stats (
     subagent_id        TEXT NOT NULL UNIQUE,
@@ -55,7 +59,7 @@ CREATE TABLE usage_agent_day (
     cost                 REAL NOT NULL,
     cost_n               INTEGER NOT NULL,
     PRIMARY KEY (day, agent)
-) WITHOUT ROWID;
+);
 
 CREATE TABLE usage_session_day (
     day                  TEXT NOT NULL,
@@ -77,8 +81,9 @@ CREATE TABLE usage_session_day (
     cost_n               INTEGER NOT NULL,
     -- Session first: grouping by session reads the table in its own order, with no sort.
     PRIMARY KEY (session_id, day)
-) WITHOUT ROWID;
+);
 
+-- dialect: sqlite
 -- The runs already stored (the triggers below count the ones to come).
 INSERT INTO run_stats (subagent_id, day, agent, session_id, chat_id, created_at, status, turn_ms,
     input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, cost)
@@ -217,3 +222,117 @@ CREATE TRIGGER usage_remove AFTER DELETE ON run_stats BEGIN
     WHERE day = OLD.day AND session_id = OLD.session_id;
     DELETE FROM usage_session_day WHERE day = OLD.day AND session_id = OLD.session_id AND runs = 0;
 END;
+
+-- dialect: postgres
+-- The same day sqlite's date(t, 'unixepoch', 'localtime') gives, in the session's time zone.
+CREATE FUNCTION boocode_day(t DOUBLE PRECISION) RETURNS TEXT LANGUAGE sql STABLE AS $$
+    SELECT to_char(to_timestamp(t), 'YYYY-MM-DD')
+$$;
+
+-- One figure of a run's usage_json (NULL when it was not reported).
+CREATE FUNCTION boocode_usage_figure(usage TEXT, figure TEXT) RETURNS DOUBLE PRECISION
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT (usage::jsonb ->> figure)::double precision
+$$;
+
+-- subagents -> run_stats: a changed run is counted again from scratch (its old row leaves, its new
+-- one comes), as on sqlite.
+CREATE FUNCTION boocode_run_stats_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP <> 'INSERT' THEN
+        DELETE FROM run_stats WHERE subagent_id = OLD.id;
+    END IF;
+    IF TG_OP <> 'DELETE' THEN
+        INSERT INTO run_stats (subagent_id, day, agent, session_id, chat_id, created_at, status, turn_ms,
+            input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, cost) VALUES (
+            NEW.id, boocode_day(NEW.created_at), NEW.agent, NEW.session_id, NEW.chat_id,
+            NEW.created_at, NEW.status,
+            CASE WHEN NEW.started_at IS NOT NULL AND NEW.finished_at IS NOT NULL
+                 THEN (NEW.finished_at - NEW.started_at) * 1000.0 END,
+            boocode_usage_figure(NEW.usage_json, 'input_tokens')::bigint,
+            boocode_usage_figure(NEW.usage_json, 'output_tokens')::bigint,
+            boocode_usage_figure(NEW.usage_json, 'cache_read_tokens')::bigint,
+            boocode_usage_figure(NEW.usage_json, 'cache_write_tokens')::bigint,
+            boocode_usage_figure(NEW.usage_json, 'cost'));
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+-- Adds (s = 1) or takes away (s = -1) one run's contribution to both rollups; a key left with no
+-- runs goes.
+CREATE FUNCTION boocode_usage_apply(r run_stats, s INTEGER) RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    n_completed BIGINT := s * (r.status = 'completed')::int;
+    n_failed BIGINT := s * (r.status = 'failed')::int;
+    n_ended BIGINT := s * (r.status IN ('completed', 'failed', 'cancelled', 'interrupted'))::int;
+    n_turns BIGINT := s * (r.turn_ms IS NOT NULL)::int;
+BEGIN
+    INSERT INTO usage_agent_day AS u VALUES (
+        r.day, r.agent, s, n_completed, n_failed, n_ended, n_turns,
+        s * coalesce(r.input_tokens, 0), s * (r.input_tokens IS NOT NULL)::int,
+        s * coalesce(r.output_tokens, 0), s * (r.output_tokens IS NOT NULL)::int,
+        s * coalesce(r.cache_read_tokens, 0), s * (r.cache_read_tokens IS NOT NULL)::int,
+        s * coalesce(r.cache_write_tokens, 0), s * (r.cache_write_tokens IS NOT NULL)::int,
+        s * coalesce(r.cost, 0), s * (r.cost IS NOT NULL)::int)
+    ON CONFLICT (day, agent) DO UPDATE SET
+        runs = u.runs + excluded.runs, completed = u.completed + excluded.completed,
+        failed = u.failed + excluded.failed, ended = u.ended + excluded.ended, turns = u.turns + excluded.turns,
+        input_tokens = u.input_tokens + excluded.input_tokens, input_n = u.input_n + excluded.input_n,
+        output_tokens = u.output_tokens + excluded.output_tokens, output_n = u.output_n + excluded.output_n,
+        cache_read_tokens = u.cache_read_tokens + excluded.cache_read_tokens,
+        cache_read_n = u.cache_read_n + excluded.cache_read_n,
+        cache_write_tokens = u.cache_write_tokens + excluded.cache_write_tokens,
+        cache_write_n = u.cache_write_n + excluded.cache_write_n,
+        cost = u.cost + excluded.cost, cost_n = u.cost_n + excluded.cost_n;
+    DELETE FROM usage_agent_day WHERE day = r.day AND agent = r.agent AND runs = 0;
+    INSERT INTO usage_session_day AS u VALUES (
+        r.day, r.session_id, s, n_completed, n_failed, n_ended, n_turns,
+        s * coalesce(r.input_tokens, 0), s * (r.input_tokens IS NOT NULL)::int,
+        s * coalesce(r.output_tokens, 0), s * (r.output_tokens IS NOT NULL)::int,
+        s * coalesce(r.cache_read_tokens, 0), s * (r.cache_read_tokens IS NOT NULL)::int,
+        s * coalesce(r.cache_write_tokens, 0), s * (r.cache_write_tokens IS NOT NULL)::int,
+        s * coalesce(r.cost, 0), s * (r.cost IS NOT NULL)::int)
+    ON CONFLICT (session_id, day) DO UPDATE SET
+        runs = u.runs + excluded.runs, completed = u.completed + excluded.completed,
+        failed = u.failed + excluded.failed, ended = u.ended + excluded.ended, turns = u.turns + excluded.turns,
+        input_tokens = u.input_tokens + excluded.input_tokens, input_n = u.input_n + excluded.input_n,
+        output_tokens = u.output_tokens + excluded.output_tokens, output_n = u.output_n + excluded.output_n,
+        cache_read_tokens = u.cache_read_tokens + excluded.cache_read_tokens,
+        cache_read_n = u.cache_read_n + excluded.cache_read_n,
+        cache_write_tokens = u.cache_write_tokens + excluded.cache_write_tokens,
+        cache_write_n = u.cache_write_n + excluded.cache_write_n,
+        cost = u.cost + excluded.cost, cost_n = u.cost_n + excluded.cost_n;
+    DELETE FROM usage_session_day WHERE day = r.day AND session_id = r.session_id AND runs = 0;
+END
+$$;
+
+CREATE FUNCTION boocode_usage_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'DELETE' THEN
+        PERFORM boocode_usage_apply(OLD, -1);
+    ELSE
+        PERFORM boocode_usage_apply(NEW, 1);
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER usage_changed AFTER INSERT OR DELETE ON run_stats
+    FOR EACH ROW EXECUTE FUNCTION boocode_usage_changed();
+CREATE TRIGGER run_stats_changed
+    AFTER INSERT OR DELETE OR UPDATE OF agent, session_id, chat_id, created_at, status, started_at,
+    finished_at, usage_json ON subagents
+    FOR EACH ROW EXECUTE FUNCTION boocode_run_stats_changed();
+
+-- The runs already stored, counted by the triggers as they land in run_stats.
+INSERT INTO run_stats (subagent_id, day, agent, session_id, chat_id, created_at, status, turn_ms,
+    input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, cost)
+SELECT id, boocode_day(created_at), agent, session_id, chat_id, created_at, status,
+       CASE WHEN started_at IS NOT NULL AND finished_at IS NOT NULL THEN (finished_at - started_at) * 1000.0 END,
+       boocode_usage_figure(usage_json, 'input_tokens')::bigint,
+       boocode_usage_figure(usage_json, 'output_tokens')::bigint,
+       boocode_usage_figure(usage_json, 'cache_read_tokens')::bigint,
+       boocode_usage_figure(usage_json, 'cache_write_tokens')::bigint,
+       boocode_usage_figure(usage_json, 'cost')
+FROM subagents;
