@@ -6,9 +6,10 @@ reads and writes included) and cost. Every grouping (agent, day, session, chat),
 over the last 7 days, is timed through the operation itself (the daemon API's `dispatch` on a real
 engine and sqlite file, as `boocode stats` and the MCP tool call it), and against the baseline: the
 same figures computed by scanning every run (what usage_stats read before the rollups), measured
-in the same run on the same file.
+in the same run on the same file. With --postgres the store is a throwaway PostgreSQL cluster
+(tests/pg_support.py; the server binaries must be installed) instead of the sqlite file.
 
-Run: .venv/bin/python bench/bench_usage.py [--runs N] [--rounds N]
+Run: .venv/bin/python bench/bench_usage.py [--runs N] [--rounds N] [--postgres]
 """
 
 from __future__ import annotations
@@ -33,23 +34,25 @@ sys.path.insert(0, str(ROOT))
 from boocode_mcp.daemon.api import connection_caller, dispatch
 from boocode_mcp.engine import Engine
 from boocode_mcp.store import connect
+from boocode_mcp.store.db import Dialect
+from boocode_mcp.store.usage import day_of
+from tests.pg_support import running_cluster
 
 BUDGET_MS = 50.0
 DAY = 86400.0
 AGENTS = ("opencode", "qwen", "claude", "codex", "gemini", "goose")
 STATUSES = ("completed",) * 8 + ("failed", "cancelled")
 
-# What usage_stats computed before migration 007: every run read, its JSON usage parsed.
+# What usage_stats computed before migration 008: every run read, its JSON usage parsed.
 BASELINE = """
 WITH g AS (
-    SELECT {key} AS key, COUNT(*) AS runs, SUM(status = 'completed') AS completed,
-           SUM(status = 'failed') AS failed,
-           SUM(status IN ('completed', 'failed', 'cancelled', 'interrupted')) AS ended,
-           SUM(json_extract(usage_json, '$.input_tokens')) AS input_tokens,
-           SUM(json_extract(usage_json, '$.output_tokens')) AS output_tokens,
-           SUM(json_extract(usage_json, '$.cache_read_tokens')) AS cache_read_tokens,
-           SUM(json_extract(usage_json, '$.cache_write_tokens')) AS cache_write_tokens,
-           SUM(json_extract(usage_json, '$.cost')) AS cost
+    SELECT {key} AS key, COUNT(*) AS runs, SUM(CASE WHEN status = 'completed' THEN 1 ELSE 0 END) AS completed,
+           SUM(CASE WHEN status = 'failed' THEN 1 ELSE 0 END) AS failed,
+           SUM(CASE WHEN status IN ('completed', 'failed', 'cancelled', 'interrupted') THEN 1 ELSE 0 END)
+               AS ended,
+           SUM({input_tokens}) AS input_tokens, SUM({output_tokens}) AS output_tokens,
+           SUM({cache_read_tokens}) AS cache_read_tokens, SUM({cache_write_tokens}) AS cache_write_tokens,
+           SUM({cost}) AS cost
     FROM subagents WHERE created_at >= ? GROUP BY 1
 ),
 turns AS (
@@ -63,19 +66,31 @@ ranked AS (
 medians AS (SELECT key, AVG(ms) AS ms FROM ranked WHERE i IN ((n + 1) / 2, (n + 2) / 2) GROUP BY key)
 SELECT g.*, m.ms FROM g LEFT JOIN medians m ON m.key = g.key ORDER BY g.runs DESC LIMIT 100
 """
-BASELINE_KEYS = {
-    "agent": "agent",
-    "day": "date(created_at, 'unixepoch', 'localtime')",
-    "session": "session_id",
-    "chat": "chat_id",
-}
+FIGURES = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "cost")
+FIGURE = {"sqlite": "json_extract(usage_json, '$.{}')", "postgres": "boocode_usage_figure(usage_json, '{}')"}
 
 
-async def fill(db_path: Path, runs: int) -> None:
-    db = await connect(db_path)
+def baseline_sql(dialect: Dialect, group_by: str) -> str:
+    keys = {
+        "agent": "agent",
+        "day": day_of(dialect, "created_at"),
+        "session": "session_id",
+        "chat": "chat_id",
+    }
+    return BASELINE.format(key=keys[group_by], **{f: FIGURE[dialect].format(f) for f in FIGURES})
+
+
+async def fill(target: Path | str, runs: int) -> None:
+    db = await connect(target)
     # One transaction: the runs' triggers (run_stats, the rollups) run as they would, without a
     # commit per row.
-    await db.execute("BEGIN")
+    async with db.transaction() as tx:
+        await _fill(tx, runs)
+    await db.execute("ANALYZE")
+    await db.close()
+
+
+async def _fill(db: Any, runs: int) -> None:
     rng = random.Random(11)
     now = time.time()
     start = now - 90 * DAY
@@ -116,9 +131,6 @@ async def fill(db_path: Path, runs: int) -> None:
         " finished_at, usage_json) VALUES (?,?,?,?,?,?,?,?,?,?)",
         run_rows,
     )
-    await db.execute("COMMIT")
-    await db.execute("ANALYZE")
-    await db.close()
 
 
 async def timed(fn: Any, rounds: int) -> list[float]:
@@ -135,17 +147,28 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=100_000)
     parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--postgres", action="store_true", help="a throwaway PostgreSQL cluster as the store")
     args = parser.parse_args()
+    if args.postgres:
+        with running_cluster() as cluster:
+            await bench(args, cluster.create_database())
+    else:
+        await bench(args, None)
+
+
+async def bench(args: argparse.Namespace, url: str | None) -> None:
     base = Path(tempfile.mkdtemp(prefix="bench-usage-"))
     os.environ["XDG_CONFIG_HOME"] = str(base / "xdg")
     repo = make_workspace(base)
-    db_path = repo / ".boocode" / "boocode.db"
-    async with Engine.open(repo):
+    target: Path | str = url or repo / ".boocode" / "boocode.db"
+    async with Engine.open(repo, db_url=url):
         pass  # migrations
     t0 = time.perf_counter()
-    await fill(db_path, args.runs)
-    print(f"filled {args.runs:,} runs in {time.perf_counter() - t0:.1f} s ({db_path})")
-    async with Engine.open(repo) as engine:
+    await fill(target, args.runs)
+    print(
+        f"filled {args.runs:,} runs in {time.perf_counter() - t0:.1f} s ({'PostgreSQL' if url else target})"
+    )
+    async with Engine.open(repo, db_url=url) as engine:
         caller = connection_caller(engine, None)
         print(
             f"\nusage_stats over {args.runs:,} runs (ms; budget {BUDGET_MS:.0f}); baseline: every run scanned"
@@ -167,7 +190,7 @@ async def main() -> None:
 
                 ours = await timed(op, args.rounds)
                 start = time.time() - 7 * DAY if since else float("-inf")
-                sql = BASELINE.format(key=BASELINE_KEYS[group_by])
+                sql = baseline_sql(engine.db.dialect, group_by)
 
                 async def baseline(sql: str = sql, start: float = start) -> None:
                     cur = await engine.db.execute(sql, (start, start))

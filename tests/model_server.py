@@ -321,7 +321,13 @@ def _chunk(cid: str, delta: dict[str, Any], finish: str | None = None) -> dict[s
     }
 
 
-_USAGE = {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}
+_USAGE = {
+    "prompt_tokens": 10,
+    "completion_tokens": 5,
+    "total_tokens": 15,
+    # What an OpenAI-compatible provider says it read from its prompt cache (a share of prompt_tokens).
+    "prompt_tokens_details": {"cached_tokens": 4},
+}
 
 
 def _stream_events(plan: _Plan) -> Iterator[dict[str, Any]]:

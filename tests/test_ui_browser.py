@@ -215,3 +215,33 @@ async def test_traces_and_usage_pages_show_the_workspace(git_repo: Path) -> None
         for chart in ("agent-cache", "day-cache"):
             await expect(page.locator(f'[data-chart="{chart}"] canvas')).to_have_count(1)
         await screenshot(page, "usage")
+
+
+async def test_the_inbox_page_lists_what_needs_a_person_and_retries_a_failed_run(git_repo: Path) -> None:
+    configure(git_repo, policy="ask")
+    async with Client(stdio_params(git_repo), mode="legacy") as client, chromium() as browser:
+        crashed = await call(client, "spawn_subagent", prompt="crash 7")
+        await wait_for(client, crashed["subagent_id"], {"failed"})
+        asking = await call(client, "spawn_subagent", prompt="permission inbox.txt")
+        await wait_for(client, asking["subagent_id"], {"awaiting_permission"})
+        url = await anyio.to_thread.run_sync(ui_url, git_repo)
+        page = await browser.new_page()
+        await open_page(page, url, "#/inbox")
+        failed = page.locator(f'tr[data-kind="failed"][data-item="{crashed["subagent_id"]}"]')
+        await expect(failed).to_contain_text("exited with code 7", timeout=WAIT_MS)
+        waiting = page.locator(f'tr[data-kind="permission"][data-item="{asking["subagent_id"]}"]')
+        await expect(waiting).to_contain_text("inbox.txt")
+        await expect(waiting.get_by_role("link", name="Answer on the run's page")).to_be_visible()
+        await screenshot(page, "inbox")
+
+        await failed.get_by_role("button", name="Retry").click()
+        await expect(page.locator(".action-result")).to_contain_text("retried as", timeout=WAIT_MS)
+        # Retried: out of the inbox; its retry (which crashes the same way) comes in live.
+        await expect(failed).to_have_count(0, timeout=WAIT_MS)
+        retry_id = await page.locator(".action-result a").get_attribute("title")
+        assert retry_id is not None and retry_id != crashed["subagent_id"]
+        again = await wait_for(client, retry_id, {"failed"})
+        assert again["retry_of"] == crashed["subagent_id"]
+        await expect(page.locator(f'tr[data-kind="failed"][data-item="{retry_id}"]')).to_be_visible(
+            timeout=WAIT_MS
+        )

@@ -27,8 +27,10 @@ from boocode_mcp.ui.stream import StreamHub
 STATIC = Path(__file__).parent / "static"
 
 # Exactly what the pages use: a read or action added to a page is added here too.
-READS = frozenset({"list_runs", "list_patches", "get_patch", "traces", "usage_stats"})
-ACTIONS = frozenset({"apply_pending", "discard_patch", "respond_permission", "cancel_subagent"})
+READS = frozenset({"list_runs", "list_patches", "get_patch", "traces", "usage_stats", "inbox"})
+ACTIONS = frozenset(
+    {"apply_pending", "discard_patch", "respond_permission", "cancel_subagent", "retry_subagent"}
+)
 _STATUS = {"NotFoundError": 404, "InternalError": 500}
 
 

@@ -11,8 +11,9 @@ import patches from "./pages/patches.js";
 import patch from "./pages/patch.js";
 import traces from "./pages/traces.js";
 import usage from "./pages/usage.js";
+import inbox from "./pages/inbox.js";
 
-const PAGES = [runs, run, patches, patch, traces, usage];
+const PAGES = [runs, run, inbox, patches, patch, traces, usage];
 const DEFAULT = "runs";
 
 let stop = null;
