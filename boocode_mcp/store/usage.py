@@ -1,6 +1,6 @@
 """Usage of runs grouped by agent, day, chat or session: counts, outcomes, turn times, tokens, cost.
 
-Read from what migration 008 keeps: per-day rollups by agent and by session (so a workspace's
+Read from what migration 008 keeps: per-day rollups by agent and by session (`usage_rollup`) (so a workspace's
 whole history is a few thousand rows, not every run), and `run_stats`, one narrow row per run
 with indexes holding each group's turn times in order (a median is a walk to the middle of one
 group). A `since` in the middle of a day takes that day's rows from `run_stats`, the later days
@@ -27,8 +27,9 @@ from boocode_mcp.store.db import Database, Dialect, Row
 GroupBy = Literal["agent", "day", "chat", "session"]
 
 # Fixed names, so the SQL below never carries caller text.
-_ROLLUP = {"agent": ("usage_agent_day", "agent"), "day": ("usage_agent_day", "day"),
-           "session": ("usage_session_day", "session_id")}  # fmt: skip
+# Each grouping read from the rollup: which of its dimensions, and which column is the group's key
+# (days are counted from the agent rows, which cover every run once, as the session rows do).
+_ROLLUP = {"agent": ("agent", "key"), "day": ("agent", "day"), "session": ("session", "key")}
 _TURN_KEY = {"agent": "agent", "day": "day", "session": "session_id", "chat": "chat_id"}
 _ENDED = "('completed', 'failed', 'cancelled', 'interrupted')"
 _FIGURES = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "cost")
@@ -111,18 +112,18 @@ def _group(r: Row, median: float | None) -> UsageGroup:
 
 
 async def _rolled_up(db: Database, group_by: GroupBy, since: float | None, limit: int) -> list[Row]:
-    table, key = _ROLLUP[group_by]
+    dim, key = _ROLLUP[group_by]
     # The latest days (put back in order below); other keys by runs.
     order = "key DESC" if group_by == "day" else "runs DESC, key"
+    rolled = f"SELECT {key} AS key, {_COLUMNS} FROM usage_rollup WHERE dim = '{dim}'"
     args: list[object]
     if since is None:
-        source, args = f"SELECT {key} AS key, {_COLUMNS} FROM {table}", []
+        source, args = rolled, []
     else:
         # The days after since's from the rollups; since's own day from its runs created since.
         day = _DAY[db.dialect]
         source = (
-            f"SELECT {key} AS key, {_COLUMNS} FROM {table} WHERE day > {day} "
-            f"UNION ALL SELECT {_TURN_KEY[group_by]} AS key, {_RAW} FROM run_stats "
+            f"{rolled} AND day > {day} UNION ALL SELECT {_TURN_KEY[group_by]} AS key, {_RAW} FROM run_stats "
             f"WHERE created_at >= ? AND day <= {day}"
         )
         args = [since, since, since]
@@ -168,7 +169,7 @@ async def _medians(
     runs with one created since `since`; `turns` says how many each group has."""
     counted = sum(turns.values())
     if since is not None and counted:
-        rows = await db.execute_fetchall("SELECT SUM(turns) FROM usage_agent_day")
+        rows = await db.execute_fetchall("SELECT SUM(turns) FROM usage_rollup WHERE dim = 'agent'")
         total = int(rows[0][0] or 0) if rows else 0
         if counted * 4 < total:
             # A recent window: sorting its few runs beats walking every run of each group.
