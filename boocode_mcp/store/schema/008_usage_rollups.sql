@@ -60,9 +60,10 @@ CREATE TABLE usage_rollup (
     cache_write_n        INTEGER NOT NULL,
     cost                 REAL NOT NULL,
     cost_n               INTEGER NOT NULL,
-    -- Grouping by agent or session reads the table in its own order, with no sort.
+    -- Grouping by agent or session reads the table in its own order, with no sort (and, without
+    -- a rowid, reads the rows themselves in that order rather than through an index).
     PRIMARY KEY (dim, key, day)
-);
+) WITHOUT ROWID;
 
 -- dialect: sqlite
 -- A run as its run_stats row.
