@@ -45,6 +45,11 @@ class AgentSpec(BaseModel):
     mode_env: str | None = Field(
         default=None, description="environment variable through which the agent takes a mode name"
     )
+    delegate: bool = Field(
+        default=False,
+        description="also offer this agent spawn_subagent and cancel_subagent (its children) through "
+        "BooCode's MCP server, so it can hand work to subagents of its own",
+    )
 
 
 class PermissionsConfig(BaseModel):
@@ -73,6 +78,24 @@ class DaemonConfig(BaseModel):
     # The workspace's daemon exits after this long with no front end connected and nothing
     # queued or running; the next front end starts it again.
     idle_exit_s: float = Field(default=900.0, gt=0)
+
+
+class DelegationConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    # A host's run is depth 0, its children depth 1: a spawn that would go deeper is refused.
+    max_depth: int = Field(default=2, ge=0)
+    # Children one run may spawn (retries of a child do not count).
+    max_children: int = Field(default=8, ge=0)
+
+
+class ImagesConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    # Per image, as stored (decoded); an agent's provider may take less.
+    max_bytes: int = Field(default=5 * 1024 * 1024, ge=1)
+    # Images one prompt may carry.
+    max_count: int = Field(default=8, ge=0)
 
 
 class StoreConfig(BaseModel):
@@ -106,6 +129,8 @@ class Config(BaseModel):
     permissions: PermissionsConfig = Field(default_factory=PermissionsConfig)
     pool: PoolConfig = Field(default_factory=PoolConfig)
     daemon: DaemonConfig = Field(default_factory=DaemonConfig)
+    delegation: DelegationConfig = Field(default_factory=DelegationConfig)
+    images: ImagesConfig = Field(default_factory=ImagesConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
     worker: WorkerConfig = Field(default_factory=WorkerConfig)
 

@@ -23,13 +23,15 @@ import anyio.abc
 
 from boocode_mcp import procs
 from boocode_mcp.agents.acp_backend import CANCEL_TIMEOUT_S, BackendState, WarmAcpBackend
-from boocode_mcp.agents.backend import AgentBackend
+from boocode_mcp.agents.backend import AgentBackend, McpProvider
 from boocode_mcp.agents.lifecycle import PoolEntry, choose_evictions
 from boocode_mcp.agents.registry import AgentRegistry
 from boocode_mcp.agents.terminals import TerminalRecords
 from boocode_mcp.config import AgentSpec, PoolConfig
 from boocode_mcp.errors import InvalidRequestError
+from boocode_mcp.store import agent_capabilities
 from boocode_mcp.store import agent_sessions as rows
+from boocode_mcp.store.agent_capabilities import AgentCapabilities
 from boocode_mcp.store.agent_sessions import AgentSessionRow
 from boocode_mcp.store.db import Database, DatabaseError
 
@@ -62,8 +64,12 @@ class AgentPool:
         tick_s: float | None = None,
         env: Mapping[str, str] | None = None,
         cancel_timeout_s: float = CANCEL_TIMEOUT_S,
+        mcp: McpProvider | None = None,
     ) -> None:
         self._registry = registry
+        self._mcp = mcp
+        # What agents said they can do as they started, waiting for the writer.
+        self._capabilities: dict[str, AgentCapabilities] = {}
         self._config = config
         self._log_dir = log_dir
         self._db = db
@@ -162,6 +168,8 @@ class AgentPool:
                 terminal_ledger=None
                 if self._db is None
                 else TerminalRecords(self._db, owner_pid=self.owner_pid, chat_id=chat_id, agent=agent),
+                mcp=self._mcp,
+                on_capabilities=self._on_capabilities,
             )
             mine.append(backend)
             self._backends[key] = backend
@@ -190,10 +198,13 @@ class AgentPool:
     async def sync(self) -> None:
         """Write every pending row change now (the writer task does this on its own, too)."""
         async with self._write_lock:
-            while self._pending:
+            while self._pending or self._capabilities:
                 batch, self._pending = self._pending, {}
                 for row in batch.values():
                     await self._write(row)
+                noted, self._capabilities = self._capabilities, {}
+                for caps in noted.values():
+                    await self._write_capabilities(caps)
 
     async def tick(self) -> None:
         """One health check and eviction pass (the pool's tick task runs this periodically)."""
@@ -280,6 +291,20 @@ class AgentPool:
             cost=base.cost + state.cost,
         )
         self._wake.set()
+
+    def _on_capabilities(self, caps: AgentCapabilities) -> None:
+        """Called synchronously by backends as their agent starts; queued for the writer."""
+        if self._db is None:
+            return
+        self._capabilities[caps.agent] = caps
+        self._wake.set()
+
+    async def _write_capabilities(self, caps: AgentCapabilities) -> None:
+        assert self._db is not None
+        try:
+            await agent_capabilities.record(self._db, caps)
+        except DatabaseError as e:
+            log.warning("cannot record the capabilities of agent %s: %s", caps.agent, e)
 
     async def _write(self, row: AgentSessionRow) -> None:
         assert self._db is not None

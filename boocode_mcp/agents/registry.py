@@ -73,6 +73,11 @@ class AgentRegistry:
         self._now()
         return sorted(self._specs)
 
+    def installed(self) -> list[str]:
+        """The agents whose program is there now, by name (a PATH lookup each, no process run)."""
+        self._now()
+        return sorted(n for n, spec in self._specs.items() if find_program(spec.command) is not None)
+
     def spec(self, name: str) -> AgentSpec:
         current = self._now()
         if current.problem is not None:
