@@ -21,7 +21,8 @@ def initialize_result(client_version: int) -> dict[str, Any]:
         "protocolVersion": min(client_version, ACP_PROTOCOL_VERSION),
         "agentCapabilities": {
             "loadSession": True,
-            "promptCapabilities": {"image": False, "audio": False, "embeddedContext": True},
+            # Images are passed on to the backend agent (refused, saying so, by one that takes none).
+            "promptCapabilities": {"image": True, "audio": False, "embeddedContext": True},
             "sessionCapabilities": {"list": {}, "resume": {}, "close": {}},
         },
         "authMethods": [],

@@ -122,10 +122,10 @@ class EngineHost:
         box: dict[str, Any] = {}
 
         async def owner() -> None:
-            from boocode_mcp.engine import Engine
+            from boocode_mcp.agent_mcp import open_engine
 
             try:
-                async with Engine.open(workspace) as engine:
+                async with open_engine(workspace) as engine:
                     box["engine"] = engine
                     ready.set()
                     await self._stop.wait()
@@ -251,6 +251,15 @@ def prompt_text(blocks: Sequence[Any]) -> str:
             else:
                 parts.append(f"@{res.uri}")
     return "".join(parts).strip()
+
+
+def prompt_images(blocks: Sequence[Any]) -> list[str]:
+    """The prompt's image blocks as data URIs, in order (what spawn takes as images)."""
+    return [
+        f"data:{block.mime_type};base64,{block.data}"
+        for block in blocks
+        if getattr(block, "type", None) == "image" and getattr(block, "data", None)
+    ]
 
 
 def parse_command(text: str) -> tuple[str, str] | None:
@@ -522,6 +531,7 @@ class BooCodeAgent:
                 INVALID_PARAMS, f"unknown session {session_id}: create it with session/new or session/load"
             )
         text = prompt_text(prompt)
+        images = prompt_images(prompt)
         async with session.lock:
             if not session.commands_sent:
                 await self._send_commands(session)
@@ -535,9 +545,9 @@ class BooCodeAgent:
                 await self._send_commands(session)
                 return PromptResponse(stop_reason="end_turn")
             session.cancel_requested = False
-            return await self._turn(session, text)
+            return await self._turn(session, text, images)
 
-    async def _turn(self, session: _Session, text: str) -> PromptResponse:
+    async def _turn(self, session: _Session, text: str, images: list[str]) -> PromptResponse:
         engine, sid = session.engine, session.session_id
         send: MemoryObjectSendStream[tuple[AgentEvent, Any]]
         recv: MemoryObjectReceiveStream[tuple[AgentEvent, Any]]
@@ -581,6 +591,7 @@ class BooCodeAgent:
                         chat_id=session.chat_id,
                         on_event=on_event,
                         permission_handler=on_permission,
+                        images=images,
                     )
                     session.chat_id, session.run_id = view.chat_id, view.subagent_id
                     # Set before anything awaits, so the forwarder sees it with the first event.

@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from boocode_mcp import agent_bridge
 from boocode_mcp.daemon.client import Api, ApiFailure, open_api
 from boocode_mcp.daemon.wire import DaemonError, NotRunning, control, find_workspace, stop_daemon
 
@@ -116,6 +117,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _no_daemon_arg(p)
 
+    p = sub.add_parser(
+        "ui",
+        help="the web page: the daemon serves it on loopback; prints its address with a login token",
+        description="Make the workspace's daemon serve its web page (runs live, timelines, patches to "
+        "review and apply, traces, usage) on 127.0.0.1 and print the address, with a login token the "
+        "first visit exchanges for a cookie. The page lives as long as the daemon; an open page "
+        "keeps the daemon from idling out.",
+    )
+    _workspace_arg(p)
+    p.add_argument("--open", action="store_true", help="also open the page in a web browser")
+
     p = sub.add_parser("daemon", help="the workspace's daemon: status or stop (never starts one)")
     p.add_argument("action", choices=["status", "stop"], help="status: is it running; stop: end it")
     _workspace_arg(p)
@@ -140,8 +152,72 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", metavar="M", default=None, help="model for the agent, where it supports one")
     p.add_argument("--mode", metavar="M", default=None, help="agent mode, where it supports one")
     p.add_argument(
-        "--quiet", action="store_true", help="no progress on stderr (permission requests still show)"
+        "--image",
+        metavar="PATH",
+        action="append",
+        default=None,
+        help="an image file the prompt carries (PNG, JPEG, GIF or WebP; repeat for more); for agents "
+        "that take images (see `boocode agents`)",
     )
+    _quiet_arg(p)
+
+    p = sub.add_parser(
+        "send",
+        help="a follow-up on a run's chat, in the foreground like `run`",
+        description="Send MSG as the next prompt of RUN's chat (its warm agent, its worktree) and follow "
+        "the new run like `boocode run`: progress on stderr, the final message on stdout.",
+    )
+    _common(p)
+    p.add_argument("run", metavar="RUN", help="a run of the chat (a unique prefix is enough)")
+    p.add_argument("message", metavar="MSG", help="the follow-up prompt")
+    _quiet_arg(p)
+
+    p = sub.add_parser(
+        "retry",
+        help="run a failed, cancelled or interrupted run's prompt again, in the foreground",
+        description="Run RUN's prompt (and images) again on its chat, as a new run naming it in "
+        "retry_of, and follow it like `boocode run`. `boocode inbox` lists the runs that may need it.",
+    )
+    _common(p)
+    p.add_argument("run", metavar="RUN", help="the run to retry (a unique prefix is enough)")
+    _quiet_arg(p)
+
+    p = sub.add_parser(
+        "attach",
+        help="follow a run live from any shell: its text on stdout, progress on stderr",
+        description="Follow RUN as it goes, from any process: the agent's text on stdout as it "
+        "arrives (from the start of the run), tool calls and status on stderr. Exits when the run "
+        "ends: 0 if it completed, 1 otherwise. Ctrl-C stops following; the run goes on.",
+    )
+    _common(p, json_flag=False)
+    p.add_argument("run", metavar="RUN", help="the run to follow (a unique prefix is enough)")
+
+    p = sub.add_parser(
+        "inbox",
+        help="what needs you: failed or interrupted runs, permission requests, conflicted patches",
+    )
+    _common(p)
+    p.add_argument("--limit", type=int, default=100, help="at most this many items (default 100)")
+
+    p = sub.add_parser(
+        "stats",
+        help="runs, success rate, turn times, tokens (cache reads and writes too) and cost",
+        description="How the workspace's runs went and what they cost, one row per agent (default), "
+        "day, chat or session. Token and cost figures are what the agents reported; a blank one "
+        "was never reported.",
+    )
+    _common(p)
+    p.add_argument(
+        "--by", choices=["agent", "day", "chat", "session"], default="agent", help="group by (default agent)"
+    )
+    p.add_argument(
+        "--since",
+        metavar="WHEN",
+        default=None,
+        help="only runs created since: a duration back from now (30m, 12h, 7d, 2w), an ISO date or "
+        "date-time, or unix seconds",
+    )
+    p.add_argument("--limit", type=int, default=100, help="at most this many rows (default 100)")
 
     p = sub.add_parser(
         "respond",
@@ -235,6 +311,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _quiet_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--quiet", action="store_true", help="no progress on stderr (permission requests still show)"
+    )
+
+
 def _workspace(arg: Path | None) -> Path:
     return (arg if arg is not None else Path.cwd()).absolute()
 
@@ -252,6 +334,9 @@ def mcp_main(argv: Sequence[str] | None = None) -> None:
     _workspace_arg(p)
     _no_daemon_arg(p)
     args = p.parse_args(argv)
+    if os.environ.get(agent_bridge.ENV_TOKEN):
+        # Started by an agent BooCode runs, as its session's stdio MCP server.
+        _exit(agent_bridge.main())
     _exit(_guarded(lambda: _serve_stdio(_workspace(args.workspace), args.no_daemon)))
 
 
@@ -425,6 +510,19 @@ def cmd_daemon(args: argparse.Namespace) -> int:
     return 0 if status["running"] else 1
 
 
+def cmd_ui(args: argparse.Namespace) -> int:
+    workspace = _workspace(args.workspace)
+    url = str(control(workspace, "ui", start=True)["url"])
+    sys.stdout.write(url + "\n")
+    sys.stdout.flush()
+    if args.open:
+        import webbrowser
+
+        if not webbrowser.open(url):
+            _say("found no web browser to open; open the address above yourself")
+    return 0
+
+
 # -- commands on the API --------------------------------------------------------------------
 
 
@@ -548,6 +646,14 @@ def _answer(args: argparse.Namespace, method: str, render: str, field: str, **pa
     return 0
 
 
+def cmd_inbox(args: argparse.Namespace) -> int:
+    return _answer(args, "inbox", "inbox", "items", limit=args.limit)
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    return _answer(args, "usage_stats", "usage", "rows", group_by=args.by, since=args.since, limit=args.limit)
+
+
 def cmd_agents(args: argparse.Namespace) -> int:
     with _Session(args) as api:
         result, text = api.call_text("list_agents")
@@ -618,10 +724,10 @@ def _request_id(view: dict[str, Any], given: str) -> str:
 # -- run ------------------------------------------------------------------------------------
 
 
-def _finish_run(view: dict[str, Any], as_json: bool) -> int:
+def _finish_run(view: dict[str, Any], as_json: bool, *, print_final: bool = True) -> int:
     if as_json:
         _print_json(view)
-    elif view.get("final_message"):
+    elif view.get("final_message") and print_final:
         sys.stdout.write(view["final_message"].rstrip("\n") + "\n")
     status = view.get("status")
     if status == "completed":
@@ -717,12 +823,34 @@ def _run_summary(view: dict[str, Any], started: float) -> str:
     return f"{view.get('status')} · {n_tools} tool calls · {files} files · {time.monotonic() - started:.0f}s"
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    from boocode_mcp.cli_render import Progress
+# What `boocode run --image` may read and send: the daemon's own limit ([images] max_bytes) is
+# checked there; this only keeps a mistaken path from sending a huge file over the socket.
+MAX_IMAGE_FILE_BYTES = 32 * 1024 * 1024
 
-    workspace = _workspace(args.workspace)
-    progress = None if args.quiet else Progress()
-    started = time.monotonic()
+
+def _data_uri(path: str) -> str:
+    """An image file as a data URI: the daemon takes files outside the workspace only that way."""
+    import base64
+    import mimetypes
+
+    try:
+        size = os.path.getsize(path)
+        if size > MAX_IMAGE_FILE_BYTES:
+            raise CliError(
+                f"--image {path}: {size / 2**20:.1f} MiB is far too large for an image; send a smaller one"
+            )
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise CliError(f"--image {path}: cannot be read ({e.strerror})") from None
+    mime = mimetypes.guess_type(path)[0] or ""
+    # The daemon recognises the format from the bytes; the declared type only has to be an image's.
+    mime = mime if mime.startswith("image/") else "image/unknown"
+    return f"data:{mime};base64,{base64.b64encode(data).decode()}"
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    images = [_data_uri(path) for path in args.image or []]
     with _Session(args, own_session=args.session) as api:
         chat = _resolve(api, args.chat, ("chat",), args.session)["id"] if args.chat else None
         spawned = api.call(
@@ -733,56 +861,111 @@ def cmd_run(args: argparse.Namespace) -> int:
             model=args.model,
             mode=args.mode,
             session_id=args.session if chat is not None else None,
+            images=images or None,
         )
-        run_id = spawned["subagent_id"]
-        if progress is not None:
-            progress.status(f"subagent {run_id[:8]} on {spawned['agent']} (chat {spawned['chat_id'][:8]})")
+        return _foreground(api, args, spawned)
 
-        def respond(request_id: str, option_id: str) -> object:
-            return api.call(
-                "respond_permission", subagent_id=run_id, request_id=request_id, option_id=option_id
-            )
 
-        asker = PermissionAsker(
-            find_workspace(workspace),
-            run_id,
-            None if args.json else progress,
-            respond,
-            in_process=args.no_daemon,
-        )
-        view: dict[str, Any] = spawned
-        seq = 0
-        last_status = None
+def cmd_send(args: argparse.Namespace) -> int:
+    with _Session(args) as api:
+        run_id = _resolve(api, args.run, ("subagent",), args.session)["id"]
+        chat = api.call("subagent_status", subagent_id=run_id)["chat_id"]
+        spawned = api.call("spawn_subagent", prompt=args.message, chat_id=chat)
+        return _foreground(api, args, spawned)
+
+
+def cmd_retry(args: argparse.Namespace) -> int:
+    with _Session(args) as api:
+        run_id = _resolve(api, args.run, ("subagent",), args.session)["id"]
+        spawned = api.call("retry_subagent", subagent_id=run_id)
+        return _foreground(api, args, spawned)
+
+
+def cmd_attach(args: argparse.Namespace) -> int:
+    from boocode_mcp.cli_render import Progress
+
+    with _Session(args) as api:
+        run_id = _resolve(api, args.run, ("subagent",), args.session)["id"]
+        progress = Progress(text_out=sys.stdout)
         try:
-            while True:
-                batch = api.call("watch", subagent_id=run_id, after_seq=seq, wait_seconds=WATCH_WAIT_S)
-                seq = batch["next_seq"]
-                view = batch["status"]
-                if progress is not None:
-                    for event in batch["events"]:
-                        progress.event(event["kind"], event["payload"])
-                    if view.get("status") != last_status:
-                        progress.status(_run_summary(view, started))
-                asker.handle(view.get("pending_permission"))
-                last_status = view.get("status")
-                if last_status in TERMINAL and not batch["events"]:
-                    break
-        except KeyboardInterrupt:
-            # Ctrl-C cancels the run (session/cancel to its agent), then the command ends.
-            api.call("cancel_subagent", subagent_id=run_id)
-            if progress is not None:
-                progress.done()
-            raise
+            view = _follow(api, run_id, progress, time.monotonic())
+        finally:
+            progress.done()
+    # The text went to stdout as it came; only how the run ended is left to say.
+    return _finish_run(view, as_json=False, print_final=False)
+
+
+def _foreground(api: Api, args: argparse.Namespace, spawned: dict[str, Any]) -> int:
+    """Follow a run this command started: progress on stderr, the final message (or with --json
+    the final status) on stdout, permission requests asked; Ctrl-C cancels the run."""
+    from boocode_mcp.cli_render import Progress
+
+    progress = None if args.quiet else Progress()
+    run_id = spawned["subagent_id"]
+    if progress is not None:
+        what = f"retry of {spawned['retry_of'][:8]}, " if spawned.get("retry_of") else ""
+        progress.status(f"subagent {run_id[:8]} on {spawned['agent']} ({what}chat {spawned['chat_id'][:8]})")
+
+    def respond(request_id: str, option_id: str) -> object:
+        return api.call("respond_permission", subagent_id=run_id, request_id=request_id, option_id=option_id)
+
+    asker = PermissionAsker(
+        find_workspace(_workspace(args.workspace)),
+        run_id,
+        None if args.json else progress,
+        respond,
+        in_process=args.no_daemon,
+    )
+    try:
+        view = _follow(api, run_id, progress, time.monotonic(), asker)
+    except KeyboardInterrupt:
+        # Ctrl-C cancels the run (session/cancel to its agent), then the command ends.
+        api.call("cancel_subagent", subagent_id=run_id)
+        if progress is not None:
+            progress.done()
+        raise
     if progress is not None:
         progress.done()
     return _finish_run(view, args.json)
+
+
+def _follow(
+    api: Api,
+    run_id: str,
+    progress: Progress | None,
+    started: float,
+    asker: PermissionAsker | None = None,
+) -> dict[str, Any]:
+    """Show a run's events as they arrive until it has ended; its final status."""
+    seq = 0
+    last_status = None
+    while True:
+        batch = api.call("watch", subagent_id=run_id, after_seq=seq, wait_seconds=WATCH_WAIT_S)
+        seq = batch["next_seq"]
+        view: dict[str, Any] = batch["status"]
+        if progress is not None:
+            for event in batch["events"]:
+                progress.event(event["kind"], event["payload"])
+            if view.get("status") != last_status:
+                progress.status(_run_summary(view, started))
+        if asker is not None:
+            asker.handle(view.get("pending_permission"))
+        last_status = view.get("status")
+        if last_status in TERMINAL and not batch["events"]:
+            return view
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "serve": cmd_serve,
     "acp": cmd_acp,
     "daemon": cmd_daemon,
+    "ui": cmd_ui,
     "run": cmd_run,
+    "send": cmd_send,
+    "retry": cmd_retry,
+    "attach": cmd_attach,
+    "inbox": cmd_inbox,
+    "stats": cmd_stats,
     "respond": cmd_respond,
     "ls": cmd_ls,
     "show": cmd_show,

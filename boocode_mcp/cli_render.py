@@ -128,17 +128,79 @@ class Renderer:
     def agents(self, agents: Sequence[Obj]) -> None:
         self._table(
             "agents",
-            ["name", "protocol", "installed", "version", "command", "install"],
+            ["name", "installed", "version", "protocol", "images", "command", "install"],
             [
                 [
                     a["name"] + (" (default)" if a.get("default") else ""),
-                    a.get("protocol") or "",
                     "yes" if a.get("installed") else "no",
                     a.get("version") or "",
+                    a.get("protocol") or "",
+                    "?" if a.get("images") is None else "yes" if a["images"] else "no",
                     a.get("path") or a.get("command") or "",
                     "" if a.get("installed") else (a.get("install") or ""),
                 ]
                 for a in agents
+            ],
+        )
+
+    def inbox(self, items: Sequence[Obj]) -> None:
+        if not items:
+            self.line("the inbox is empty")
+            return
+        self._table(
+            "inbox",
+            ["when", "kind", "run", "patch", "status", "reason"],
+            [
+                [
+                    _when(i.get("created_at")),
+                    i["kind"],
+                    _short(i.get("subagent_id")),
+                    _short(i.get("patch_id")),
+                    i.get("status") or "",
+                    _excerpt(i.get("reason"), 70),
+                ]
+                for i in items
+            ],
+        )
+
+    def usage(self, rows: Sequence[Obj]) -> None:
+        if not rows:
+            self.line("no runs")
+            return
+
+        def count(value: Any) -> str:
+            return "" if value is None else f"{value:,}"
+
+        self._table(
+            "usage",
+            [
+                "key",
+                "runs",
+                "ok",
+                "failed",
+                "success",
+                "median turn",
+                "in",
+                "out",
+                "cache read",
+                "cache write",
+                "cost",
+            ],
+            [
+                [
+                    _short(r["key"]) if len(r["key"]) > 30 else r["key"],
+                    str(r["runs"]),
+                    str(r["completed"]),
+                    str(r["failed"]),
+                    "" if r.get("success_rate") is None else f"{r['success_rate']:.0%}",
+                    "" if r.get("median_turn_ms") is None else f"{r['median_turn_ms'] / 1000:.1f}s",
+                    count(r.get("input_tokens")),
+                    count(r.get("output_tokens")),
+                    count(r.get("cache_read_tokens")),
+                    count(r.get("cache_write_tokens")),
+                    "" if r.get("cost") is None else f"{r['cost']:.4g}",
+                ]
+                for r in rows
             ],
         )
 
@@ -249,11 +311,14 @@ _RESET = "\x1b[0m"
 
 
 class Progress:
-    """Live progress of a run on stderr: the agent's text as it streams, tool calls, a status line."""
+    """Live progress of a run on stderr: the agent's text as it streams, tool calls, a status line.
+    With `text_out` (`boocode attach`), the agent's text goes there instead."""
 
-    def __init__(self, err: IO[str] | None = None) -> None:
+    def __init__(self, err: IO[str] | None = None, *, text_out: IO[str] | None = None) -> None:
         self.err = err if err is not None else sys.stderr
         self.tty = is_tty(self.err)
+        self._text_out = text_out
+        self._out_mid_line = False
         self._mid_line = False
         self._tools: dict[str, tuple[str, str | None]] = {}
 
@@ -267,6 +332,12 @@ class Progress:
             self._mid_line = False
 
     def text(self, chunk: str) -> None:
+        if self._text_out is not None:
+            self._text_out.write(chunk)
+            self._text_out.flush()
+            if chunk:
+                self._out_mid_line = not chunk.endswith("\n")
+            return
         self.err.write(chunk)
         self.err.flush()
         self._mid_line = not chunk.endswith("\n")
@@ -309,3 +380,8 @@ class Progress:
 
     def done(self) -> None:
         self._end_line()
+        if self._text_out is not None and self._out_mid_line:
+            # The agent's text ends with a line break, so whatever follows starts a line.
+            self._text_out.write("\n")
+            self._text_out.flush()
+            self._out_mid_line = False

@@ -75,14 +75,26 @@ class AgentSpec(BaseModel):
     fallback: str | None = Field(
         default=None, description="acp: the cli entry a turn runs on when this agent's handshake fails"
     )
+    delegate: bool = Field(
+        default=False,
+        description="also offer this agent spawn_subagent and cancel_subagent (its children) through "
+        "BooCode's MCP server, so it can hand work to subagents of its own",
+    )
 
-    @field_validator(*_CLI_ONLY_KEYS, "fallback")
+    @field_validator(*_CLI_ONLY_KEYS, "fallback", "delegate")
     @classmethod
     def _fits_protocol(cls, value: Any, info: ValidationInfo) -> Any:
         # Runs only for keys the entry sets; `protocol` is validated before these fields.
         cli = info.data.get("protocol") == "cli"
         if info.field_name == "fallback" and cli:
             raise ValueError('only an ACP entry has a fallback; remove it from this protocol = "cli" entry')
+        if info.field_name == "delegate":
+            if cli and value:
+                raise ValueError(
+                    "a command-line agent is given no MCP server, so it cannot delegate; remove "
+                    'delegate from this protocol = "cli" entry'
+                )
+            return value
         if info.field_name != "fallback" and not cli:
             raise ValueError(f'{info.field_name} is for protocol = "cli" entries only; add protocol = "cli"')
         return value
@@ -144,6 +156,24 @@ class DaemonConfig(BaseModel):
     idle_exit_s: float = Field(default=900.0, gt=0)
 
 
+class DelegationConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    # A host's run is depth 0, its children depth 1: a spawn that would go deeper is refused.
+    max_depth: int = Field(default=2, ge=0)
+    # Children one run may spawn (retries of a child do not count).
+    max_children: int = Field(default=8, ge=0)
+
+
+class ImagesConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    # Per image, as stored (decoded); an agent's provider may take less.
+    max_bytes: int = Field(default=5 * 1024 * 1024, ge=1)
+    # Images one prompt may carry.
+    max_count: int = Field(default=8, ge=0)
+
+
 class StoreConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -175,6 +205,8 @@ class Config(BaseModel):
     permissions: PermissionsConfig = Field(default_factory=PermissionsConfig)
     pool: PoolConfig = Field(default_factory=PoolConfig)
     daemon: DaemonConfig = Field(default_factory=DaemonConfig)
+    delegation: DelegationConfig = Field(default_factory=DelegationConfig)
+    images: ImagesConfig = Field(default_factory=ImagesConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
     worker: WorkerConfig = Field(default_factory=WorkerConfig)
 

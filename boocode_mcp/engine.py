@@ -20,20 +20,25 @@ import anyio
 
 from boocode_mcp import commands, procs, workspace
 from boocode_mcp.agents.backend import EventSink, PermissionHandler
+from boocode_mcp.agents.cli_backend import CLI_NO_IMAGES
 from boocode_mcp.agents.pool import AgentPool
-from boocode_mcp.agents.registry import AgentRegistry
+from boocode_mcp.agents.registry import AgentRegistry, ResolvedAgent
+from boocode_mcp.attachments import Attachment, Attachments
 from boocode_mcp.config import BOOCODE_DIR, Config, user_config_dir
 from boocode_mcp.daemon.wire import DaemonError, check_state_dir
-from boocode_mcp.errors import InvalidRequestError, NotFoundError, WorkspaceError
+from boocode_mcp.delegation import AgentGateway, AgentGrant, CallingRun
+from boocode_mcp.errors import BooCodeError, InvalidRequestError, NotFoundError, WorkspaceError
 from boocode_mcp.memory import MemoryIndex
 from boocode_mcp.presenter import Presenter
 from boocode_mcp.review import PatchReview
 from boocode_mcp.states import TERMINAL_STATUSES
+from boocode_mcp.store import agent_capabilities as capabilities_store
 from boocode_mcp.store import agent_sessions as agent_sessions_store
 from boocode_mcp.store import chats as chats_store
 from boocode_mcp.store import events as events_store
 from boocode_mcp.store import lookups, open_db, sessions, work
 from boocode_mcp.store import patches as patches_store
+from boocode_mcp.store import permissions as permissions_store
 from boocode_mcp.store import subagents as runs_store
 from boocode_mcp.store.chats import ChatRow
 from boocode_mcp.store.db import Database
@@ -44,14 +49,16 @@ from boocode_mcp.subagents.digest import DigestCache
 from boocode_mcp.subagents.locks import RunLocks
 from boocode_mcp.subagents.recovery import RecoveryReport, recover, run_owner_alive
 from boocode_mcp.subagents.run import Run
-from boocode_mcp.subagents.runner import CANCEL_WAIT_S, Runner
+from boocode_mcp.subagents.runner import CANCEL_WAIT_S, INBOX_URI, Runner
 from boocode_mcp.subagents.shared import SharedQueue, WorkerSetup
 from boocode_mcp.tracing import Tracer
 from boocode_mcp.trust import ConfigSource
 from boocode_mcp.views import (
+    AgentInfo,
     AgentSessionView,
     ApplyResult,
     CommandResult,
+    InboxItem,
     MemoryHit,
     PatchView,
     SubagentView,
@@ -68,6 +75,7 @@ PREWARM_WAIT_S = 10.0
 FOREIGN_POLL_S = 0.25
 # respond_permission returns once the run has taken the answer, at most this long after it.
 RESPOND_WAIT_S = 5.0
+RETRYABLE = frozenset({"failed", "cancelled", "interrupted"})
 
 
 class Engine:
@@ -84,6 +92,7 @@ class Engine:
         recovery: RecoveryReport,
         git: workspace.GitRepo,
         run_locks: RunLocks,
+        gateway: AgentGateway,
         worker_setup: WorkerSetup | None = None,
     ) -> None:
         self.workspace = workspace_dir
@@ -93,6 +102,10 @@ class Engine:
         self.pool = pool
         self.memory = memory
         self.recovery = recovery
+        # BooCode's MCP server for agent sessions: credentials here, the endpoint attached by
+        # whoever owns the engine (agent_mcp.open_engine).
+        self.agent_gateway = gateway
+        self.attachments = Attachments(workspace_dir)
         self._listeners: list[Callable[[str], None]] = []
         self.tracer = Tracer(db, self._notify)
         self._run_locks = run_locks
@@ -111,6 +124,7 @@ class Engine:
             digests=digests,
             run_locks=run_locks,
             notify=self._notify,
+            attachments=self.attachments,
             shared=self.shared,
         )
         self._present = Presenter(db, workspace_dir, self._runner, digests)
@@ -180,12 +194,14 @@ class Engine:
             if db.dialect == "postgres":
                 setup = _worker_setup(repo, cfg, worker)
             report = await recover(db, repo, run_locks, shared=setup is not None)
+            gateway = AgentGateway()
             pool = AgentPool(
                 registry,
                 registry.config.pool,
                 log_dir=boocode / "logs",
                 db=db,
                 owner_pid=os.getpid(),
+                mcp=gateway,
                 worker_id=setup.record.id if setup is not None and setup.record is not None else None,
             )
             memory = MemoryIndex(db, [boocode / "memory", user_dir / "memory"])
@@ -199,6 +215,7 @@ class Engine:
                     recovery=report,
                     git=git,
                     run_locks=run_locks,
+                    gateway=gateway,
                     worker_setup=setup,
                 )
                 async with anyio.create_task_group() as tg:
@@ -272,14 +289,25 @@ class Engine:
         mode: str | None = None,
         on_event: EventSink | None = None,
         permission_handler: PermissionHandler | None = None,
+        images: Sequence[str] = (),
+        parent: CallingRun | None = None,
+        retry_of: SubagentRow | None = None,
     ) -> SubagentView:
         """Queue a run and return at once (status queued); the worktree and agent start in the
         background. With `chat_id` the run continues that chat on its warm agent, in the chat's
         session (`session_id`, when given, must be that session; None finds the chat anywhere in
         the workspace); an `agent` different from the chat's switches the chat to it (as
-        set_chat_agent does). A new chat's session is created when it does not exist yet."""
+        set_chat_agent does). A new chat's session is created when it does not exist yet.
+
+        `images` (workspace paths or data URIs) go to the agent with the prompt. `parent` is the run
+        of a subagent spawning this one through BooCode's MCP server: the new run is its child, one
+        level deeper, within `[delegation]` limits. `retry_of` re-runs that run's prompt and images
+        (the caller gives its chat)."""
         if not prompt.strip():
             raise InvalidRequestError("the prompt is empty; say what the subagent should do")
+        depth = 0
+        if parent is not None:
+            depth = await self._check_delegation(parent, chat_id, counted=retry_of is None)
         chat: ChatRow | None = None
         if chat_id is not None:
             chat = await chats_store.get(self.db, session_id, chat_id)
@@ -292,10 +320,16 @@ class Engine:
         else:
             session_id = await self.ensure_session(session_id)
         name = agent or (chat.agent if chat is not None else self.config.default_agent)
-        self.registry.resolve(name)  # unknown / not installed -> error now, not in the background
+        # Unknown / not installed: the error comes now, not from the background.
+        resolved = self.registry.resolve(name)
         if chat is not None:
             await self._check_chat_idle(chat.id)
         await self._runner.check_room()
+        stored: list[Attachment] = [Attachment.from_record(r) for r in retry_of.images] if retry_of else []
+        if images:
+            stored = await self.attachments.store(images, self.config.images)
+        if stored:
+            await self._check_takes_images(resolved)
         # Its place in the queue first: a spawn the bounded queue refuses writes nothing.
         with self._runner.queue_place() as submit:
             if chat is None:
@@ -321,6 +355,10 @@ class Engine:
                 model=model,
                 mode=mode,
                 owner_pid=os.getpid(),
+                parent_subagent_id=parent.subagent_id if parent is not None else None,
+                depth=depth,
+                retry_of=retry_of.id if retry_of is not None else None,
+                images=[a.record() for a in stored],
                 **placement,
             )
             if row is None:
@@ -339,7 +377,50 @@ class Engine:
             view = await self._present.subagent(row, run.digest)
             submit(run)
         self._notify(f"subagents://{subagent_id}")
+        for lineage in (parent.subagent_id if parent else None, retry_of.id if retry_of else None):
+            if lineage is not None:
+                self._notify(f"subagents://{lineage}")
+        if retry_of is not None:
+            self._notify(INBOX_URI)
         return view
+
+    async def _check_delegation(self, parent: CallingRun, chat_id: str | None, *, counted: bool) -> int:
+        """The depth of a child of `parent`, or the refusal `[delegation]` limits make."""
+        limits = self.config.delegation
+        depth = parent.depth + 1
+        if depth > limits.max_depth:
+            raise InvalidRequestError(
+                f"refused: a subagent of run {parent.subagent_id} would be at depth {depth}, and "
+                f"[delegation] max_depth is {limits.max_depth} (a host's run is depth 0); do the work "
+                "in this run instead of delegating it"
+            )
+        if counted and await runs_store.count_spawned(self.db, parent.subagent_id) >= limits.max_children:
+            raise InvalidRequestError(
+                f"refused: run {parent.subagent_id} already has {limits.max_children} children, the "
+                "[delegation] max_children limit; wait for them (subagent_status) and do the rest here"
+            )
+        if chat_id is not None and not await runs_store.chat_has_child_of_chat(
+            self.db, chat_id, parent.chat_id
+        ):
+            raise InvalidRequestError(
+                f"chat {chat_id!r} was not started by a subagent of this chat; a subagent may continue "
+                "only the chats of its own children: omit chat_id to start a new one"
+            )
+        return depth
+
+    async def _check_takes_images(self, resolved: ResolvedAgent) -> None:
+        """Refuse images for an agent known not to take them: a command-line agent, or an ACP agent
+        that said so when it started here."""
+        agent = resolved.name
+        if resolved.spec.protocol == "cli":
+            raise InvalidRequestError(CLI_NO_IMAGES.format(agent=agent))
+        caps = await capabilities_store.get(self.db, agent)
+        if caps is not None and not caps.image:
+            raise InvalidRequestError(
+                f"agent {agent!r} does not take images (its ACP initialize answer did not advertise "
+                "promptCapabilities.image); send the prompt without images or pick an agent whose "
+                "list_agents entry says images: true"
+            )
 
     async def _placement(self, chat_id: str, agent: str, *, pinned: bool) -> dict[str, Any]:
         """Where a run on a shared store may run: its base commit (the chat's, else this
@@ -467,11 +548,48 @@ class Engine:
                 return view
 
     async def cancel(self, session_id: str | None, subagent_id: str) -> SubagentView:
-        """Cancel a run (session/cancel to its agent, never a kill); a finished run is returned
-        unchanged."""
+        """Cancel a run (session/cancel to its agent, never a kill) and every live run below it
+        (its children, theirs, ...), all at once; a finished run is returned unchanged, though its
+        live descendants are still cancelled."""
         row = await self._row(session_id, subagent_id)
-        if row.status in TERMINAL_STATUSES:
-            return await self._view(row)
+        descendants = await self._live_descendants(row.id)
+        refused: list[BooCodeError] = []
+
+        async def cancel_child(child: SubagentRow) -> None:
+            try:
+                await self._cancel_one(child)
+            except BooCodeError as e:
+                # A child driven by another process: that process must cancel it.
+                log.warning("could not cancel %s, a child of %s: %s", child.id, row.id, e)
+
+        async def cancel_own() -> None:
+            try:
+                await self._cancel_one(row)
+            except BooCodeError as e:
+                refused.append(e)
+
+        async with anyio.create_task_group() as tg:
+            for child in descendants:
+                tg.start_soon(cancel_child, child)
+            if row.status not in TERMINAL_STATUSES:
+                tg.start_soon(cancel_own)
+        if refused:
+            raise refused[0]
+        return await self.status(session_id, subagent_id)
+
+    async def _live_descendants(self, subagent_id: str) -> list[SubagentRow]:
+        found: list[SubagentRow] = []
+        level = [subagent_id]
+        seen = {subagent_id}
+        while level:
+            rows = [r for r in await runs_store.children(self.db, level) if r.id not in seen]
+            seen.update(r.id for r in rows)
+            found += [r for r in rows if r.status not in TERMINAL_STATUSES]
+            level = [r.id for r in rows]
+        return found
+
+    async def _cancel_one(self, row: SubagentRow) -> None:
+        subagent_id = row.id
         run = self._runner.active.get(subagent_id) or self._runner.pinned(subagent_id)
         if run is not None:
             await self._runner.cancel(run)
@@ -479,7 +597,7 @@ class Engine:
             # Another worker's: queued and unclaimed it is cancelled here, else its worker is asked.
             if not await work.cancel_unclaimed(self.db, row.id):
                 await work.request_cancel(self.db, row.id)
-                await self.wait(session_id, subagent_id, CANCEL_WAIT_S)
+                await self.wait(None, subagent_id, CANCEL_WAIT_S)
         elif run_owner_alive(row.owner_pid, row.id, row.created_at, self._run_locks):
             raise InvalidRequestError(
                 f"subagent {subagent_id!r} runs in another BooCode process (pid {row.owner_pid}); "
@@ -489,7 +607,108 @@ class Engine:
             self.db, row.id, f"the BooCode process running this subagent (pid {row.owner_pid}) exited"
         ):
             self._notify(f"subagents://{row.id}")
-        return await self.status(session_id, subagent_id)
+            self._notify(INBOX_URI)
+
+    async def retry(self, session_id: str | None, subagent_id: str) -> SubagentView:
+        """Run a failed, cancelled or interrupted run's prompt (and images) again on its chat, as a
+        new run that names it in `retry_of`; a child's retry stays its parent's child."""
+        row = await self._row(session_id, subagent_id)
+        if row.status not in RETRYABLE:
+            raise InvalidRequestError(
+                f"subagent {subagent_id!r} is {row.status}; only a failed, cancelled or interrupted run "
+                "can be retried"
+            )
+        again = await runs_store.retried_by(self.db, row.id)
+        if again is not None:
+            raise InvalidRequestError(
+                f"subagent {subagent_id!r} was already retried as {again!r}; retry that one if it failed too"
+            )
+        parent: CallingRun | None = None
+        if row.parent_subagent_id is not None:
+            above = await runs_store.get(self.db, None, row.parent_subagent_id)
+            if above is not None:
+                parent = CallingRun(above.session_id, above.chat_id, above.agent, above.id, above.depth)
+        return await self.spawn(
+            row.session_id,
+            row.prompt,
+            agent=row.agent,
+            chat_id=row.chat_id,
+            model=row.model,
+            mode=row.mode,
+            parent=parent,
+            retry_of=row,
+        )
+
+    async def check_child_of_chat(self, subagent_id: str, chat_id: str) -> None:
+        """Refuse unless the run is a child of one of the chat's runs (an agent cancels only the
+        subagents its own chat spawned)."""
+        row = await self._row(None, subagent_id)
+        parent = (
+            await runs_store.get(self.db, None, row.parent_subagent_id)
+            if row.parent_subagent_id is not None
+            else None
+        )
+        if parent is None or parent.chat_id != chat_id:
+            raise InvalidRequestError(
+                f"refused: subagent {subagent_id!r} is not one of this run's children; an agent may "
+                "cancel only the subagents it spawned (their ids are in its subagent_status children)"
+            )
+
+    async def calling_run(self, grant: AgentGrant) -> CallingRun:
+        """The run an agent's MCP call with `grant` is attributed to: the chat's run in flight here,
+        else the chat's latest run (a call between turns)."""
+        live = [r.row for r in self._runner.active.values() if r.row.chat_id == grant.chat_id]
+        row = live[0] if live else await runs_store.latest_for_chat(self.db, grant.chat_id)
+        if row is None:
+            raise InvalidRequestError(
+                f"chat {grant.chat_id} has no run yet; BooCode's tools answer an agent's calls during "
+                "its runs"
+            )
+        return CallingRun(row.session_id, row.chat_id, row.agent, row.id, row.depth)
+
+    async def inbox(self, limit: int = 100) -> list[InboxItem]:
+        """What needs a person, newest first: runs that failed or were interrupted (not retried),
+        runs waiting for a permission answer, pending patches whose apply conflicted."""
+        items: list[InboxItem] = []
+        for row in await runs_store.unretried_failures(self.db, limit):
+            kind: Literal["failed", "interrupted"] = "failed" if row.status == "failed" else "interrupted"
+            items.append(
+                InboxItem(
+                    kind=kind,
+                    subagent_id=row.id,
+                    patch_id=row.patch_id,
+                    session_id=row.session_id,
+                    status=row.status,
+                    reason=row.error or row.stop_reason or f"the run {row.status}",
+                    created_at=row.finished_at or row.created_at,
+                )
+            )
+        for request in await permissions_store.waiting(self.db, limit):
+            items.append(
+                InboxItem(
+                    kind="permission",
+                    subagent_id=request.subagent_id,
+                    session_id=request.session_id,
+                    status="awaiting_permission",
+                    reason=f"asks permission (request {request.id}): {request.title}",
+                    created_at=request.created_at,
+                )
+            )
+        for c in await patches_store.pending_conflicts(self.db, limit):
+            files = "; ".join(f"{x.get('file')}: {x.get('reason')}" for x in c.conflicts)
+            items.append(
+                InboxItem(
+                    kind="conflict",
+                    subagent_id=c.subagent_id,
+                    patch_id=c.patch_id,
+                    session_id=c.session_id,
+                    status=c.status,
+                    reason=f"apply conflicted: {files}" if files else "apply conflicted",
+                    created_at=c.conflicted_at,
+                )
+            )
+        items.sort(key=lambda i: i.created_at, reverse=True)
+        return items[:limit]
 
     async def respond_permission(
         self, session_id: str | None, subagent_id: str, request_id: str, option_id: str
@@ -719,6 +938,17 @@ class Engine:
     ) -> list[tuple[str, str]]:
         """(id, session id) of the subagents, patches or chats whose id starts with `prefix`."""
         return await lookups.find_ids(self.db, kind, prefix, session_id)
+
+    async def list_agents(self) -> list[AgentInfo]:
+        """Every agent a run may name: installed or not, its version, and whether it takes images
+        (as it said the last time it started here; None before it has)."""
+        known = await capabilities_store.all_agents(self.db)
+        return [
+            info
+            if info.protocol == "cli"
+            else info.model_copy(update={"images": known[info.name].image if info.name in known else None})
+            for info in await self.registry.describe()
+        ]
 
     def live_run_count(self) -> int:
         """Runs this engine has queued or running: what keeps a daemon from idling out."""

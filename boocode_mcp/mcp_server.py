@@ -267,14 +267,14 @@ async def serve_stdio(workspace: Path) -> None:
     """
     from mcp.server.stdio import stdio_server
 
-    from boocode_mcp.engine import Engine
+    from boocode_mcp.agent_mcp import open_engine
 
     received: list[int] = []
     # Claim stdio first: while it is claimed fd 1 points at stderr, so nothing the engine or a
     # library prints can corrupt the protocol stream.
     async with stdio_server() as (read_stream, write_stream):
         try:
-            async with Engine.open(workspace) as engine:
+            async with open_engine(workspace) as engine:
                 server = build_server(engine)
                 lowlevel = lowlevel_server(server)
                 async with anyio.create_task_group() as tg:
@@ -305,9 +305,13 @@ def main_stdio(workspace: Path) -> None:
     anyio.run(serve_stdio, workspace)
 
 
-def _bind(host: str, port: int) -> socket.socket:
+def bind_listener(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on HOST:PORT (port 0: a free one), not inherited by children."""
     family = socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP named, not left 0: accepted sockets inherit it, and asyncio turns Nagle off
+    # (TCP_NODELAY) only on sockets that say they are TCP. With Nagle on, every answer on a
+    # kept-alive connection waited ~40 ms for the client's delayed ACK.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host.strip("[]"), port))
@@ -319,9 +323,10 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _embedded_uvicorn(app: Any) -> Any:
+def embedded_uvicorn(app: Any, *, graceful_shutdown_s: int | None = None) -> Any:
     """A uvicorn server that leaves signals alone: the process that embeds it (the daemon, or
-    `serve --http --no-daemon`) decides what a signal stops, and must stop its agents first."""
+    `serve --http --no-daemon`) decides what a signal stops, and must stop its agents first.
+    `graceful_shutdown_s` bounds how long a shutdown waits for open responses to finish."""
     import uvicorn
 
     class Embedded(uvicorn.Server):
@@ -329,7 +334,15 @@ def _embedded_uvicorn(app: Any) -> Any:
         def capture_signals(self) -> Iterator[None]:
             yield
 
-    return Embedded(uvicorn.Config(app, log_level="warning", lifespan="on", access_log=False))
+    return Embedded(
+        uvicorn.Config(
+            app,
+            log_level="warning",
+            lifespan="on",
+            access_log=False,
+            timeout_graceful_shutdown=graceful_shutdown_s,
+        )
+    )
 
 
 async def serve_http_listener(
@@ -345,14 +358,14 @@ async def serve_http_listener(
     URL is handed over through `task_status` once the socket listens. Off loopback a token is
     required and every request must carry it; on loopback Host and Origin are checked."""
     check_binding(host, token)
-    sock = _bind(host, port)
+    sock = bind_listener(host, port)
     url = f"http://{url_host(host)}:{sock.getsockname()[1]}/mcp"
     try:
         server = build_server(engine)
         app: Any = server.streamable_http_app(transport_security=transport_security(host), host=host)
         if token:
             app = BearerTokenMiddleware(app, token)
-        uv = _embedded_uvicorn(app)
+        uv = embedded_uvicorn(app)
         async with anyio.create_task_group() as tg:
             tg.start_soon(uv.serve, [sock])
             logger.warning("MCP over HTTP for %s at %s", engine.workspace, url)
@@ -366,7 +379,7 @@ async def serve_http_listener(
 async def serve_http(workspace: Path, host: str, port: int, token: str | None) -> None:
     """`serve --http --no-daemon`: an engine of this process's own, served over HTTP until
     SIGTERM/SIGINT/SIGHUP; the engine (and its agents) stop after."""
-    from boocode_mcp.engine import Engine
+    from boocode_mcp.agent_mcp import open_engine
 
     check_binding(host, token)
     stopped = anyio.Event()
@@ -377,7 +390,7 @@ async def serve_http(workspace: Path, host: str, port: int, token: str | None) -
                 stopped.set()
                 return
 
-    async with Engine.open(workspace) as engine, anyio.create_task_group() as tg:
+    async with open_engine(workspace) as engine, anyio.create_task_group() as tg:
         tg.start_soon(on_signals)
         url = await tg.start(serve_http_listener, engine, host, port, token, stopped)
         print(f"boocode: MCP serving {engine.workspace} at {url} (no daemon)", file=sys.stderr, flush=True)

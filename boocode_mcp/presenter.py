@@ -16,6 +16,7 @@ from boocode_mcp.states import TERMINAL_STATUSES
 from boocode_mcp.store import events as events_store
 from boocode_mcp.store import patches as patches_store
 from boocode_mcp.store import permissions as permissions_store
+from boocode_mcp.store import subagents as runs_store
 from boocode_mcp.store.db import Database
 from boocode_mcp.store.patches import PatchRow
 from boocode_mcp.store.subagents import SubagentRow
@@ -101,6 +102,11 @@ class Presenter:
             session_note=digest.session_note,
             created_at=row.created_at,
             finished_at=row.finished_at,
+            parent_subagent_id=row.parent_subagent_id,
+            children=await runs_store.child_ids(self._db, row.id),
+            retry_of=row.retry_of,
+            depth=row.depth,
+            images=len(row.images),
         )
 
     async def _pending_elsewhere(self, run_id: str) -> PendingPermission | None:

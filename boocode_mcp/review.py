@@ -101,6 +101,13 @@ class PatchReview:
             self.git, [(p.id, p.diff) for p in selected], dry_run=dry_run, commit_message=commit_message
         )
         conflicts = [Conflict(patch_id=c.patch_id, file=c.file, reason=c.reason) for c in outcome.conflicts]
+        if conflicts and not dry_run:
+            # Kept on the patches (which stay pending) for the inbox until one of them applies.
+            found: dict[str, list[dict[str, str]]] = {}
+            for c in conflicts:
+                found.setdefault(c.patch_id, []).append({"file": c.file, "reason": c.reason})
+            await patches_store.record_conflicts(self.db, found)
+            self.notify("inbox://")
         if conflicts or dry_run:
             return ApplyResult(
                 applied=list(outcome.applied),

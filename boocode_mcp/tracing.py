@@ -52,15 +52,18 @@ class Tracer:
             self._notify(f"traces://{session_id}")
 
     @asynccontextmanager
-    async def mcp_call(self, session_id: str | None, tool_name: str, input: Any) -> AsyncIterator[McpCall]:
+    async def mcp_call(
+        self, session_id: str | None, tool_name: str, input: Any, *, subagent_id: str | None = None
+    ) -> AsyncIterator[McpCall]:
         """Record one MCP tool call around the block: an exception marks it an error (and goes on),
-        cancellation marks it cancelled."""
+        cancellation marks it cancelled. `subagent_id`: the run whose agent made the call (through
+        BooCode's MCP server in its session); None for a host's call."""
         started = time.time()
         t0 = time.perf_counter()
         trace_id = await store.start(
             self._db,
             session_id=session_id,
-            subagent_id=None,
+            subagent_id=subagent_id,
             source="mcp",
             tool_name=tool_name,
             tool_call_id=None,

@@ -60,9 +60,19 @@ class PendingPermission(_View):
 
 
 class Usage(_View):
+    """A run's usage as its agent reported it (null: not reported): tokens from ACP
+    `PromptResponse.usage` (or, for qwen-code, the `_meta.usage` of its messages), cost from the
+    agent's running `usage_update` total, the context window from its last `usage_update`."""
+
     input_tokens: int | None = None
     output_tokens: int | None = None
     cost: float | None = None
+    total_tokens: int | None = None
+    thought_tokens: int | None = None
+    cache_read_tokens: int | None = None
+    cache_write_tokens: int | None = None
+    context_used: int | None = Field(default=None, description="tokens in the agent's context window")
+    context_size: int | None = Field(default=None, description="the size of that window")
 
 
 class Collision(_View):
@@ -103,6 +113,13 @@ class SubagentView(_View):
     )
     created_at: float | None = None
     finished_at: float | None = None
+    parent_subagent_id: str | None = Field(
+        default=None, description="the run whose agent spawned this one through BooCode's MCP server"
+    )
+    children: list[str] = Field(default_factory=list, description="the runs this run's agent spawned")
+    retry_of: str | None = Field(default=None, description="the run this one re-runs")
+    depth: int = Field(default=0, description="0 for a host's run, 1 for its children, ...")
+    images: int = Field(default=0, description="how many images the prompt carried")
     worker: WorkerRef | None = Field(
         default=None, description="the host and pid running it; `worktree` is a path on that host"
     )
@@ -260,7 +277,7 @@ class WorkspaceConfigView(_View):
 
 
 class AgentInfo(_View):
-    """One row of `boocode agents`."""
+    """One agent a run may name (`list_agents`, `boocode agents`)."""
 
     name: str
     command: str
@@ -268,10 +285,39 @@ class AgentInfo(_View):
     installed: bool
     path: str | None
     version: str | None
-    install: str | None
-    protocol: Literal["acp", "cli"] = Field(
-        description='"acp": a warm ACP agent; "cli": a command run once per turn (no ACP)'
-    )
+    install: str | None = Field(description="how to install it")
     builtin: bool
     configured: bool
     default: bool
+    protocol: Literal["acp", "cli"] = Field(
+        default="acp",
+        description='how BooCode talks to it: "acp", a warm ACP agent; "cli", a command run once per '
+        "turn (no ACP)",
+    )
+    images: bool | None = Field(
+        default=None,
+        description="whether its prompts may carry images, as it said when it last started here "
+        '(null: not started yet); never for a "cli" agent',
+    )
+
+
+InboxKind = Literal["failed", "interrupted", "permission", "conflict"]
+
+
+class InboxItem(_View):
+    """Something that needs a person: a failed or interrupted run not retried yet, a run waiting for
+    a permission answer, a pending patch whose apply conflicted."""
+
+    kind: InboxKind
+    subagent_id: str | None = None
+    patch_id: str | None = None
+    session_id: str | None = None
+    status: str = Field(description="the run's status, or (conflict) the patch's")
+    reason: str
+    created_at: float = Field(
+        description="when it happened: the run ended, the request was asked, the apply failed"
+    )
+
+
+class Inbox(_View):
+    items: list[InboxItem]

@@ -50,6 +50,8 @@ class RecordingClient:
         self.permission_requests: list[Any] = []
         self.allow = allow
         self.first_chunk = anyio.Event()
+        # What `boocode acp` answered to initialize.
+        self.agent_capabilities: Any = None
 
     async def session_update(self, session_id: str, update: Any, **kw: Any) -> None:
         self.updates.append(update)
@@ -104,6 +106,7 @@ async def boocode_acp(
             client_info=Implementation(name="test-editor", version="1"),
         )
         assert init.agent_capabilities is not None and init.agent_capabilities.load_session
+        client.agent_capabilities = init.agent_capabilities
         yield conn
     finally:
         # Closing stdin is how an editor ends the agent: BooCode must shut down on EOF. The

@@ -36,6 +36,9 @@ TOOL_NAMES = {
     "run_command",
     "list_patches",
     "apply_pending",
+    "retry_subagent",
+    "list_agents",
+    "usage_stats",
 }
 
 

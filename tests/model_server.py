@@ -15,6 +15,12 @@ Scripts (matched case-insensitively in the last user message's text):
 - ``say <word>`` → the reply is exactly ``<word>``.
 - ``fail with <word>`` → HTTP 400 with the error message ``stub failure <word>`` (a 4xx, which
   agents do not retry).
+- ``use tool <name> with <json object>`` → a tool call, with those arguments, to the offered tool
+  named ``<name>`` or ending in it (agents prefix an MCP server's tools: opencode
+  ``boocode_search_memory``, qwen-code ``mcp__boocode__search_memory``). An agent that defers
+  its MCP tools (qwen-code names them in its system prompt and offers ``tool_search`` to load
+  their schemas) first gets a ``tool_search`` call selecting the tool, then, once the tool is
+  offered, the call itself.
 - anything else → ``stub reply``.
 A request whose last message is a tool result gets a short final text (``done: <tool result
 excerpt>``); a request without tools (titles, routing, summaries) gets ``Stub title``.
@@ -47,6 +53,7 @@ _WRITE_RE = re.compile(r"write\s+file\s+(\S+)\s+with\s+(.+)", re.IGNORECASE | re
 _SLOW_RE = re.compile(r"\bslow(?:\s+(\d+))?\b", re.IGNORECASE)
 _SAY_RE = re.compile(r"\bsay\s+(\S+)", re.IGNORECASE)
 _FAIL_RE = re.compile(r"\bfail\s+with\s+(\S+)", re.IGNORECASE)
+_USE_TOOL_RE = re.compile(r"use\s+tool\s+(\w+)\s+with\s+\{", re.IGNORECASE)
 # How agents state their working directory in the prompt they send (opencode's system prompt,
 # qwen-code's environment context, and a few generic phrasings).
 _CWD_RES = (
@@ -180,6 +187,8 @@ def plan_response(body: dict[str, Any]) -> _Plan:
     tools = body.get("tools") or []
     last = messages[-1] if messages else {}
     if last.get("role") == "tool":
+        if (plan := _use_tool(_last_user_text(messages), tools, messages)) is not None:
+            return plan
         excerpt = message_text(last).strip().splitlines()[:1]
         return _Plan("final", f"done: {excerpt[0][:120] if excerpt else 'ok'}")
     if not tools:
@@ -195,11 +204,42 @@ def plan_response(body: dict[str, Any]) -> _Plan:
         return _Plan("text", "no write tool offered")
     if m := _FAIL_RE.search(prompt):
         return _Plan("error", f"stub failure {m.group(1)}")
+    if _USE_TOOL_RE.search(prompt):
+        offered = " ".join(n for t in tools if (n := _tool_name(t)))
+        return _use_tool(prompt, tools, messages) or _Plan(
+            "text", f"the tool is not offered (offered: {offered})"
+        )
     if m := _SLOW_RE.search(prompt):
         return _Plan("slow", str(int(m.group(1)) if m.group(1) else SLOW_CHUNKS))
     if m := _SAY_RE.search(prompt):
         return _Plan("text", m.group(1).strip("'\"`.,"))
     return _Plan("text", DEFAULT_TEXT)
+
+
+def _use_tool(prompt: str, tools: list[Any], messages: list[dict[str, Any]]) -> _Plan | None:
+    """The next step of a ``use tool`` prompt: the tool's call, or the ``tool_search`` call that
+    loads a deferred tool; None once the tool has been called (or cannot be)."""
+    m = _USE_TOOL_RE.search(prompt)
+    if m is None:
+        return None
+    wanted = m.group(1)
+    called = {
+        str(call.get("function", {}).get("name"))
+        for msg in messages
+        if msg.get("role") == "assistant"
+        for call in msg.get("tool_calls") or []
+    }
+    names = [n for t in tools if (n := _tool_name(t))]
+    named = next((n for n in names if n == wanted or n.endswith(f"_{wanted}")), None)
+    if named is not None:
+        if named in called:
+            return None
+        arguments, _ = json.JSONDecoder().raw_decode(prompt, m.end() - 1)
+        return _Plan("tool_call", tool=(named, arguments))
+    deferred = re.search(rf"\b(\w+_{wanted})\b", "\n".join(message_text(msg) for msg in messages))
+    if deferred is not None and "tool_search" in names and "tool_search" not in called:
+        return _Plan("tool_call", tool=("tool_search", {"query": f"select:{deferred.group(1)}"}))
+    return None
 
 
 class ModelServer:
@@ -286,7 +326,13 @@ def _chunk(cid: str, delta: dict[str, Any], finish: str | None = None) -> dict[s
     }
 
 
-_USAGE = {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}
+_USAGE = {
+    "prompt_tokens": 10,
+    "completion_tokens": 5,
+    "total_tokens": 15,
+    # What an OpenAI-compatible provider says it read from its prompt cache (a share of prompt_tokens).
+    "prompt_tokens_details": {"cached_tokens": 4},
+}
 
 
 def _stream_events(plan: _Plan) -> Iterator[dict[str, Any]]:

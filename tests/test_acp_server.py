@@ -7,6 +7,8 @@ updates through to the editor.
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import os
 import re
 import shutil
@@ -16,7 +18,7 @@ from pathlib import Path
 
 import anyio
 import pytest
-from acp import PROTOCOL_VERSION, RequestError, connect_to_agent
+from acp import PROTOCOL_VERSION, RequestError, connect_to_agent, image_block, text_block
 from acp.schema import (
     AgentMessageChunk,
     AvailableCommandsUpdate,
@@ -65,6 +67,19 @@ async def test_one_shot_turn_streams_updates_with_workspace_paths(workspace: Pat
     assert "patch" in text and "hello.txt" in text and "+1" in text
     assert set(client.commands()) >= {"apply", "discard", "patches", "status", "agent"}
     assert not (workspace / "hello.txt").exists()  # nothing lands until /apply
+
+
+async def test_an_image_from_the_editor_reaches_the_backend_agent(workspace: Path) -> None:
+    png = b"\x89PNG\r\n\x1a\n" + b"from the editor"
+    client = RecordingClient()
+    async with boocode_acp(workspace, client) as conn:
+        assert client.agent_capabilities.prompt_capabilities.image is True
+        sid = (await conn.new_session(cwd=str(workspace), mcp_servers=[])).session_id
+        with anyio.fail_after(TURN_TIMEOUT):
+            blocks = [text_block("images"), image_block(base64.b64encode(png).decode(), "image/png")]
+            resp = await conn.prompt(session_id=sid, prompt=blocks)
+    assert resp.stop_reason == "end_turn"
+    assert f"images: 1 image/png {hashlib.sha256(png).hexdigest()}" in client.messages()
 
 
 async def test_workspace_is_the_editors_cwd_without_workspace_option(workspace: Path) -> None:

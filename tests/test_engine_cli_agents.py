@@ -3,6 +3,7 @@ with the scripted command-line program (tests/fixtures/fixture_cli.py) and real 
 
 from __future__ import annotations
 
+import base64
 import json
 import sys
 from collections.abc import AsyncIterator
@@ -12,6 +13,7 @@ import anyio
 import pytest
 
 from boocode_mcp.engine import Engine
+from boocode_mcp.errors import InvalidRequestError
 from boocode_mcp.store import agent_sessions
 from boocode_mcp.views import SubagentView
 from tests.cli_support import boo, boo_json
@@ -170,6 +172,27 @@ async def test_a_fallback_that_cannot_run_fails_naming_both(engine: Engine) -> N
     assert "its fallback cannot run either" in error and "pip install ghost-cli" in error
 
 
+PNG_URI = "data:image/png;base64," + base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"pixels" * 8).decode()
+
+
+async def test_a_cli_agent_is_refused_images_at_spawn(engine: Engine) -> None:
+    sid = await engine.ensure_session()
+    with pytest.raises(InvalidRequestError, match="'fx-cli' is a command-line agent and cannot take images"):
+        await engine.spawn(sid, "say hi", agent="fx-cli", images=[PNG_URI])
+    assert await engine.list_subagents(sid) == []  # refused before anything was recorded
+
+
+async def test_a_fallback_turn_with_images_fails_saying_the_fallback_cannot_take_them(engine: Engine) -> None:
+    sid = await engine.ensure_session()
+    # The ACP agent may take images (it has never started), so the spawn is taken; its turn falls
+    # back to a command line, which must not run the prompt without them.
+    done = await run_turn(engine, sid, "say hi", agent="broken", images=[PNG_URI])
+    assert done.status == "failed"
+    error = done.error or ""
+    assert "'fx-cli' is a command-line agent and cannot take images" in error
+    assert "use an ACP agent that takes them" in error
+
+
 OWNER_SCRIPT = """
 import sqlite3, sys, anyio
 from pathlib import Path
@@ -209,6 +232,14 @@ def test_boocode_agents_lists_each_agents_protocol(git_repo: Path) -> None:
     assert listed["ghost-cli"]["protocol"] == "cli" and not listed["ghost-cli"]["installed"]
     assert listed["opencode-cli"]["protocol"] == "cli" and listed["opencode-cli"]["builtin"]
     assert listed["broken"]["protocol"] == listed["fixture"]["protocol"] == "acp"
-    table = boo(git_repo, "agents").stdout
-    row = next(line for line in table.splitlines() if line.startswith("fx-cli "))
-    assert row.split()[:3] == ["fx-cli", "cli", "yes"]
+    # A command line carries no images, whether or not the tool has run here.
+    assert listed["fx-cli"]["images"] is False and listed["opencode-cli"]["images"] is False
+    assert listed["fixture"]["images"] is None  # an ACP agent: unknown until it has started here
+    header, *rows = boo(git_repo, "agents").stdout.splitlines()
+    row = next(line for line in rows if line.startswith("fx-cli "))
+
+    def column(name: str) -> str:
+        start = header.index(name)
+        return row[start:].split()[0]
+
+    assert (column("installed"), column("protocol"), column("images")) == ("yes", "cli", "no")

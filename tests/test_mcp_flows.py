@@ -80,7 +80,7 @@ async def test_list_tools_flat_arguments_and_output_schemas(
     for tool in tools.values():
         assert tool.description
         props = tool.input_schema["properties"]
-        assert props, tool.name
+        assert props or tool.name == "list_agents", tool.name  # list_agents takes no argument
         for name, prop in props.items():
             # Flat: every argument is a described top-level property, never a wrapper object.
             assert prop.get("description"), f"{tool.name}.{name} has no description"
@@ -108,6 +108,14 @@ async def test_list_tools_flat_arguments_and_output_schemas(
     )
     assert _out(tools["list_patches"]) == {"patches"}
     assert {"applied", "conflicts", "dry_run"} <= _out(tools["apply_pending"])
+    assert "images" in spawn.input_schema["properties"]
+    assert {"parent_subagent_id", "retry_of"} <= _out(spawn) and "retry_of" in _out(tools["retry_subagent"])
+    assert {"parent_subagent_id", "children", "retry_of"} <= status_out
+    assert _out(tools["list_agents"]) >= {"agents"}
+    assert _out(tools["usage_stats"]) >= {"rows"}
+    # The agent argument names the agents installed here (the fixture; not "ghost", which is not).
+    agent_help = spawn.input_schema["properties"]["agent"]["description"]
+    assert "installed here: fixture (the default)" in agent_help and "ghost" not in agent_help
     assert set(tools["list_patches"].input_schema["properties"]) >= {
         "session_id", "chat_id", "status", "limit", "include_hunks"
     }  # fmt: skip

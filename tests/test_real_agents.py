@@ -13,7 +13,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from tests.model_server import ModelServer
+from tests.model_server import ModelServer, message_text
 from tests.real_agents import (  # noqa: F401 - pytest fixtures
     TERMINAL,
     AgentSetup,
@@ -192,3 +192,38 @@ async def test_boocode_acp_prewarms_the_agent_and_applies_its_write(ws: Workspac
         await anyio.to_thread.run_sync(stop_daemon, ws.repo)
         await wait_group_gone(pid)
     assert (ws.repo / "notes" / "from-editor.txt").read_text().strip() == "editor-content"
+
+
+async def test_the_agent_calls_boocodes_search_memory_through_its_own_mcp_support(ws: Workspace) -> None:
+    """BooCode hands every agent session its own MCP server; a real agent's model asks for
+    search_memory, the agent calls it (through whichever transport it took), and the result goes
+    back to the model. The call is BooCode's, attributed to the run; the run records the usage
+    the agent reported, cache reads included."""
+    memory = ws.repo / ".boocode" / "memory"
+    memory.mkdir(parents=True, exist_ok=True)
+    (memory / "deploys.md").write_text("# Deploys\nShip through the okapi pipeline on Tuesdays.\n")
+    mark = ws.server.mark()
+    with anyio.fail_after(TEST_S):
+        async with boocode_mcp(ws.repo, ws.scratch, ws.log("boocode.log")) as bc:
+            prompt = 'use tool search_memory with {"query": "okapi"}'
+            status = await bc.run(prompt, agent=ws.agent)
+            traces = await bc.resource(f"traces://{status['session_id']}")
+    assert status["status"] == "completed", status
+    # What each agent reports of the model's usage (the scripted provider says 10 prompt tokens, 4
+    # of them read from its cache, and 5 completion tokens per response): opencode in its
+    # PromptResponse (input without the cache reads), qwen-code in its chunks' _meta, summed over
+    # the turn's responses. Neither reports cost, cache writes or a context window.
+    usage = status["usage"]
+    assert usage["cache_read_tokens"] and usage["cache_read_tokens"] % 4 == 0, usage
+    assert usage["output_tokens"] and usage["output_tokens"] % 5 == 0, usage
+    assert (usage["cost"], usage["cache_write_tokens"], usage["context_size"]) == (None, None, None), usage
+    requests = ws.server.since(mark)
+    # qwen-code first loads the deferred tool's schema (tool_search), opencode calls it at once.
+    called = [r for r in requests if r.kind == "tool_call" and (r.tool_name or "").endswith("search_memory")]
+    assert len(called) == 1, [(r.kind, r.tool_name) for r in requests]
+    answered = next(r for r in requests if r.kind == "final" and r.started_at > called[0].started_at)
+    assert "okapi" in message_text(answered.messages[-1]), answered.messages[-1]
+    calls = [t for t in traces["traces"] if t["tool_name"] == "search_memory"]
+    assert [(t["source"], t["subagent_id"], t["outcome"]) for t in calls] == [
+        ("mcp", status["subagent_id"], "ok")
+    ]

@@ -85,9 +85,11 @@ def test_plan_is_replaced_by_each_update() -> None:
 
 def test_usage_adds_increments_and_takes_totals() -> None:
     inc = fold(UsageEvent(input_tokens=3, output_tokens=1), UsageEvent(input_tokens=2, cost=0.5))
-    assert (inc.input_tokens, inc.output_tokens, inc.cost) == (5, 1, 0.5)
+    assert (inc.usage["input_tokens"], inc.usage["output_tokens"], inc.usage["cost"]) == (5, 1, 0.5)
     tot = fold(UsageEvent(input_tokens=3, cumulative=True), UsageEvent(input_tokens=7, cumulative=True))
-    assert tot.input_tokens == 7
+    assert tot.usage["input_tokens"] == 7
+    window = fold(UsageEvent(context_used=10, context_size=100), UsageEvent(context_used=30))
+    assert (window.usage["context_used"], window.usage["context_size"]) == (30, 100), "a snapshot, not a sum"
 
 
 def test_session_record_sets_the_note_without_counting_as_activity() -> None:

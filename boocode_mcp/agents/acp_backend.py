@@ -9,13 +9,14 @@ than the cancel bound.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import logging
 import shlex
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Unpack, cast
 
@@ -25,12 +26,18 @@ from acp.core import ClientSideConnection
 from acp.interfaces import Client
 from acp.schema import (
     AllowedOutcome,
+    AudioContentBlock,
     ClientCapabilities,
     DeniedOutcome,
+    EmbeddedResourceContentBlock,
     FileSystemCapabilities,
+    ImageContentBlock,
     Implementation,
+    InitializeResponse,
     PermissionOption,
     PromptResponse,
+    ResourceContentBlock,
+    TextContentBlock,
     ToolCallUpdate,
 )
 
@@ -38,7 +45,10 @@ from boocode_mcp import __version__ as boocode_version
 from boocode_mcp import procs
 from boocode_mcp.agents.backend import (
     EventSink,
+    McpGrant,
+    McpProvider,
     PermissionHandler,
+    PromptImage,
     SessionInfo,
     StopReason,
     TurnResult,
@@ -49,10 +59,11 @@ from boocode_mcp.agents.backend_core import CANCEL_TIMEOUT_S as CANCEL_TIMEOUT_S
 from boocode_mcp.agents.backend_core import BackendArgs, BackendCore, describe_exit
 from boocode_mcp.agents.backend_core import BackendState as BackendState
 from boocode_mcp.agents.client import WorktreeClient
-from boocode_mcp.agents.events import UsageEvent
-from boocode_mcp.agents.mapping import map_permission_request, map_update
+from boocode_mcp.agents.events import AgentEvent, UsageEvent
+from boocode_mcp.agents.mapping import map_permission_request, map_update, meta_usage
 from boocode_mcp.agents.terminals import TerminalLedger, TerminalManager
 from boocode_mcp.errors import AgentCrashedError, AgentTurnError
+from boocode_mcp.store.agent_capabilities import AgentCapabilities
 
 log = logging.getLogger(__name__)
 
@@ -163,11 +174,18 @@ class WarmAcpBackend(BackendCore):
         *,
         start_timeout_s: float = START_TIMEOUT_S,
         terminal_ledger: TerminalLedger | None = None,
+        mcp: McpProvider | None = None,
+        on_capabilities: Callable[[AgentCapabilities], None] | None = None,
         **args: Unpack[BackendArgs],
     ) -> None:
         super().__init__(args)
         self._resume_id = args.get("resume_session_id")
         self._start_timeout = start_timeout_s
+        self._mcp = mcp
+        self._on_capabilities = on_capabilities
+        # BooCode's MCP server as the running process's session was given it (revoked with it).
+        self._grant: McpGrant | None = None
+        self._capabilities: AgentCapabilities | None = None
         self._proc: asyncio.subprocess.Process | None = None
         self._conn: ClientSideConnection | None = None
         self._watcher: asyncio.Task[None] | None = None
@@ -195,6 +213,11 @@ class WarmAcpBackend(BackendCore):
     @property
     def acp_session_id(self) -> str | None:
         return self._session_id
+
+    @property
+    def capabilities(self) -> AgentCapabilities | None:
+        """What the running agent said it can do in its initialize answer (None before it)."""
+        return self._capabilities
 
     def terminal_pgids(self) -> list[int]:
         return self._terminals.pgids()
@@ -322,10 +345,10 @@ class WarmAcpBackend(BackendCore):
             ),
             client_info=Implementation(name="boocode", version=boocode_version),
         )
-        caps = init.agent_capabilities
-        self._load_supported = bool(caps is not None and caps.load_session)
-        info = init.agent_info
-        self._agent_info = (info.name, info.version) if info is not None else (None, None)
+        caps = self._note_capabilities(init)
+        self._load_supported = caps.load_session
+        self._agent_info = (caps.agent_name, caps.agent_version)
+        servers = await self._grant_mcp(caps)
         previous = self._session_id or self._resume_id
         origin: Literal["new", "loaded", "fresh_after_restart"] = "new"
         if previous is not None:
@@ -333,7 +356,7 @@ class WarmAcpBackend(BackendCore):
                 try:
                     # No turn is active, so the history the agent replays here is dropped by
                     # _route_update: it is not new output.
-                    await conn.load_session(cwd=str(self._cwd), session_id=previous, mcp_servers=[])
+                    await conn.load_session(cwd=str(self._cwd), session_id=previous, mcp_servers=servers)
                 except RequestError as e:
                     self._note = NOTE_FRESH.format(why=f"session/load of {previous} failed ({e})")
                     origin = "fresh_after_restart"
@@ -347,7 +370,7 @@ class WarmAcpBackend(BackendCore):
                 self._note = NOTE_FRESH.format(why=f"agent {self._agent.name!r} cannot session/load")
                 origin = "fresh_after_restart"
         if origin != "loaded":
-            resp = await conn.new_session(cwd=str(self._cwd), mcp_servers=[])
+            resp = await conn.new_session(cwd=str(self._cwd), mcp_servers=servers)
             self._session_id = resp.session_id
             self._session_cost = None
             self._cost_baseline_pending = False
@@ -356,6 +379,45 @@ class WarmAcpBackend(BackendCore):
         self._set_status("idle")
         self._start_origin = origin
         return self._info(origin)
+
+    def _note_capabilities(self, init: InitializeResponse) -> AgentCapabilities:
+        caps = init.agent_capabilities
+        prompt = caps.prompt_capabilities if caps is not None else None
+        mcp = caps.mcp_capabilities if caps is not None else None
+        info = init.agent_info
+        noted = AgentCapabilities(
+            agent=self._agent.name,
+            image=bool(prompt is not None and prompt.image),
+            audio=bool(prompt is not None and prompt.audio),
+            embedded_context=bool(prompt is not None and prompt.embedded_context),
+            mcp_http=bool(mcp is not None and mcp.http),
+            mcp_sse=bool(mcp is not None and mcp.sse),
+            load_session=bool(caps is not None and caps.load_session),
+            agent_name=info.name if info is not None else None,
+            agent_version=info.version if info is not None else None,
+            seen_at=time.time(),
+        )
+        self._capabilities = noted
+        if self._on_capabilities is not None:
+            try:
+                self._on_capabilities(noted)
+            except Exception:
+                log.exception("on_capabilities callback failed for %s", self._agent.name)
+        return noted
+
+    async def _grant_mcp(self, caps: AgentCapabilities) -> list[Any]:
+        """BooCode's MCP server for the session about to be made, with a credential of its own: the
+        one an earlier process of this backend was given stops working now."""
+        self._revoke_mcp()
+        if self._mcp is None:
+            return []
+        self._grant = await self._mcp.grant(self._chat_id, self._agent.name, http=caps.mcp_http)
+        return list(self._grant.servers) if self._grant is not None else []
+
+    def _revoke_mcp(self) -> None:
+        grant, self._grant = self._grant, None
+        if grant is not None:
+            grant.revoke()
 
     async def _watch(self, proc: asyncio.subprocess.Process, conn: ClientSideConnection) -> None:
         """Notice the process exiting; closing the connection fails whatever request is pending."""
@@ -378,7 +440,9 @@ class WarmAcpBackend(BackendCore):
         return proc.returncode
 
     async def _teardown(self) -> None:
-        """Kill the group, close the connection, release terminals; leaves no child behind."""
+        """Kill the group, close the connection, release terminals, revoke the session's MCP
+        credential; leaves no child behind."""
+        self._revoke_mcp()
         proc, conn, watcher = self._proc, self._conn, self._watcher
         self._proc = None
         self._conn = None
@@ -402,14 +466,18 @@ class WarmAcpBackend(BackendCore):
         if turn is None or session_id != self._session_id:
             # Outside a turn: replayed history during session/load, or late noise. Not output.
             return
-        event = map_update(update)
-        if isinstance(event, UsageEvent) and event.cost is not None:
-            self._account_cost(event.cost)
+        events: list[AgentEvent] = [map_update(update)]
+        extra = meta_usage(update)
+        if extra is not None:
+            events.append(extra)
         self._last_active = time.time()
-        try:
-            turn.sink(event)
-        except Exception:
-            log.exception("event sink failed for %s/%s", self._chat_id, self._agent.name)
+        for event in events:
+            if isinstance(event, UsageEvent) and event.cost is not None:
+                self._account_cost(event.cost)
+            try:
+                turn.sink(event)
+            except Exception:
+                log.exception("event sink failed for %s/%s", self._chat_id, self._agent.name)
 
     def _account_cost(self, session_total: float) -> None:
         if self._cost_baseline_pending:
@@ -465,19 +533,36 @@ class WarmAcpBackend(BackendCore):
         self._turn = None
         self._prompt_task = None
 
-    async def _run_turn(self, text: str, on_event: EventSink, permissions: PermissionHandler) -> TurnResult:
+    async def _run_turn(
+        self, text: str, on_event: EventSink, permissions: PermissionHandler, images: Sequence[PromptImage]
+    ) -> TurnResult:
         conn, proc, sid = self._conn, self._proc, self._session_id
         assert conn is not None and proc is not None and sid is not None
         if self._cancel_requested:
             return TurnResult(stop_reason="cancelled")
+        if images and not (self._capabilities is not None and self._capabilities.image):
+            raise AgentTurnError(
+                f"agent {self._agent.name!r} does not take images: its ACP initialize answer does not "
+                "advertise promptCapabilities.image; send the prompt without images or use an agent "
+                "that takes them (list_agents shows which)"
+            )
+        blocks: list[
+            TextContentBlock
+            | ImageContentBlock
+            | AudioContentBlock
+            | ResourceContentBlock
+            | EmbeddedResourceContentBlock
+        ] = [text_block(text)]
+        blocks += [
+            ImageContentBlock(type="image", mime_type=i.mime_type, data=base64.b64encode(i.data).decode())
+            for i in images
+        ]
         turn = _Turn(sink=on_event, permissions=permissions, cost_at_start=self._cost, scopes=set())
         self._turn = turn
         self._start_origin = None
         self._last_active = time.time()
         self._set_status("active")
-        task: asyncio.Task[PromptResponse] = asyncio.ensure_future(
-            conn.prompt(session_id=sid, prompt=[text_block(text)])
-        )
+        task: asyncio.Task[PromptResponse] = asyncio.ensure_future(conn.prompt(session_id=sid, prompt=blocks))
         self._prompt_task = task
         try:
             # Shielded: a cancelled caller must not abandon the request (that would leave the
@@ -512,7 +597,18 @@ class WarmAcpBackend(BackendCore):
         self._output_tokens += out or 0
         start = turn.cost_at_start or 0.0
         cost = self._cost - start if self._cost != start else None
-        return TurnResult(stop_reason=stop, input_tokens=inp, output_tokens=out, cost=cost)
+        if usage is None:
+            return TurnResult(stop_reason=stop, cost=cost)
+        return TurnResult(
+            stop_reason=stop,
+            input_tokens=inp,
+            output_tokens=out,
+            cost=cost,
+            total_tokens=usage.total_tokens,
+            thought_tokens=usage.thought_tokens,
+            cache_read_tokens=usage.cached_read_tokens,
+            cache_write_tokens=usage.cached_write_tokens,
+        )
 
     async def _crashed(self, proc: asyncio.subprocess.Process) -> AgentCrashedError:
         code = await self._reap(proc)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
+
+from acp.schema import HttpMcpServer, McpServerStdio
 
 from boocode_mcp.agents.events import AgentEvent, PermissionRequestEvent
 
@@ -42,10 +44,43 @@ class SessionInfo:
 
 @dataclass(frozen=True)
 class TurnResult:
+    """How a turn ended, and its usage as the agent reported it (`PromptResponse.usage`; cost from
+    its running `usage_update` total); None where the agent said nothing."""
+
     stop_reason: StopReason
     input_tokens: int | None = None
     output_tokens: int | None = None
     cost: float | None = None
+    total_tokens: int | None = None
+    thought_tokens: int | None = None
+    cache_read_tokens: int | None = None
+    cache_write_tokens: int | None = None
+
+
+@dataclass(frozen=True)
+class PromptImage:
+    """An image a prompt carries (an ACP image content block)."""
+
+    mime_type: str
+    data: bytes
+
+
+@dataclass(frozen=True)
+class McpGrant:
+    """BooCode's own MCP server as one agent session is given it (ACP `mcpServers` entries), and
+    how to take it back when the session ends."""
+
+    servers: tuple[HttpMcpServer | McpServerStdio, ...]
+    revoke: Callable[[], None]
+
+
+class McpProvider(Protocol):
+    """Gives each agent session of a chat BooCode's own MCP server (the engine's `AgentGateway`)."""
+
+    async def grant(self, chat_id: str, agent: str, *, http: bool) -> McpGrant | None:
+        """The servers for a new or loaded session of `agent` in `chat_id` (HTTP where the agent
+        takes HTTP MCP servers, else stdio); None when there is none to give."""
+        ...
 
 
 class AgentBackend(Protocol):
@@ -72,9 +107,15 @@ class AgentBackend(Protocol):
         """Spawn the process if needed (re-spawn after a crash), initialize, new/load session."""
         ...
 
-    async def prompt(self, text: str, on_event: EventSink, permissions: PermissionHandler) -> TurnResult:
+    async def prompt(
+        self,
+        text: str,
+        on_event: EventSink,
+        permissions: PermissionHandler,
+        images: Sequence[PromptImage] = (),
+    ) -> TurnResult:
         """Run one turn. Raises AgentCrashedError if the process dies mid-turn, AgentBusyError if a
-        prompt is already in flight."""
+        prompt is already in flight, AgentTurnError if the agent cannot take the prompt (images)."""
         ...
 
     async def cancel(self) -> None:

@@ -9,7 +9,7 @@ import asyncio
 import logging
 import signal
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, NotRequired, TypedDict
@@ -18,6 +18,7 @@ from boocode_mcp.agents.backend import (
     BackendStatus,
     EventSink,
     PermissionHandler,
+    PromptImage,
     SessionInfo,
     TurnResult,
 )
@@ -170,7 +171,13 @@ class BackendCore(abc.ABC):
             backend=self.kind,
         )
 
-    async def prompt(self, text: str, on_event: EventSink, permissions: PermissionHandler) -> TurnResult:
+    async def prompt(
+        self,
+        text: str,
+        on_event: EventSink,
+        permissions: PermissionHandler,
+        images: Sequence[PromptImage] = (),
+    ) -> TurnResult:
         """One turn: the agent's session ensured, then `_run_turn`; one at a time."""
         if self._busy:
             raise self._busy_error()
@@ -179,7 +186,7 @@ class BackendCore(abc.ABC):
         self._turn_done = asyncio.Event()
         try:
             await self.ensure_session()
-            return await self._run_turn(text, on_event, permissions)
+            return await self._run_turn(text, on_event, permissions, images)
         finally:
             self._turn_ends()
             self._busy = False
@@ -194,7 +201,7 @@ class BackendCore(abc.ABC):
 
     @abc.abstractmethod
     async def _run_turn(
-        self, text: str, on_event: EventSink, permissions: PermissionHandler
+        self, text: str, on_event: EventSink, permissions: PermissionHandler, images: Sequence[PromptImage]
     ) -> TurnResult: ...
 
     @abc.abstractmethod

@@ -31,7 +31,7 @@ from typing import IO, Unpack
 import anyio
 
 from boocode_mcp import procs
-from boocode_mcp.agents.backend import EventSink, PermissionHandler, SessionInfo, TurnResult
+from boocode_mcp.agents.backend import EventSink, PermissionHandler, PromptImage, SessionInfo, TurnResult
 from boocode_mcp.agents.backend_core import BackendArgs, BackendCore, describe_exit
 from boocode_mcp.agents.cli_streams import Parsed, StdoutParser, parser_for
 from boocode_mcp.agents.events import AgentEvent, ReasoningEvent, UsageEvent
@@ -39,6 +39,12 @@ from boocode_mcp.config import CLI_PLACEHOLDERS, PLACEHOLDER_RE
 from boocode_mcp.errors import AgentCrashedError, AgentTurnError
 
 log = logging.getLogger(__name__)
+
+# A command line carries the prompt's text only; dropping its images would run another prompt.
+CLI_NO_IMAGES = (
+    "agent {agent!r} is a command-line agent and cannot take images; send the prompt without images "
+    "or use an ACP agent that takes them (list_agents shows which)"
+)
 
 # How long each signal of a cancel (SIGINT, then SIGTERM) is given before the next one.
 SIGNAL_GRACE_S = 3.0
@@ -152,8 +158,12 @@ class CliBackend(BackendCore):
         values = {"prompt": None if spec.stdin else text, "model": model, "worktree": str(self._cwd)}
         return build_argv(self._agent.program, items, values)
 
-    async def _run_turn(self, text: str, sink: EventSink, permissions: PermissionHandler) -> TurnResult:
+    async def _run_turn(
+        self, text: str, sink: EventSink, permissions: PermissionHandler, images: Sequence[PromptImage]
+    ) -> TurnResult:
         """Run the command once; `permissions` is unused (the tool's own flags decide)."""
+        if images:
+            raise AgentTurnError(CLI_NO_IMAGES.format(agent=self._agent.name))
         self._stop = anyio.Event()
         self._stop_grace = self._grace
         if self._cancel_requested or self._closed:

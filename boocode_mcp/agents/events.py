@@ -78,13 +78,22 @@ class AvailableCommandsEvent:
 
 @dataclass(frozen=True)
 class UsageEvent:
-    """Token/cost usage; `cumulative` says whether the numbers are totals or increments."""
+    """Token/cost usage; `cumulative` says whether the numbers are totals or increments.
+
+    `context_used`/`context_size` (ACP `usage_update`: tokens in the context window, and its size)
+    are a snapshot either way."""
 
     input_tokens: int | None = None
     output_tokens: int | None = None
     cost: float | None = None
     currency: str | None = None
     cumulative: bool = False
+    total_tokens: int | None = None
+    thought_tokens: int | None = None
+    cache_read_tokens: int | None = None
+    cache_write_tokens: int | None = None
+    context_used: int | None = None
+    context_size: int | None = None
     raw: Any = field(default=None, compare=False, repr=False)
     kind: Literal["usage"] = "usage"
 

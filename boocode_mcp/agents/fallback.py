@@ -12,16 +12,25 @@ it is the ACP agent's again, keeping its session id for a later `session/load`.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Unpack
 
 from boocode_mcp.agents.acp_backend import WarmAcpBackend
-from boocode_mcp.agents.backend import BackendStatus, EventSink, PermissionHandler, SessionInfo, TurnResult
+from boocode_mcp.agents.backend import (
+    BackendStatus,
+    EventSink,
+    McpProvider,
+    PermissionHandler,
+    PromptImage,
+    SessionInfo,
+    TurnResult,
+)
 from boocode_mcp.agents.backend_core import BackendArgs, BackendState
 from boocode_mcp.agents.cli_backend import CliBackend
 from boocode_mcp.agents.registry import ResolvedAgent
 from boocode_mcp.agents.terminals import TerminalLedger
 from boocode_mcp.errors import AgentCrashedError, AgentTurnError, BooCodeError
+from boocode_mcp.store.agent_capabilities import AgentCapabilities
 
 NOTE_FALLBACK = "agent {agent!r} failed its ACP handshake ({why}); this turn ran on its fallback {fallback!r}"
 # The handshake error as the note quotes it (the full text, with the log's path, is in the log).
@@ -36,13 +45,19 @@ class FallbackBackend:
         *,
         fallback: Callable[[], ResolvedAgent],
         terminal_ledger: TerminalLedger | None = None,
+        mcp: McpProvider | None = None,
+        on_capabilities: Callable[[AgentCapabilities], None] | None = None,
         **args: Unpack[BackendArgs],
     ) -> None:
         self._resolve_fallback = fallback
         self._args = args
         self._on_state = args.get("on_state")
         primary: BackendArgs = {**args, "on_state": self._inner_changed}
-        self._primary = WarmAcpBackend(terminal_ledger=terminal_ledger, **primary)
+        # BooCode's MCP server goes to the ACP agent's sessions only: a command line has no way to
+        # take one.
+        self._primary = WarmAcpBackend(
+            terminal_ledger=terminal_ledger, mcp=mcp, on_capabilities=on_capabilities, **primary
+        )
         self._cli: CliBackend | None = None
         # The fallback while a turn is due to run (or runs) on it; None: the ACP agent's turn.
         self._active: CliBackend | None = None
@@ -79,6 +94,11 @@ class FallbackBackend:
     @property
     def env(self) -> dict[str, str]:
         return self._primary.env
+
+    @property
+    def capabilities(self) -> AgentCapabilities | None:
+        """What the ACP agent said it can do when it last started (None if it never has)."""
+        return self._primary.capabilities
 
     def touch(self) -> None:
         self._primary.touch()
@@ -154,14 +174,21 @@ class FallbackBackend:
         note = "; ".join(n for n in (self._note, info.note) if n)
         return dataclasses.replace(info, note=note)
 
-    async def prompt(self, text: str, on_event: EventSink, permissions: PermissionHandler) -> TurnResult:
+    async def prompt(
+        self,
+        text: str,
+        on_event: EventSink,
+        permissions: PermissionHandler,
+        images: Sequence[PromptImage] = (),
+    ) -> TurnResult:
         if self._active is None:
             # The ACP agent's turn, unless it cannot start now (it died since ensure_session).
             await self.ensure_session()
         if self._active is None:
-            return await self._primary.prompt(text, on_event, permissions)
+            return await self._primary.prompt(text, on_event, permissions, images)
         try:
-            return await self._active.prompt(text, on_event, permissions)
+            # A fallback turn with images fails saying so: the fallback is a command line.
+            return await self._active.prompt(text, on_event, permissions, images)
         finally:
             # The next turn tries the ACP agent again.
             self._active = None

@@ -107,9 +107,38 @@ def map_update(update: Any) -> AgentEvent:
             cost=cost.amount if cost else None,
             currency=cost.currency if cost else None,
             cumulative=True,
+            context_used=update.used,
+            context_size=update.size,
             raw=update,
         )
     return OtherEvent(update_type=_update_type(update), raw=update)
+
+
+def _count(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
+def meta_usage(update: Any) -> UsageEvent | None:
+    """The token usage an agent reports in an update's `_meta` rather than in ACP's own fields:
+    qwen-code (0.15) puts `{inputTokens, outputTokens, totalTokens, thoughtTokens,
+    cachedReadTokens}` of each model response on an agent message chunk. Increments, one per model
+    response; None when the update carries none."""
+    meta = getattr(update, "field_meta", None)
+    usage = meta.get("usage") if isinstance(meta, dict) else None
+    if not isinstance(usage, dict):
+        return None
+    event = UsageEvent(
+        input_tokens=_count(usage.get("inputTokens")),
+        output_tokens=_count(usage.get("outputTokens")),
+        total_tokens=_count(usage.get("totalTokens")),
+        thought_tokens=_count(usage.get("thoughtTokens")),
+        cache_read_tokens=_count(usage.get("cachedReadTokens")),
+        cache_write_tokens=_count(usage.get("cachedWriteTokens")),
+        raw=update,
+    )
+    if all(v is None for v in (event.input_tokens, event.output_tokens, event.total_tokens)):
+        return None
+    return event
 
 
 def map_permission_request(

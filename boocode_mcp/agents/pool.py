@@ -25,7 +25,7 @@ import anyio.abc
 
 from boocode_mcp import procs
 from boocode_mcp.agents.acp_backend import WarmAcpBackend
-from boocode_mcp.agents.backend import AgentBackend
+from boocode_mcp.agents.backend import AgentBackend, McpProvider
 from boocode_mcp.agents.backend_core import CANCEL_TIMEOUT_S, BackendArgs, BackendState
 from boocode_mcp.agents.cli_backend import CliBackend
 from boocode_mcp.agents.fallback import FallbackBackend
@@ -34,7 +34,9 @@ from boocode_mcp.agents.registry import AgentRegistry, ResolvedAgent
 from boocode_mcp.agents.terminals import TerminalRecords
 from boocode_mcp.config import AgentSpec, PoolConfig
 from boocode_mcp.errors import InvalidRequestError
+from boocode_mcp.store import agent_capabilities
 from boocode_mcp.store import agent_sessions as rows
+from boocode_mcp.store.agent_capabilities import AgentCapabilities
 from boocode_mcp.store.agent_sessions import AgentSessionRow
 from boocode_mcp.store.db import Database, DatabaseError
 
@@ -81,8 +83,12 @@ class AgentPool:
         tick_s: float | None = None,
         env: Mapping[str, str] | None = None,
         cancel_timeout_s: float = CANCEL_TIMEOUT_S,
+        mcp: McpProvider | None = None,
     ) -> None:
         self._registry = registry
+        self._mcp = mcp
+        # What agents said they can do as they started, waiting for the writer.
+        self._capabilities: dict[str, AgentCapabilities] = {}
         self._config = config
         self._log_dir = log_dir
         self._db = db
@@ -214,8 +220,16 @@ class AgentPool:
         )
         if resolved.spec.fallback is not None:
             fallback = functools.partial(self._registry.resolve, resolved.spec.fallback)
-            return FallbackBackend(fallback=fallback, terminal_ledger=ledger, **args)
-        return WarmAcpBackend(terminal_ledger=ledger, **args)
+            return FallbackBackend(
+                fallback=fallback,
+                terminal_ledger=ledger,
+                mcp=self._mcp,
+                on_capabilities=self._on_capabilities,
+                **args,
+            )
+        return WarmAcpBackend(
+            terminal_ledger=ledger, mcp=self._mcp, on_capabilities=self._on_capabilities, **args
+        )
 
     def peek(self, chat_id: str, agent: str) -> AgentBackend | None:
         return self._backends.get((chat_id, agent))
@@ -237,10 +251,13 @@ class AgentPool:
     async def sync(self) -> None:
         """Write every pending row change now (the writer task does this on its own, too)."""
         async with self._write_lock:
-            while self._pending:
+            while self._pending or self._capabilities:
                 batch, self._pending = self._pending, {}
                 for row in batch.values():
                     await self._write(row)
+                noted, self._capabilities = self._capabilities, {}
+                for caps in noted.values():
+                    await self._write_capabilities(caps)
 
     async def tick(self) -> None:
         """One health check and eviction pass (the pool's tick task runs this periodically)."""
@@ -328,6 +345,20 @@ class AgentPool:
             cost=base.cost + state.cost,
         )
         self._wake.set()
+
+    def _on_capabilities(self, caps: AgentCapabilities) -> None:
+        """Called synchronously by backends as their agent starts; queued for the writer."""
+        if self._db is None:
+            return
+        self._capabilities[caps.agent] = caps
+        self._wake.set()
+
+    async def _write_capabilities(self, caps: AgentCapabilities) -> None:
+        assert self._db is not None
+        try:
+            await agent_capabilities.record(self._db, caps)
+        except DatabaseError as e:
+            log.warning("cannot record the capabilities of agent %s: %s", caps.agent, e)
 
     async def _write(self, row: AgentSessionRow) -> None:
         assert self._db is not None

@@ -76,6 +76,11 @@ class AgentRegistry:
         self._now()
         return sorted(self._specs)
 
+    def installed(self) -> list[str]:
+        """The agents whose program is there now, by name (a PATH lookup each, no process run)."""
+        self._now()
+        return sorted(n for n, spec in self._specs.items() if find_program(spec.command) is not None)
+
     def spec(self, name: str) -> AgentSpec:
         current = self._now()
         if current.problem is not None:
@@ -143,6 +148,8 @@ class AgentRegistry:
                 version=v,
                 install=specs[n].install,
                 protocol=specs[n].protocol,
+                # A command line carries the prompt's text only.
+                images=False if specs[n].protocol == "cli" else None,
                 builtin=n in BUILTINS,
                 configured=n in config.agents,
                 default=n == config.default_agent,

@@ -21,7 +21,7 @@ import anyio
 from pydantic import ConfigDict, ValidationError, validate_call
 
 from boocode_mcp.errors import BooCodeError, InvalidRequestError
-from boocode_mcp.ops import Caller, Outcome, patches, subagents, workspace
+from boocode_mcp.ops import Caller, Outcome, listing, patches, subagents, usage, workspace
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +33,8 @@ _PLAIN: dict[str, Operation] = {
     "spawn_subagent": subagents.spawn,
     "subagent_status": subagents.status,
     "cancel_subagent": subagents.cancel,
+    "retry_subagent": subagents.retry,
+    "inbox": subagents.inbox,
     "respond_permission": subagents.respond_permission,
     "list_patches": patches.list_patches,
     "get_patch": patches.get_patch,
@@ -44,6 +46,8 @@ _PLAIN: dict[str, Operation] = {
     "list_agents": workspace.agents,
     "resolve_id": workspace.resolve_id,
     "watch": workspace.watch,
+    "list_runs": listing.list_runs,
+    "usage_stats": usage.usage_stats,
 }
 # Arguments arrive as JSON: each operation's signature validates them (and names what is wrong).
 OPERATIONS: dict[str, Operation] = {name: validate_call(config=_VALIDATE)(fn) for name, fn in _PLAIN.items()}

@@ -91,13 +91,13 @@ class InProcessApi:
     def __init__(self, workspace: Path, *, session: str | None = None) -> None:
         from anyio.from_thread import start_blocking_portal
 
+        from boocode_mcp.agent_mcp import open_engine
         from boocode_mcp.daemon.api import connection_caller
-        from boocode_mcp.engine import Engine
 
         self._portal_cm = start_blocking_portal(backend="asyncio")
         self._portal = self._portal_cm.__enter__()
         try:
-            self._engine_cm = self._portal.wrap_async_context_manager(Engine.open(workspace))
+            self._engine_cm = self._portal.wrap_async_context_manager(open_engine(workspace))
             engine = self._engine_cm.__enter__()
         except BaseException:
             self._portal_cm.__exit__(None, None, None)

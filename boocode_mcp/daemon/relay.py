@@ -352,7 +352,9 @@ _READ_ONLY_METHODS = frozenset(
         "completion/complete",
     }
 )
-READ_ONLY_TOOLS = frozenset({"subagent_status", "list_patches", "search_memory"})
+READ_ONLY_TOOLS = frozenset(
+    {"subagent_status", "list_patches", "search_memory", "list_agents", "usage_stats"}
+)
 
 
 class AcpRouter(Relay):

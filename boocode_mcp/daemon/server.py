@@ -35,6 +35,7 @@ from boocode_mcp.errors import BooCodeError, InvalidRequestError
 
 if TYPE_CHECKING:
     from boocode_mcp.engine import Engine
+    from boocode_mcp.ui import UiServer
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +62,9 @@ class Daemon:
         self._mcp: Any = None
         self._tg: TaskGroup | None = None
         self._socket_inode: int | None = None
+        # The web page (`boocode ui`): started on first request, then lives as long as we do.
+        self._ui: UiServer | None = None
+        self._ui_lock = anyio.Lock()
 
     # -- lifetime ----------------------------------------------------------------------------
 
@@ -132,8 +136,12 @@ class Daemon:
 
     # -- watchers ----------------------------------------------------------------------------
 
+    def _connected(self) -> int:
+        """Front ends connected: socket connections, and open web pages (each holds a stream)."""
+        return self.front_ends + (self._ui.open_streams if self._ui is not None else 0)
+
     def _busy(self) -> bool:
-        return self.front_ends > 0 or self.http_listeners > 0 or self.engine.live_run_count() > 0
+        return self._connected() > 0 or self.http_listeners > 0 or self.engine.live_run_count() > 0
 
     async def _watch_idle(self) -> None:
         step = max(0.05, min(self.idle_exit_s / 4, 5.0))
@@ -266,9 +274,10 @@ class Daemon:
             await self._serve_control(reader, writer)
 
     async def _serve_control(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        """`status` and `stop` (what `boocode daemon` asks, answered across versions), and
+        """`status` and `stop` (what `boocode daemon` asks, answered across versions),
         `http_listen` (`boocode serve --http`): an HTTP listener that lives as long as the
-        connection that asked for it."""
+        connection that asked for it, and `ui` (`boocode ui`): the web page's address, its server
+        started on first request and kept for the daemon's life."""
         stopped = anyio.Event()
 
         async with anyio.create_task_group() as listeners:
@@ -282,8 +291,10 @@ class Daemon:
                 if method == "http_listen":
                     url = await listeners.start(self._http_listener, params, stopped)
                     return {"result": {"url": url}}
+                if method == "ui":
+                    return {"result": {"url": await self._ui_url()}}
                 raise InvalidRequestError(
-                    f"unknown control method {method!r}; known: status, stop, http_listen"
+                    f"unknown control method {method!r}; known: status, stop, http_listen, ui"
                 )
 
             try:
@@ -311,6 +322,25 @@ class Daemon:
         finally:
             self.http_listeners -= 1
 
+    async def _ui_url(self) -> str:
+        """The web page's login URL, starting its server (in our task group) on first use."""
+        async with self._ui_lock:
+            if self._ui is None:
+                assert self._tg is not None
+                return str(await self._tg.start(self._serve_ui))
+            return self._ui.login_url
+
+    async def _serve_ui(self, *, task_status: anyio.abc.TaskStatus[str] = anyio.TASK_STATUS_IGNORED) -> None:
+        from boocode_mcp.ui import UiServer
+
+        ui = UiServer(self.engine)
+        self._ui = ui
+        try:
+            await ui.serve(task_status=task_status)
+        finally:
+            # Ended by a failure (logged): the next `boocode ui` starts a new one.
+            self._ui = None
+
     def status(self) -> dict[str, Any]:
         return {
             "running": True,
@@ -319,7 +349,7 @@ class Daemon:
             "started_at": self.started_at,
             "socket": os.fspath(self.paths.socket),
             "workspace": os.fspath(self.paths.workspace),
-            "front_ends": self.front_ends,
+            "front_ends": self._connected(),
             "runs_live": self.engine.live_run_count(),
             "agents_warm": self.engine.warm_agent_count(),
         }
@@ -384,7 +414,7 @@ def _pid_lock(paths: DaemonPaths, wait_s: float) -> Any:
 async def run_daemon(workspace: Path, ready: Callable[[str], None]) -> str | None:
     """Open the workspace's engine and serve it until stopped; `ready("ready")` once listening,
     or `ready("error: …")` if it cannot start. Returns why it stopped."""
-    from boocode_mcp.engine import Engine
+    from boocode_mcp.agent_mcp import open_engine
     from boocode_mcp.workspace import ensure_repo
 
     try:
@@ -392,7 +422,7 @@ async def run_daemon(workspace: Path, ready: Callable[[str], None]) -> str | Non
         paths = DaemonPaths(repo)
         paths.make_private_dirs()
         with _pid_lock(paths, wait_s=30.0):
-            async with Engine.open(repo) as engine:
+            async with open_engine(repo) as engine:
                 daemon = Daemon(engine, paths, idle_exit_s=engine.config.daemon.idle_exit_s)
                 await daemon.serve(lambda: ready("ready"))
                 return daemon.stop_reason

@@ -424,10 +424,12 @@ def _log_tail(paths: DaemonPaths) -> str:
     return f" (log {paths.log}: {shown})" if shown else f" (log {paths.log})"
 
 
-def control(workspace: Path, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
-    """One request on a control connection; raises NotRunning when no daemon runs (never starts
-    one). Control connections are served across versions, so `status` and `stop` always work."""
-    conn = connect(workspace, "control", start=False)
+def control(
+    workspace: Path, method: str, params: dict[str, Any] | None = None, *, start: bool = False
+) -> dict[str, Any]:
+    """One request on a control connection; raises NotRunning when no daemon runs, unless `start`
+    starts one. Control connections are served across versions, so `status` and `stop` always work."""
+    conn = connect(workspace, "control", start=start)
     try:
         conn.send_line({"id": 1, "method": method, "params": params or {}})
         line = conn.read_line()

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Generic, TypeVar
 from pydantic import BaseModel
 
 if TYPE_CHECKING:
+    from boocode_mcp.delegation import CallingRun
     from boocode_mcp.engine import Engine
 
 M = TypeVar("M", bound=BaseModel)
@@ -21,13 +22,23 @@ class Caller:
     act on "my" pending patches need one; ids and listings reach the whole workspace. (A plain
     class, not a dataclass: the API validates operation arguments with pydantic, which must take
     a Caller as it is rather than look into its fields.)
+
+    `delegator` is set when the caller is an agent calling BooCode's MCP server from inside a run:
+    that run, whose session is the caller's own, whose children its spawns become, and whose
+    children are the only runs it may cancel.
     """
 
-    __slots__ = ("engine", "own_session")
+    __slots__ = ("delegator", "engine", "own_session")
 
-    def __init__(self, engine: Engine, own_session: Callable[[], Awaitable[str]]) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        own_session: Callable[[], Awaitable[str]],
+        delegator: CallingRun | None = None,
+    ) -> None:
         self.engine = engine
         self.own_session = own_session
+        self.delegator = delegator
 
     async def session_filter(self, session_id: str | None) -> str | None:
         """An explicit session narrowing a lookup or listing; it must exist."""

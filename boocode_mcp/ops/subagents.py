@@ -1,4 +1,5 @@
-"""Subagent runs: spawn, status (one or all), wait, cancel, answer a permission request."""
+"""Subagent runs: spawn, status (one or all), wait, cancel, retry, answer a permission request, and
+the inbox of runs and patches that need a person."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from boocode_mcp.views import (
     Activity,
     CancelResult,
     Collision,
+    Inbox,
     PendingPermission,
     SubagentStatus,
     SubagentView,
@@ -45,6 +47,10 @@ class SpawnResult(_Out):
     status: SubagentStatus
     final_message: str | None = None
     patch_id: str | None = None
+    parent_subagent_id: str | None = Field(
+        default=None, description="set when a subagent spawned this run through BooCode's MCP server"
+    )
+    retry_of: str | None = Field(default=None, description="the run this one re-runs (retry_subagent)")
 
 
 class StatusResult(_Out):
@@ -73,6 +79,11 @@ class StatusResult(_Out):
     session_note: str | None = None
     created_at: float | None = None
     finished_at: float | None = None
+    parent_subagent_id: str | None = None
+    children: list[str] | None = None
+    retry_of: str | None = None
+    depth: int | None = None
+    images: int | None = None
     worker: WorkerRef | None = None
     subagents: list[SubagentView] | None = None
 
@@ -135,6 +146,12 @@ def line(view: SubagentView) -> str:
         )
     if view.session_note:
         parts.append(view.session_note)
+    if view.parent_subagent_id:
+        parts.append(f"child of {view.parent_subagent_id}")
+    if view.children:
+        parts.append(f"children: {', '.join(view.children)}")
+    if view.retry_of:
+        parts.append(f"retry of {view.retry_of}")
     return "; ".join(parts)
 
 
@@ -148,8 +165,10 @@ async def spawn(
     mode: str | None = None,
     wait_seconds: float = 0,
     session_id: str | None = None,
+    images: list[str] | None = None,
 ) -> Outcome[SpawnResult]:
-    """Start a run; with `chat_id` it continues that chat (in the chat's own session)."""
+    """Start a run; with `chat_id` it continues that chat (in the chat's own session). Called by
+    an agent from inside a run (`caller.delegator`), the new run is that run's child."""
     _check_wait(wait_seconds)
     engine = caller.engine
     if session_id is not None:
@@ -158,7 +177,21 @@ async def spawn(
         sid = None  # the chat's own session, wherever it is
     else:
         sid = await caller.own_session()
-    view = await engine.spawn(sid, prompt, agent=agent, chat_id=chat_id, model=model, mode=mode)
+    view = await engine.spawn(
+        sid,
+        prompt,
+        agent=agent,
+        chat_id=chat_id,
+        model=model,
+        mode=mode,
+        images=images or (),
+        parent=caller.delegator,
+    )
+    return await _spawned(engine, view, wait_seconds)
+
+
+async def _spawned(engine: Engine, view: SubagentView, wait_seconds: float) -> Outcome[SpawnResult]:
+    """spawn_subagent's (and retry_subagent's) answer, after waiting up to `wait_seconds`."""
     if wait_seconds > 0:
         view = await _wait_settled(engine, None, view, wait_seconds)
     out = SpawnResult(
@@ -170,9 +203,20 @@ async def spawn(
         status=view.status,
         final_message=view.final_message,
         patch_id=view.patch_id,
+        parent_subagent_id=view.parent_subagent_id,
+        retry_of=view.retry_of,
     )
     hint = "" if settled(view) else "; poll with subagent_status (wait_seconds up to 30)"
     return Outcome(out, line(view) + hint)
+
+
+async def retry(
+    caller: Caller, subagent_id: str, *, wait_seconds: float = 0, session_id: str | None = None
+) -> Outcome[SpawnResult]:
+    """Run a failed, cancelled or interrupted run's prompt again on its chat."""
+    _check_wait(wait_seconds)
+    view = await caller.engine.retry(await caller.session_filter(session_id), subagent_id)
+    return await _spawned(caller.engine, view, wait_seconds)
 
 
 async def status(
@@ -201,8 +245,32 @@ async def status(
 
 
 async def cancel(caller: Caller, subagent_id: str, *, session_id: str | None = None) -> Outcome[CancelResult]:
-    view = await caller.engine.cancel(await caller.session_filter(session_id), subagent_id)
+    """Cancel a run and the runs below it; an agent may cancel only its own run's children."""
+    engine = caller.engine
+    sid = await caller.session_filter(session_id)
+    if caller.delegator is not None:
+        await engine.check_child_of_chat(subagent_id, caller.delegator.chat_id)
+    view = await engine.cancel(sid, subagent_id)
     return Outcome(CancelResult(subagent_id=view.subagent_id, status=view.status), line(view))
+
+
+async def inbox(caller: Caller, *, limit: int = 100) -> Outcome[Inbox]:
+    """What needs a person: failed or interrupted runs not retried, runs waiting for a permission
+    answer, pending patches whose apply conflicted; newest first."""
+    if not 1 <= limit <= 1000:
+        raise InvalidRequestError(f"limit must be between 1 and 1000 (got {limit})")
+    items = await caller.engine.inbox(limit)
+    lines = []
+    for item in items:
+        what = f"subagent {item.subagent_id}" if item.kind != "conflict" else f"patch {item.patch_id}"
+        hint = {
+            "failed": "retry_subagent to run it again",
+            "interrupted": "retry_subagent to run it again",
+            "permission": "respond_permission to answer",
+            "conflict": "apply_pending again once the workspace allows it, or discard it",
+        }[item.kind]
+        lines.append(f"{item.kind}: {what} ({item.status}): {clip(item.reason, 200)}; {hint}")
+    return Outcome(Inbox(items=items), "\n".join(lines) if lines else "the inbox is empty")
 
 
 async def respond_permission(

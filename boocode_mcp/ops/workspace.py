@@ -109,16 +109,26 @@ async def traces(caller: Caller, *, session_id: str | None = None) -> Outcome[Tr
 
 
 async def agents(caller: Caller) -> Outcome[AgentList]:
-    """The agents a run may name, and whether the workspace's own config counts."""
+    """The agents a run may name (installed or not, version, protocol, whether they take images,
+    how to install them), and whether the workspace's own config counts."""
     from boocode_mcp.trust import describe
 
-    registry = caller.engine.registry
-    rows = await registry.describe()
-    ws = registry.workspace_config()
-    lines = [f"{a.name} ({a.protocol}, {'installed' if a.installed else 'not installed'})" for a in rows]
+    rows = await caller.engine.list_agents()
+    ws = caller.engine.registry.workspace_config()
+    lines = [_agent_line(a) for a in rows]
     if ws is not None:
         lines.append(describe(ws))
     return Outcome(AgentList(agents=rows, workspace_config=ws), "\n".join(lines))
+
+
+def _agent_line(a: AgentInfo) -> str:
+    if not a.installed:
+        how = f"; install: {a.install}" if a.install else ""
+        return f"{a.name}: not installed{how}"
+    images = {True: "takes images", False: "no images", None: "images unknown until it has run"}[a.images]
+    version = f" {a.version}" if a.version else ""
+    default = ", the default" if a.default else ""
+    return f"{a.name}: installed{version} ({a.protocol}, {images}{default})"
 
 
 async def resolve_id(

@@ -6,14 +6,13 @@ from typing import TYPE_CHECKING, Any
 
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError
+from pydantic import BaseModel
 
 from boocode_mcp.errors import BooCodeError, NotFoundError
-from boocode_mcp.views import AgentSessionList, TraceList
+from boocode_mcp.views import AgentSessionList, Inbox, TraceList
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable
-
-    from pydantic import BaseModel
 
     from boocode_mcp.engine import Engine
 
@@ -24,7 +23,7 @@ TEMPLATES = (
     "subagents://{subagent_id}",
     "patches://{session_id}/{patch_id}",
 )
-STATIC = ("agent-sessions://list",)
+STATIC = ("agent-sessions://list", "inbox://", "agents://list")
 
 
 async def _json(read: Awaitable[BaseModel]) -> str:
@@ -45,6 +44,16 @@ async def _agent_sessions(engine: Engine, chat_id: str | None) -> AgentSessionLi
     return AgentSessionList(agent_sessions=await engine.agent_sessions(chat_id))
 
 
+async def _inbox(engine: Engine) -> Inbox:
+    return Inbox(items=await engine.inbox())
+
+
+async def _agents(engine: Engine) -> BaseModel:
+    from boocode_mcp.ops.workspace import AgentList
+
+    return AgentList(agents=await engine.list_agents(), workspace_config=engine.registry.workspace_config())
+
+
 def register_resources(mcp: MCPServer[Any], engine: Engine) -> None:
     # A static resource cannot take a Context, so every handler reaches the engine through this
     # closure.
@@ -58,6 +67,25 @@ def register_resources(mcp: MCPServer[Any], engine: Engine) -> None:
     )
     async def agent_sessions_list() -> str:
         return await _json(_agent_sessions(engine, None))
+
+    @mcp.resource(
+        "inbox://",
+        name="inbox",
+        description="What needs a person: failed or interrupted runs not yet retried, runs waiting "
+        "for a permission answer, pending patches whose apply conflicted; newest first",
+        mime_type=JSON,
+    )
+    async def inbox() -> str:
+        return await _json(_inbox(engine))
+
+    @mcp.resource(
+        "agents://list",
+        name="agents",
+        description="The agents a run may name, as list_agents reports them",
+        mime_type=JSON,
+    )
+    async def agents() -> str:
+        return await _json(_agents(engine))
 
     @mcp.resource(
         "agent-sessions://{chat_id}",

@@ -177,3 +177,46 @@ async def set_status(
 async def unapplied_chat_ids(db: Database) -> set[str]:
     cur = await db.execute("SELECT DISTINCT chat_id FROM patches WHERE status = 'pending'")
     return {str(r["chat_id"]) for r in await cur.fetchall()}
+
+
+@dataclass(frozen=True)
+class PatchConflict:
+    """The last apply of a pending patch that conflicted: what the inbox lists."""
+
+    patch_id: str
+    session_id: str
+    chat_id: str
+    subagent_id: str | None
+    status: PatchStatus
+    conflicts: list[dict[str, str]]
+    conflicted_at: float
+
+
+async def record_conflicts(db: Database, conflicts: dict[str, list[dict[str, str]]]) -> None:
+    """Remember, per patch, the conflicts its last apply met (`{file, reason}` each)."""
+    now = time.time()
+    await db.executemany(
+        "UPDATE patches SET conflict_json = ?, conflicted_at = ? WHERE id = ?",
+        [(json.dumps(found), now, patch_id) for patch_id, found in conflicts.items()],
+    )
+
+
+async def pending_conflicts(db: Database, limit: int) -> list[PatchConflict]:
+    """Pending patches whose last apply conflicted, most recent conflict first."""
+    cur = await db.execute(
+        "SELECT id, session_id, chat_id, subagent_id, status, conflict_json, conflicted_at FROM patches"
+        " WHERE conflicted_at IS NOT NULL AND status = 'pending' ORDER BY conflicted_at DESC LIMIT ?",
+        (limit,),
+    )
+    return [
+        PatchConflict(
+            patch_id=r["id"],
+            session_id=r["session_id"],
+            chat_id=r["chat_id"],
+            subagent_id=r["subagent_id"],
+            status=patch_status(r["status"]),
+            conflicts=json.loads(r["conflict_json"] or "[]"),
+            conflicted_at=r["conflicted_at"],
+        )
+        for r in await cur.fetchall()
+    ]

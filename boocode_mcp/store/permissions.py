@@ -77,3 +77,14 @@ async def cancel_pending_for(db: Database, subagent_id: str) -> None:
         " WHERE subagent_id = ? AND status = 'pending'",
         (time.time(), subagent_id),
     )
+
+
+async def waiting(db: Database, limit: int) -> list[PermissionRow]:
+    """Requests still waiting for an answer from a run that still waits for it, newest first."""
+    cur = await db.execute(
+        "SELECT p.* FROM permissions p JOIN subagents s ON s.id = p.subagent_id"
+        " WHERE p.status = 'pending' AND s.status = 'awaiting_permission'"
+        " ORDER BY p.created_at DESC LIMIT ?",
+        (limit,),
+    )
+    return [_row(r) for r in await cur.fetchall()]

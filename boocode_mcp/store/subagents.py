@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +31,14 @@ class SubagentRow:
     usage: dict[str, Any] | None
     patch_id: str | None
     owner_pid: int | None
+    # The run of a subagent that spawned this one through BooCode's MCP server (None for a host's);
+    # depth 0 for a host's run, its children 1, and so on.
+    parent_subagent_id: str | None = None
+    depth: int = 0
+    # The failed, cancelled or interrupted run this one re-runs.
+    retry_of: str | None = None
+    # The prompt's images as stored attachments ({sha256, mime_type, size}).
+    images: tuple[dict[str, Any], ...] = ()
     # Where it runs on a PostgreSQL store (store.work): its worker, that worker's worktree, its lease.
     worker_id: str | None = None
     worker_host: str | None = None
@@ -46,6 +55,7 @@ class SubagentRow:
 def row_from(r: Row) -> SubagentRow:
     """A stored run as its row (any `SELECT *` or `RETURNING *` of the table)."""
     usage = json.loads(r["usage_json"]) if r["usage_json"] else None
+    images = tuple(json.loads(r["images_json"])) if r["images_json"] else ()
     perms = json.loads(r["permissions_json"]) if r["permissions_json"] else None
     return SubagentRow(
         id=r["id"],
@@ -65,6 +75,10 @@ def row_from(r: Row) -> SubagentRow:
         usage=usage,
         patch_id=r["patch_id"],
         owner_pid=r["owner_pid"],
+        parent_subagent_id=r["parent_subagent_id"],
+        depth=r["depth"],
+        retry_of=r["retry_of"],
+        images=images,
         worker_id=r["worker_id"],
         worker_host=r["worker_host"],
         worker_pid=r["worker_pid"],
@@ -89,6 +103,10 @@ async def insert_if_chat_idle(
     model: str | None,
     mode: str | None,
     owner_pid: int,
+    parent_subagent_id: str | None = None,
+    depth: int = 0,
+    retry_of: str | None = None,
+    images: Sequence[dict[str, Any]] = (),
     base_sha: str | None = None,
     permissions: dict[str, Any] | None = None,
     pinned_worker: str | None = None,
@@ -99,9 +117,10 @@ async def insert_if_chat_idle(
     chat cannot both win. Returns the row inserted, or None."""
     cur = await db.execute(
         "INSERT INTO subagents (id, session_id, chat_id, agent, prompt, model, mode, status, created_at,"
-        " owner_pid, base_sha, permissions_json, pinned_worker, preferred_worker)"
-        " SELECT ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM subagents"
-        f" WHERE chat_id = ? AND status IN {LIVE_STATUSES!r}) ON CONFLICT DO NOTHING RETURNING *",
+        " owner_pid, base_sha, permissions_json, pinned_worker, preferred_worker, parent_subagent_id,"
+        " depth, retry_of, images_json)"
+        " SELECT ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM"
+        f" subagents WHERE chat_id = ? AND status IN {LIVE_STATUSES!r}) ON CONFLICT DO NOTHING RETURNING *",
         (
             subagent_id,
             session_id,
@@ -116,6 +135,10 @@ async def insert_if_chat_idle(
             json.dumps(permissions) if permissions is not None else None,
             pinned_worker,
             preferred_worker,
+            parent_subagent_id,
+            depth,
+            retry_of,
+            json.dumps(list(images)) if images else None,
             chat_id,
         ),
     )
@@ -193,3 +216,71 @@ async def mark_interrupted_if_live(db: Database, subagent_id: str, error: str) -
         (error, time.time(), subagent_id),
     )
     return cur.rowcount == 1
+
+
+async def children(db: Database, parent_ids: Sequence[str]) -> list[SubagentRow]:
+    """The runs whose parent is one of `parent_ids`, oldest first."""
+    if not parent_ids:
+        return []
+    marks = ", ".join("?" for _ in parent_ids)
+    cur = await db.execute(
+        f"SELECT * FROM subagents WHERE parent_subagent_id IN ({marks}) ORDER BY created_at, id",
+        list(parent_ids),
+    )
+    return [row_from(r) for r in await cur.fetchall()]
+
+
+async def child_ids(db: Database, parent_id: str) -> list[str]:
+    """The ids of the run's children, oldest first (retries of a child included)."""
+    cur = await db.execute(
+        "SELECT id FROM subagents WHERE parent_subagent_id = ? ORDER BY created_at, id", (parent_id,)
+    )
+    return [str(r["id"]) for r in await cur.fetchall()]
+
+
+async def count_spawned(db: Database, parent_id: str) -> int:
+    """How many children the run has spawned itself (its children's retries do not count)."""
+    cur = await db.execute(
+        "SELECT COUNT(*) FROM subagents WHERE parent_subagent_id = ? AND retry_of IS NULL", (parent_id,)
+    )
+    row = await cur.fetchone()
+    return int(row[0]) if row else 0
+
+
+async def retried_by(db: Database, subagent_id: str) -> str | None:
+    """The id of the run that retried this one, if any."""
+    cur = await db.execute(
+        "SELECT id FROM subagents WHERE retry_of = ? ORDER BY created_at DESC LIMIT 1", (subagent_id,)
+    )
+    row = await cur.fetchone()
+    return str(row["id"]) if row else None
+
+
+async def latest_for_chat(db: Database, chat_id: str) -> SubagentRow | None:
+    cur = await db.execute(
+        "SELECT * FROM subagents WHERE chat_id = ? ORDER BY created_at DESC, id DESC LIMIT 1", (chat_id,)
+    )
+    r = await cur.fetchone()
+    return row_from(r) if r is not None else None
+
+
+async def chat_has_child_of_chat(db: Database, chat_id: str, parent_chat_id: str) -> bool:
+    """Whether a run of `chat_id` is a child of a run of `parent_chat_id`: the chat is one that a
+    subagent of the parent chat started (and may continue)."""
+    cur = await db.execute(
+        "SELECT 1 FROM subagents c JOIN subagents p ON p.id = c.parent_subagent_id"
+        " WHERE c.chat_id = ? AND p.chat_id = ? LIMIT 1",
+        (chat_id, parent_chat_id),
+    )
+    return await cur.fetchone() is not None
+
+
+async def unretried_failures(db: Database, limit: int) -> list[SubagentRow]:
+    """Runs that failed or were interrupted and have not been retried, most recently ended first."""
+    cur = await db.execute(
+        "SELECT * FROM subagents s WHERE s.status IN ('failed', 'interrupted')"
+        " AND NOT EXISTS (SELECT 1 FROM subagents r WHERE r.retry_of = s.id)"
+        " ORDER BY coalesce(s.finished_at, s.created_at) DESC, s.id DESC LIMIT ?",
+        (limit,),
+    )
+    return [row_from(r) for r in await cur.fetchall()]

@@ -20,6 +20,19 @@ FINAL_MESSAGE_CHARS = 100_000
 MAX_TOOL_CALLS = 10
 MAX_FILES = 50
 
+# Usage figures an agent reports as increments (summed over the turn) or, in a cumulative report,
+# as running totals; and those that are a snapshot of its context window (the last one counts).
+SUMMED_USAGE = (
+    "input_tokens",
+    "output_tokens",
+    "cost",
+    "total_tokens",
+    "thought_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+)
+SNAPSHOT_USAGE = ("context_used", "context_size")
+
 # A record BooCode adds to a run's events itself (not from the agent): how the agent session was
 # established, so that "the agent could not restore its context" survives in the history.
 SESSION_KIND = "session"
@@ -80,9 +93,10 @@ class Digest:
     plan: list[PlanEntryView] = dataclasses.field(default_factory=list)
     files: dict[str, None] = dataclasses.field(default_factory=dict)
     session_note: str | None = None
-    input_tokens: int | None = None
-    output_tokens: int | None = None
-    cost: float | None = None
+    # Every figure of SUMMED_USAGE and SNAPSHOT_USAGE, None until the agent reports it.
+    usage: dict[str, float | None] = dataclasses.field(
+        default_factory=lambda: dict.fromkeys(SUMMED_USAGE + SNAPSHOT_USAGE)
+    )
 
     def apply(self, kind: str, payload: dict[str, Any], at: float | None = None) -> None:
         self.event_count += 1
@@ -162,12 +176,14 @@ class Digest:
 
     def _usage(self, p: dict[str, Any]) -> None:
         cumulative = bool(p.get("cumulative"))
-        for name in ("input_tokens", "output_tokens", "cost"):
+        for name in SUMMED_USAGE + SNAPSHOT_USAGE:
             value = p.get(name)
-            if value is None:
+            if not isinstance(value, int | float) or isinstance(value, bool):
                 continue
-            current = getattr(self, name)
-            setattr(self, name, value if cumulative or current is None else current + value)
+            current = self.usage[name]
+            if name in SUMMED_USAGE and not cumulative and current is not None:
+                value = current + value
+            self.usage[name] = value
 
     @property
     def final_message(self) -> str:

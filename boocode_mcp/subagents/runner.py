@@ -20,6 +20,7 @@ from anyio.abc import TaskGroup, TaskStatus
 
 from boocode_mcp.agents.pool import AgentPool
 from boocode_mcp.agents.registry import AgentRegistry
+from boocode_mcp.attachments import Attachments
 from boocode_mcp.config import BOOCODE_DIR, Config
 from boocode_mcp.memory import MemoryIndex
 from boocode_mcp.states import SubagentStatus
@@ -42,11 +43,15 @@ from boocode_mcp.workspace import GitRepo
 log = logging.getLogger(__name__)
 
 # A streaming agent changes its activity many times a second; listeners hear about it at most this
-# often per subagent (status changes are announced at once).
-ACTIVITY_NOTIFY_INTERVAL_S = 0.2
+# often (status changes are announced at once): at most 20 notifications a second instead of one per
+# update, yet soon enough that an open web page or `boocode run` shows an event within tens of ms.
+ACTIVITY_NOTIFY_INTERVAL_S = 0.05
 # How long cancel() waits for the turn to come back after session/cancel before it reports the
 # status as it stands.
 CANCEL_WAIT_S = 15.0
+# The inbox's resource, and the run statuses that put a run in it (or take it out again).
+INBOX_URI = "inbox://"
+INBOX_STATUSES = frozenset({"failed", "interrupted", "awaiting_permission", "running"})
 
 
 class Runner:
@@ -65,6 +70,7 @@ class Runner:
         digests: DigestCache,
         run_locks: RunLocks,
         notify: Callable[[str], None],
+        attachments: Attachments,
         shared: SharedQueue | None = None,
     ) -> None:
         self._db = db
@@ -106,6 +112,7 @@ class Runner:
             memory=memory,
             tracer=tracer,
             states=self,
+            attachments=attachments,
         )
         self._dirty: set[str] = set()
         self._dirty_event = anyio.Event()
@@ -250,6 +257,11 @@ class Runner:
         event, run.changed = run.changed, anyio.Event()
         event.set()
         self._notify(f"subagents://{run.id}")
+        if run.status in INBOX_STATUSES:
+            self._notify(INBOX_URI)
+        if run.row.parent_subagent_id is not None:
+            # The parent's status lists its children.
+            self._notify(f"subagents://{run.row.parent_subagent_id}")
 
     async def _notify_activity(self) -> None:
         while True:

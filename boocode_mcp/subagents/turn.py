@@ -18,10 +18,11 @@ import anyio
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from boocode_mcp.agents.backend import AgentBackend, EventSink, PermissionHandler, TurnResult
+from boocode_mcp.agents.backend import AgentBackend, EventSink, PermissionHandler, PromptImage, TurnResult
 from boocode_mcp.agents.events import AgentEvent
 from boocode_mcp.agents.pool import AgentPool
 from boocode_mcp.agents.registry import AgentRegistry
+from boocode_mcp.attachments import Attachment, Attachments
 from boocode_mcp.config import PermissionsConfig
 from boocode_mcp.errors import BooCodeError
 from boocode_mcp.memory import MemoryIndex
@@ -102,6 +103,7 @@ class Turns:
     memory: MemoryIndex | None
     tracer: Tracer
     states: RunStates
+    attachments: Attachments
 
     async def execute(self, run: Run) -> None:
         """The whole turn; its final status is written even when BooCode shuts down during it."""
@@ -210,12 +212,22 @@ class Turns:
             return CANCELLED
         travelled = PermissionsConfig.model_validate(row.permissions) if row.permissions else None
         handler = self.permissions.handler_for(row.session_id, run.id, run.permission_handler, travelled)
-        outcome = await self._prompt(run, backend, self._sink(run, send), handler, tg)
+        images = [
+            PromptImage(a.mime_type, await self.attachments.load(a))
+            for a in (Attachment.from_record(r) for r in row.images)
+        ]
+        outcome = await self._prompt(run, backend, self._sink(run, send), handler, tg, images)
         clock.mark("prompt")
         return outcome
 
     async def _prompt(
-        self, run: Run, backend: AgentBackend, sink: EventSink, handler: PermissionHandler, tg: TaskGroup
+        self,
+        run: Run,
+        backend: AgentBackend,
+        sink: EventSink,
+        handler: PermissionHandler,
+        tg: TaskGroup,
+        images: list[PromptImage],
     ) -> TurnOutcome:
         """The prompt, with a watcher that turns a cancel request into session/cancel and abandons
         the turn (closing its agent) when the agent does not end it in time."""
@@ -223,7 +235,7 @@ class Turns:
             watcher = anyio.CancelScope()
             tg.start_soon(self._watch_cancel, run, backend, watcher, prompt_scope)
             try:
-                result = await backend.prompt(run.row.prompt, sink, handler)
+                result = await backend.prompt(run.row.prompt, sink, handler, images)
             finally:
                 watcher.cancel()
         if prompt_scope.cancelled_caught:
@@ -404,14 +416,22 @@ class Turns:
 
 def _usage(result: TurnResult | None, digest: Digest) -> dict[str, Any] | None:
     """The turn's usage: what the prompt response reported, else what usage updates said."""
-    usage = {
-        "input_tokens": digest.input_tokens,
-        "output_tokens": digest.output_tokens,
-        "cost": digest.cost,
-    }
+    usage = dict(digest.usage)
     if result is not None:
-        for name in usage:
+        for name in RESULT_USAGE:
             value = getattr(result, name)
             if value is not None:
                 usage[name] = value
     return usage if any(v is not None for v in usage.values()) else None
+
+
+# The TurnResult fields that are usage (a prompt response's figures win over the updates').
+RESULT_USAGE = (
+    "input_tokens",
+    "output_tokens",
+    "cost",
+    "total_tokens",
+    "thought_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+)

@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from boocode_mcp.errors import BooCodeError
 from boocode_mcp.ops import Caller, Outcome
-from boocode_mcp.tools.state import state_of
+from boocode_mcp.tools.state import ServerState, bearer_token, state_of
 
 if TYPE_CHECKING:
     from boocode_mcp.tracing import McpCall
@@ -60,13 +60,11 @@ async def tool_call(
     """
     state = state_of(ctx)
     try:
-        sid = await state.session_for(ctx, None)
-
-        async def own_session() -> str:
-            return sid
-
-        async with state.engine.tracer.mcp_call(sid, tool_name, dict(arguments)) as trace:
-            yield Call(Caller(state.engine, own_session), trace)
+        caller = await (_agent_caller(state, ctx) if state.for_agents else _host_caller(state, ctx))
+        sid = await caller.own_session()
+        run = caller.delegator.subagent_id if caller.delegator is not None else None
+        async with state.engine.tracer.mcp_call(sid, tool_name, dict(arguments), subagent_id=run) as trace:
+            yield Call(caller, trace)
     except ToolError:
         raise
     except BooCodeError as e:
@@ -80,6 +78,32 @@ async def tool_call(
             f"{tool_name} failed with an internal error ({type(e).__name__}: {e}); "
             "the BooCode server log has the details"
         ) from e
+
+
+async def _host_caller(state: ServerState, ctx: Context[Any, Any]) -> Caller:
+    sid = await state.session_for(ctx, None)
+
+    async def own_session() -> str:
+        return sid
+
+    return Caller(state.engine, own_session)
+
+
+async def _agent_caller(state: ServerState, ctx: Context[Any, Any]) -> Caller:
+    """The caller an agent's call acts as: its chat's run, named by the credential the call
+    carries. Checked on every call, so a credential stops working the moment it is revoked."""
+    grant = state.engine.agent_gateway.lookup(bearer_token(ctx))
+    if grant is None:
+        raise ToolError(
+            "refused: this call carries no valid BooCode credential (it is missing, or its agent "
+            "session has ended); BooCode's tools are for the agent session they were given to"
+        )
+    run = await state.engine.calling_run(grant)
+
+    async def own_session() -> str:
+        return run.session_id
+
+    return Caller(state.engine, own_session, delegator=run)
 
 
 def result(model: BaseModel, text: str) -> CallToolResult:

@@ -74,7 +74,7 @@ async def apply_pending(
         )
 
 
-def register(mcp: MCPServer[Any]) -> None:
+def register_listing(mcp: MCPServer[Any]) -> None:
     mcp.add_tool(
         list_patches,
         description="List the patches subagents produced in this workspace (one per turn; a newer "
@@ -83,6 +83,10 @@ def register(mcp: MCPServer[Any]) -> None:
         "the unified diff.",
         annotations=ToolAnnotations(read_only_hint=True),
     )
+
+
+def register(mcp: MCPServer[Any]) -> None:
+    register_listing(mcp)
     mcp.add_tool(
         apply_pending,
         description="Apply pending patches to the workspace, all or nothing: on any conflict "

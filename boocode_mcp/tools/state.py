@@ -25,9 +25,13 @@ MCP_SESSION_HEADER = "mcp-session-id"
 
 @dataclass
 class ServerState:
-    """Per-lifespan state: the engine, the connection's BooCode session, legacy subscriptions."""
+    """Per-lifespan state: the engine, the connection's BooCode session, legacy subscriptions.
+
+    `for_agents`: the server agents reach from inside their runs (`agent_mcp`), where every call
+    must carry a chat's credential and acts for that chat's run, not for a session of its own."""
 
     engine: Engine
+    for_agents: bool = False
     default_session: str | None = None
     http_sessions: dict[str, str] = field(default_factory=dict)
     # Handshake-era `resources/subscribe`: uri -> the connections (ServerSession) that asked.
@@ -54,6 +58,17 @@ class ServerState:
             if self.default_session is None:
                 self.default_session = await self.engine.ensure_session(None)
             return self.default_session
+
+
+def bearer_token(ctx: Context[Any, Any]) -> str | None:
+    """The bearer token of the HTTP request a call came in (None off HTTP or without one)."""
+    headers = ctx.headers
+    if headers is None:
+        return None
+    scheme, _, token = (headers.get("authorization") or "").partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    return token.strip() or None
 
 
 def _http_session_key(ctx: Context[Any, Any]) -> str | None:
