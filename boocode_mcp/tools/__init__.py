@@ -7,7 +7,7 @@ from typing import Any
 
 from mcp.server.mcpserver import MCPServer
 
-from boocode_mcp.tools import commands, memory, patches, subagents
+from boocode_mcp.tools import commands, memory, patches, subagents, workflows
 from boocode_mcp.tools.state import ServerState, state_of
 
 __all__ = ["ServerState", "register_tools", "state_of"]
@@ -18,3 +18,4 @@ def register_tools(mcp: MCPServer[Any]) -> None:
     patches.register(mcp)
     memory.register(mcp)
     commands.register(mcp)
+    workflows.register(mcp)
