@@ -407,7 +407,9 @@ class Execution:
             status="queued",
         )
         self._changed()
-        step_budget = Budget(f"step {step_id!r}'s budget", tokens=(call.get("budget") or {}).get("tokens"))
+        step_budget = Budget(
+            f"the budget of step {step_id!r}", tokens=(call.get("budget") or {}).get("tokens")
+        )
         budgets = self._budgets(call)
         view = await self._dispatch(seq, step_id, prompt, agent, model, mode, budgets)
         final = await self._follow(view)
@@ -461,11 +463,17 @@ class Execution:
             async with self._step_limiter:
                 for budget in budgets:
                     budget.before_dispatch()
-                view = await self._host.spawn(
-                    self.row.session_id, prompt, agent=agent, model=model, mode=mode, base=self._base
-                )
+                # Counted before the spawn awaits, so steps dispatched at once cannot all pass.
                 for budget in budgets:
                     budget.steps_used += 1
+                try:
+                    view = await self._host.spawn(
+                        self.row.session_id, prompt, agent=agent, model=model, mode=mode, base=self._base
+                    )
+                except BaseException:
+                    for budget in budgets:
+                        budget.steps_used -= 1
+                    raise
                 self._live_steps.add(view.subagent_id)
                 await store.link_step(self._db, self.id, seq, view.subagent_id)
         except RunFailed as e:
