@@ -40,6 +40,7 @@ HERE = Path(__file__).resolve().parent
 # Top-level code of a workflow file only defines it: describing one gets this much CPU at most.
 DESCRIBE_CPU_S = 2.0
 STACK_BYTES = 2 * 1024 * 1024
+REACH = "a workflow script reaches only args, agent(), parallel(), pipeline(), phase(), budget() and log()"
 MAX_FRAMES = 6
 # A stack frame as QuickJS prints it: "    at fn (<input>:12:5)" or "    at <input>:3:1".
 _FRAME = re.compile(r"^\s*at (?:(?P<fn>[^(]*?) \()?<input>(?::(?P<line>\d+)(?::(?P<col>\d+))?)?\)?\s*$")
@@ -177,7 +178,7 @@ class Interpreter:
     def describe_error(self, head: str, stack: str) -> str:
         """The error's first line and its frames in the script (the API's own frames left out),
         with the script's file name and its own line numbers."""
-        frames = []
+        frames: list[list[Any]] = []
         for line in stack.splitlines():
             m = _FRAME.match(line)
             if m is None or m.group("line") is None:
@@ -189,8 +190,14 @@ class Interpreter:
             if m.group("col"):
                 where += f":{m.group('col')}"
             fn = (m.group("fn") or "").strip()
-            frames.append(f"    at {fn} ({where})" if fn and fn != "<eval>" else f"    at {where}")
-        return "\n".join([_clearer(head), *frames[:MAX_FRAMES]])
+            frame = f"    at {fn} ({where})" if fn and fn != "<eval>" else f"    at {where}"
+            # A deep recursion repeats one frame many times: said once, with its count.
+            if frames and frames[-1][0] == frame:
+                frames[-1][1] += 1
+            else:
+                frames.append([frame, 1])
+        lines = [f"{f} (×{n})" if n > 1 else str(f) for f, n in frames[:MAX_FRAMES]]
+        return "\n".join([_clearer(head), *lines])
 
     def load(self, source: str, filename: str, args_json: str) -> None:
         """The API, the run's args and the script, as one program (the script's line numbers are
@@ -209,10 +216,7 @@ def _clearer(head: str) -> str:
     """BooCode's words for what QuickJS reports tersely."""
     m = re.match(r"ReferenceError: could not load module '(.*)'", head)
     if m:
-        return (
-            f"import('{m.group(1)}') is not available in a workflow script: it loads no modules; "
-            "a workflow reaches only args, agent(), parallel(), pipeline(), phase(), budget() and log()"
-        )
+        return f"import('{m.group(1)}') is not available in a workflow script: it loads no modules; {REACH}"
     return head
 
 
@@ -223,8 +227,7 @@ def _static_import(source: str) -> str | None:
             word = line.split()[0]
             return (
                 f"line {n}: `{word}` statements are not available: a workflow is a plain script (not a "
-                "module) that assigns workflow = {name, description, args?, run(args)} and reaches only "
-                "args, agent(), parallel(), pipeline(), phase(), budget() and log()"
+                f"module) that assigns workflow = {{name, description, args?, run(args)}}; {REACH}"
             )
     return None
 
