@@ -36,6 +36,10 @@ TOOL_NAMES = {
     "run_command",
     "list_patches",
     "apply_pending",
+    "list_workflows",
+    "run_workflow",
+    "workflow_status",
+    "cancel_workflow",
 }
 
 

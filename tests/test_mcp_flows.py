@@ -80,7 +80,7 @@ async def test_list_tools_flat_arguments_and_output_schemas(
     for tool in tools.values():
         assert tool.description
         props = tool.input_schema["properties"]
-        assert props, tool.name
+        assert props or tool.name == "list_workflows", tool.name
         for name, prop in props.items():
             # Flat: every argument is a described top-level property, never a wrapper object.
             assert prop.get("description"), f"{tool.name}.{name} has no description"
@@ -114,6 +114,14 @@ async def test_list_tools_flat_arguments_and_output_schemas(
     assert set(tools["apply_pending"].input_schema["properties"]) >= {
         "patch_ids", "chat_id", "dry_run", "commit_message"
     }  # fmt: skip
+    assert _out(tools["list_workflows"]) == {"workflows", "warnings"}
+    assert tools["run_workflow"].input_schema["required"] == ["name"]
+    assert set(tools["run_workflow"].input_schema["properties"]) == {"name", "args", "wait_seconds"}
+    assert {"workflow_run_id", "name", "status", "result"} <= _out(tools["run_workflow"])
+    assert {
+        "workflow_run_id", "name", "status", "steps", "logs", "result", "error", "usage"
+    } <= _out(tools["workflow_status"])  # fmt: skip
+    assert _out(tools["cancel_workflow"]) == {"workflow_run_id", "status"}
 
 
 async def test_spawn_wait_review_apply_puts_the_file_in_the_workspace(
@@ -314,6 +322,7 @@ async def test_resources_read_and_updated_in_each_era(git_repo: Path, transport:
             "agent-sessions://{chat_id}",
             "subagents://{subagent_id}",
             "patches://{session_id}/{patch_id}",
+            "workflows://{workflow_run_id}",
         }
 
 

@@ -17,7 +17,9 @@ def _define(name: str, description: str) -> str:
     return f'workflow = {{name: "{name}", description: "{description}", async run(args) {{ return args; }}}};'
 
 
-async def test_layers_override_by_name_and_unusable_files_are_reported(git_repo: Path, tmp_path: Path) -> None:
+async def test_layers_override_by_name_and_unusable_files_are_reported(
+    git_repo: Path, tmp_path: Path
+) -> None:
     user_config = tmp_path / "user" / "config.toml"
     user_config.parent.mkdir()
     user_config.write_text("[workflows]\ncpu_limit_s = 0.5\n")
@@ -30,7 +32,9 @@ async def test_layers_override_by_name_and_unusable_files_are_reported(git_repo:
     write_workflow(git_repo, "broken", "workflow = {name: 'broken',")
     write_workflow(git_repo, "nameless", "workflow = {description: 'd', run() {}};")
     write_workflow(git_repo, "spin", "for (;;) {}")
-    write_workflow(git_repo, "schema", "workflow = {name: 's', description: 'd', args: {type: 12}, run() {}};")
+    write_workflow(
+        git_repo, "schema", "workflow = {name: 's', description: 'd', args: {type: 12}, run() {}};"
+    )
     write_workflow(git_repo, "modular", "export const workflow = {};")
 
     async with Engine.open(git_repo, user_config=user_config) as engine:

@@ -26,11 +26,22 @@ async def drive(
     try:
         with anyio.fail_after(30):
             await sandbox.send(
-                {"op": "run", "source": script, "filename": "wf.js", "args": args or {}, "seed": seed or [1, 2, 3, 4]}
+                {
+                    "op": "run",
+                    "source": script,
+                    "filename": "wf.js",
+                    "args": args or {},
+                    "seed": seed or [1, 2, 3, 4],
+                }
             )
             async for message in sandbox.messages():
                 if message["type"] == "call":
-                    value = {"text": f"did {message['prompt']}", "patch_id": None, "files": [], "cached": False}
+                    value = {
+                        "text": f"did {message['prompt']}",
+                        "patch_id": None,
+                        "files": [],
+                        "cached": False,
+                    }
                     await sandbox.send({"op": "settle", "id": message["id"], "ok": True, "value": value})
                 elif message["type"] == "done":
                     return message
@@ -44,9 +55,18 @@ async def drive(
     [
         ("return require('fs')", f"ReferenceError: require is not available in a workflow script: {ALLOWED}"),
         ("return process.env", f"ReferenceError: process is not available in a workflow script: {ALLOWED}"),
-        ("return fetch('http://127.0.0.1/')", f"ReferenceError: fetch is not available in a workflow script: {ALLOWED}"),
-        ("return import('fs')", f"import('fs') is not available in a workflow script: it loads no modules; {ALLOWED}"),
-        ("console.log('hi')", "ReferenceError: console is not available in a workflow script: use log(message)"),
+        (
+            "return fetch('http://127.0.0.1/')",
+            f"ReferenceError: fetch is not available in a workflow script: {ALLOWED}",
+        ),
+        (
+            "return import('fs')",
+            f"import('fs') is not available in a workflow script: it loads no modules; {ALLOWED}",
+        ),
+        (
+            "console.log('hi')",
+            "ReferenceError: console is not available in a workflow script: use log(message)",
+        ),
         ("for (;;) {}", "the workflow script used more than 1 s of CPU time ([workflows] cpu_limit_s = 1)"),
         (
             "const a = []; for (;;) a.push(new Array(1e5).fill(1))",
@@ -67,7 +87,9 @@ async def test_what_a_script_cannot_reach_fails_its_run_with_a_clear_message(
 
 async def test_a_module_import_statement_is_named_with_its_line(tmp_path: Path) -> None:
     done = await drive('// a workflow\nimport fs from "fs";\nworkflow = {};', tmp_path)
-    assert done["error"].startswith("line 2: `import` statements are not available: a workflow is a plain script")
+    assert done["error"].startswith(
+        "line 2: `import` statements are not available: a workflow is a plain script"
+    )
 
 
 async def test_an_exception_reaches_the_run_with_its_message_and_script_lines(tmp_path: Path) -> None:
@@ -81,7 +103,11 @@ async def test_an_exception_reaches_the_run_with_its_message_and_script_lines(tm
         "}};\n"
     )
     done = await drive(script, tmp_path, args={"x": 5})
-    assert done["error"].splitlines() == ["TypeError: too big: 5", "    at check (wf.js:2:46)", "    at run (wf.js:6:9)"]
+    assert done["error"].splitlines() == [
+        "TypeError: too big: 5",
+        "    at check (wf.js:2:46)",
+        "    at run (wf.js:6:9)",
+    ]
     syntax = await drive("workflow = {name: 'w',\n  run() { let = ; }};", tmp_path)
     assert syntax["error"].startswith("SyntaxError:") and "wf.js:2:" in syntax["error"]
 
@@ -104,7 +130,9 @@ async def test_a_sandbox_that_crashes_is_reported_with_its_signal(tmp_path: Path
     sandbox: Sandbox = await start_sandbox(LIMITS, tmp_path / "sandbox.log")
     try:
         script = 'workflow = {name: "w", description: "d", run: () => agent("s", {prompt: "p"}).run()};'
-        await sandbox.send({"op": "run", "source": script, "filename": "wf.js", "args": {}, "seed": [1, 2, 3, 4]})
+        await sandbox.send(
+            {"op": "run", "source": script, "filename": "wf.js", "args": {}, "seed": [1, 2, 3, 4]}
+        )
         with anyio.fail_after(30):
             call = await sandbox.receive()
             assert call is not None and call["type"] == "call"
@@ -112,6 +140,9 @@ async def test_a_sandbox_that_crashes_is_reported_with_its_signal(tmp_path: Path
             os.killpg(sandbox.pgid, signal.SIGSEGV)
             assert await sandbox.receive() is None
         reason = await sandbox.exit_reason()
-        assert reason == "the workflow's sandbox process ended with signal SIGSEGV; the daemon log has the details"
+        assert (
+            reason
+            == "the workflow's sandbox process ended with signal SIGSEGV; the daemon log has the details"
+        )
     finally:
         await sandbox.close()

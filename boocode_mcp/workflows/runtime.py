@@ -60,7 +60,9 @@ class StepHost(Protocol):
         base: str | None = None,
     ) -> SubagentView: ...
 
-    async def wait(self, session_id: str | None, subagent_id: str, timeout_s: float) -> SubagentView: ...
+    async def status(self, session_id: str | None, subagent_id: str) -> SubagentView: ...
+
+    def add_listener(self, fn: Callable[[str], None]) -> Callable[[], None]: ...
 
     async def cancel(self, session_id: str | None, subagent_id: str) -> SubagentView: ...
 
@@ -186,7 +188,7 @@ class Execution:
         self._base = ""
         self._seq = 0
         self._logs = 0
-        self._live_steps: set[str] = set()
+        self._step_events: dict[str, anyio.Event] = {}
         self._usage = {"input_tokens": 0, "output_tokens": 0, "cost": 0.0}
         self._run_budget = Budget(
             "the run's token budget",
@@ -474,7 +476,6 @@ class Execution:
                     for budget in budgets:
                         budget.steps_used -= 1
                     raise
-                self._live_steps.add(view.subagent_id)
                 await store.link_step(self._db, self.id, seq, view.subagent_id)
         except RunFailed as e:
             await self._close_step(seq, "failed", str(e))
@@ -493,13 +494,27 @@ class Execution:
         await store.fail_step(self._db, self.id, seq, status, error)
         self._changed()
 
+    def heard(self, subagent_id: str) -> None:
+        """The engine says the run `subagent_id` changed (`subagents://` listener)."""
+        event = self._step_events.get(subagent_id)
+        if event is not None:
+            event.set()
+
     async def _follow(self, view: SubagentView) -> SubagentView:
-        """Wait for the step's run to end, telling listeners of each change; a cancelled wait
-        cancels the run."""
+        """Wait for the step's run to end, telling listeners when its status changes; a cancelled
+        wait cancels the run. The engine's notification wakes it (set before the status is read, so
+        no change between the read and the wait is missed)."""
+        seen = view.status
         try:
-            while view.status not in TERMINAL_STATUSES:
-                view = await self._host.wait(None, view.subagent_id, 3600)
-                self._changed()
+            while True:
+                woken = self._step_events[view.subagent_id] = anyio.Event()
+                view = await self._host.status(None, view.subagent_id)
+                if view.status != seen:
+                    seen = view.status
+                    self._changed()
+                if view.status in TERMINAL_STATUSES:
+                    return view
+                await woken.wait()
         except anyio.get_cancelled_exc_class():
             if self._ending:
                 with anyio.CancelScope(shield=True), anyio.move_on_after(FINISH_TIMEOUT_S):
@@ -507,5 +522,4 @@ class Execution:
                     self._changed()
             raise
         finally:
-            self._live_steps.discard(view.subagent_id)
-        return view
+            self._step_events.pop(view.subagent_id, None)

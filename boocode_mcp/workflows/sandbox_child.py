@@ -167,7 +167,9 @@ class Interpreter:
         through or the interpreter raised it past the script), or the script's own error."""
         if head.startswith("InternalError: interrupted"):
             return self._cpu_violation()
-        if head.startswith("InternalError: out of memory"):
+        # QuickJS throws null when it cannot even allocate its out-of-memory error (a script that
+        # throws null itself is reported the same way).
+        if head.startswith("InternalError: out of memory") or head == "null":
             return Violation(
                 f"the workflow script used more than {self.memory_mb} MB of memory "
                 f"([workflows] memory_limit_mb = {self.memory_mb})",

@@ -90,6 +90,7 @@ class Workflows:
     async def serve(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Recover what a killed BooCode left, then own the runs and the sandboxes until cancelled."""
         await self.recover()
+        unlisten = self._host.add_listener(self._heard)
         try:
             async with anyio.create_task_group() as tg:
                 await tg.start(self._sandboxes.serve)
@@ -97,8 +98,16 @@ class Workflows:
                 task_status.started()
                 await anyio.sleep_forever()
         finally:
+            unlisten()
             self._tg = None
             self._locks.close()
+
+    def _heard(self, uri: str) -> None:
+        """A step's run changed: the run following it reads it again."""
+        if uri.startswith("subagents://"):
+            subagent_id = uri.removeprefix("subagents://")
+            for execution in self._live.values():
+                execution.heard(subagent_id)
 
     async def recover(self) -> list[str]:
         """Mark the live runs of dead BooCode processes interrupted, and kill their sandboxes."""
