@@ -214,6 +214,25 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
 
     p = sub.add_parser(
+        "worker",
+        help="run queued runs of a PostgreSQL store from a clone of the repository (one host of several)",
+        description="Register as a worker of the PostgreSQL store at URL and run its queued runs, each "
+        "in a worktree of DIR (a clone of the repository) at the run's base commit, fetched from "
+        "--remote (the requester pushes it). Agents come from DIR's config and your user config. "
+        "Runs until SIGTERM or Ctrl-C.",
+    )
+    p.add_argument("--db", metavar="URL", required=True, help="the store: a postgresql:// URL")
+    p.add_argument(
+        "--repo", metavar="DIR", type=Path, required=True, help="this host's clone of the repository"
+    )
+    p.add_argument(
+        "--remote",
+        metavar="NAME",
+        default="origin",
+        help="where to fetch runs' base commits (default origin)",
+    )
+
+    p = sub.add_parser(
         "workflow",
         help="workflows: list them, run one with live progress, show or cancel a run",
         description="Workflows are JavaScript files (.boocode/workflows/*.js, ~/.config/boocode/"
@@ -595,6 +614,12 @@ def cmd_traces(args: argparse.Namespace) -> int:
     return _answer(args, "traces", "traces", "traces", session_id=args.session)
 
 
+def cmd_worker(args: argparse.Namespace) -> int:
+    from boocode_mcp.worker import main_worker
+
+    return main_worker(_workspace(args.repo), args.db, args.remote)
+
+
 def cmd_memory(args: argparse.Namespace) -> int:
     return _answer(
         args, "search_memory", "hits", "hits", query=args.query, limit=args.limit, source=args.source
@@ -912,6 +937,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "traces": cmd_traces,
     "memory": cmd_memory,
     "workflow": cmd_workflow,
+    "worker": cmd_worker,
 }
 
 __all__ = ["COMMANDS", "CliError", "build_parser", "main", "mcp_main"]

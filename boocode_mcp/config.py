@@ -75,6 +75,27 @@ class DaemonConfig(BaseModel):
     idle_exit_s: float = Field(default=900.0, gt=0)
 
 
+class StoreConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    # Where the workspace's store lives: None is the sqlite file .boocode/boocode.db; a
+    # postgresql:// URL puts it on PostgreSQL, shared with workers on other hosts.
+    # BOOCODE_DB_URL, when set, wins over this.
+    url: str | None = None
+
+
+class WorkerConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    # With a PostgreSQL store: how often an idle worker looks for queued runs when no notification
+    # came (LISTEN/NOTIFY wakes it at once otherwise), and how long a run it holds stays its own
+    # without the worker renewing the lease (a third of it between renewals).
+    poll_s: float = Field(default=5.0, gt=0)
+    lease_s: float = Field(default=30.0, gt=0)
+    # Whether the workspace's daemon on a PostgreSQL store runs queued runs itself, as one worker.
+    local: bool = True
+
+
 class WorkflowsConfig(BaseModel):
     """Workflow scripts (`boocode_mcp.workflows`): the sandbox's limits, budgets, the step cache."""
 
@@ -102,6 +123,8 @@ class Config(BaseModel):
     permissions: PermissionsConfig = Field(default_factory=PermissionsConfig)
     pool: PoolConfig = Field(default_factory=PoolConfig)
     daemon: DaemonConfig = Field(default_factory=DaemonConfig)
+    store: StoreConfig = Field(default_factory=StoreConfig)
+    worker: WorkerConfig = Field(default_factory=WorkerConfig)
     workflows: WorkflowsConfig = Field(default_factory=WorkflowsConfig)
 
 

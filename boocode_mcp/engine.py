@@ -7,18 +7,18 @@ process survives it).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-import aiosqlite
 import anyio
 
-from boocode_mcp import commands, workspace
+from boocode_mcp import commands, procs, workspace
 from boocode_mcp.agents.backend import EventSink, PermissionHandler
 from boocode_mcp.agents.pool import AgentPool
 from boocode_mcp.agents.registry import AgentRegistry
@@ -31,10 +31,11 @@ from boocode_mcp.states import TERMINAL_STATUSES
 from boocode_mcp.store import agent_sessions as agent_sessions_store
 from boocode_mcp.store import chats as chats_store
 from boocode_mcp.store import events as events_store
-from boocode_mcp.store import lookups, open_db, sessions
+from boocode_mcp.store import lookups, open_db, sessions, work
 from boocode_mcp.store import patches as patches_store
 from boocode_mcp.store import subagents as runs_store
 from boocode_mcp.store.chats import ChatRow
+from boocode_mcp.store.db import Database
 from boocode_mcp.store.events import EventRow
 from boocode_mcp.store.patches import PatchRow
 from boocode_mcp.store.subagents import SubagentRow
@@ -42,7 +43,8 @@ from boocode_mcp.subagents.digest import DigestCache
 from boocode_mcp.subagents.locks import RunLocks
 from boocode_mcp.subagents.recovery import RecoveryReport, recover, run_owner_alive
 from boocode_mcp.subagents.run import Run
-from boocode_mcp.subagents.runner import Runner
+from boocode_mcp.subagents.runner import CANCEL_WAIT_S, Runner
+from boocode_mcp.subagents.shared import SharedQueue, WorkerSetup
 from boocode_mcp.tracing import Tracer
 from boocode_mcp.trust import ConfigSource
 from boocode_mcp.views import (
@@ -57,6 +59,8 @@ from boocode_mcp.views import (
 from boocode_mcp.workflows import Workflows
 
 log = logging.getLogger(__name__)
+# Names the store (a postgresql:// URL) for every BooCode process started with it, over [store] url.
+DB_URL_ENV = "BOOCODE_DB_URL"
 # How long dropping an unused chat waits for its pre-warm (worktree + agent start) to end.
 PREWARM_WAIT_S = 10.0
 
@@ -73,7 +77,7 @@ class Engine:
         self,
         *,
         workspace_dir: Path,
-        db: aiosqlite.Connection,
+        db: Database,
         registry: AgentRegistry,
         pool: AgentPool,
         memory: MemoryIndex,
@@ -81,6 +85,7 @@ class Engine:
         git: workspace.GitRepo,
         run_locks: RunLocks,
         user_dir: Path,
+        worker_setup: WorkerSetup | None = None,
     ) -> None:
         self.workspace = workspace_dir
         self.git = git
@@ -92,6 +97,9 @@ class Engine:
         self._listeners: list[Callable[[str], None]] = []
         self.tracer = Tracer(db, self._notify)
         self._run_locks = run_locks
+        # A PostgreSQL store: runs wait in the database for any worker (this process among them
+        # unless it only watches), and changes anywhere reach this process's waiters.
+        self.shared = SharedQueue(db, worker_setup, self._notify) if worker_setup is not None else None
         digests = DigestCache()
         self._runner = Runner(
             db=db,
@@ -104,6 +112,7 @@ class Engine:
             digests=digests,
             run_locks=run_locks,
             notify=self._notify,
+            shared=self.shared,
         )
         self._present = Presenter(db, workspace_dir, self._runner, digests)
         self._review = PatchReview(
@@ -112,6 +121,8 @@ class Engine:
             presenter=self._present,
             check_chat_idle=self._check_chat_idle,
             notify=self._notify,
+            # On a shared store the worker that next runs the chat folds the applied patch in.
+            rebaseline=self.shared is None,
         )
         self.workflows = Workflows(
             host=self, db=db, git=git, user_dir=user_dir, config=lambda: self.config, notify=self._notify
@@ -127,9 +138,17 @@ class Engine:
         config: Config | None = None,
         db_path: Path | None = None,
         user_config: Path | None = None,
+        db_url: str | None = None,
+        worker: WorkerOptions | None = None,
     ) -> AbstractAsyncContextManager[Engine]:
-        """Open the engine for the git repository at (or above) `workspace`."""
-        return cls._open(workspace, config=config, db_path=db_path, user_config=user_config)
+        """Open the engine for the git repository at (or above) `workspace`.
+
+        The store is `db_path` (a sqlite file), else `db_url`, else $BOOCODE_DB_URL, else the
+        config's `[store] url`, else `.boocode/boocode.db`. On a PostgreSQL store the engine also
+        runs queued runs as a worker when `worker` is given or `[worker] local` is true."""
+        return cls._open(
+            workspace, config=config, db_path=db_path, user_config=user_config, db_url=db_url, worker=worker
+        )
 
     @classmethod
     @asynccontextmanager
@@ -140,6 +159,8 @@ class Engine:
         config: Config | None,
         db_path: Path | None,
         user_config: Path | None,
+        db_url: str | None = None,
+        worker: WorkerOptions | None = None,
     ) -> AsyncIterator[Engine]:
         git = await workspace.open_repo(Path(workspace_dir))
         repo = git.work_tree
@@ -149,11 +170,23 @@ class Engine:
         boocode = repo / BOOCODE_DIR
         user_dir = user_config.parent if user_config is not None else user_config_dir()
         failure: Exception | None = None
-        async with open_db(db_path if db_path is not None else boocode / "boocode.db") as db:
+        cfg = registry.config
+        target: Path | str = (
+            db_path or db_url or os.environ.get(DB_URL_ENV) or cfg.store.url or boocode / "boocode.db"
+        )
+        async with open_db(target) as db:
             run_locks = RunLocks(boocode / "runs")
-            report = await recover(db, repo, run_locks)
+            setup = None
+            if db.dialect == "postgres":
+                setup = _worker_setup(repo, cfg, worker)
+            report = await recover(db, repo, run_locks, shared=setup is not None)
             pool = AgentPool(
-                registry, registry.config.pool, log_dir=boocode / "logs", db=db, owner_pid=os.getpid()
+                registry,
+                registry.config.pool,
+                log_dir=boocode / "logs",
+                db=db,
+                owner_pid=os.getpid(),
+                worker_id=setup.record.id if setup is not None and setup.record is not None else None,
             )
             memory = MemoryIndex(db, [boocode / "memory", user_dir / "memory"])
             async with pool.running():
@@ -167,6 +200,7 @@ class Engine:
                     git=git,
                     run_locks=run_locks,
                     user_dir=user_dir,
+                    worker_setup=setup,
                 )
                 async with anyio.create_task_group() as tg:
                     await tg.start(engine._runner.serve)
@@ -267,6 +301,7 @@ class Engine:
         self.registry.resolve(name)  # unknown / not installed -> error now, not in the background
         if chat is not None:
             await self._check_chat_idle(chat.id)
+        await self._runner.check_room()
         # Its place in the queue first: a spawn the bounded queue refuses writes nothing.
         with self._runner.queue_place() as submit:
             if chat is None:
@@ -275,6 +310,13 @@ class Engine:
                 await chats_store.set_agent(self.db, chat.id, name)
             assert chat_id is not None
             subagent_id = str(uuid.uuid4())
+            placement = (
+                await self._placement(
+                    chat_id, name, pinned=on_event is not None or permission_handler is not None
+                )
+                if self.shared is not None
+                else {}
+            )
             row = await runs_store.insert_if_chat_idle(
                 self.db,
                 subagent_id=subagent_id,
@@ -285,6 +327,7 @@ class Engine:
                 model=model,
                 mode=mode,
                 owner_pid=os.getpid(),
+                **placement,
             )
             if row is None:
                 # Another caller won the race for this chat between the check and the insert.
@@ -304,8 +347,41 @@ class Engine:
         self._notify(f"subagents://{subagent_id}")
         return view
 
+    async def _placement(self, chat_id: str, agent: str, *, pinned: bool) -> dict[str, Any]:
+        """Where a run on a shared store may run: its base commit (the chat's, else this
+        workspace's HEAD, which the workers fetch), the permission policy it carries, and the
+        worker it must (a front end here follows it in memory) or should (warm agent) run on."""
+        assert self.shared is not None
+        chat = await self._chat(None, chat_id)
+        base = chat.base_sha
+        if base is None:
+            base = await workspace.capture_head(self.git)
+            await chats_store.set_base(self.db, chat_id, base)
+        me = self.shared.worker_id
+        if pinned and me is None:
+            raise InvalidRequestError(
+                "this front end follows its run in this process, which runs no work ([worker] local = "
+                "false); use the MCP tools or the CLI, or set [worker] local = true"
+            )
+        preferred = await work.warm_worker(self.db, chat_id, agent, self.shared.setup.lease_s)
+        return {
+            "base_sha": base,
+            "permissions": self.config.permissions.model_dump(),
+            "pinned_worker": me if pinned else None,
+            "preferred_worker": preferred,
+        }
+
     async def _check_chat_idle(self, chat_id: str) -> None:
         """One turn at a time per chat, across processes sharing the database."""
+        if self.shared is not None:
+            # A shared store: a live run is some worker's until its lease lapses (then the
+            # heartbeat of any worker or front end closes it).
+            for row in await runs_store.live_for_chat(self.db, chat_id):
+                raise InvalidRequestError(
+                    f"chat {chat_id!r} already has run {row.id!r} ({row.status}); one turn at a time per "
+                    "chat: wait for it (subagent_status with wait_seconds) or cancel it"
+                )
+            return
         for row in await runs_store.live_for_chat(self.db, chat_id):
             if row.id in self._runner.active or (row.owner_pid == os.getpid() and row.id in self._run_locks):
                 raise InvalidRequestError(
@@ -365,11 +441,29 @@ class Engine:
             if changed is not None:
                 await changed.wait()
             else:
-                # Driven by another process: re-read until its status moves.
-                # No event crosses processes; polling the shared database is the only signal.
-                while (await self._row(session_id, subagent_id)).status == row.status:  # noqa: ASYNC110
-                    await anyio.sleep(FOREIGN_POLL_S)
+                await self._foreign_change(session_id, subagent_id, row.status)
         return await self.status(session_id, subagent_id)
+
+    async def _foreign_change(self, session_id: str | None, subagent_id: str, status: str) -> None:
+        """Until the status of a run another process drives moves. On PostgreSQL its notification
+        wakes the wait (re-read every `[worker] poll_s` in case one is lost); on sqlite no event
+        crosses processes, and the database is re-read every FOREIGN_POLL_S."""
+        poll = self.shared.setup.poll_s if self.shared is not None else FOREIGN_POLL_S
+        uri = f"subagents://{subagent_id}"
+        heard = anyio.Event()
+
+        def listener(changed: str) -> None:
+            if changed == uri:
+                heard.set()
+
+        remove = self.add_listener(listener)
+        try:
+            while (await self._row(session_id, subagent_id)).status == status:
+                with anyio.move_on_after(poll):
+                    await heard.wait()
+                heard = anyio.Event()
+        finally:
+            remove()
 
     async def wait_finished(self, session_id: str | None, subagent_id: str) -> SubagentView:
         """The run's status once it has finished (unbounded: for the CLI and ACP front ends)."""
@@ -384,9 +478,14 @@ class Engine:
         row = await self._row(session_id, subagent_id)
         if row.status in TERMINAL_STATUSES:
             return await self._view(row)
-        run = self._runner.active.get(subagent_id)
+        run = self._runner.active.get(subagent_id) or self._runner.pinned(subagent_id)
         if run is not None:
             await self._runner.cancel(run)
+        elif self.shared is not None:
+            # Another worker's: queued and unclaimed it is cancelled here, else its worker is asked.
+            if not await work.cancel_unclaimed(self.db, row.id):
+                await work.request_cancel(self.db, row.id)
+                await self.wait(session_id, subagent_id, CANCEL_WAIT_S)
         elif run_owner_alive(row.owner_pid, row.id, row.created_at, self._run_locks):
             raise InvalidRequestError(
                 f"subagent {subagent_id!r} runs in another BooCode process (pid {row.owner_pid}); "
@@ -409,6 +508,12 @@ class Engine:
                 raise InvalidRequestError(
                     f"subagent {subagent_id!r} has finished ({row.status}); it has no pending permission"
                 )
+            if self.shared is not None:
+                # Its worker hears the answer through the store.
+                await self._present.answer_elsewhere(row, request_id, option_id)
+                with anyio.move_on_after(RESPOND_WAIT_S):
+                    await self._foreign_change(session_id, subagent_id, row.status)
+                return await self.status(session_id, subagent_id)
             raise InvalidRequestError(
                 f"subagent {subagent_id!r} runs in another BooCode process (pid {row.owner_pid}); answer "
                 "its permission request through that process"
@@ -630,7 +735,7 @@ class Engine:
     def live_run_count(self) -> int:
         """Runs and workflow runs this engine has queued or running: what keeps a daemon from
         idling out."""
-        return len(self._runner.active) + self.workflows.live_count()
+        return len(self._runner.active) + self._runner.pinned_count() + self.workflows.live_count()
 
     def warm_agent_count(self) -> int:
         return len(self.pool.backends())
@@ -643,3 +748,32 @@ class Engine:
             else await agent_sessions_store.list_by_chat(self.db, chat_id)
         )
         return [r.to_view() for r in rows]
+
+
+@dataclasses.dataclass(frozen=True)
+class WorkerOptions:
+    """`boocode worker`: run queued runs of a PostgreSQL store from this clone, fetching their base
+    commits from `remote`."""
+
+    remote: str | None = "origin"
+
+
+def _worker_setup(repo: Path, cfg: Config, worker: WorkerOptions | None) -> WorkerSetup:
+    """How an engine on a PostgreSQL store takes part: as a worker (`boocode worker`, or a daemon
+    with `[worker] local`), or only watching."""
+    record = None
+    if worker is not None or cfg.worker.local:
+        record = work.WorkerRecord(
+            id=uuid.uuid4().hex,
+            host=procs.host_name(),
+            pid=os.getpid(),
+            repo=str(repo),
+            capacity=cfg.pool.max_concurrent_runs,
+        )
+    return WorkerSetup(
+        record=record,
+        lease_s=cfg.worker.lease_s,
+        poll_s=cfg.worker.poll_s,
+        worktrees=str(workspace.worktree_path(repo, "_").parent) + os.sep,
+        remote=worker.remote if worker is not None else "origin",
+    )

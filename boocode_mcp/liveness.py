@@ -7,7 +7,10 @@ import os
 
 
 def pid_alive(pid: int) -> bool:
-    """Whether `pid` names a process (one of another user's counts; a zombie counts too)."""
+    """Whether `pid` names a running process (another user's counts). A zombie does not: it has
+    exited and holds nothing, and it may stay a zombie for a while where nobody reaps it promptly
+    (a detached daemon's parent is whatever init the machine has), so a run or agent it owned must
+    not be taken for alive until then."""
     if pid <= 0:
         return False
     try:
@@ -15,5 +18,16 @@ def pid_alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
-    return True
+        pass
+    return not _zombie(pid)
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return False  # no /proc (or the process just went): kill() above is all we know
+    # The state follows the parenthesised command name, which may itself contain ") ".
+    state = stat[stat.rfind(b")") + 2 : stat.rfind(b")") + 3]
+    return state in (b"Z", b"X")

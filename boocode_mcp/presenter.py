@@ -10,25 +10,34 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-import aiosqlite
-
-from boocode_mcp import workspace
+from boocode_mcp import procs, workspace
+from boocode_mcp.errors import InvalidRequestError, NotFoundError
 from boocode_mcp.states import TERMINAL_STATUSES
 from boocode_mcp.store import events as events_store
 from boocode_mcp.store import patches as patches_store
+from boocode_mcp.store import permissions as permissions_store
+from boocode_mcp.store.db import Database
 from boocode_mcp.store.patches import PatchRow
 from boocode_mcp.store.subagents import SubagentRow
 from boocode_mcp.subagents.digest import Digest, DigestCache
 from boocode_mcp.subagents.runner import Runner
-from boocode_mcp.views import Collision, HunkView, PatchFileView, PatchView, SubagentView, Usage
+from boocode_mcp.views import (
+    Collision,
+    HunkView,
+    PatchFileView,
+    PatchView,
+    PendingPermission,
+    PermissionOptionView,
+    SubagentView,
+    Usage,
+    WorkerRef,
+)
 
 
 class Presenter:
     """Maps runs and patches of one workspace to their views."""
 
-    def __init__(
-        self, db: aiosqlite.Connection, workspace_dir: Path, runner: Runner, digests: DigestCache
-    ) -> None:
+    def __init__(self, db: Database, workspace_dir: Path, runner: Runner, digests: DigestCache) -> None:
         self._db = db
         self._workspace = workspace_dir
         self._runner = runner
@@ -63,12 +72,22 @@ class Presenter:
             patch = await patches_store.get(self._db, row.session_id, row.patch_id)
             if patch is not None:
                 collisions = await self.collisions(patch)
+        if row.worker_host is not None and row.worker_pid is not None:
+            worker = WorkerRef(host=row.worker_host, pid=row.worker_pid)
+        elif row.owner_pid is not None:
+            worker = WorkerRef(host=procs.host_name(), pid=row.owner_pid)
+        else:
+            worker = None
+        pending = self._runner.permissions.pending(row.id)
+        if pending is None and row.status == "awaiting_permission" and row.id not in self._runner.active:
+            pending = await self._pending_elsewhere(row.id)
         return SubagentView(
             subagent_id=row.id,
             session_id=row.session_id,
             chat_id=row.chat_id,
             agent=row.agent,
-            worktree=str(self.worktree(row.chat_id)),
+            worktree=row.worktree or str(self.worktree(row.chat_id)),
+            worker=worker,
             status=row.status,
             prompt=row.prompt,
             activity=digest.activity(),
@@ -77,12 +96,41 @@ class Presenter:
             error=row.error,
             usage=Usage(**row.usage) if row.usage else None,
             patch_id=row.patch_id,
-            pending_permission=self._runner.permissions.pending(row.id),
+            pending_permission=pending,
             collisions=collisions,
             session_note=digest.session_note,
             created_at=row.created_at,
             finished_at=row.finished_at,
         )
+
+    async def _pending_elsewhere(self, run_id: str) -> PendingPermission | None:
+        """The pending request of a run another process drives, as its store row says."""
+        for p in await permissions_store.for_subagent(self._db, run_id):
+            if p.status == "pending":
+                return PendingPermission(
+                    request_id=p.id,
+                    title=p.title,
+                    options=[PermissionOptionView(**o) for o in p.options],
+                    deadline=p.deadline,
+                )
+        return None
+
+    async def answer_elsewhere(self, row: SubagentRow, request_id: str, option_id: str) -> None:
+        """Answer the pending request of a run another process drives, in the store (its driver
+        hears it); the same refusals as answering one driven here."""
+        pending = await self._pending_elsewhere(row.id)
+        if pending is None or pending.request_id != request_id:
+            raise NotFoundError(
+                f"no pending permission request {request_id!r} for subagent {row.id!r}; check "
+                "subagent_status (it may have timed out or been answered already)"
+            )
+        valid = [o.option_id for o in pending.options]
+        if option_id not in valid:
+            raise InvalidRequestError(
+                f"option {option_id!r} is not an option of permission request {request_id!r}; "
+                f"valid option ids: {', '.join(valid)}"
+            )
+        await permissions_store.decide(self._db, request_id, "answered", option_id)
 
     async def collisions(self, patch: PatchRow, pending: Sequence[PatchRow] | None = None) -> list[Collision]:
         """Other chats' pending patches (in the same session) touching the same or adjacent lines."""

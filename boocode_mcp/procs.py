@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import signal
+import socket
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
@@ -210,6 +212,13 @@ async def terminate_group(proc: asyncio.subprocess.Process, grace_s: float = 2.0
 # A server ends cleanly on any of these, so its agents' process groups are killed on the way out:
 # a terminal or editor that goes away sends SIGHUP, whose default action would skip that.
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
+@functools.cache
+def host_name() -> str:
+    """This machine's name, as rows that record a process say where it runs: a pid means something
+    only on its own host (a PostgreSQL store is shared by several)."""
+    return socket.gethostname()
 
 
 async def cancel_on_signals(scope: anyio.CancelScope, received: list[int] | None = None) -> None:

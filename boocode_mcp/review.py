@@ -7,7 +7,6 @@ import dataclasses
 import time
 from collections.abc import Awaitable, Callable, Sequence
 
-import aiosqlite
 import anyio
 
 from boocode_mcp import workspace
@@ -15,6 +14,7 @@ from boocode_mcp.errors import InvalidRequestError, NotFoundError
 from boocode_mcp.presenter import Presenter
 from boocode_mcp.store import chats as chats_store
 from boocode_mcp.store import patches as patches_store
+from boocode_mcp.store.db import Database
 from boocode_mcp.store.patches import PatchRow
 from boocode_mcp.views import ApplyResult, Collision, Conflict, PatchView
 
@@ -23,11 +23,14 @@ from boocode_mcp.views import ApplyResult, Collision, Conflict, PatchView
 class PatchReview:
     """The patches of one workspace, as the engine's front ends review and apply them."""
 
-    db: aiosqlite.Connection
+    db: Database
     git: workspace.GitRepo
     presenter: Presenter
     check_chat_idle: Callable[[str], Awaitable[None]]
     notify: Callable[[str], None]
+    # Move an applied patch's chat to its new base here (its worktree is here); on a shared store
+    # the worker that next runs the chat does it in its own clone.
+    rebaseline: bool = True
     # Two applies at once could both see a patch pending and apply it twice.
     apply_lock: anyio.Lock = dataclasses.field(default_factory=anyio.Lock, init=False)
 
@@ -109,7 +112,7 @@ class PatchReview:
         for p in selected:
             await patches_store.set_status(self.db, p.id, "applied", applied_at=now)
             owner = await chats_store.get(self.db, p.session_id, p.chat_id)
-            if owner is not None and owner.base_sha is not None:
+            if self.rebaseline and owner is not None and owner.base_sha is not None:
                 # The chat's later patches are diffed against what has now been applied.
                 tree = await workspace.chat_worktree(self.git, owner.id)
                 new_base = await workspace.rebaseline(tree, p.base_sha, p.diff)

@@ -10,10 +10,10 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-import aiosqlite
 import anyio
 
 from boocode_mcp.store import traces as store
+from boocode_mcp.store.db import Database
 from boocode_mcp.views import TraceView
 
 log = logging.getLogger(__name__)
@@ -40,7 +40,7 @@ class McpCall:
 class Tracer:
     """Writes traces and tells listeners (`traces://{session_id}`) when they change."""
 
-    def __init__(self, db: aiosqlite.Connection, notify: Callable[[str], None] | None = None) -> None:
+    def __init__(self, db: Database, notify: Callable[[str], None] | None = None) -> None:
         self._db = db
         self._notify = notify or (lambda uri: None)
         # subagent -> tool_call_id -> (trace id, started_at) of the agent tool calls of its turn in

@@ -73,6 +73,13 @@ class Collision(_View):
     other_chat_id: str
 
 
+class WorkerRef(_View):
+    """The process that runs a subagent: its host and pid (on a shared store, any worker's)."""
+
+    host: str
+    pid: int
+
+
 class SubagentView(_View):
     """subagent_status for one subagent (also what spawn_subagent extends)."""
 
@@ -96,6 +103,9 @@ class SubagentView(_View):
     )
     created_at: float | None = None
     finished_at: float | None = None
+    worker: WorkerRef | None = Field(
+        default=None, description="the host and pid running it; `worktree` is a path on that host"
+    )
 
 
 class SubagentList(_View):

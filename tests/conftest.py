@@ -19,9 +19,10 @@ from boocode_mcp import workspace
 from boocode_mcp.agents.events import AgentEvent, TextEvent
 from boocode_mcp.config import user_config_dir
 from boocode_mcp.engine import Engine
-from boocode_mcp.store import chats, open_db, sessions, subagents
+from boocode_mcp.store import Database, chats, open_db, sessions, subagents
 from boocode_mcp.trust import trust_workspace
 from boocode_mcp.views import SubagentView
+from tests.pg_support import Cluster, find_bin_dir, running_cluster
 
 TESTS_DIR = Path(__file__).parent
 FIXTURE_AGENT = TESTS_DIR / "fixtures" / "fixture_agent.py"
@@ -39,6 +40,45 @@ def user_config_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("XDG_CONFIG_HOME", str(home))
         yield home / "boocode"
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[Cluster]:
+    """One throwaway PostgreSQL cluster for the test session (skips where PostgreSQL is missing)."""
+    bin_dir, why = find_bin_dir()
+    if bin_dir is None:
+        pytest.skip(why)
+    with running_cluster() as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def pg_url(pg_cluster: Cluster) -> Iterator[str]:
+    """The URL of a fresh, empty database of its own for the test, dropped after it."""
+    url = pg_cluster.create_database()
+    yield url
+    pg_cluster.drop_database(url)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_target(request: pytest.FixtureRequest, tmp_path: Path) -> str | Path:
+    """What `open_db` opens, once per dialect: a sqlite file, then a PostgreSQL database."""
+    if request.param == "sqlite":
+        return tmp_path / "boocode.db"
+    return str(request.getfixturevalue("pg_url"))
+
+
+@pytest.fixture
+async def db(store_target: str | Path) -> AsyncIterator[Database]:
+    """A migrated store of each dialect (the store-level tests run against both)."""
+    async with open_db(store_target) as conn:
+        yield conn
+
+
+def sqlite_only(db: Database, why: str) -> None:
+    """Skip the postgres case of a test that checks something only sqlite has."""
+    if db.dialect != "sqlite":
+        pytest.skip(f"sqlite only: {why}")
 
 
 @pytest.fixture

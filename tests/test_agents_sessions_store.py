@@ -2,23 +2,21 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import aiosqlite
 import pytest
 
+from boocode_mcp.store import ConstraintError, Database, open_db
 from boocode_mcp.store import agent_sessions as rows
-from boocode_mcp.store import open_db
 from boocode_mcp.store.agent_sessions import AgentSessionRow
 
 pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[aiosqlite.Connection]:
-    async with open_db(tmp_path / "b.db") as conn:
+async def db(store_target: str | Path) -> AsyncIterator[Database]:
+    async with open_db(store_target) as conn:
         await conn.execute("INSERT INTO sessions (id, created_at) VALUES ('s1', 0)")
         for chat in ("c1", "c2"):
             await conn.execute(
@@ -29,7 +27,7 @@ async def db(tmp_path: Path) -> AsyncIterator[aiosqlite.Connection]:
         yield conn
 
 
-async def test_upsert_get_roundtrip_and_replace(db: aiosqlite.Connection) -> None:
+async def test_upsert_get_roundtrip_and_replace(db: Database) -> None:
     row = AgentSessionRow(
         chat_id="c1",
         agent="fx",
@@ -53,7 +51,7 @@ async def test_upsert_get_roundtrip_and_replace(db: aiosqlite.Connection) -> Non
     assert await rows.get(db, "c1", "other") is None
 
 
-async def test_listing_and_marks(db: aiosqlite.Connection) -> None:
+async def test_listing_and_marks(db: Database) -> None:
     await rows.upsert(
         db, AgentSessionRow(chat_id="c1", agent="fx", owner_pid=1, pid=5, pgid=5, last_active_at=1)
     )
@@ -66,7 +64,12 @@ async def test_listing_and_marks(db: aiosqlite.Connection) -> None:
     ]
     assert [r.agent for r in await rows.list_by_chat(db, "c1")] == ["fx", "qwen"]
     assert [r.chat_id for r in await rows.list_by_owner(db, 2)] == ["c2"]
-    assert [(r.chat_id, r.agent) for r in await rows.list_live(db)] == [("c1", "fx")]
+    assert [(r.chat_id, r.agent) for r in await rows.list_live(db, "here")] == [("c1", "fx")]
+    # A process on another host sharing the store: its agents are not this host's to reap.
+    await rows.upsert(db, AgentSessionRow(chat_id="c2", agent="qwen", pid=7, pgid=7, owner_host="there"))
+    assert [(r.chat_id, r.agent) for r in await rows.list_live(db, "here")] == [("c1", "fx")]
+    assert [(r.chat_id, r.agent) for r in await rows.list_live(db, "there")] == [("c1", "fx"), ("c2", "qwen")]
+    assert ("c2", "qwen") not in [(r.chat_id, r.agent) for r in await rows.list_unclosed(db, "here")]
     await rows.add_usage(db, "c1", "fx", input_tokens=5, output_tokens=6, cost=0.25)
     await rows.add_usage(db, "c1", "fx", input_tokens=1, cost=0.25)
     await rows.mark_status(db, "c1", "fx", "crashed", note="boom")
@@ -81,11 +84,11 @@ async def test_listing_and_marks(db: aiosqlite.Connection) -> None:
     assert view.status == "closed" and view.input_tokens == 6 and view.backend == "acp"
 
 
-async def test_row_needs_its_chat(db: aiosqlite.Connection) -> None:
-    with pytest.raises(sqlite3.IntegrityError):
+async def test_row_needs_its_chat(db: Database) -> None:
+    with pytest.raises(ConstraintError):
         await rows.upsert(db, AgentSessionRow(chat_id="nope", agent="fx"))
 
 
-async def test_status_is_checked(db: aiosqlite.Connection) -> None:
-    with pytest.raises(sqlite3.IntegrityError):
+async def test_status_is_checked(db: Database) -> None:
+    with pytest.raises(ConstraintError):
         await rows.upsert(db, AgentSessionRow(chat_id="c1", agent="fx", status="weird"))  # type: ignore[arg-type]

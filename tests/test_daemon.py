@@ -19,6 +19,7 @@ import anyio
 import pytest
 from mcp import Client
 
+from boocode_mcp.daemon.relay import READ_ONLY_TOOLS
 from boocode_mcp.daemon.wire import (
     PROTOCOL,
     DaemonError,
@@ -35,6 +36,7 @@ from tests.mcp_support import (
     TERMINAL,
     call,
     configure,
+    inprocess_server,
     process_running,
     run_turn,
     server_env,
@@ -187,6 +189,15 @@ async def test_a_killed_daemon_leaves_an_interrupted_run_reaped_agents_and_a_usa
         wait_until(lambda: not process_running(agent_pid), what="the orphaned agent to be reaped")
         again = await run_turn(client, "write after.txt again", chat_id=warm["chat_id"])
         assert again["status"] == "completed"
+
+
+async def test_the_relay_resends_exactly_the_tools_marked_read_only(git_repo: Path) -> None:
+    # A read whose daemon died is sent again to the next one; anything else must never be.
+    configure(git_repo)
+    async with inprocess_server(git_repo) as server, Client(server) as client:
+        tools = (await client.list_tools()).tools
+    marked = {t.name for t in tools if t.annotations is not None and t.annotations.read_only_hint}
+    assert marked and marked == READ_ONLY_TOOLS
 
 
 async def test_daemon_stop_interrupts_runs_and_leaves_no_process(git_repo: Path) -> None:
@@ -348,3 +359,18 @@ async def test_an_editor_without_workspace_reaches_each_repositorys_own_daemon(
         await prompt(acp, second, "/apply")
     assert (one / "a.txt").read_text() == "one" and not (one / "b.txt").exists()
     assert (two / "b.txt").read_text() == "two" and not (two / "a.txt").exists()
+
+
+def test_a_zombie_is_not_alive() -> None:
+    # A killed daemon stays a zombie until its parent reaps it; its runs must read interrupted
+    # to the next daemon meanwhile, so its pid must not count as a live owner.
+    from boocode_mcp.liveness import pid_alive
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    try:
+        state = Path(f"/proc/{child.pid}/stat")
+        wait_until(lambda: state.read_text().rsplit(") ", 1)[1][0] == "Z", what="a zombie")
+        assert not pid_alive(child.pid)
+    finally:
+        child.wait()
+    assert pid_alive(os.getpid())

@@ -8,7 +8,6 @@ import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import aiosqlite
 import anyio
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -18,18 +17,20 @@ from boocode_mcp.errors import InvalidRequestError
 from boocode_mcp.memory import MemoryIndex
 from boocode_mcp.memory.index import Ranking
 from boocode_mcp.memory.query import parse_query
-from boocode_mcp.store import LATEST_VERSION, connect
+from boocode_mcp.store import LATEST_VERSION, Database, connect
 from boocode_mcp.store import memory as store_memory
+from boocode_mcp.store.db import SqliteDatabase
 from boocode_mcp.store.migrations import load_migrations
 
+from .conftest import sqlite_only
 from .test_memory_query import HOSTILE
 
 pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[aiosqlite.Connection]:
-    conn = await connect(tmp_path / "boocode.db")
+async def db(store_target: str | Path) -> AsyncIterator[Database]:
+    conn = await connect(store_target)
     try:
         yield conn
     finally:
@@ -62,7 +63,7 @@ async def ids(index: MemoryIndex, query: str, *, source: str | None = None) -> l
     return [h.id for h in await index.search(query, source=source)]
 
 
-async def memory_rows(db: aiosqlite.Connection) -> dict[str, int]:
+async def memory_rows(db: Database) -> dict[str, int]:
     cur = await db.execute("SELECT source || ':' || ref, id FROM memory")
     return {str(r[0]): int(r[1]) for r in await cur.fetchall()}
 
@@ -70,7 +71,7 @@ async def memory_rows(db: aiosqlite.Connection) -> dict[str, int]:
 # -- ranking and snippets ----------------------------------------------------------------------
 
 
-async def test_note_about_a_thing_beats_a_passing_mention(db: aiosqlite.Connection, notes: Path) -> None:
+async def test_note_about_a_thing_beats_a_passing_mention(db: Database, notes: Path) -> None:
     about = write(
         notes / "postgres.md",
         "# Vacuum\nRun vacuum weekly. Vacuum reclaims dead tuples; autovacuum tuning matters.\n",
@@ -89,7 +90,7 @@ async def test_note_about_a_thing_beats_a_passing_mention(db: aiosqlite.Connecti
     assert hits[0].path == str(about)
 
 
-async def test_title_match_outranks_the_same_word_in_the_body(db: aiosqlite.Connection, notes: Path) -> None:
+async def test_title_match_outranks_the_same_word_in_the_body(db: Database, notes: Path) -> None:
     # Unweighted bm25 would rank b.md first (a one-word body is all "kafka"); the title weight
     # must put the note whose heading names the thing first.
     write(
@@ -103,7 +104,7 @@ async def test_title_match_outranks_the_same_word_in_the_body(db: aiosqlite.Conn
     assert await ids(index, "kafka") == [f"note:{notes / 'a.md'}#1", f"note:{notes / 'b.md'}#1"]
 
 
-async def test_snippet_marks_the_matched_words(db: aiosqlite.Connection, notes: Path) -> None:
+async def test_snippet_marks_the_matched_words(db: Database, notes: Path) -> None:
     filler = " ".join(f"word{i}" for i in range(80))
     write(notes / "n.md", f"# Notes\n{filler} the flaky integration test fails on Mondays {filler}\n")
     index = MemoryIndex(db, [notes])
@@ -113,9 +114,7 @@ async def test_snippet_marks_the_matched_words(db: aiosqlite.Connection, notes: 
     assert len(hit.snippet) < 400
 
 
-async def test_snippet_shows_a_title_or_tag_match_when_the_body_has_none(
-    db: aiosqlite.Connection, notes: Path
-) -> None:
+async def test_snippet_shows_a_title_or_tag_match_when_the_body_has_none(db: Database, notes: Path) -> None:
     write(notes / "n.md", "---\ntags: [observability]\n---\n# Grafana dashboards\nsee the wiki\n")
     index = MemoryIndex(db, [notes])
     (by_title,) = await index.search("grafana")
@@ -124,7 +123,7 @@ async def test_snippet_shows_a_title_or_tag_match_when_the_body_has_none(
     assert "«observability»" in by_tag.snippet
 
 
-async def test_recency_breaks_ties(db: aiosqlite.Connection) -> None:
+async def test_recency_breaks_ties(db: Database) -> None:
     index = MemoryIndex(db, [])
     for sid, when in (("old", 1000.0), ("new", 2000.0), ("mid", 1500.0)):
         await index.index_subagent(
@@ -142,7 +141,7 @@ async def test_recency_breaks_ties(db: aiosqlite.Connection) -> None:
 # -- incremental note indexing -----------------------------------------------------------------
 
 
-async def test_edit_reindexes_only_the_changed_section(db: aiosqlite.Connection, notes: Path) -> None:
+async def test_edit_reindexes_only_the_changed_section(db: Database, notes: Path) -> None:
     note = write(notes / "runbook.md", "# Restart\nuse systemctl restart\n# Logs\nlogs live in journald\n")
     index = MemoryIndex(db, [notes])
     first = await index.refresh_notes()
@@ -160,7 +159,7 @@ async def test_edit_reindexes_only_the_changed_section(db: aiosqlite.Connection,
     assert after[f"note:{note}#1"] == before[f"note:{note}#1"]
 
 
-async def test_removed_section_and_deleted_file_disappear(db: aiosqlite.Connection, notes: Path) -> None:
+async def test_removed_section_and_deleted_file_disappear(db: Database, notes: Path) -> None:
     keep = write(notes / "keep.md", "# One\nalpha\n# Two\nbravo\n")
     doomed = write(notes / "sub" / "doomed.md", "# Gone soon\ncharlie\n")
     index = MemoryIndex(db, [notes])
@@ -178,16 +177,19 @@ async def test_removed_section_and_deleted_file_disappear(db: aiosqlite.Connecti
     assert set(await memory_rows(db)) == {f"note:{keep}#1"}
 
 
-async def test_unchanged_files_are_not_reread_or_rewritten(db: aiosqlite.Connection, notes: Path) -> None:
+async def test_unchanged_files_are_not_reread_or_rewritten(db: Database, notes: Path) -> None:
     paths = [write(notes / f"n{i}.md", f"# Note {i}\nbody {i}\n") for i in range(5)]
     index = MemoryIndex(db, [notes])
     await index.refresh_notes()
     rows = await memory_rows(db)
-    changes = db.total_changes
+    changes = db.connection.total_changes if isinstance(db, SqliteDatabase) else None
 
     again = await index.refresh_notes()
     assert (again.files_seen, again.files_unchanged, again.files_indexed) == (5, 5, 0)
-    assert db.total_changes == changes  # not a single row written
+    assert (again.entries_written, again.entries_deleted) == (0, 0)
+    if isinstance(db, SqliteDatabase):
+        assert db.connection.total_changes == changes  # not a single row written
+    assert await memory_rows(db) == rows
 
     # A new mtime with the same bytes is re-read and hashed, but nothing is re-indexed.
     bump_mtime(paths[0])
@@ -197,7 +199,7 @@ async def test_unchanged_files_are_not_reread_or_rewritten(db: aiosqlite.Connect
     assert await memory_rows(db) == rows
 
 
-async def test_undecodable_note_is_indexed_with_replacement(db: aiosqlite.Connection, notes: Path) -> None:
+async def test_undecodable_note_is_indexed_with_replacement(db: Database, notes: Path) -> None:
     note = notes / "latin1.md"
     note.write_bytes(b"# Caf\xe9 menu\nespresso \xff\xfe and\x00 more\n")
     index = MemoryIndex(db, [notes])
@@ -205,7 +207,7 @@ async def test_undecodable_note_is_indexed_with_replacement(db: aiosqlite.Connec
     assert await ids(index, "espresso") == [f"note:{note}#1"]
 
 
-async def test_search_refreshes_notes_by_itself(db: aiosqlite.Connection, notes: Path) -> None:
+async def test_search_refreshes_notes_by_itself(db: Database, notes: Path) -> None:
     index = MemoryIndex(db, [notes], refresh_interval_s=0)
     assert await ids(index, "zanzibar") == []
     note = write(notes / "travel.md", "# Trip\nflights to zanzibar\n")
@@ -214,7 +216,7 @@ async def test_search_refreshes_notes_by_itself(db: aiosqlite.Connection, notes:
     assert await ids(index, "zanzibar") == []
 
 
-async def test_search_refreshes_at_most_once_per_interval(db: aiosqlite.Connection, notes: Path) -> None:
+async def test_search_refreshes_at_most_once_per_interval(db: Database, notes: Path) -> None:
     index = MemoryIndex(db, [notes], refresh_interval_s=3600)
     assert await ids(index, "zanzibar") == []  # this search did the refresh
     note = write(notes / "travel.md", "# Trip\nflights to zanzibar\n")
@@ -223,9 +225,7 @@ async def test_search_refreshes_at_most_once_per_interval(db: aiosqlite.Connecti
     assert await ids(index, "zanzibar") == [f"note:{note}#1"]
 
 
-async def test_notes_from_workspace_and_user_dirs(
-    db: aiosqlite.Connection, notes: Path, tmp_path: Path
-) -> None:
+async def test_notes_from_workspace_and_user_dirs(db: Database, notes: Path, tmp_path: Path) -> None:
     user = tmp_path / "home" / ".config" / "boocode" / "memory"
     ws_note = write(notes / "ws.md", "# Build\nmake release from the workspace\n")
     user_note = write(user / "mine.markdown", "# Habits\nalways make release notes\n")
@@ -235,9 +235,11 @@ async def test_notes_from_workspace_and_user_dirs(
     assert sorted(await ids(index, "release")) == sorted([f"note:{ws_note}#1", f"note:{user_note}#1"])
 
 
-async def test_refresh_inside_another_tasks_transaction(db: aiosqlite.Connection, notes: Path) -> None:
+async def test_refresh_inside_another_tasks_transaction(db: Database, notes: Path) -> None:
     # The connection is shared with the engine: a transaction another task has open must not
     # make refresh fail ("cannot start a transaction within a transaction"), nor be broken by it.
+    sqlite_only(db, "a transaction opened by hand on the one shared connection")
+    assert isinstance(db, SqliteDatabase)
     note = write(notes / "n.md", "# Shared\nconnection test\n")
     index = MemoryIndex(db, [notes])
     await db.execute("BEGIN IMMEDIATE")
@@ -248,7 +250,7 @@ async def test_refresh_inside_another_tasks_transaction(db: aiosqlite.Connection
     assert await ids(index, "connection") == [f"note:{note}#1"]
 
 
-async def test_concurrent_searches_all_see_the_notes(db: aiosqlite.Connection, notes: Path) -> None:
+async def test_concurrent_searches_all_see_the_notes(db: Database, notes: Path) -> None:
     for i in range(20):
         write(notes / f"n{i}.md", f"# Note {i}\nconcurrency {i}\n")
     index = MemoryIndex(db, [notes], refresh_interval_s=3600)
@@ -268,7 +270,7 @@ async def test_concurrent_searches_all_see_the_notes(db: aiosqlite.Connection, n
 # -- subagent transcripts ----------------------------------------------------------------------
 
 
-async def test_subagent_transcript_is_searchable_at_once(db: aiosqlite.Connection) -> None:
+async def test_subagent_transcript_is_searchable_at_once(db: Database) -> None:
     index = MemoryIndex(db, [])
     await index.index_subagent(
         subagent_id="run-1",
@@ -289,7 +291,7 @@ async def test_subagent_transcript_is_searchable_at_once(db: aiosqlite.Connectio
     assert hit.path is None
 
 
-async def test_subagent_needs_an_id(db: aiosqlite.Connection) -> None:
+async def test_subagent_needs_an_id(db: Database) -> None:
     index = MemoryIndex(db, [])
     with pytest.raises(InvalidRequestError, match="subagent_id"):
         await index.index_subagent(
@@ -303,7 +305,7 @@ async def test_subagent_needs_an_id(db: aiosqlite.Connection) -> None:
         )
 
 
-async def test_reindexing_a_subagent_replaces_it(db: aiosqlite.Connection) -> None:
+async def test_reindexing_a_subagent_replaces_it(db: Database) -> None:
     index = MemoryIndex(db, [])
     for final in ("first draft wording", "second final wording"):
         await index.index_subagent(
@@ -323,7 +325,7 @@ async def test_reindexing_a_subagent_replaces_it(db: aiosqlite.Connection) -> No
 # -- query language and arguments --------------------------------------------------------------
 
 
-async def test_hostile_queries_never_error(db: aiosqlite.Connection, notes: Path) -> None:
+async def test_hostile_queries_never_error(db: Database, notes: Path) -> None:
     write(notes / "n.md", "# AND OR NOT\nNEAR title foo a b x 東京都 café\n")
     index = MemoryIndex(db, [notes])
     for query in HOSTILE:
@@ -338,20 +340,20 @@ async def test_hostile_queries_never_error(db: aiosqlite.Connection, notes: Path
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(query=st.text(max_size=60) | st.text(alphabet='"*():^-#{}+ aANDORNEAR', max_size=30))
-async def test_generated_queries_never_error(db: aiosqlite.Connection, notes: Path, query: str) -> None:
+async def test_generated_queries_never_error(db: Database, notes: Path, query: str) -> None:
     write(notes / "n.md", "# AND OR NOT\nNEAR title foo a b x\n")
     index = MemoryIndex(db, [notes], refresh_interval_s=3600)
     assert isinstance(await index.search(query), list)
 
 
-async def test_empty_query_has_no_hits(db: aiosqlite.Connection, notes: Path) -> None:
+async def test_empty_query_has_no_hits(db: Database, notes: Path) -> None:
     write(notes / "n.md", "# Something\ntext\n")
     index = MemoryIndex(db, [notes])
     for query in ("", "   ", "\n\t", "*", '""', "🎉"):
         assert await index.search(query) == [], repr(query)
 
 
-async def test_exact_phrase(db: aiosqlite.Connection, notes: Path) -> None:
+async def test_exact_phrase(db: Database, notes: Path) -> None:
     adjacent = write(notes / "a.md", "# A\nthe quick brown fox\n")
     write(notes / "b.md", "# B\nbrown dogs are quick\n")
     index = MemoryIndex(db, [notes])
@@ -359,7 +361,7 @@ async def test_exact_phrase(db: aiosqlite.Connection, notes: Path) -> None:
     assert len(await ids(index, "quick brown")) == 2
 
 
-async def test_prefix_only_with_a_star(db: aiosqlite.Connection, notes: Path) -> None:
+async def test_prefix_only_with_a_star(db: Database, notes: Path) -> None:
     note = write(notes / "a.md", "# Releases\nthe deployment pipeline\n")
     index = MemoryIndex(db, [notes])
     assert await ids(index, "deplo") == []
@@ -367,7 +369,7 @@ async def test_prefix_only_with_a_star(db: aiosqlite.Connection, notes: Path) ->
     assert await ids(index, '"the deploy*"') == [f"note:{note}#1"]
 
 
-async def test_all_words_first_then_any_word(db: aiosqlite.Connection, notes: Path) -> None:
+async def test_all_words_first_then_any_word(db: Database, notes: Path) -> None:
     both = write(notes / "both.md", "# Both\nalpha and beta together\n")
     write(notes / "one.md", "# One\nalpha alone\n")
     index = MemoryIndex(db, [notes])
@@ -376,7 +378,7 @@ async def test_all_words_first_then_any_word(db: aiosqlite.Connection, notes: Pa
     assert sorted(await ids(index, "alpha zzyzx")) == sorted([f"note:{both}#1", f"note:{notes / 'one.md'}#1"])
 
 
-async def test_tags_are_searchable(db: aiosqlite.Connection, notes: Path) -> None:
+async def test_tags_are_searchable(db: Database, notes: Path) -> None:
     tagged = write(notes / "t.md", "---\ntags: [kubernetes, oncall]\n---\n# Pager\nwake up #incident\n")
     mention = write(notes / "m.md", "# Reading\nbook about kubernetes\n")
     index = MemoryIndex(db, [notes])
@@ -388,7 +390,7 @@ async def test_tags_are_searchable(db: aiosqlite.Connection, notes: Path) -> Non
     assert await ids(index, "#kubernetes") == [f"note:{tagged}#1"]
 
 
-async def test_source_filter(db: aiosqlite.Connection, notes: Path) -> None:
+async def test_source_filter(db: Database, notes: Path) -> None:
     note = write(notes / "n.md", "# Migration\nschema migration steps\n")
     index = MemoryIndex(db, [notes])
     await index.index_subagent(
@@ -407,7 +409,7 @@ async def test_source_filter(db: aiosqlite.Connection, notes: Path) -> None:
         await index.search("migration", source="notes")
 
 
-async def test_limit_is_bounded(db: aiosqlite.Connection) -> None:
+async def test_limit_is_bounded(db: Database) -> None:
     index = MemoryIndex(db, [])
     for i in range(12):
         await index.index_subagent(
@@ -448,7 +450,7 @@ async def add_runs(index: MemoryIndex, texts: list[str], *, first_created: float
     return ids
 
 
-async def test_a_very_common_word_lists_its_newest_matches_unscored(db: aiosqlite.Connection) -> None:
+async def test_a_very_common_word_lists_its_newest_matches_unscored(db: Database) -> None:
     index = MemoryIndex(db, [], ranking=Ranking(term_cost_cap=4))
     ids = await add_runs(index, [f"common text number {i}" for i in range(6)])
     hits = await index.search("common")
@@ -461,7 +463,7 @@ async def test_a_very_common_word_lists_its_newest_matches_unscored(db: aiosqlit
     assert all(h.score > 0 for h in scored)
 
 
-async def test_a_common_word_still_filters_while_a_rare_one_ranks(db: aiosqlite.Connection) -> None:
+async def test_a_common_word_still_filters_while_a_rare_one_ranks(db: Database) -> None:
     index = MemoryIndex(db, [], ranking=Ranking(term_cost_cap=4))
     ids = await add_runs(
         index,
@@ -480,9 +482,7 @@ async def test_a_common_word_still_filters_while_a_rare_one_ranks(db: aiosqlite.
     assert hits[0].score > hits[1].score > 0
 
 
-async def test_a_broad_query_ranks_its_newest_matches_and_older_headings(
-    db: aiosqlite.Connection, notes: Path
-) -> None:
+async def test_a_broad_query_ranks_its_newest_matches_and_older_headings(db: Database, notes: Path) -> None:
     # The note's heading names the word; it is written first, so it is the oldest match.
     note = write(notes / "osprey.md", "# Osprey\nnesting notes\n")
     index = MemoryIndex(db, [notes], ranking=Ranking(window=3, heading_window=2))
@@ -496,7 +496,7 @@ async def test_a_broad_query_ranks_its_newest_matches_and_older_headings(
     assert all(h.score > 0 for h in hits)
 
 
-async def test_any_word_fallback_ranks_rare_words_first_then_newest(db: aiosqlite.Connection) -> None:
+async def test_any_word_fallback_ranks_rare_words_first_then_newest(db: Database) -> None:
     index = MemoryIndex(db, [], ranking=Ranking(term_cost_cap=4))
     ids = await add_runs(index, ["common a", "harrier b", "common c", "common d", "common e", "common f"])
     # No entry holds both words: any word may match. "harrier" is scored; the very common word's
@@ -507,9 +507,7 @@ async def test_any_word_fallback_ranks_rare_words_first_then_newest(db: aiosqlit
     assert [h.score for h in hits[1:]] == [0.0, 0.0, 0.0]
 
 
-async def test_source_filter_holds_for_a_rare_source_among_broad_matches(
-    db: aiosqlite.Connection, notes: Path
-) -> None:
+async def test_source_filter_holds_for_a_rare_source_among_broad_matches(db: Database, notes: Path) -> None:
     note = write(notes / "n.md", "# Birds\nheron by the river\n")
     index = MemoryIndex(db, [notes], ranking=Ranking(window=2, heading_window=0, term_cost_cap=3))
     await index.refresh_notes()
@@ -519,7 +517,7 @@ async def test_source_filter_holds_for_a_rare_source_among_broad_matches(
     assert len(await index.search("heron", source="subagent")) == 6
 
 
-async def test_the_source_names_are_words_like_any_other(db: aiosqlite.Connection, notes: Path) -> None:
+async def test_the_source_names_are_words_like_any_other(db: Database, notes: Path) -> None:
     # Each entry's source is indexed for the filter; a query word must not match it there.
     write(notes / "a.md", "# Plain\nempty here\n")
     write(notes / "b.md", "# Other\nstill empty\n")
@@ -533,7 +531,7 @@ async def test_the_source_names_are_words_like_any_other(db: aiosqlite.Connectio
     assert await ids(index, "note", source="note") == []
 
 
-async def test_snippets_for_phrases_and_long_prefixes(db: aiosqlite.Connection, notes: Path) -> None:
+async def test_snippets_for_phrases_and_long_prefixes(db: Database, notes: Path) -> None:
     filler = " ".join(f"pad{i}" for i in range(60))
     note = write(notes / "n.md", f"# Deploys\n{filler} the deployment pipeline runs nightly {filler}\n")
     index = MemoryIndex(db, [notes])
@@ -543,7 +541,7 @@ async def test_snippets_for_phrases_and_long_prefixes(db: aiosqlite.Connection, 
     assert "«pipeline runs»" in hit.snippet and "…" in hit.snippet
 
 
-async def test_term_costs_are_recounted_after_this_index_writes(db: aiosqlite.Connection) -> None:
+async def test_term_costs_are_recounted_after_this_index_writes(db: Database) -> None:
     index = MemoryIndex(db, [], ranking=Ranking(term_cost_cap=3))
     await add_runs(index, ["plover one", "plover two"])
     assert all(h.score > 0 for h in await index.search("plover"))
@@ -552,7 +550,7 @@ async def test_term_costs_are_recounted_after_this_index_writes(db: aiosqlite.Co
     assert {h.score for h in await index.search("plover")} == {0.0}
 
 
-async def test_an_edited_section_counts_as_newly_written(db: aiosqlite.Connection, notes: Path) -> None:
+async def test_an_edited_section_counts_as_newly_written(db: Database, notes: Path) -> None:
     index = MemoryIndex(db, [notes], ranking=Ranking(term_cost_cap=1))
     a = write(notes / "a.md", "# A\ncommon alpha\n")
     await index.refresh_notes()
@@ -565,7 +563,7 @@ async def test_an_edited_section_counts_as_newly_written(db: aiosqlite.Connectio
     assert await ids(index, "common") == [f"note:{a}#1", f"note:{b}#1"]
 
 
-async def test_term_costs_count_matching_entries_up_to_the_cap(db: aiosqlite.Connection) -> None:
+async def test_term_costs_count_matching_entries_up_to_the_cap(db: Database) -> None:
     index = MemoryIndex(db, [])
     await add_runs(index, ["wren finch", "wren", "wren finch", "wren", "wren lark"])
     terms = parse_query('wren finch lark "wren finch" wre* wrens*').all_terms()
@@ -580,7 +578,7 @@ async def test_a_database_from_before_the_search_migration_is_migrated_in_place(
     conn = sqlite3.connect(path, isolation_level=None)
     ours = next(m.version for m in load_migrations() if m.name == "memory_search")
     for mig in load_migrations()[: ours - 1]:
-        conn.executescript(mig.sql)
+        conn.executescript(mig.for_dialect("sqlite"))
     conn.execute(f"PRAGMA user_version = {ours - 1}")
     conn.executemany(
         "INSERT INTO memory (source, ref, path, title, tags, body, created_at, hash)"

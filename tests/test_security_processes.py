@@ -81,7 +81,7 @@ async def test_terminal_groups_of_a_killed_boocode_are_reaped_at_the_next_start(
     for _ in range(CYCLES):
         owner, terminal_id = await start_owner_with_a_terminal(git_repo)
         async with open_db(db_path) as db:
-            [row] = [r for r in await terminal_rows.list_all(db) if r.id == terminal_id]
+            [row] = [r for r in await terminal_rows.list_all(db, procs.host_name()) if r.id == terminal_id]
         assert row.owner_pid == owner.pid
         members = await live_members(row.pgid, at_least=2)
         exits = [os.pidfd_open(pid) for pid in members]
@@ -97,7 +97,7 @@ async def test_terminal_groups_of_a_killed_boocode_are_reaped_at_the_next_start(
                         await anyio.wait_readable(fd)  # every process of the group, by pid
                 await wait_group_gone(row.pgid)  # and no process left in the group
                 async with open_db(db_path) as db:
-                    assert [r.id for r in await terminal_rows.list_all(db)] == []
+                    assert [r.id for r in await terminal_rows.list_all(db, procs.host_name())] == []
         finally:
             for fd in exits:
                 os.close(fd)
@@ -119,7 +119,8 @@ async def test_a_released_terminal_leaves_no_record_and_a_live_owner_keeps_its_o
         with anyio.fail_after(TIMEOUT_S):
             await engine.wait_finished(sid, bg.subagent_id)
         async with open_db(db_path) as db:
-            [row] = await terminal_rows.list_all(db)  # the released one is gone, the live one stays
+            # The released one is gone, the live one stays.
+            [row] = await terminal_rows.list_all(db, procs.host_name())
         # A second BooCode process starting now must leave a live owner's terminal alone.
         async with Engine.open(git_repo, config=hostile_config()) as second:
             assert row.pgid not in second.recovery.killed_groups
@@ -127,4 +128,4 @@ async def test_a_released_terminal_leaves_no_record_and_a_live_owner_keeps_its_o
     # Closing the engine closed the agent and its terminal, and dropped the record.
     await wait_group_gone(row.pgid)
     async with open_db(db_path) as db:
-        assert await terminal_rows.list_all(db) == []
+        assert await terminal_rows.list_all(db, procs.host_name()) == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sqlite3
 from pathlib import Path
@@ -11,6 +12,7 @@ import pytest
 from boocode_mcp.errors import StoreError
 from boocode_mcp.store import (
     LATEST_VERSION,
+    Database,
     chats,
     events,
     migrate,
@@ -21,6 +23,7 @@ from boocode_mcp.store import (
     traces,
 )
 from boocode_mcp.store import subagents as runs
+from boocode_mcp.store.migrations import load_migrations
 
 pytestmark = pytest.mark.anyio
 
@@ -29,6 +32,13 @@ async def schema_of(db_path: Path) -> list[tuple[str, str]]:
     async with open_db(db_path) as db:
         cur = await db.execute("SELECT name, sql FROM sqlite_master ORDER BY name")
         return [(r["name"], r["sql"]) for r in await cur.fetchall()]
+
+
+async def test_migrating_twice_is_a_no_op_on_either_database(db: Database) -> None:
+    assert await migrate(db) == LATEST_VERSION
+    assert await migrate(db) == LATEST_VERSION
+    rows = await db.execute_fetchall("SELECT version, name FROM schema_versions ORDER BY version")
+    assert [(int(r[0]), r[1]) for r in rows] == [(m.version, m.name) for m in load_migrations()]
 
 
 async def test_migrating_twice_is_a_no_op(tmp_path: Path) -> None:
@@ -83,8 +93,8 @@ async def test_a_database_path_under_a_file_is_a_store_error(tmp_path: Path) -> 
             pass
 
 
-async def test_tables_round_trip_and_lookups_are_scoped_by_session(tmp_path: Path) -> None:
-    async with open_db(tmp_path / "b.db") as db:
+async def test_tables_round_trip_and_lookups_are_scoped_by_session(store_target: str | Path) -> None:
+    async with open_db(store_target) as db:
         await sessions.create(db, "s1")
         await sessions.create(db, "s1")  # idempotent
         await sessions.create(db, "s2")
@@ -182,3 +192,48 @@ async def test_tables_round_trip_and_lookups_are_scoped_by_session(tmp_path: Pat
         [tv] = await traces.list_traces(db, "s1")
         assert (tv.input, tv.outcome, tv.latency_ms) == ({"a": 1}, "ok", 2000.0)
         assert await traces.list_traces(db, "s2") == []
+
+
+async def test_two_hosts_cannot_both_queue_a_run_on_one_chat(store_target: str | Path) -> None:
+    # The spawn's own check cannot see another host's insert in flight; the unique index can.
+    async with open_db(store_target) as a, open_db(store_target) as b:
+        await sessions.create(a, "s")
+        await chats.insert(a, chat_id="c", session_id="s", agent="fixture", worktree="/w")
+        kw = {
+            "session_id": "s",
+            "chat_id": "c",
+            "agent": "fixture",
+            "model": None,
+            "mode": None,
+            "owner_pid": 1,
+        }
+        won = await asyncio.gather(
+            *(
+                runs.insert_if_chat_idle(db, subagent_id=f"r{i}", prompt="p", **kw)  # type: ignore[arg-type]
+                for i, db in enumerate((a, b, a, b))
+            )
+        )
+        assert sum(1 for w in won if w is not None) == 1
+        assert len(await runs.live_for_chat(a, "c")) == 1
+
+
+async def test_a_postgres_store_of_a_newer_schema_is_refused_naming_the_url(pg_url: str) -> None:
+    async with open_db(pg_url) as db:
+        await db.execute(
+            "INSERT INTO schema_versions (version, name, applied_at) VALUES (?, 'future', 0)",
+            (LATEST_VERSION + 3,),
+        )
+    with pytest.raises(StoreError, match=r"postgresql://boocode@/t_\w+\?host=.*newer BooCode.*\[store\] url"):
+        async with open_db(pg_url):
+            pass
+
+
+async def test_an_unreachable_postgres_store_is_named_without_its_password(tmp_path: Path) -> None:
+    url = f"postgresql://someone:s3cret@/nowhere?host={tmp_path}&password=hunter2"
+    with pytest.raises(StoreError) as caught:
+        async with open_db(url):
+            pass
+    message = str(caught.value)
+    assert "cannot reach the PostgreSQL store postgresql://someone:***@/nowhere" in message
+    assert "s3cret" not in message and "hunter2" not in message
+    assert "BOOCODE_DB_URL" in message

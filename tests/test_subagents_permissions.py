@@ -5,14 +5,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
-import aiosqlite
 import anyio
 import pytest
 
 from boocode_mcp.agents.events import PermissionOptionInfo, PermissionRequestEvent
 from boocode_mcp.config import PermissionsConfig
 from boocode_mcp.errors import InvalidRequestError, NotFoundError
-from boocode_mcp.store import chats, open_db, permissions, sessions, subagents
+from boocode_mcp.store import Database, chats, open_db, permissions, sessions, subagents
 from boocode_mcp.subagents.permissions import PermissionQueue
 from boocode_mcp.views import PendingPermission
 
@@ -27,8 +26,8 @@ def request(*options: PermissionOptionInfo) -> PermissionRequestEvent:
 
 
 @pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[aiosqlite.Connection]:
-    async with open_db(tmp_path / "b.db") as conn:
+async def db(store_target: str | Path) -> AsyncIterator[Database]:
+    async with open_db(store_target) as conn:
         await sessions.create(conn, "s")
         await chats.insert(conn, chat_id="c", session_id="s", agent="a", worktree="/w")
         await subagents.insert_if_chat_idle(
@@ -56,7 +55,7 @@ class Recorder:
             self.waiting.set()
 
 
-async def test_auto_and_deny_answer_by_kind_without_queueing(db: aiosqlite.Connection) -> None:
+async def test_auto_and_deny_answer_by_kind_without_queueing(db: Database) -> None:
     rec = Recorder()
     auto = PermissionQueue(db, PermissionsConfig(policy="auto"), rec).handler_for("s", "r")
     deny = PermissionQueue(db, PermissionsConfig(policy="deny"), rec).handler_for("s", "r")
@@ -83,7 +82,7 @@ async def asked(queue: PermissionQueue, rec: Recorder, meanwhile: Callable[[], N
     return answer
 
 
-async def test_ask_waits_for_a_valid_answer(db: aiosqlite.Connection) -> None:
+async def test_ask_waits_for_a_valid_answer(db: Database) -> None:
     rec = Recorder()
     queue = PermissionQueue(db, PermissionsConfig(policy="ask", timeout_s=60), rec)
 
@@ -105,7 +104,7 @@ async def test_ask_waits_for_a_valid_answer(db: aiosqlite.Connection) -> None:
     assert (row.status, row.decision, row.title) == ("answered", "a", "Write x")
 
 
-async def test_an_unanswered_request_fails_closed(db: aiosqlite.Connection) -> None:
+async def test_an_unanswered_request_fails_closed(db: Database) -> None:
     queue = PermissionQueue(db, PermissionsConfig(policy="ask", timeout_s=0.2), Recorder())
     handler = queue.handler_for("s", "r")
     with anyio.fail_after(5):
@@ -117,7 +116,7 @@ async def test_an_unanswered_request_fails_closed(db: aiosqlite.Connection) -> N
     ]
 
 
-async def test_a_caller_handler_overrides_the_policy(db: aiosqlite.Connection) -> None:
+async def test_a_caller_handler_overrides_the_policy(db: Database) -> None:
     async def editor(req: PermissionRequestEvent) -> str | None:
         return "r"
 
@@ -125,7 +124,7 @@ async def test_a_caller_handler_overrides_the_policy(db: aiosqlite.Connection) -
     assert await queue.handler_for("s", "r", editor)(request(ALLOW, REJECT)) == "r"
 
 
-async def test_cancel_answers_a_pending_request_cancelled(db: aiosqlite.Connection) -> None:
+async def test_cancel_answers_a_pending_request_cancelled(db: Database) -> None:
     rec = Recorder()
     queue = PermissionQueue(db, PermissionsConfig(policy="ask", timeout_s=60), rec)
     assert await asked(queue, rec, lambda: queue.cancel("r")) is None

@@ -220,3 +220,22 @@ def test_a_missing_program_whose_override_is_untrusted_points_at_trust(tmp_path:
     assert "/nonexistent/mine-acp" in str(err.value) and f"boocode trust --workspace {ws}" in str(err.value)
     trust_workspace(ws, user_dir=tmp_path)
     assert registry.resolve("mine").argv[-1] == str(FIXTURE_AGENT)
+
+
+def test_an_untrusted_repository_cannot_choose_the_store_or_make_this_machine_a_worker(
+    tmp_path: Path,
+) -> None:
+    user = write(tmp_path / "user" / "config.toml", "[worker]\nlocal = false\n")
+    ws = tmp_path / "ws"
+    write(
+        ws / ".boocode" / "config.toml",
+        '[store]\nurl = "postgresql://attacker.example/db"\n[worker]\nlocal = true\nlease_s = 99999\n',
+    )
+    source = ConfigSource(ws, user_config=user)
+    cfg, view = source.config, source.current().workspace
+    assert view is not None and view.status == "untrusted"
+    assert cfg.store.url is None and cfg.worker.local is False and cfg.worker.lease_s == 30
+    assert {h.split(":")[0] for h in view.held_back} == {"store", "worker"}
+    trust_workspace(ws, user_dir=user.parent)
+    cfg = source.config
+    assert cfg.store.url == "postgresql://attacker.example/db" and cfg.worker.local is True

@@ -102,7 +102,8 @@ def test_workflow_commands_and_scripts_over_their_limits_leave_the_daemon_servin
     write_workflow(
         git_repo,
         "bomb",
-        'workflow = {name: "bomb", description: "d", run() { let a = []; for (;;) a.push(new Array(1e5)); }};',
+        'workflow = {name: "bomb", description: "d",'
+        " run() { let a = []; for (;;) a.push(new Array(1e5)); }};",
     )
     write_workflow(git_repo, "broken", "workflow = {")
 

@@ -14,12 +14,10 @@ import hashlib
 import json
 import logging
 import os
-import sqlite3
 import time
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 
-import aiosqlite
 import anyio
 import anyio.abc
 
@@ -33,6 +31,7 @@ from boocode_mcp.config import AgentSpec, PoolConfig
 from boocode_mcp.errors import InvalidRequestError
 from boocode_mcp.store import agent_sessions as rows
 from boocode_mcp.store.agent_sessions import AgentSessionRow
+from boocode_mcp.store.db import Database, DatabaseError
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +56,9 @@ class AgentPool:
         config: PoolConfig,
         *,
         log_dir: Path,
-        db: aiosqlite.Connection | None = None,
+        db: Database | None = None,
         owner_pid: int | None = None,
+        worker_id: str | None = None,
         tick_s: float | None = None,
         env: Mapping[str, str] | None = None,
         cancel_timeout_s: float = CANCEL_TIMEOUT_S,
@@ -68,6 +68,8 @@ class AgentPool:
         self._log_dir = log_dir
         self._db = db
         self.owner_pid = owner_pid if owner_pid is not None else os.getpid()
+        # On a PostgreSQL store, the worker this pool serves: recorded as holding its agents warm.
+        self.worker_id = worker_id
         self._tick_s = tick_s if tick_s is not None else min(config.idle_ttl_s / 4, MAX_TICK_S)
         self._env = dict(env or {})
         self._cancel_timeout = cancel_timeout_s
@@ -267,6 +269,8 @@ class AgentPool:
             pid=state.pid,
             pgid=state.pgid,
             owner_pid=self.owner_pid,
+            owner_host=procs.host_name(),
+            worker_id=self.worker_id,
             config_hash=self._config_hashes.get(key, base.config_hash),
             last_active_at=state.last_active,
             load_supported=state.load_supported,
@@ -281,7 +285,7 @@ class AgentPool:
         assert self._db is not None
         try:
             await rows.upsert(self._db, row)
-        except sqlite3.Error as e:
+        except DatabaseError as e:
             # Most likely the chat row does not exist (foreign key); the pool keeps working.
             log.warning("cannot record agent session %s/%s: %s", row.chat_id, row.agent, e)
 

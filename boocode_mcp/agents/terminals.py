@@ -12,17 +12,15 @@ import asyncio
 import contextlib
 import logging
 import signal
-import sqlite3
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-import aiosqlite
-
 from boocode_mcp import procs
 from boocode_mcp.store import terminals as terminal_rows
+from boocode_mcp.store.db import Database, DatabaseError
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +130,7 @@ class TerminalLedger(Protocol):
 class TerminalRecords:
     """A TerminalLedger in the store: rows owned by this BooCode process (its pid and start)."""
 
-    def __init__(self, db: aiosqlite.Connection, *, owner_pid: int, chat_id: str, agent: str) -> None:
+    def __init__(self, db: Database, *, owner_pid: int, chat_id: str, agent: str) -> None:
         self._db = db
         self._owner_pid = owner_pid
         self._owner_start = procs.process_token(owner_pid)
@@ -150,6 +148,7 @@ class TerminalRecords:
             chat_id=self._chat_id,
             agent=self._agent,
             command=command,
+            owner_host=procs.host_name(),
         )
 
     async def closed(self, terminal_id: str) -> None:
@@ -205,7 +204,7 @@ class TerminalManager:
         if self._ledger is not None:
             try:
                 await self._ledger.opened(tid, term.pgid, command)
-            except (sqlite3.Error, ValueError) as e:
+            except (DatabaseError, ValueError) as e:
                 # A group nobody could reap after a crash is not started at all.
                 await term.close()
                 raise TerminalError(f"cannot record the terminal for {command!r} ({e}); not started") from e
@@ -247,7 +246,7 @@ class TerminalManager:
             # Only once the group is dead: until then the record is what a restart would reap.
             try:
                 await self._ledger.closed(term.id)
-            except (sqlite3.Error, ValueError) as e:
+            except (DatabaseError, ValueError) as e:
                 log.warning(
                     "terminal %s is gone but its record stays (%s); start-up recovery drops it", term.id, e
                 )

@@ -7,8 +7,9 @@ nothing but the daemon's protocol lines.
 The relay reads each line (both ways) only enough to keep the conversation alive across a daemon
 restart: it remembers the client's `initialize` (and, for MCP, its resource subscriptions) and which
 requests are unanswered. When the daemon goes away (killed, stopped, replaced by a newer version),
-the unanswered requests get a JSON-RPC error saying so, and the next line from the client starts a
-daemon again, replays the remembered handshake (whose answers the client never sees) and goes on.
+a new daemon is started, the remembered handshake replayed (the client never sees its answers), and
+an unanswered MCP request that only reads (a status poll, a resource read) sent again; any other
+unanswered request gets a JSON-RPC error saying so, as it may have had its effect.
 
 `boocode acp` without `--workspace` learns the workspace from the editor: it answers `initialize`
 itself, then routes `session/new`, `session/load` and `session/resume` by their `cwd` to the daemon
@@ -44,8 +45,9 @@ class Upstream:
     workspace: Path
     index: int
     conn: Connection | None = None
-    # Client request ids sent to this daemon and not yet answered -> their method.
-    unanswered: dict[Any, str] = field(default_factory=dict)
+    # Client request ids sent to this daemon and not yet answered -> the line, kept only while
+    # the request may be sent once more to a new daemon (it reads and changes nothing).
+    unanswered: dict[str, bytes | None] = field(default_factory=dict)
     # Ids of requests the relay itself sent (replayed handshake): their answers are swallowed.
     own_ids: set[str] = field(default_factory=set)
     # Daemon request ids as tagged for the client -> the daemon's own id (router mode).
@@ -118,13 +120,14 @@ class Relay:
             self.upstreams[workspace] = up
         return up
 
-    def forward(self, up: Upstream, message: dict[str, Any], raw: bytes) -> None:
-        """Send a client message to `up`'s daemon, reconnecting first when it is away."""
+    def forward(self, up: Upstream, message: dict[str, Any], raw: bytes, *, again: bool = False) -> None:
+        """Send a client message to `up`'s daemon, reconnecting first when it is away. `again`: this
+        is the one resend of a request whose daemon went away before answering it."""
         request_id = message.get("id") if "method" in message else None
-        if up.conn is not None and _peer_gone(up.conn.sock):
-            # The daemon died while we were idle and its end-of-stream is still unread: this
-            # message never reached it, so it can go to the next daemon instead of failing.
-            self._read_daemon(up)
+        if up.conn is not None:
+            # Whatever the daemon sent (and its end, if it died while we were idle) is read first:
+            # a message for a dead daemon then goes to the next one instead of failing.
+            self._drain(up)
         try:
             if up.conn is None:
                 self._attach(up)
@@ -135,25 +138,34 @@ class Relay:
                 self.error_to_client(request_id, INTERNAL_ERROR, f"BooCode could not reach its daemon: {e}")
             return
         if request_id is not None:
-            up.unanswered[_key(request_id)] = str(message.get("method"))
+            up.unanswered[_key(request_id)] = None if again or not self.resendable(message) else raw
+
+    def resendable(self, message: dict[str, Any]) -> bool:
+        """Whether a request may go to a new daemon when its first one died before answering:
+        only what reads and changes nothing (a spawn or an apply is never sent twice)."""
+        return False
 
     def _lost(self, up: Upstream, why: str) -> None:
-        """The daemon connection is gone: fail what it owed, forget the socket."""
+        """The daemon connection is gone: resend what only reads, fail the rest, forget the socket."""
         if up.conn is not None:
             with contextlib.suppress(KeyError, ValueError):
                 self.selector.unregister(up.conn.sock)
             up.conn.close()
             up.conn = None
-        for key in list(up.unanswered):
+        owed, up.unanswered = up.unanswered, {}
+        up.own_ids.clear()
+        up.out_ids.clear()
+        for key, raw in owed.items():
+            if raw is not None:
+                # The client never learns the daemon was replaced: its read is answered by the next.
+                self.forward(up, json.loads(raw), raw, again=True)
+                continue
             self.error_to_client(
                 json.loads(key),
                 INTERNAL_ERROR,
                 f"the BooCode daemon for {up.workspace} went away before answering ({why}); "
                 "it starts again with the next request: send this one again",
             )
-        up.unanswered.clear()
-        up.own_ids.clear()
-        up.out_ids.clear()
 
     # -- the loop ----------------------------------------------------------------------------
 
@@ -171,6 +183,10 @@ class Relay:
         except (_Stopped, BrokenPipeError):
             # A stop signal, or a host that closed our stdout: either way, nobody is listening.
             return 0
+        finally:
+            # The descriptor may be shared (a terminal): leave it as we found it.
+            with contextlib.suppress(OSError):
+                os.set_blocking(0, True)
 
     def _run(self) -> int:
         if self.pinned is not None:
@@ -217,19 +233,26 @@ class Relay:
                 with contextlib.suppress(OSError):
                     up.conn.sock.shutdown(socket.SHUT_WR)
 
-    def _read_daemon(self, up: Upstream) -> None:
+    def _drain(self, up: Upstream) -> None:
+        """Read what the daemon has sent so far without waiting (until nothing is left, or its end)."""
+        while up.conn is not None and self._read_daemon(up):
+            pass
+
+    def _read_daemon(self, up: Upstream) -> bool:
+        """Read once from the daemon; whether there may be more to read now."""
         assert up.conn is not None
         try:
             chunk = up.conn.sock.recv(_READ_SIZE)
         except BlockingIOError:
-            return
+            return False
         except OSError as e:
             self._lost(up, e.strerror or str(e))
-            return
+            return False
         if not chunk:
             self._lost(up, "it closed the connection")
-            return
+            return False
         self._from_daemon(up, chunk)
+        return True
 
     def _from_daemon(self, up: Upstream, chunk: bytes) -> None:
         assert up.conn is not None
@@ -297,16 +320,6 @@ class Relay:
         """A daemon answered a client request (the ACP router learns new sessions here)."""
 
 
-def _peer_gone(sock: socket.socket) -> bool:
-    """Whether the daemon's end is closed (a pending end-of-stream or reset), without reading data."""
-    try:
-        return sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
-    except BlockingIOError:
-        return False
-    except OSError:
-        return True
-
-
 class _Stopped(Exception):
     """A stop signal arrived."""
 
@@ -314,6 +327,34 @@ class _Stopped(Exception):
 def _key(request_id: Any) -> str:
     # JSON-RPC ids are strings or numbers; 1 and "1" are different ids.
     return json.dumps(request_id)
+
+
+class McpRelay(Relay):
+    """`boocode-mcp`: one workspace's daemon; reads survive a daemon restart unnoticed."""
+
+    def resendable(self, message: dict[str, Any]) -> bool:
+        method = message.get("method")
+        if method == "tools/call":
+            return (message.get("params") or {}).get("name") in READ_ONLY_TOOLS
+        return method in _READ_ONLY_METHODS
+
+
+# MCP requests that read and change nothing; the tools are those annotated read-only.
+_READ_ONLY_METHODS = frozenset(
+    {
+        "ping",
+        "tools/list",
+        "resources/list",
+        "resources/templates/list",
+        "resources/read",
+        "prompts/list",
+        "prompts/get",
+        "completion/complete",
+    }
+)
+READ_ONLY_TOOLS = frozenset(
+    {"subagent_status", "list_patches", "search_memory", "list_workflows", "workflow_status"}
+)
 
 
 class AcpRouter(Relay):
@@ -401,7 +442,7 @@ class AcpRouter(Relay):
 
 def relay_mcp(workspace: Path) -> int:
     """`boocode-mcp`: the host's MCP lines to the workspace's daemon and back."""
-    return Relay("mcp", None, find_workspace(workspace)).run()
+    return McpRelay("mcp", None, find_workspace(workspace)).run()
 
 
 def relay_acp(workspace: Path | None, agent: str | None) -> int:

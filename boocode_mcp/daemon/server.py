@@ -153,7 +153,7 @@ class Daemon:
             await anyio.sleep(WATCH_INTERVAL_S)
             if not self.paths.workspace.is_dir():
                 self.stop(f"the workspace {self.paths.workspace} is gone")
-            elif not db.exists():
+            elif self.engine.db.dialect == "sqlite" and not db.exists():
                 self.stop(f"the database {db} is gone")
             else:
                 try:

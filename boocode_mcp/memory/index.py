@@ -44,7 +44,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import sqlite3
 import stat
 import time
 from collections.abc import Sequence
@@ -52,7 +51,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
 
-import aiosqlite
 import anyio
 import anyio.to_thread
 
@@ -60,6 +58,7 @@ from boocode_mcp.errors import InvalidRequestError
 from boocode_mcp.memory.notes import parse_note
 from boocode_mcp.memory.query import ParsedQuery, Term, parse_query
 from boocode_mcp.store import memory as store
+from boocode_mcp.store.db import Database, DatabaseError
 from boocode_mcp.views import MemoryHit, MemorySource
 
 log = logging.getLogger(__name__)
@@ -138,7 +137,7 @@ class MemoryIndex:
 
     def __init__(
         self,
-        db: aiosqlite.Connection,
+        db: Database,
         note_dirs: Sequence[Path],
         *,
         refresh_interval_s: float = DEFAULT_REFRESH_INTERVAL_S,
@@ -209,7 +208,7 @@ class MemoryIndex:
                 return
             try:
                 await self._refresh_locked()
-            except sqlite3.OperationalError as e:
+            except DatabaseError as e:
                 # Another process holding the write lock past the busy timeout must not fail a
                 # search: answer from the index as it is and retry on a later search.
                 log.warning("memory: note refresh skipped (%s); searching the existing index", e)

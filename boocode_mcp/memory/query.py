@@ -2,7 +2,7 @@
 
 A user's query is never handed to the store as syntax. It is cut into terms of plain words, which
 the store renders for its engine (FTS5: each word an FTS5 string, so AND/OR/NOT/NEAR, `:`, `^`,
-`-`, `(` are just words or separators; see `store.memory.fts5_term`), and only these forms are
+`-`, `(` are just words or separators; see `store.memory_fts5.fts5_term`), and only these forms are
 given meaning on purpose:
 
 - `"exact phrase"` — balanced double quotes: the words in that order. An unbalanced `"` is a space.
@@ -30,7 +30,7 @@ import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from boocode_mcp.store.memory import fts5_match
+from boocode_mcp.store.memory_fts5 import fts5_match
 
 MAX_QUERY_CHARS = 4096
 MAX_TERMS = 32

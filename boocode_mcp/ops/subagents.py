@@ -18,6 +18,7 @@ from boocode_mcp.views import (
     SubagentStatus,
     SubagentView,
     Usage,
+    WorkerRef,
 )
 
 if TYPE_CHECKING:
@@ -72,6 +73,7 @@ class StatusResult(_Out):
     session_note: str | None = None
     created_at: float | None = None
     finished_at: float | None = None
+    worker: WorkerRef | None = None
     subagents: list[SubagentView] | None = None
 
 

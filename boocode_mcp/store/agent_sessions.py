@@ -5,8 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields, replace
 from typing import Any, Literal, cast
 
-import aiosqlite
-
+from boocode_mcp.store.db import Database, Row
 from boocode_mcp.views import AgentSessionView
 
 AgentSessionStatus = Literal["idle", "active", "crashed", "closed"]
@@ -29,6 +28,10 @@ class AgentSessionRow:
     config_hash: str | None = None
     load_supported: bool | None = None
     note: str | None = None
+    # The host of the owning process (recovery reaps its own host's agents only), and on a
+    # PostgreSQL store the worker holding the agent warm (where the chat's follow-ups go).
+    owner_host: str | None = None
+    worker_id: str | None = None
 
     def with_(self, **changes: Any) -> AgentSessionRow:
         return replace(self, **changes)
@@ -52,7 +55,7 @@ class AgentSessionRow:
 _COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(AgentSessionRow))
 
 
-def _row(r: aiosqlite.Row) -> AgentSessionRow:
+def _row(r: Row) -> AgentSessionRow:
     load = r["load_supported"]
     return AgentSessionRow(
         chat_id=r["chat_id"],
@@ -70,6 +73,8 @@ def _row(r: aiosqlite.Row) -> AgentSessionRow:
         config_hash=r["config_hash"],
         load_supported=None if load is None else bool(load),
         note=r["note"],
+        owner_host=r["owner_host"],
+        worker_id=r["worker_id"],
     )
 
 
@@ -83,7 +88,7 @@ def _values(row: AgentSessionRow) -> tuple[Any, ...]:
 _SELECT = f"SELECT {', '.join(_COLUMNS)} FROM agent_sessions"
 
 
-async def upsert(db: aiosqlite.Connection, row: AgentSessionRow) -> None:
+async def upsert(db: Database, row: AgentSessionRow) -> None:
     """Insert the row or replace every column of the existing one (the chat row must exist)."""
     updates = ", ".join(f"{c} = excluded.{c}" for c in _COLUMNS[2:])
     await db.execute(
@@ -93,40 +98,46 @@ async def upsert(db: aiosqlite.Connection, row: AgentSessionRow) -> None:
     )
 
 
-async def get(db: aiosqlite.Connection, chat_id: str, agent: str) -> AgentSessionRow | None:
+async def get(db: Database, chat_id: str, agent: str) -> AgentSessionRow | None:
     cur = await db.execute(f"{_SELECT} WHERE chat_id = ? AND agent = ?", (chat_id, agent))
     r = await cur.fetchone()
     return _row(r) if r is not None else None
 
 
-async def list_all(db: aiosqlite.Connection) -> list[AgentSessionRow]:
-    cur = await db.execute(f"{_SELECT} ORDER BY last_active_at DESC, chat_id, agent")
+async def list_all(db: Database) -> list[AgentSessionRow]:
+    cur = await db.execute(f"{_SELECT} ORDER BY last_active_at DESC NULLS LAST, chat_id, agent")
     return [_row(r) for r in await cur.fetchall()]
 
 
-async def list_by_chat(db: aiosqlite.Connection, chat_id: str) -> list[AgentSessionRow]:
+async def list_by_chat(db: Database, chat_id: str) -> list[AgentSessionRow]:
     cur = await db.execute(f"{_SELECT} WHERE chat_id = ? ORDER BY agent", (chat_id,))
     return [_row(r) for r in await cur.fetchall()]
 
 
-async def list_by_owner(db: aiosqlite.Connection, owner_pid: int) -> list[AgentSessionRow]:
+async def list_by_owner(db: Database, owner_pid: int) -> list[AgentSessionRow]:
     cur = await db.execute(f"{_SELECT} WHERE owner_pid = ? ORDER BY chat_id, agent", (owner_pid,))
     return [_row(r) for r in await cur.fetchall()]
 
 
-async def list_unclosed(db: aiosqlite.Connection) -> list[AgentSessionRow]:
-    """Rows not yet closed, whatever their status (for start-up recovery of a dead owner's agents)."""
-    cur = await db.execute(f"{_SELECT} WHERE status != 'closed'")
+_ON_HOST = "(owner_host IS NULL OR owner_host = ?)"
+
+
+async def list_unclosed(db: Database, host: str) -> list[AgentSessionRow]:
+    """Rows of `host` not yet closed, whatever their status (for start-up recovery of a dead
+    owner's agents)."""
+    cur = await db.execute(f"{_SELECT} WHERE status != 'closed' AND {_ON_HOST}", (host,))
     return [_row(r) for r in await cur.fetchall()]
 
 
-async def list_live(db: aiosqlite.Connection) -> list[AgentSessionRow]:
-    """Rows that claim a running process (for start-up reaping of a dead owner's groups)."""
-    cur = await db.execute(f"{_SELECT} WHERE status IN ('idle', 'active') AND pgid IS NOT NULL")
+async def list_live(db: Database, host: str) -> list[AgentSessionRow]:
+    """Rows of `host` that claim a running process (for start-up reaping of a dead owner's groups)."""
+    cur = await db.execute(
+        f"{_SELECT} WHERE status IN ('idle', 'active') AND pgid IS NOT NULL AND {_ON_HOST}", (host,)
+    )
     return [_row(r) for r in await cur.fetchall()]
 
 
-async def mark_closed(db: aiosqlite.Connection, chat_id: str, agent: str, note: str | None = None) -> None:
+async def mark_closed(db: Database, chat_id: str, agent: str, note: str | None = None) -> None:
     """The process is gone: clear pid/pgid, keep the ACP session id so a later run can load it."""
     await db.execute(
         "UPDATE agent_sessions SET status = 'closed', pid = NULL, pgid = NULL, "
@@ -136,7 +147,7 @@ async def mark_closed(db: aiosqlite.Connection, chat_id: str, agent: str, note: 
 
 
 async def mark_status(
-    db: aiosqlite.Connection, chat_id: str, agent: str, status: AgentSessionStatus, note: str | None = None
+    db: Database, chat_id: str, agent: str, status: AgentSessionStatus, note: str | None = None
 ) -> None:
     await db.execute(
         "UPDATE agent_sessions SET status = ?, note = COALESCE(?, note) WHERE chat_id = ? AND agent = ?",
@@ -145,7 +156,7 @@ async def mark_status(
 
 
 async def add_usage(
-    db: aiosqlite.Connection,
+    db: Database,
     chat_id: str,
     agent: str,
     *,

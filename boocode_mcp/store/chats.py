@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-import aiosqlite
+from boocode_mcp.store.db import Database, Row
 
 
 @dataclass(frozen=True)
@@ -20,7 +20,7 @@ class ChatRow:
     updated_at: float
 
 
-def _row(r: aiosqlite.Row) -> ChatRow:
+def _row(r: Row) -> ChatRow:
     return ChatRow(
         id=r["id"],
         session_id=r["session_id"],
@@ -33,9 +33,7 @@ def _row(r: aiosqlite.Row) -> ChatRow:
     )
 
 
-async def insert(
-    db: aiosqlite.Connection, *, chat_id: str, session_id: str, agent: str, worktree: str
-) -> None:
+async def insert(db: Database, *, chat_id: str, session_id: str, agent: str, worktree: str) -> None:
     now = time.time()
     await db.execute(
         "INSERT INTO chats (id, session_id, agent, worktree, created_at, updated_at)"
@@ -44,7 +42,7 @@ async def insert(
     )
 
 
-async def get(db: aiosqlite.Connection, session_id: str | None, chat_id: str) -> ChatRow | None:
+async def get(db: Database, session_id: str | None, chat_id: str) -> ChatRow | None:
     """The chat with this id in this session (any session when session_id is None)."""
     if session_id is None:
         cur = await db.execute("SELECT * FROM chats WHERE id = ?", (chat_id,))
@@ -54,7 +52,7 @@ async def get(db: aiosqlite.Connection, session_id: str | None, chat_id: str) ->
     return _row(r) if r is not None else None
 
 
-async def list_chats(db: aiosqlite.Connection, session_id: str | None) -> list[ChatRow]:
+async def list_chats(db: Database, session_id: str | None) -> list[ChatRow]:
     if session_id is None:
         cur = await db.execute("SELECT * FROM chats ORDER BY created_at DESC")
     else:
@@ -64,23 +62,23 @@ async def list_chats(db: aiosqlite.Connection, session_id: str | None) -> list[C
     return [_row(r) for r in await cur.fetchall()]
 
 
-async def set_base(db: aiosqlite.Connection, chat_id: str, base_sha: str, branch: str | None = None) -> None:
+async def set_base(db: Database, chat_id: str, base_sha: str, branch: str | None = None) -> None:
     await db.execute(
         "UPDATE chats SET base_sha = ?, branch = COALESCE(?, branch), updated_at = ? WHERE id = ?",
         (base_sha, branch, time.time(), chat_id),
     )
 
 
-async def set_agent(db: aiosqlite.Connection, chat_id: str, agent: str) -> None:
+async def set_agent(db: Database, chat_id: str, agent: str) -> None:
     await db.execute("UPDATE chats SET agent = ?, updated_at = ? WHERE id = ?", (agent, time.time(), chat_id))
 
 
-async def all_ids(db: aiosqlite.Connection) -> set[str]:
+async def all_ids(db: Database) -> set[str]:
     cur = await db.execute("SELECT id FROM chats")
     return {str(r["id"]) for r in await cur.fetchall()}
 
 
-async def never_ran(db: aiosqlite.Connection, created_before: float) -> list[str]:
+async def never_ran(db: Database, created_before: float) -> list[str]:
     """Ids of the chats created before `created_before` that have no run."""
     cur = await db.execute(
         "SELECT id FROM chats c WHERE created_at < ?"
@@ -90,7 +88,7 @@ async def never_ran(db: aiosqlite.Connection, created_before: float) -> list[str
     return [str(r["id"]) for r in await cur.fetchall()]
 
 
-async def delete_if_unused(db: aiosqlite.Connection, chat_id: str) -> bool:
+async def delete_if_unused(db: Database, chat_id: str) -> bool:
     """Delete the chat unless it has a run; whether it was deleted. One statement, so a spawn
     racing it either lands first (the chat stays) or finds no chat."""
     cur = await db.execute(

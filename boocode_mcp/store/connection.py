@@ -1,4 +1,5 @@
-"""The workspace database: one aiosqlite connection in WAL mode, migrated on open."""
+"""Opening the workspace's database: a sqlite file (the default) or a PostgreSQL URL, migrated on
+open either way."""
 
 from __future__ import annotations
 
@@ -10,16 +11,21 @@ from pathlib import Path
 import aiosqlite
 
 from boocode_mcp.errors import StoreError
+from boocode_mcp.store.db import Database, DatabaseError, SqliteDatabase
 from boocode_mcp.store.migrations import migrate
 
 BUSY_TIMEOUT_MS = 10_000
 
 
-async def _configure(db: aiosqlite.Connection) -> None:
+def is_url(target: Path | str) -> bool:
+    """Whether `target` names a PostgreSQL server rather than a sqlite file."""
+    return isinstance(target, str) and target.startswith(("postgresql://", "postgres://"))
+
+
+async def _configure(db: SqliteDatabase) -> None:
     # WAL lets the CLI read while a server writes; busy_timeout makes two writers wait, not fail.
     await db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-    cur = await db.execute("PRAGMA journal_mode = WAL")
-    row = await cur.fetchone()
+    row = await (await db.execute("PRAGMA journal_mode = WAL")).fetchone()
     # In-memory databases report "memory"; everything on disk must be WAL.
     if row is None or str(row[0]).lower() not in ("wal", "memory"):
         raise StoreError(f"could not switch the database to WAL mode (got {row!r})")
@@ -29,8 +35,7 @@ async def _configure(db: aiosqlite.Connection) -> None:
     await db.execute("PRAGMA cache_size = -32768")
 
 
-async def connect(path: Path | str) -> aiosqlite.Connection:
-    """Open (creating if needed) and migrate the database at `path`."""
+async def _connect_sqlite(path: Path | str) -> Database:
     where = str(path)
     if where != ":memory:":
         p = Path(path)
@@ -39,17 +44,19 @@ async def connect(path: Path | str) -> aiosqlite.Connection:
         except OSError as e:
             raise StoreError(f"cannot create the database directory {p.parent}: {e.strerror}") from e
     try:
-        db = await aiosqlite.connect(where, isolation_level=None)
+        conn = await aiosqlite.connect(where, isolation_level=None)
     except sqlite3.Error as e:
         raise StoreError(f"cannot open the database {where}: {e}; check the path and its permissions") from e
-    db.row_factory = aiosqlite.Row
+    conn.row_factory = aiosqlite.Row
+    db = SqliteDatabase(conn, where)
     try:
         await _configure(db)
         await migrate(db, where)
-    except sqlite3.DatabaseError as e:
+    except DatabaseError as e:
         await db.close()
+        reason = str(e).removeprefix(f"{where}: ")
         raise StoreError(
-            f"the database {where} is unusable ({e}); move it aside to start fresh, or restore a backup"
+            f"the database {where} is unusable ({reason}); move it aside to start fresh, or restore a backup"
         ) from e
     except BaseException:
         await db.close()
@@ -57,9 +64,25 @@ async def connect(path: Path | str) -> aiosqlite.Connection:
     return db
 
 
+async def connect(target: Path | str) -> Database:
+    """Open (creating if needed) and migrate the database at `target`: a sqlite file path, or a
+    `postgresql://` URL."""
+    if not is_url(target):
+        return await _connect_sqlite(target)
+    from boocode_mcp.store.postgres import PostgresDatabase
+
+    db = await PostgresDatabase.connect(str(target))
+    try:
+        await migrate(db)
+    except BaseException:
+        await db.close()
+        raise
+    return db
+
+
 @asynccontextmanager
-async def open_db(path: Path | str) -> AsyncIterator[aiosqlite.Connection]:
-    db = await connect(path)
+async def open_db(target: Path | str) -> AsyncIterator[Database]:
+    db = await connect(target)
     try:
         yield db
     finally:

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import aiosqlite
+from boocode_mcp.store.db import Database
 
 
 @dataclass(frozen=True)
@@ -24,7 +24,7 @@ _ROWS_PER_STATEMENT = 200
 
 
 async def insert(
-    db: aiosqlite.Connection,
+    db: Database,
     subagent_id: str,
     seq: int,
     kind: str,
@@ -41,7 +41,7 @@ async def insert(
 
 
 async def insert_many(
-    db: aiosqlite.Connection, subagent_id: str, rows: Sequence[tuple[int, str, dict[str, Any], float]]
+    db: Database, subagent_id: str, rows: Sequence[tuple[int, str, dict[str, Any], float]]
 ) -> None:
     """Events (seq, kind, payload, created_at) in order, up to _ROWS_PER_STATEMENT per statement:
     one statement is one transaction and one trip to the database thread, however many rows."""
@@ -57,15 +57,14 @@ async def insert_many(
         )
 
 
-async def list_events(
-    db: aiosqlite.Connection, subagent_id: str, after_seq: int = 0, limit: int = -1
-) -> list[EventRow]:
+async def list_events(db: Database, subagent_id: str, after_seq: int = 0, limit: int = -1) -> list[EventRow]:
     """The run's events with seq above `after_seq`, oldest first (at most `limit`; -1 = all)."""
-    cur = await db.execute(
-        "SELECT seq, kind, payload, created_at FROM events WHERE subagent_id = ? AND seq > ?"
-        " ORDER BY seq LIMIT ?",
-        (subagent_id, after_seq, limit),
-    )
+    sql = "SELECT seq, kind, payload, created_at FROM events WHERE subagent_id = ? AND seq > ? ORDER BY seq"
+    params: list[Any] = [subagent_id, after_seq]
+    if limit >= 0:
+        sql += " LIMIT ?"
+        params.append(limit)
+    cur = await db.execute(sql, params)
     return [
         EventRow(seq=r["seq"], kind=r["kind"], payload=json.loads(r["payload"]), created_at=r["created_at"])
         for r in await cur.fetchall()

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 from typing import Literal
 
-import aiosqlite
+from boocode_mcp.store.db import Database
 
 # Kind -> table: fixed names, so the SQL below never carries caller text.
 _TABLES = {"subagent": "subagents", "patch": "patches", "chat": "chats", "workflow_run": "workflow_runs"}
 
 
 async def find_ids(
-    db: aiosqlite.Connection,
+    db: Database,
     kind: Literal["subagent", "patch", "chat", "workflow_run"],
     prefix: str,
     session_id: str | None = None,

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 from dataclasses import dataclass
 from typing import Any
 
-import aiosqlite
-
 from boocode_mcp.states import PatchStatus, patch_status
-from boocode_mcp.store.transaction import atomically
+from boocode_mcp.store.db import Database, Row
 
 
 @dataclass(frozen=True)
@@ -36,7 +33,7 @@ class PatchRow:
     applied_at: float | None
 
 
-def _row(r: aiosqlite.Row) -> PatchRow:
+def _row(r: Row) -> PatchRow:
     return PatchRow(
         id=r["id"],
         session_id=r["session_id"],
@@ -105,32 +102,33 @@ class NewPatch:
         )
 
 
-async def insert_superseding(db: aiosqlite.Connection, patch: NewPatch) -> list[str]:
+async def insert_superseding(db: Database, patch: NewPatch) -> list[str]:
     """A chat's new pending patch, superseding the chat's pending ones (its parent is the newest of
     them), in one transaction; the ids it superseded."""
 
-    def work(conn: sqlite3.Connection) -> list[str]:
+    async with db.transaction() as tx:
         older = [
             str(r[0])
-            for r in conn.execute(
+            for r in await tx.execute_fetchall(
                 "SELECT id FROM patches WHERE chat_id = ? AND status = 'pending'"
-                " ORDER BY created_at DESC, rowid DESC",
+                " ORDER BY created_at DESC, id DESC",
                 (patch.chat_id,),
             )
         ]
-        conn.execute(_INSERT, patch.values(older[0] if older else None))
-        conn.executemany("UPDATE patches SET status = 'superseded' WHERE id = ?", [(i,) for i in older])
-        return older
+        await tx.execute(_INSERT, patch.values(older[0] if older else None))
+        if older:
+            await tx.executemany(
+                "UPDATE patches SET status = 'superseded' WHERE id = ?", [(i,) for i in older]
+            )
+    return older
 
-    return await atomically(db, work)
 
-
-async def insert(db: aiosqlite.Connection, *, parent_patch_id: str | None, **patch: Any) -> None:
+async def insert(db: Database, *, parent_patch_id: str | None, **patch: Any) -> None:
     """A patch with the given parent; `patch` holds the fields of `NewPatch`."""
     await db.execute(_INSERT, NewPatch(**patch).values(parent_patch_id))
 
 
-async def get(db: aiosqlite.Connection, session_id: str | None, patch_id: str) -> PatchRow | None:
+async def get(db: Database, session_id: str | None, patch_id: str) -> PatchRow | None:
     if session_id is None:
         cur = await db.execute("SELECT * FROM patches WHERE id = ?", (patch_id,))
     else:
@@ -142,7 +140,7 @@ async def get(db: aiosqlite.Connection, session_id: str | None, patch_id: str) -
 
 
 async def list_patches(
-    db: aiosqlite.Connection,
+    db: Database,
     session_id: str | None,
     *,
     chat_id: str | None = None,
@@ -163,14 +161,12 @@ async def list_patches(
         args.append(status)
     clause = f"WHERE {' AND '.join(where)}" if where else ""
     args.append(limit)
-    cur = await db.execute(
-        f"SELECT * FROM patches {clause} ORDER BY created_at DESC, rowid DESC LIMIT ?", args
-    )
+    cur = await db.execute(f"SELECT * FROM patches {clause} ORDER BY created_at DESC, id DESC LIMIT ?", args)
     return [_row(r) for r in await cur.fetchall()]
 
 
 async def set_status(
-    db: aiosqlite.Connection, patch_id: str, status: PatchStatus, *, applied_at: float | None = None
+    db: Database, patch_id: str, status: PatchStatus, *, applied_at: float | None = None
 ) -> None:
     await db.execute(
         "UPDATE patches SET status = ?, applied_at = COALESCE(?, applied_at) WHERE id = ?",
@@ -178,6 +174,6 @@ async def set_status(
     )
 
 
-async def unapplied_chat_ids(db: aiosqlite.Connection) -> set[str]:
+async def unapplied_chat_ids(db: Database) -> set[str]:
     cur = await db.execute("SELECT DISTINCT chat_id FROM patches WHERE status = 'pending'")
     return {str(r["chat_id"]) for r in await cur.fetchall()}

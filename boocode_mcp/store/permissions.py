@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import aiosqlite
+from boocode_mcp.store.db import Database, Row
 
 
 @dataclass(frozen=True)
@@ -24,7 +24,7 @@ class PermissionRow:
     decided_at: float | None
 
 
-def _row(r: aiosqlite.Row) -> PermissionRow:
+def _row(r: Row) -> PermissionRow:
     return PermissionRow(
         id=r["id"],
         session_id=r["session_id"],
@@ -40,7 +40,7 @@ def _row(r: aiosqlite.Row) -> PermissionRow:
 
 
 async def insert(
-    db: aiosqlite.Connection,
+    db: Database,
     *,
     request_id: str,
     session_id: str,
@@ -56,21 +56,21 @@ async def insert(
     )
 
 
-async def decide(db: aiosqlite.Connection, request_id: str, status: str, decision: str | None) -> None:
+async def decide(db: Database, request_id: str, status: str, decision: str | None) -> None:
     await db.execute(
         "UPDATE permissions SET status = ?, decision = ?, decided_at = ? WHERE id = ? AND status = 'pending'",
         (status, decision, time.time(), request_id),
     )
 
 
-async def for_subagent(db: aiosqlite.Connection, subagent_id: str) -> list[PermissionRow]:
+async def for_subagent(db: Database, subagent_id: str) -> list[PermissionRow]:
     cur = await db.execute(
         "SELECT * FROM permissions WHERE subagent_id = ? ORDER BY created_at", (subagent_id,)
     )
     return [_row(r) for r in await cur.fetchall()]
 
 
-async def cancel_pending_for(db: aiosqlite.Connection, subagent_id: str) -> None:
+async def cancel_pending_for(db: Database, subagent_id: str) -> None:
     """Close requests a dead run left open."""
     await db.execute(
         "UPDATE permissions SET status = 'cancelled', decided_at = ?"

@@ -5,23 +5,23 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-import aiosqlite
+from boocode_mcp.store.db import Database
 
 
-async def exists(db: aiosqlite.Connection, session_id: str) -> bool:
+async def exists(db: Database, session_id: str) -> bool:
     cur = await db.execute("SELECT 1 FROM sessions WHERE id = ?", (session_id,))
     return await cur.fetchone() is not None
 
 
-async def create(db: aiosqlite.Connection, session_id: str, label: str | None = None) -> None:
+async def create(db: Database, session_id: str, label: str | None = None) -> None:
     """Insert the session unless it is already there (two front ends may race to create it)."""
     await db.execute(
-        "INSERT OR IGNORE INTO sessions (id, created_at, label) VALUES (?, ?, ?)",
+        "INSERT INTO sessions (id, created_at, label) VALUES (?, ?, ?) ON CONFLICT (id) DO NOTHING",
         (session_id, time.time(), label),
     )
 
 
-async def list_ids(db: aiosqlite.Connection) -> list[str]:
+async def list_ids(db: Database) -> list[str]:
     cur = await db.execute("SELECT id FROM sessions ORDER BY created_at DESC")
     return [str(r["id"]) for r in await cur.fetchall()]
 
@@ -36,7 +36,7 @@ class SessionSummary:
     first_prompt: str  # of its earliest run
 
 
-async def list_summaries(db: aiosqlite.Connection, *, limit: int) -> list[SessionSummary]:
+async def list_summaries(db: Database, *, limit: int) -> list[SessionSummary]:
     """Sessions with at least one run, most recently active first (then by id, so pages are stable)."""
     # One pass over subagents grouped by session: the (session_id, created_at) index serves it.
     cur = await db.execute(

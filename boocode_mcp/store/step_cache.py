@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import aiosqlite
+from boocode_mcp.store.db import Database
 
 
 @dataclass(frozen=True)
@@ -20,7 +20,7 @@ class CachedStep:
     result: dict[str, Any]
 
 
-async def take(db: aiosqlite.Connection, key: str) -> CachedStep | None:
+async def take(db: Database, key: str) -> CachedStep | None:
     """The cached result for `key`, marked used now; None when there is none."""
     cur = await db.execute(
         "UPDATE workflow_step_cache SET used_at = ? WHERE key = ? RETURNING *", (time.time(), key)
@@ -33,7 +33,7 @@ async def take(db: aiosqlite.Connection, key: str) -> CachedStep | None:
 
 
 async def put(
-    db: aiosqlite.Connection,
+    db: Database,
     *,
     key: str,
     step_id: str,
@@ -45,8 +45,10 @@ async def put(
     """Keep a completed step's result, then drop the least recently used beyond `size` entries."""
     now = time.time()
     await db.execute(
-        "INSERT OR REPLACE INTO workflow_step_cache (key, step_id, subagent_id, patch_id, result_json,"
-        " created_at, used_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO workflow_step_cache (key, step_id, subagent_id, patch_id, result_json, created_at,"
+        " used_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO UPDATE SET step_id = excluded.step_id,"
+        " subagent_id = excluded.subagent_id, patch_id = excluded.patch_id,"
+        " result_json = excluded.result_json, created_at = excluded.created_at, used_at = excluded.used_at",
         (key, step_id, subagent_id, patch_id, json.dumps(result), now, now),
     )
     await db.execute(
@@ -56,7 +58,7 @@ async def put(
     )
 
 
-async def count(db: aiosqlite.Connection) -> int:
+async def count(db: Database) -> int:
     cur = await db.execute("SELECT COUNT(*) FROM workflow_step_cache")
     row = await cur.fetchone()
     return int(row[0]) if row is not None else 0

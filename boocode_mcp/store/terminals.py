@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-import aiosqlite
+from boocode_mcp.store.db import Database
 
 
 @dataclass(frozen=True)
@@ -19,10 +19,11 @@ class TerminalRow:
     agent: str | None
     command: str
     created_at: float
+    owner_host: str | None = None
 
 
 async def insert(
-    db: aiosqlite.Connection,
+    db: Database,
     *,
     terminal_id: str,
     pgid: int,
@@ -32,22 +33,36 @@ async def insert(
     chat_id: str | None,
     agent: str | None,
     command: str,
+    owner_host: str,
 ) -> None:
     await db.execute(
         "INSERT INTO terminals (id, pgid, leader_start, owner_pid, owner_start, chat_id, agent, command,"
-        " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (terminal_id, pgid, leader_start, owner_pid, owner_start, chat_id, agent, command, time.time()),
+        " created_at, owner_host) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            terminal_id,
+            pgid,
+            leader_start,
+            owner_pid,
+            owner_start,
+            chat_id,
+            agent,
+            command,
+            time.time(),
+            owner_host,
+        ),
     )
 
 
-async def delete(db: aiosqlite.Connection, terminal_id: str) -> None:
+async def delete(db: Database, terminal_id: str) -> None:
     await db.execute("DELETE FROM terminals WHERE id = ?", (terminal_id,))
 
 
-async def list_all(db: aiosqlite.Connection) -> list[TerminalRow]:
+async def list_all(db: Database, host: str) -> list[TerminalRow]:
+    """The terminals BooCode processes on `host` hold."""
     cur = await db.execute(
-        "SELECT id, pgid, leader_start, owner_pid, owner_start, chat_id, agent, command, created_at"
-        " FROM terminals ORDER BY created_at"
+        "SELECT id, pgid, leader_start, owner_pid, owner_start, chat_id, agent, command, created_at,"
+        " owner_host FROM terminals WHERE owner_host IS NULL OR owner_host = ? ORDER BY created_at",
+        (host,),
     )
     return [
         TerminalRow(
@@ -60,6 +75,7 @@ async def list_all(db: aiosqlite.Connection) -> list[TerminalRow]:
             agent=r["agent"],
             command=r["command"],
             created_at=float(r["created_at"]),
+            owner_host=r["owner_host"],
         )
         for r in await cur.fetchall()
     ]

@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import aiosqlite
-
+from boocode_mcp.store.db import Database
 from boocode_mcp.views import TraceView
 
 
 async def start(
-    db: aiosqlite.Connection,
+    db: Database,
     *,
     session_id: str | None,
     subagent_id: str | None,
@@ -23,8 +22,8 @@ async def start(
 ) -> int | None:
     """Insert a running trace; None when this (subagent, tool call) is already recorded."""
     cur = await db.execute(
-        "INSERT OR IGNORE INTO traces (session_id, subagent_id, source, tool_name, tool_call_id, input,"
-        " started_at, outcome) VALUES (?, ?, ?, ?, ?, ?, ?, 'running')",
+        "INSERT INTO traces (session_id, subagent_id, source, tool_name, tool_call_id, input,"
+        " started_at, outcome) VALUES (?, ?, ?, ?, ?, ?, ?, 'running') ON CONFLICT DO NOTHING RETURNING id",
         (
             session_id,
             subagent_id,
@@ -35,10 +34,11 @@ async def start(
             started_at,
         ),
     )
-    return cur.lastrowid if cur.rowcount == 1 else None
+    row = await cur.fetchone()
+    return int(row[0]) if row is not None else None
 
 
-async def find_agent_call(db: aiosqlite.Connection, subagent_id: str, tool_call_id: str) -> int | None:
+async def find_agent_call(db: Database, subagent_id: str, tool_call_id: str) -> int | None:
     cur = await db.execute(
         "SELECT id FROM traces WHERE subagent_id = ? AND tool_call_id = ?", (subagent_id, tool_call_id)
     )
@@ -46,14 +46,14 @@ async def find_agent_call(db: aiosqlite.Connection, subagent_id: str, tool_call_
     return int(r["id"]) if r is not None else None
 
 
-async def started_at(db: aiosqlite.Connection, trace_id: int) -> float | None:
+async def started_at(db: Database, trace_id: int) -> float | None:
     """When the trace started; None when there is no such trace."""
     cur = await db.execute("SELECT started_at FROM traces WHERE id = ?", (trace_id,))
     row = await cur.fetchone()
     return float(row["started_at"]) if row is not None else None
 
 
-async def update(db: aiosqlite.Connection, trace_id: int, **fields: Any) -> None:
+async def update(db: Database, trace_id: int, **fields: Any) -> None:
     """Set any of: tool_name, output_excerpt, finished_at, latency_ms, outcome, error, input_tokens,
     output_tokens, cost (None values leave the column unchanged)."""
     allowed = {
@@ -77,14 +77,14 @@ async def update(db: aiosqlite.Connection, trace_id: int, **fields: Any) -> None
     await db.execute(f"UPDATE traces SET {sets} WHERE id = ?", [*(v for _, v in items), trace_id])
 
 
-async def running_for_subagent(db: aiosqlite.Connection, subagent_id: str) -> list[tuple[int, float]]:
+async def running_for_subagent(db: Database, subagent_id: str) -> list[tuple[int, float]]:
     cur = await db.execute(
         "SELECT id, started_at FROM traces WHERE subagent_id = ? AND outcome = 'running'", (subagent_id,)
     )
     return [(int(r["id"]), float(r["started_at"])) for r in await cur.fetchall()]
 
 
-async def list_traces(db: aiosqlite.Connection, session_id: str | None, limit: int = 500) -> list[TraceView]:
+async def list_traces(db: Database, session_id: str | None, limit: int = 500) -> list[TraceView]:
     """Oldest first (a trace reads as a timeline)."""
     if session_id is None:
         cur = await db.execute("SELECT * FROM traces ORDER BY started_at DESC, id DESC LIMIT ?", (limit,))

@@ -8,8 +8,6 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import aiosqlite
-
 from boocode_mcp.states import (
     LIVE_WORKFLOW_STATUSES,
     StepStatus,
@@ -17,6 +15,7 @@ from boocode_mcp.states import (
     subagent_status,
     workflow_status,
 )
+from boocode_mcp.store.db import Database, Row
 
 
 @dataclass(frozen=True)
@@ -71,7 +70,7 @@ def _loads(text: str | None) -> Any:
     return json.loads(text) if text else None
 
 
-def _run(r: aiosqlite.Row) -> WorkflowRunRow:
+def _run(r: Row) -> WorkflowRunRow:
     return WorkflowRunRow(
         id=r["id"],
         session_id=r["session_id"],
@@ -94,7 +93,7 @@ def _run(r: aiosqlite.Row) -> WorkflowRunRow:
 
 
 async def insert_run(
-    db: aiosqlite.Connection,
+    db: Database,
     *,
     run_id: str,
     session_id: str,
@@ -113,13 +112,13 @@ async def insert_run(
     return rows[0]
 
 
-async def get_run(db: aiosqlite.Connection, run_id: str) -> WorkflowRunRow | None:
+async def get_run(db: Database, run_id: str) -> WorkflowRunRow | None:
     cur = await db.execute("SELECT * FROM workflow_runs WHERE id = ?", (run_id,))
     r = await cur.fetchone()
     return _run(r) if r is not None else None
 
 
-async def live_runs(db: aiosqlite.Connection) -> list[WorkflowRunRow]:
+async def live_runs(db: Database) -> list[WorkflowRunRow]:
     cur = await db.execute(f"SELECT * FROM workflow_runs WHERE status IN {LIVE_WORKFLOW_STATUSES!r}")
     return [_run(r) for r in await cur.fetchall()]
 
@@ -128,7 +127,7 @@ _RUN_FIELDS = {"base_sha", "started_at", "finished_at", "error", "sandbox_pgid",
 _RUN_JSON_FIELDS = {"result", "usage"}
 
 
-async def set_run(db: aiosqlite.Connection, run_id: str, status: WorkflowStatus, **fields: Any) -> None:
+async def set_run(db: Database, run_id: str, status: WorkflowStatus, **fields: Any) -> None:
     """Update the status and any of: base_sha, started_at, finished_at, error, sandbox_pgid,
     sandbox_start, result and usage (stored as JSON)."""
     unknown = set(fields) - _RUN_FIELDS - _RUN_JSON_FIELDS
@@ -147,7 +146,7 @@ async def set_run(db: aiosqlite.Connection, run_id: str, status: WorkflowStatus,
     await db.execute(f"UPDATE workflow_runs SET {', '.join(cols)} WHERE id = ?", values)
 
 
-async def mark_interrupted_if_live(db: aiosqlite.Connection, run_id: str, error: str) -> bool:
+async def mark_interrupted_if_live(db: Database, run_id: str, error: str) -> bool:
     """Close a run its owner abandoned; only while it is still live."""
     cur = await db.execute(
         "UPDATE workflow_runs SET status = 'interrupted', error = ?, finished_at = ? WHERE id = ? "
@@ -167,7 +166,7 @@ async def mark_interrupted_if_live(db: aiosqlite.Connection, run_id: str, error:
 
 
 async def insert_step(
-    db: aiosqlite.Connection,
+    db: Database,
     run_id: str,
     *,
     seq: int,
@@ -201,7 +200,7 @@ async def insert_step(
     )
 
 
-async def link_step(db: aiosqlite.Connection, run_id: str, seq: int, subagent_id: str) -> None:
+async def link_step(db: Database, run_id: str, seq: int, subagent_id: str) -> None:
     """The step's subagent run, once spawned: its row tells the step's status from now on."""
     await db.execute(
         "UPDATE workflow_steps SET subagent_id = ?, status = 'queued' WHERE workflow_run_id = ? AND seq = ?",
@@ -209,7 +208,7 @@ async def link_step(db: aiosqlite.Connection, run_id: str, seq: int, subagent_id
     )
 
 
-async def fail_step(db: aiosqlite.Connection, run_id: str, seq: int, status: StepStatus, error: str) -> None:
+async def fail_step(db: Database, run_id: str, seq: int, status: StepStatus, error: str) -> None:
     """A step that never got a subagent run (refused, cancelled or over budget before dispatch)."""
     await db.execute(
         "UPDATE workflow_steps SET status = ?, error = ? WHERE workflow_run_id = ? AND seq = ?",
@@ -217,7 +216,7 @@ async def fail_step(db: aiosqlite.Connection, run_id: str, seq: int, status: Ste
     )
 
 
-async def steps_for(db: aiosqlite.Connection, run_id: str) -> list[StepRow]:
+async def steps_for(db: Database, run_id: str) -> list[StepRow]:
     """The run's steps in the order they started, dispatched ones as their subagent runs stand."""
     cur = await db.execute(
         "SELECT s.*, r.status AS run_status, r.usage_json AS run_usage, r.patch_id AS run_patch,"
@@ -250,14 +249,14 @@ async def steps_for(db: aiosqlite.Connection, run_id: str) -> list[StepRow]:
 # -- logs -------------------------------------------------------------------------------------
 
 
-async def add_log(db: aiosqlite.Connection, run_id: str, seq: int, message: str, phase: str | None) -> None:
+async def add_log(db: Database, run_id: str, seq: int, message: str, phase: str | None) -> None:
     await db.execute(
         "INSERT INTO workflow_logs (workflow_run_id, seq, message, phase, created_at) VALUES (?, ?, ?, ?, ?)",
         (run_id, seq, message, phase, time.time()),
     )
 
 
-async def logs_for(db: aiosqlite.Connection, run_id: str) -> list[LogRow]:
+async def logs_for(db: Database, run_id: str) -> list[LogRow]:
     cur = await db.execute(
         "SELECT seq, message, phase, created_at FROM workflow_logs WHERE workflow_run_id = ? ORDER BY seq",
         (run_id,),

@@ -8,7 +8,6 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 
-import aiosqlite
 import anyio
 
 from boocode_mcp.agents.backend import PermissionHandler
@@ -17,6 +16,7 @@ from boocode_mcp.agents.permissions import choose_option
 from boocode_mcp.config import PermissionsConfig
 from boocode_mcp.errors import InvalidRequestError, NotFoundError
 from boocode_mcp.store import permissions as store
+from boocode_mcp.store.db import Database
 from boocode_mcp.views import PendingPermission, PermissionOptionView
 
 # Called when a run starts or stops waiting for an answer (pending None): the runner turns it into
@@ -38,7 +38,7 @@ class PermissionQueue:
 
     def __init__(
         self,
-        db: aiosqlite.Connection,
+        db: Database,
         config: PermissionsConfig | Callable[[], PermissionsConfig],
         on_pending: OnPending,
     ) -> None:
@@ -53,26 +53,34 @@ class PermissionQueue:
         return w.view if w is not None else None
 
     def handler_for(
-        self, session_id: str, subagent_id: str, override: PermissionHandler | None = None
+        self,
+        session_id: str,
+        subagent_id: str,
+        override: PermissionHandler | None = None,
+        config: PermissionsConfig | None = None,
     ) -> PermissionHandler:
         """The handler a run's turn uses: the caller's (the ACP front end forwards to its editor)
-        when given, else the configured policy."""
+        when given, else `config` (the requester's, which travels with a run on a shared store),
+        else the configured policy."""
         if override is not None:
             return override
-        policy = self._config().policy
+        settings = config if config is not None else self._config()
+        policy = settings.policy
 
         async def handle(request: PermissionRequestEvent) -> str | None:
             if policy == "auto":
                 return choose_option(request.options, allow=True)
             if policy == "deny":
                 return choose_option(request.options, allow=False)
-            return await self._ask(session_id, subagent_id, request)
+            return await self._ask(session_id, subagent_id, request, settings.timeout_s)
 
         return handle
 
-    async def _ask(self, session_id: str, subagent_id: str, request: PermissionRequestEvent) -> str | None:
+    async def _ask(
+        self, session_id: str, subagent_id: str, request: PermissionRequestEvent, timeout_s: float
+    ) -> str | None:
         request_id = uuid.uuid4().hex
-        deadline = time.time() + self._config().timeout_s
+        deadline = time.time() + timeout_s
         view = PendingPermission(
             request_id=request_id,
             title=request.title,

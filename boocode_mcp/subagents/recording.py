@@ -8,13 +8,13 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-import aiosqlite
 import anyio
 
-from boocode_mcp import workspace
+from boocode_mcp import procs, workspace
 from boocode_mcp.errors import BooCodeError
-from boocode_mcp.store import chats, patches
+from boocode_mcp.store import chats, patches, subagents
 from boocode_mcp.store.chats import ChatRow
+from boocode_mcp.store.db import Database
 from boocode_mcp.subagents.run import Run
 from boocode_mcp.workspace import GitRepo
 
@@ -29,9 +29,20 @@ class ChatWorktrees:
     """
 
     def __init__(
-        self, db: aiosqlite.Connection, git: GitRepo, index_root: Path, notify: Callable[[str], None]
+        self,
+        db: Database,
+        git: GitRepo,
+        index_root: Path,
+        notify: Callable[[str], None],
+        *,
+        shared: bool = False,
+        remote: str | None = None,
     ) -> None:
         self._db = db
+        # On a shared (PostgreSQL) store a chat's worktree lives on whichever worker runs it: made
+        # from the run's base commit (fetched from `remote`) and the chat's patches (see ensure_run).
+        self._shared = shared
+        self._remote = remote
         self._git = git
         self._notify = notify
         self._indexes = workspace.DiffIndexes(index_root)
@@ -39,8 +50,60 @@ class ChatWorktrees:
         # another `git worktree add` is still creating (its add then fails): one creation at a time.
         self._create_lock = anyio.Lock()
 
+    @property
+    def root(self) -> Path:
+        return self._git.work_tree
+
     def close(self) -> None:
         self._indexes.close()
+
+    async def ensure_run(self, run: Run) -> tuple[GitRepo, str]:
+        """The worktree (and base) a run's turn works in."""
+        if not self._shared:
+            return await self.ensure(run.row.session_id, run.row.chat_id)
+        async with self._create_lock:
+            return await self._ensure_shared(run)
+
+    async def _ensure_shared(self, run: Run) -> tuple[GitRepo, str]:
+        """The chat's worktree in this worker's clone. Kept warm when the chat's previous turn ran
+        here (the applied patches since then become its new base); otherwise made afresh: the run's
+        base commit, the chat's applied patches in order as its base, its pending patch on top."""
+        chat_id = run.row.chat_id
+        history = list(reversed(await patches.list_patches(self._db, None, chat_id=chat_id)))
+        previous = [r for r in await subagents.for_chat(self._db, chat_id) if r.id != run.id and r.worktree]
+        local = workspace.worktree_path(self._git.work_tree, chat_id)
+        exists = local in await workspace.list_worktrees(self._git)
+        if (
+            exists
+            and previous
+            and previous[-1].worktree == str(local)
+            and previous[-1].worker_host == procs.host_name()
+        ):
+            made = await workspace.create_worktree(self._git, chat_id)
+            base = made.base_sha
+            for p in history:
+                if p.status == "applied" and p.base_sha == base:
+                    base = await workspace.rebaseline(made.git, base, p.diff)
+            return made.git, base
+        if exists:
+            await workspace.remove_worktree(self._git, chat_id, force=True)
+        if run.row.base_sha is None:
+            raise BooCodeError(f"run {run.id} names no base commit to start chat {chat_id} from")
+        await workspace.fetch_commit(self._git, self._remote, run.row.base_sha)
+        made = await workspace.create_worktree(self._git, chat_id, base=run.row.base_sha)
+        self._indexes.forget(made.path)
+        base = made.base_sha
+        pending = None
+        for p in history:
+            if p.status == "applied":
+                base = await workspace.rebaseline(made.git, base, p.diff)
+            elif p.status == "pending":
+                pending = p
+        if base != made.base_sha:
+            await workspace.run_git(made.git, "reset", "--quiet", "--hard", base)
+        if pending is not None:
+            await workspace.apply_to_worktree(made.git, pending.diff)
+        return made.git, base
 
     async def ensure(self, session_id: str, chat_id: str) -> tuple[GitRepo, str]:
         """The chat's worktree (created on first use, or again if it was removed) and its base."""

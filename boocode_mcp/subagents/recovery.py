@@ -20,11 +20,10 @@ from collections.abc import Container
 from dataclasses import dataclass
 from pathlib import Path
 
-import aiosqlite
-
 from boocode_mcp import procs, workspace
 from boocode_mcp.errors import WorkspaceError
 from boocode_mcp.store import agent_sessions, chats, permissions, subagents, terminals
+from boocode_mcp.store.db import Database
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +88,7 @@ def _agent_owner_alive(owner_pid: int | None, pid: int | None, since: float | No
     return _pid_is_owner(owner_pid, since)
 
 
-async def interrupt_dead_runs(db: aiosqlite.Connection, driven_here: Container[str] = ()) -> list[str]:
+async def interrupt_dead_runs(db: Database, driven_here: Container[str] = ()) -> list[str]:
     done: list[str] = []
     for row in await subagents.live(db):
         if run_owner_alive(row.owner_pid, row.id, row.created_at, driven_here):
@@ -100,10 +99,10 @@ async def interrupt_dead_runs(db: aiosqlite.Connection, driven_here: Container[s
     return done
 
 
-async def reap_agent_sessions(db: aiosqlite.Connection) -> tuple[list[int], list[tuple[str, str]]]:
+async def reap_agent_sessions(db: Database) -> tuple[list[int], list[tuple[str, str]]]:
     killed: list[int] = []
     closed: list[tuple[str, str]] = []
-    for r in await agent_sessions.list_unclosed(db):
+    for r in await agent_sessions.list_unclosed(db, procs.host_name()):
         if _agent_owner_alive(r.owner_pid, r.pid, r.last_active_at):
             continue
         if r.pgid is not None and procs.group_alive(r.pgid) and procs.kill_group(r.pgid):
@@ -135,10 +134,10 @@ def still_its_group(pgid: int, leader_start: str | None) -> bool:
     return leader is None or leader == leader_start
 
 
-async def reap_terminals(db: aiosqlite.Connection) -> list[int]:
+async def reap_terminals(db: Database) -> list[int]:
     """Kill the terminal groups of dead BooCode processes and drop their records."""
     killed: list[int] = []
-    for row in await terminals.list_all(db):
+    for row in await terminals.list_all(db, procs.host_name()):
         if _terminal_owner_alive(row):
             continue
         if (
@@ -151,7 +150,7 @@ async def reap_terminals(db: aiosqlite.Connection) -> list[int]:
     return killed
 
 
-async def drop_abandoned_chats(db: aiosqlite.Connection) -> list[str]:
+async def drop_abandoned_chats(db: Database) -> list[str]:
     """Delete the chats that never ran and that no live process holds; their worktrees become
     orphans for `reap_worktrees`."""
     dropped: list[str] = []
@@ -167,7 +166,7 @@ async def drop_abandoned_chats(db: aiosqlite.Connection) -> list[str]:
     return dropped
 
 
-async def reap_worktrees(db: aiosqlite.Connection, repo: Path) -> tuple[list[Path], list[Path]]:
+async def reap_worktrees(db: Database, repo: Path) -> tuple[list[Path], list[Path]]:
     removed: list[Path] = []
     kept: list[Path] = []
     known = await chats.all_ids(db)
@@ -185,8 +184,12 @@ async def reap_worktrees(db: aiosqlite.Connection, repo: Path) -> tuple[list[Pat
     return removed, kept
 
 
-async def recover(db: aiosqlite.Connection, repo: Path, driven_here: Container[str] = ()) -> RecoveryReport:
-    interrupted = await interrupt_dead_runs(db, driven_here)
+async def recover(
+    db: Database, repo: Path, driven_here: Container[str] = (), *, shared: bool = False
+) -> RecoveryReport:
+    """What a dead process of this host left. On a shared store a run's liveness is its lease
+    (store.work), not the pid of a process that may be on another host: runs are left alone."""
+    interrupted = [] if shared else await interrupt_dead_runs(db, driven_here)
     killed, closed = await reap_agent_sessions(db)
     killed += await reap_terminals(db)
     dropped = await drop_abandoned_chats(db)

@@ -12,25 +12,28 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
-import aiosqlite
 import anyio
-from anyio.abc import TaskStatus
+from anyio.abc import TaskGroup, TaskStatus
 
 from boocode_mcp.agents.pool import AgentPool
 from boocode_mcp.agents.registry import AgentRegistry
 from boocode_mcp.config import BOOCODE_DIR, Config
 from boocode_mcp.memory import MemoryIndex
 from boocode_mcp.states import SubagentStatus
-from boocode_mcp.store import subagents
-from boocode_mcp.subagents.digest import DigestCache
+from boocode_mcp.store import subagents, work
+from boocode_mcp.store.db import Database
+from boocode_mcp.store.subagents import SubagentRow
+from boocode_mcp.subagents.digest import Digest, DigestCache
 from boocode_mcp.subagents.locks import RunLocks
 from boocode_mcp.subagents.permissions import PermissionQueue
 from boocode_mcp.subagents.prewarm import Prewarmer
-from boocode_mcp.subagents.queue import RunQueue
+from boocode_mcp.subagents.queue import QueueFullError, RunQueue
 from boocode_mcp.subagents.recording import ChatWorktrees
 from boocode_mcp.subagents.run import Run
+from boocode_mcp.subagents.shared import SharedQueue
 from boocode_mcp.subagents.turn import Turns
 from boocode_mcp.tracing import Tracer
 from boocode_mcp.views import PendingPermission
@@ -52,7 +55,7 @@ class Runner:
     def __init__(
         self,
         *,
-        db: aiosqlite.Connection,
+        db: Database,
         git: GitRepo,
         config: Config,
         registry: AgentRegistry,
@@ -62,6 +65,7 @@ class Runner:
         digests: DigestCache,
         run_locks: RunLocks,
         notify: Callable[[str], None],
+        shared: SharedQueue | None = None,
     ) -> None:
         self._db = db
         self._config = config
@@ -77,7 +81,21 @@ class Runner:
             self._on_pending,
         )
         self._queue = RunQueue(config.pool.max_queued_runs)
-        self._worktrees = ChatWorktrees(db, git, git.work_tree / BOOCODE_DIR / "indexes", notify)
+        self._max_queued = config.pool.max_queued_runs
+        self._capacity = config.pool.max_concurrent_runs
+        # On a PostgreSQL store runs wait in the database, for any worker (see subagents/shared.py);
+        # the ones a front end of this process follows in memory wait here until claimed.
+        self.shared = shared
+        self._pinned: dict[str, Run] = {}
+        self._claimed_tg: TaskGroup | None = None
+        self._worktrees = ChatWorktrees(
+            db,
+            git,
+            git.work_tree / BOOCODE_DIR / "indexes",
+            notify,
+            shared=shared is not None,
+            remote=shared.setup.remote if shared is not None else None,
+        )
         self._prewarmer = Prewarmer(self._worktrees, pool, self.agent_sessions_changed)
         self._turns = Turns(
             db=db,
@@ -99,15 +117,20 @@ class Runner:
         what is left."""
         try:
             async with anyio.create_task_group() as tg:
-                for i in range(self._config.pool.max_concurrent_runs):
-                    tg.start_soon(self._worker, name=f"run worker {i}")
+                if self.shared is not None:
+                    self._claimed_tg = tg
+                    await tg.start(self.shared.serve, self, name="shared queue")
+                else:
+                    for i in range(self._capacity):
+                        tg.start_soon(self._worker, name=f"run worker {i}")
                 tg.start_soon(self._notify_activity, name="activity notifier")
                 await tg.start(self._prewarmer.serve, name="pre-warms")
                 task_status.started()
         finally:
             with anyio.CancelScope(shield=True):
                 # Queued runs that never started: this process will not run them.
-                for run in self._queue.drain():
+                # (On a shared store only the runs pinned here: the others wait for any worker.)
+                for run in [*self._queue.drain(), *self._pinned.values()]:
                     await self._finish_unstarted(
                         run, "interrupted", "BooCode shut down before the run started; spawn it again"
                     )
@@ -121,10 +144,66 @@ class Runner:
         with self._queue.reserve():
             yield self._submit
 
+    async def check_room(self) -> None:
+        """On a shared store, refuse a spawn while `[pool] max_queued_runs` runs wait for a worker
+        (QueueFullError); the local queue checks its own bound in `queue_place`."""
+        if self.shared is not None and await work.queued(self._db) >= self._max_queued:
+            raise QueueFullError(
+                f"{self._max_queued} runs are already waiting for a worker (the [pool] max_queued_runs "
+                "limit); wait for some to finish (subagent_status), start more workers, or raise the limit"
+            )
+
     def _submit(self, run: Run) -> None:
+        if self.shared is not None:
+            # In the database already; a worker claims it. Kept here only when a front end of this
+            # process follows it in memory (it is pinned to this worker).
+            if run.on_event is not None or run.permission_handler is not None:
+                self._pinned[run.id] = run
+            return
         self._locks.hold(run.id)
         self.active[run.id] = run
         self._queue.put(run)
+
+    def pinned(self, run_id: str) -> Run | None:
+        """A run a front end here follows, not claimed yet."""
+        return self._pinned.get(run_id)
+
+    def pinned_count(self) -> int:
+        return len(self._pinned)
+
+    def room(self) -> int:
+        """How many more claimed runs this worker takes now."""
+        return self._capacity - sum(1 for r in self.active.values() if r.row.worker_id is not None)
+
+    def start_claimed(self, row: SubagentRow) -> None:
+        """Drive a run this worker claimed from the shared store."""
+        assert self._claimed_tg is not None
+        pinned = self._pinned.pop(row.id, None)
+        run = Run(
+            row=row,
+            worktree=Path(row.worktree or ""),
+            digest=Digest(roots=(row.worktree or "", str(self._worktrees.root))),
+            on_event=pinned.on_event if pinned is not None else None,
+            permission_handler=pinned.permission_handler if pinned is not None else None,
+        )
+        if pinned is not None:
+            run.digest = pinned.digest
+            run.changed = pinned.changed
+        self._locks.hold(run.id)
+        self.active[run.id] = run
+        self._claimed_tg.start_soon(self._run_claimed, run, name=f"run {run.id}")
+
+    async def _run_claimed(self, run: Run) -> None:
+        try:
+            await self._turns.execute(run)
+        finally:
+            assert self.shared is not None
+            self.shared.wake()
+
+    def request_cancel(self, run: Run) -> None:
+        """Ask a run to stop (what cancel does first), without waiting for it."""
+        run.cancel_requested.set()
+        self.permissions.cancel(run.id)
 
     async def _worker(self) -> None:
         while True:
@@ -192,10 +271,10 @@ class Runner:
     async def cancel(self, run: Run) -> None:
         """Cancel a run: a queued one never starts; a running one gets session/cancel (through the
         turn's watcher) and this waits, bounded, for the turn to come back."""
-        run.cancel_requested.set()
-        self.permissions.cancel(run.id)
+        self.request_cancel(run)
         if not run.started:
             self._queue.remove(run)
+            self._pinned.pop(run.id, None)
             await self._finish_unstarted(run, "cancelled", None)
             return
         with anyio.move_on_after(CANCEL_WAIT_S):

@@ -13,7 +13,6 @@ import math
 import time
 from typing import Any, Protocol
 
-import aiosqlite
 import anyio
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
@@ -22,10 +21,12 @@ from boocode_mcp.agents.backend import AgentBackend, EventSink, PermissionHandle
 from boocode_mcp.agents.events import AgentEvent
 from boocode_mcp.agents.pool import AgentPool
 from boocode_mcp.agents.registry import AgentRegistry
+from boocode_mcp.config import PermissionsConfig
 from boocode_mcp.errors import BooCodeError
 from boocode_mcp.memory import MemoryIndex
 from boocode_mcp.states import SubagentStatus, TerminalStatus
 from boocode_mcp.store import events
+from boocode_mcp.store.db import Database
 from boocode_mcp.subagents.digest import SESSION_KIND, Digest, event_record
 from boocode_mcp.subagents.permissions import PermissionQueue
 from boocode_mcp.subagents.recording import ChatWorktrees
@@ -89,7 +90,7 @@ class _Clock:
 class Turns:
     """Runs turns: `execute` takes a queued run to its final status."""
 
-    db: aiosqlite.Connection
+    db: Database
     registry: AgentRegistry
     pool: AgentPool
     permissions: PermissionQueue
@@ -120,7 +121,7 @@ class Turns:
             tg.start_soon(self._write_events, run, recv)
             with send:
                 try:
-                    run.tree, run.base = await self.worktrees.ensure(run.row.session_id, run.row.chat_id)
+                    run.tree, run.base = await self.worktrees.ensure_run(run)
                     # Off the critical path: the diff index made ready while the agent works.
                     tg.start_soon(self.worktrees.prepare, run.tree, run.base)
                     clock.mark("worktree")
@@ -189,7 +190,8 @@ class Turns:
         clock.mark("agent ready")
         if run.cancel_requested.is_set():
             return CANCELLED
-        handler = self.permissions.handler_for(row.session_id, run.id, run.permission_handler)
+        travelled = PermissionsConfig.model_validate(row.permissions) if row.permissions else None
+        handler = self.permissions.handler_for(row.session_id, run.id, run.permission_handler, travelled)
         outcome = await self._prompt(run, backend, self._sink(run, send), handler, tg)
         clock.mark("prompt")
         return outcome

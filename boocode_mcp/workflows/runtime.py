@@ -19,7 +19,6 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-import aiosqlite
 import anyio
 from anyio.abc import TaskGroup
 
@@ -28,6 +27,7 @@ from boocode_mcp.errors import BooCodeError
 from boocode_mcp.states import TERMINAL_STATUSES, WorkflowStatus
 from boocode_mcp.store import step_cache
 from boocode_mcp.store import workflow_runs as store
+from boocode_mcp.store.db import Database
 from boocode_mcp.store.workflow_runs import WorkflowRunRow
 from boocode_mcp.views import PatchView, SubagentView
 from boocode_mcp.workflows.discovery import Definition
@@ -158,7 +158,7 @@ class Execution:
         row: WorkflowRunRow,
         definition: Definition,
         host: StepHost,
-        db: aiosqlite.Connection,
+        db: Database,
         git: workspace.GitRepo,
         settings: Settings,
         sandboxes: SandboxPool,

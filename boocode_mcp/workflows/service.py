@@ -11,7 +11,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import aiosqlite
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
 from jsonschema import Draft202012Validator
@@ -22,6 +21,7 @@ from boocode_mcp.errors import InvalidRequestError, NotFoundError
 from boocode_mcp.states import LIVE_WORKFLOW_STATUSES
 from boocode_mcp.store import sessions
 from boocode_mcp.store import workflow_runs as store
+from boocode_mcp.store.db import Database
 from boocode_mcp.store.workflow_runs import WorkflowRunRow
 from boocode_mcp.subagents.locks import RunLocks
 from boocode_mcp.subagents.recovery import run_owner_alive, still_its_group
@@ -59,7 +59,7 @@ class Workflows:
         self,
         *,
         host: StepHost,
-        db: aiosqlite.Connection,
+        db: Database,
         git: workspace.GitRepo,
         user_dir: Path,
         config: Callable[[], Config],

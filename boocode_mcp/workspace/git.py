@@ -436,6 +436,31 @@ async def resolve_commit(repo: GitRepo, rev: str) -> str:
     return sha
 
 
+async def fetch_commit(repo: GitRepo, remote: str | None, sha: str) -> None:
+    """Make sure commit `sha` is in `repo`, fetching it from `remote` when it is not (a worker on
+    another host starting a run from the requester's commit). The fetch goes through the clone's
+    own remote configuration (its URL, ssh and credentials: the worker's operator set them up);
+    hooks and fsmonitor stay off. A commit the remote does not have is a WorkspaceError saying to
+    push it."""
+    if (await run_git(repo, "cat-file", "-e", f"{sha}^{{commit}}", check=False)).returncode == 0:
+        return
+    if remote is None:
+        raise WorkspaceError(f"commit {sha} is not in {repo.work_tree} and no remote is set to fetch it from")
+    argv = ["git", "--no-pager", f"--git-dir={repo.git_dir}", "fetch", "--quiet", "--no-recurse-submodules"]
+    env = git_env(config=(("core.hooksPath", "/dev/null"), ("core.fsmonitor", "false")))
+    for refspec in ((), (sha,)):
+        # Every branch first (any server allows it); then the commit by name (servers that allow it).
+        result = await _run([*argv, remote, *refspec], str(repo.work_tree), env, None)
+        found = await run_git(repo, "cat-file", "-e", f"{sha}^{{commit}}", check=False)
+        if found.returncode == 0:
+            return
+    raise WorkspaceError(
+        f"the run's base commit {sha} is not on remote {remote!r} of {repo.work_tree} "
+        f"({result.err or 'not found'}): push it from the workspace that spawned the run "
+        f"(git push {remote} HEAD), then spawn the run again"
+    )
+
+
 async def exclude_boocode_dir(repo: Path | GitRepo) -> None:
     """Keep `.boocode/` out of `git status` through info/exclude, never the user's .gitignore."""
     ensure_excluded(await open_repo(repo))

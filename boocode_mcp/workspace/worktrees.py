@@ -543,6 +543,16 @@ async def revert_worktree(tree: GitRepo, diff: str) -> None:
         )
 
 
+async def apply_to_worktree(tree: GitRepo, diff: str) -> None:
+    """Put a patch's changes into the worktree's files (a worker resuming a chat another worker ran:
+    its pending work, on the base it was measured against)."""
+    if not diff.strip():
+        return
+    result = await git_apply(tree, diff)
+    if result.returncode != 0:
+        raise WorkspaceError(f"cannot restore the chat's pending patch in {tree.work_tree}: {result.err}")
+
+
 async def remove_worktree(repo: Path | GitRepo, chat_id: str, *, force: bool = False) -> bool:
     """Remove the chat's worktree, branch and base ref; False when it had none.
 

@@ -32,6 +32,7 @@ CREATE TABLE memory_files (
     indexed_at  REAL NOT NULL
 );
 
+-- dialect: sqlite
 -- External-content FTS5 over memory; prefix indexes keep `term*` queries cheap at 100k entries.
 CREATE VIRTUAL TABLE memory_fts USING fts5(
     title, tags, body,
@@ -53,3 +54,27 @@ CREATE TRIGGER memory_au AFTER UPDATE OF title, tags, body ON memory BEGIN
         VALUES ('delete', old.id, old.title, old.tags, old.body);
     INSERT INTO memory_fts(rowid, title, tags, body) VALUES (new.id, new.title, new.tags, new.body);
 END;
+
+-- dialect: postgres
+-- PostgreSQL full-text search over the same columns: one weighted tsvector per entry (title A,
+-- tags B, body D), kept by the database itself, and a GIN index on it. Words are cut the way
+-- sqlite's unicode61 tokenizer cuts them (every run of letters and digits is a word, anything else
+-- separates), not by the parser's rules for URLs, paths and hyphenated words, and Latin letters
+-- lose their diacritics as unicode61 folds them (boocode_fold; queries go through it too), so a
+-- query matches the same words on both; the 'simple' configuration lowercases and never stems.
+-- The body counts up to its first 250,000 characters (a tsvector holds at most 1 MB).
+CREATE FUNCTION boocode_fold(t text) RETURNS text LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT translate(t,
+        'ÀÁÂÃÄÅÇÈÉÊËÌÍÎÏÑÒÓÔÕÖÙÚÛÜÝàáâãäåçèéêëìíîïñòóôõöùúûüýÿĀāĂăĄąĆćĈĉĊċČčĎďĒēĔĕĖėĘęĚěĜĝĞğĠġĢģĤĥĨĩĪīĬĭĮįİĴĵĶķĹĺĻļĽľŃńŅņŇňŌōŎŏŐőŔŕŖŗŘřŚśŜŝŞşŠšŢţŤťŨũŪūŬŭŮůŰűŲųŴŵŶŷŸŹźŻżŽžſƠơƯưǍǎǏǐǑǒǓǔǕǖǗǘǙǚǛǜǞǟǠǡǦǧǨǩǪǫǬǭǰǴǵǸǹǺǻȀȁȂȃȄȅȆȇȈȉȊȋȌȍȎȏȐȑȒȓȔȕȖȗȘșȚțȞȟȦȧȨȩȪȫȬȭȮȯȰȱȲȳḀḁḂḃḄḅḆḇḈḉḊḋḌḍḎḏḐḑḒḓḔḕḖḗḘḙḚḛḜḝḞḟḠḡḢḣḤḥḦḧḨḩḪḫḬḭḮḯḰḱḲḳḴḵḶḷḸḹḺḻḼḽḾḿṀṁṂṃṄṅṆṇṈṉṊṋṌṍṎṏṐṑṒṓṔṕṖṗṘṙṚṛṜṝṞṟṠṡṢṣṤṥṦṧṨṩṪṫṬṭṮṯṰṱṲṳṴṵṶṷṸṹṺṻṼṽṾṿẀẁẂẃẄẅẆẇẈẉẊẋẌẍẎẏẐẑẒẓẔẕẖẗẘẙẛẠạẢảẤấẦầẨẩẪẫẬậẮắẰằẲẳẴẵẶặẸẹẺẻẼẽẾếỀềỂểỄễỆệỈỉỊịỌọỎỏỐốỒồỔổỖỗỘộỚớỜờỞởỠỡỢợỤụỦủỨứỪừỬửỮữỰựỲỳỴỵỶỷỸỹ',
+        'AAAAAACEEEEIIIINOOOOOUUUUYaaaaaaceeeeiiiinooooouuuuyyAaAaAaCcCcCcCcDdEeEeEeEeEeGgGgGgGgHhIiIiIiIiIJjKkLlLlLlNnNnNnOoOoOoRrRrRrSsSsSsSsTtTtUuUuUuUuUuUuWwYyYZzZzZzsOoUuAaIiOoUuUuUuUuUuAaAaGgKkOoOojGgNnAaAaAaEeEeIiIiOoOoRrRrUuUuSsTtHhAaEeOoOoOoOoYyAaBbBbBbCcDdDdDdDdDdEeEeEeEeEeFfGgHhHhHhHhHhIiIiKkKkKkLlLlLlLlMmMmMmNnNnNnNnOoOoOoOoPpPpRrRrRrRrSsSsSsSsSsTtTtTtTtUuUuUuUuUuVvVvWwWwWwWwWwXxXxYyZzZzZzhtwysAaAaAaAaAaAaAaAaAaAaAaAaEeEeEeEeEeEeEeEeIiIiOoOoOoOoOoOoOoOoOoOoOoOoUuUuUuUuUuUuUuYyYyYyYy')
+$$;
+CREATE FUNCTION boocode_words(t text) RETURNS text LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT boocode_fold(regexp_replace(t, '[^[:alnum:]]+', ' ', 'g'))
+$$;
+ALTER TABLE memory ADD COLUMN search tsvector GENERATED ALWAYS AS (
+    setweight(to_tsvector('simple'::regconfig, boocode_words(title)), 'A')
+    || setweight(to_tsvector('simple'::regconfig, boocode_words(tags)), 'B')
+    || setweight(to_tsvector('simple'::regconfig, boocode_words(left(body, 250000))), 'D')
+) STORED;
+CREATE INDEX memory_search ON memory USING gin (search);
+CREATE INDEX memory_source ON memory (source, id);

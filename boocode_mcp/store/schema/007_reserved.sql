@@ -1,0 +1,2 @@
+-- Intentionally empty: this number is reserved for a migration of another line of work merged
+-- separately; the file goes when that migration lands (the loader wants 001..NNN contiguous).
