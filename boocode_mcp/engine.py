@@ -23,6 +23,7 @@ from boocode_mcp.agents.backend import EventSink, PermissionHandler
 from boocode_mcp.agents.pool import AgentPool
 from boocode_mcp.agents.registry import AgentRegistry
 from boocode_mcp.config import BOOCODE_DIR, Config, user_config_dir
+from boocode_mcp.daemon.wire import DaemonError, check_state_dir
 from boocode_mcp.errors import InvalidRequestError, NotFoundError, WorkspaceError
 from boocode_mcp.memory import MemoryIndex
 from boocode_mcp.presenter import Presenter
@@ -166,6 +167,10 @@ class Engine:
         repo = git.work_tree
         # Re-read (with the user's trust in the workspace's own file) whenever an agent is resolved.
         registry = AgentRegistry(config if config is not None else ConfigSource(repo, user_config))
+        try:
+            check_state_dir(repo)
+        except DaemonError as e:
+            raise WorkspaceError(str(e)) from None
         await workspace.exclude_boocode_dir(git)
         boocode = repo / BOOCODE_DIR
         user_dir = user_config.parent if user_config is not None else user_config_dir()

@@ -27,7 +27,7 @@ from tests.pg_support import Cluster, find_bin_dir, running_cluster
 TESTS_DIR = Path(__file__).parent
 FIXTURE_AGENT = TESTS_DIR / "fixtures" / "fixture_agent.py"
 # Bound on every wait for a run in the engine tests.
-TIMEOUT_S = 30
+TIMEOUT_S = 60
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -101,7 +101,7 @@ async def wait_for(
     subagent_id: str,
     statuses: set[str] | frozenset[str],
     *,
-    within: float = 30,
+    within: float = 60,
     **extra: Any,
 ) -> dict[str, Any]:
     """Poll subagent_status (its own bounded wait) until the run reaches one of `statuses`."""

@@ -23,7 +23,7 @@ from tests.real_agents import (  # noqa: F401 - pytest fixtures
 
 pytestmark = [pytest.mark.anyio, pytest.mark.real_agents]
 
-TURN_S = 60
+TURN_S = 120
 
 
 async def _wait_request(server: ModelServer, predicate: Any, within: float) -> RequestRecord:

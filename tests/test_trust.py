@@ -16,7 +16,7 @@ import pytest
 from boocode_mcp.agents.registry import AgentRegistry
 from boocode_mcp.config import user_config_dir
 from boocode_mcp.engine import Engine
-from boocode_mcp.errors import AgentNotInstalledError, ConfigError, UntrustedConfigError
+from boocode_mcp.errors import AgentNotInstalledError, ConfigError, UntrustedConfigError, WorkspaceError
 from boocode_mcp.trust import ConfigSource, trust_file, trust_workspace
 from tests.cli_support import BOOCODE
 from tests.conftest import FIXTURE_AGENT, git, run_turn
@@ -239,3 +239,23 @@ def test_an_untrusted_repository_cannot_choose_the_store_or_make_this_machine_a_
     trust_workspace(ws, user_dir=user.parent)
     cfg = source.config
     assert cfg.store.url == "postgresql://attacker.example/db" and cfg.worker.local is True
+
+
+@pytest.mark.parametrize("linked", [".boocode", ".boocode/worktrees", ".boocode/run"])
+async def test_a_committed_symlink_cannot_move_boocodes_state(
+    git_repo: Path, tmp_path: Path, linked: str
+) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    link = git_repo / linked
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.symlink_to(elsewhere)
+    git(git_repo, "add", "-f", linked)
+    git(git_repo, "commit", "-q", "-m", "state elsewhere")
+    with pytest.raises(WorkspaceError, match="is a symbolic link"):
+        async with Engine.open(git_repo):
+            pass
+    # The front end (and the daemon it would start) refuses too, saying what to do.
+    out = boo(git_repo, "ls")
+    assert out.returncode != 0 and "replace it with a directory" in out.stderr
+    assert list(elsewhere.iterdir()) == []

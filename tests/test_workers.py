@@ -135,3 +135,47 @@ async def test_an_unpushed_base_fails_the_run_saying_to_push(
             view = await engine.wait_finished(sid, run.subagent_id)
     assert view.status == "failed"
     assert "git push origin HEAD" in (view.error or "")
+
+
+async def test_follow_ups_stay_on_their_workers_warm_agent_and_cancel_and_answers_cross_hosts(
+    hosts: tuple[Path, list[Path]], workers: list[Worker], pg_url: str, user_config: Path
+) -> None:
+    requester, _ = hosts
+    # The requester's policy travels with each run: its worker asks, the requester answers.
+    write_config(requester, policy="ask", extra=f"[worker]\nlocal = false\nlease_s = {LEASE_S}\npoll_s = 2\n")
+    async with Engine.open(requester, db_url=pg_url, user_config=user_config) as engine:
+        sid = await engine.ensure_session()
+        first = await engine.spawn(sid, "pid")
+        with anyio.fail_after(TIMEOUT_S):
+            first = await engine.wait_finished(sid, first.subagent_id)
+        assert first.status == "completed" and first.worker is not None
+        asked = await engine.spawn(sid, "permission granted.txt", chat_id=first.chat_id)
+        with anyio.fail_after(TIMEOUT_S):
+            view = asked
+            while view.status != "awaiting_permission":
+                assert view.status not in ("completed", "failed", "cancelled", "interrupted"), view.error
+                view = await engine.wait(sid, asked.subagent_id, 5)
+        pending = view.pending_permission
+        assert pending is not None
+        allow = next(o.option_id for o in pending.options if o.kind == "allow_once")
+        await engine.respond_permission(sid, asked.subagent_id, pending.request_id, allow)
+        with anyio.fail_after(TIMEOUT_S):
+            answered = await engine.wait_finished(sid, asked.subagent_id)
+        assert answered.status == "completed" and answered.final_message == f"allowed {allow}"
+        # Warm affinity: the follow-up went to the worker holding the chat's agent, and so does
+        # the next one, which finds the very same agent process.
+        assert answered.worker is not None and answered.worker.pid == first.worker.pid
+        again = await engine.spawn(sid, "pid", chat_id=first.chat_id)
+        with anyio.fail_after(TIMEOUT_S):
+            again = await engine.wait_finished(sid, again.subagent_id)
+        assert again.worker is not None and again.worker.pid == first.worker.pid
+        assert again.final_message == first.final_message
+        # A cancel from the requester reaches the run on its worker.
+        slow = await engine.spawn(sid, "slow 100000 100", chat_id=first.chat_id)
+        with anyio.fail_after(TIMEOUT_S):
+            view = slow
+            while view.status != "running":
+                view = await engine.wait(sid, slow.subagent_id, 5)
+            await engine.cancel(sid, slow.subagent_id)
+            cancelled = await engine.wait_finished(sid, slow.subagent_id)
+        assert cancelled.status == "cancelled", cancelled.error

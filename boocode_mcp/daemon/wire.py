@@ -114,6 +114,7 @@ class DaemonPaths:
         """Create the run directory (and the short socket directory when used) owner-only, and
         refuse ones that someone else owns or can enter: a socket there would hand this user's
         agents to whoever can connect."""
+        check_state_dir(self.workspace)
         self.boocode.mkdir(parents=True, exist_ok=True)
         for d in dict.fromkeys((self.run_dir, self.socket.parent)):
             with contextlib.suppress(FileExistsError):
@@ -131,6 +132,33 @@ class DaemonPaths:
 
 def _short_socket_dir() -> Path:
     return Path(tempfile.gettempdir()) / f"boocode-{os.getuid()}"
+
+
+# What BooCode keeps under `.boocode/` and writes to (the memory notes are the user's, read only).
+STATE_ENTRIES = (
+    "run",
+    "logs",
+    "worktrees",
+    "indexes",
+    "runs",
+    "boocode.db",
+    "boocode.db-wal",
+    "boocode.db-shm",
+)
+
+
+def check_state_dir(workspace: Path) -> None:
+    """Refuse a `.boocode` (or an entry BooCode writes in it) that is a symlink: a repository can
+    commit one, and BooCode would then keep its database, socket, logs and worktrees wherever the
+    repository's author chose."""
+    boocode = workspace / BOOCODE_DIR
+    for path in (boocode, *(boocode / name for name in STATE_ENTRIES)):
+        if path.is_symlink():
+            raise DaemonError(
+                f"{path} is a symbolic link (to {os.readlink(path)}); BooCode keeps its state there "
+                "and follows no link a repository may have committed: replace it with a directory "
+                "(a bind mount, if it must live on another disk)"
+            )
 
 
 def check_private_dir(path: Path) -> None:
