@@ -163,20 +163,22 @@ def test_a_daemon_killed_mid_workflow_leaves_it_interrupted_and_a_rerun_finishes
     git_repo: Path,
 ) -> None:
     write_config(git_repo)
+    # The second step lasts until this file exists: the whole first run, and no time at all after.
+    release = git_repo.parent / "release"
     write_workflow(
         git_repo,
         "resume",
         """
         workflow = {
           name: "resume",
-          description: "a quick step, then a slow one",
+          description: "a quick step, then one waiting for a file",
           async run() {
             const quick = await agent("quick", {prompt: "write first.txt one"}).run();
-            const slow = await agent("slow", {prompt: "slow 30 100"}).run();
-            return {quick: quick.patch_id, slow: slow.text.length};
+            const slow = await agent("slow", {prompt: "wait-file RELEASE"}).run();
+            return {quick: quick.patch_id, slow: slow.text};
           },
         };
-        """,
+        """.replace("RELEASE", str(release)),
     )
     api = SocketApi(git_repo)
     try:
@@ -189,8 +191,8 @@ def test_a_daemon_killed_mid_workflow_leaves_it_interrupted_and_a_rerun_finishes
             view = api.call("workflow_status", workflow_run_id=run_id, wait_seconds=5)
         daemon = api.daemon_pid
         # The run's sandbox, and the spare kept ready for the next run.
+        _wait_until(lambda: len(_sandboxes_of(daemon)) == 2)
         sandboxes = _sandboxes_of(daemon)
-        assert len(sandboxes) == 2
     finally:
         api.close()
     os.kill(daemon, signal.SIGKILL)
@@ -207,6 +209,7 @@ def test_a_daemon_killed_mid_workflow_leaves_it_interrupted_and_a_rerun_finishes
             api.call("subagent_status", subagent_id=old["steps"][1]["subagent_id"])["status"] == "interrupted"
         )
 
+        release.touch()
         rerun = api.call("run_workflow", name="resume")
         deadline = time.monotonic() + 60
         view = rerun
@@ -217,7 +220,7 @@ def test_a_daemon_killed_mid_workflow_leaves_it_interrupted_and_a_rerun_finishes
         quick, slow = view["steps"]
         assert quick["cached"] and quick["subagent_id"] == old["steps"][0]["subagent_id"]
         assert not slow["cached"] and slow["status"] == "completed"
-        assert view["result"]["quick"] == old["steps"][0]["patch_id"]
+        assert view["result"] == {"quick": old["steps"][0]["patch_id"], "slow": f"waiting found {release}"}
     finally:
         api.close()
         stop_daemon(git_repo)

@@ -36,7 +36,9 @@ async def test_the_step_cache_hits_upserts_and_drops_the_least_recently_used(db:
     assert await step_cache.take(db, "a") is not None and await step_cache.take(db, "c") is not None
 
 
-async def test_a_run_its_steps_and_logs_round_trip_and_an_abandoned_run_reads_interrupted(db: Database) -> None:
+async def test_a_run_its_steps_and_logs_round_trip_and_an_abandoned_run_reads_interrupted(
+    db: Database,
+) -> None:
     await sessions.create(db, "s")
     await chats.insert(db, chat_id="c", session_id="s", agent="fixture", worktree="/w/c")
     assert await runs.insert_if_chat_idle(
@@ -44,17 +46,28 @@ async def test_a_run_its_steps_and_logs_round_trip_and_an_abandoned_run_reads_in
         mode=None, owner_pid=1,
     )  # fmt: skip
     run = await wf.insert_run(
-        db, run_id="w", session_id="s", name="two", source="workspace", path="/w.js", args={"x": 1}, owner_pid=1
+        db,
+        run_id="w",
+        session_id="s",
+        name="two",
+        source="workspace",
+        path="/w.js",
+        args={"x": 1},
+        owner_pid=1,
     )
     assert (run.status, run.args) == ("queued", {"x": 1})
     await wf.set_run(db, "w", "running", started_at=1.0, base_sha="abc", usage={"input_tokens": 0})
-    await wf.insert_step(db, "w", seq=1, step_id="a", phase="p", agent="fixture", cache_key="k1", status="queued")
+    await wf.insert_step(
+        db, "w", seq=1, step_id="a", phase="p", agent="fixture", cache_key="k1", status="queued"
+    )
     await wf.link_step(db, "w", 1, "r1")
     await wf.insert_step(
         db, "w", seq=2, step_id="b", phase=None, agent="fixture", cache_key="k2", status="completed",
         cached=True, subagent_id="r1", patch_id="p0", usage={"input_tokens": 5},
     )  # fmt: skip
-    await wf.insert_step(db, "w", seq=3, step_id="c", phase=None, agent="fixture", cache_key="k3", status="queued")
+    await wf.insert_step(
+        db, "w", seq=3, step_id="c", phase=None, agent="fixture", cache_key="k3", status="queued"
+    )
     await wf.add_log(db, "w", 1, "hello", "p")
     await runs.set_status(db, "r1", "completed", usage={"input_tokens": 3})
 
@@ -70,6 +83,10 @@ async def test_a_run_its_steps_and_logs_round_trip_and_an_abandoned_run_reads_in
     assert await wf.mark_interrupted_if_live(db, "w", "its daemon died")
     assert not await wf.mark_interrupted_if_live(db, "w", "again")
     got = await wf.get_run(db, "w")
-    assert got is not None and (got.status, got.error, got.base_sha) == ("interrupted", "its daemon died", "abc")
+    assert got is not None and (got.status, got.error, got.base_sha) == (
+        "interrupted",
+        "its daemon died",
+        "abc",
+    )
     assert (await wf.steps_for(db, "w"))[2].status == "interrupted" and third.status == "queued"
     assert await wf.live_runs(db) == []
