@@ -19,6 +19,7 @@ from mcp.shared.subscriptions import ResourceUpdated
 from tests.mcp_support import (
     TERMINAL,
     TOOL_NAMES,
+    ResourceUpdates,
     call,
     call_error,
     configure,
@@ -270,13 +271,7 @@ async def test_two_chats_editing_the_same_lines_are_refused_together(
 
 async def test_resources_read_and_updated_in_each_era(git_repo: Path, transport: str, mode: str) -> None:
     configure(git_repo, policy="ask")
-    updates: list[str] = []
-    changed = anyio.Event()
-
-    async def on_message(message: Any) -> None:
-        if isinstance(message, types.ResourceUpdatedNotification):
-            updates.append(str(message.params.uri))
-            changed.set()
+    on_message = ResourceUpdates()
 
     async with (
         connector(git_repo, transport, mode) as connect,
@@ -297,8 +292,8 @@ async def test_resources_read_and_updated_in_each_era(git_repo: Path, transport:
                 await client.subscribe_resource(sub_uri)
             await call(client, "respond_permission", **answer)
             with anyio.fail_after(15):
-                await changed.wait()
-            assert sub_uri in updates
+                await on_message.changed.wait()
+            assert sub_uri in on_message.uris
         else:
             async with client.listen(resource_subscriptions=[sub_uri]) as stream:
                 await call(client, "respond_permission", **answer)

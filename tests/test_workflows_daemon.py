@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import mcp_types as types
 import pytest
 from mcp import Client
 
@@ -22,7 +21,7 @@ from boocode_mcp.daemon.wire import stop_daemon
 from tests.acp_support import RecordingClient, boocode_acp, prompt
 from tests.cli_support import boo, boo_json, one_line_error
 from tests.conftest import write_config
-from tests.mcp_support import call, call_error, inprocess_server, read_json
+from tests.mcp_support import ResourceUpdates, call, call_error, inprocess_server, read_json
 from tests.mcp_support import configure as configure_mcp
 from tests.workflow_support import write_workflow
 
@@ -45,13 +44,7 @@ workflow = {
 async def test_workflow_tools_resource_and_its_updates_over_mcp(git_repo: Path) -> None:
     repo = configure_mcp(git_repo)
     write_workflow(repo, "two", TWO_STEPS)
-    updates: list[str] = []
-    changed = anyio.Event()
-
-    async def on_message(message: Any) -> None:
-        if isinstance(message, types.ResourceUpdatedNotification):
-            updates.append(str(message.params.uri))
-            changed.set()
+    on_message = ResourceUpdates()
 
     async with (
         inprocess_server(repo) as server,
@@ -74,9 +67,9 @@ async def test_workflow_tools_resource_and_its_updates_over_mcp(git_repo: Path) 
                 status = await call(
                     client, "workflow_status", workflow_run_id=started["workflow_run_id"], wait_seconds=10
                 )
-            await changed.wait()
+            await on_message.changed.wait()
         assert status["status"] == "completed", status["error"]
-        assert uri in updates
+        assert uri in on_message.uris
         assert status["result"]["files"] == ["out.txt"]
         assert [(s["step_id"], s["phase"], s["cached"]) for s in status["steps"]] == [
             ("first", "first", False),

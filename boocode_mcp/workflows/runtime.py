@@ -12,6 +12,7 @@ run, naming it.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import logging
@@ -381,15 +382,12 @@ class Execution:
         self._seq += 1
         seq = self._seq
         hit = await step_cache.take(self._db, key) if self._settings.cache_size > 0 else None
+        record = functools.partial(
+            store.insert_step, self._db, self.id, seq=seq, step_id=step_id, phase=phase, agent=agent,
+            cache_key=key,
+        )  # fmt: skip
         if hit is not None:
-            await store.insert_step(
-                self._db,
-                self.id,
-                seq=seq,
-                step_id=step_id,
-                phase=phase,
-                agent=agent,
-                cache_key=key,
+            await record(
                 status="completed",
                 cached=True,
                 subagent_id=hit.subagent_id,
@@ -398,16 +396,7 @@ class Execution:
             )
             self._changed()
             return {**hit.result, "patch_id": hit.patch_id, "subagent_id": hit.subagent_id, "cached": True}
-        await store.insert_step(
-            self._db,
-            self.id,
-            seq=seq,
-            step_id=step_id,
-            phase=phase,
-            agent=agent,
-            cache_key=key,
-            status="queued",
-        )
+        await record(status="queued")
         self._changed()
         step_budget = Budget(
             f"the budget of step {step_id!r}", tokens=(call.get("budget") or {}).get("tokens")
