@@ -98,10 +98,20 @@ def test_workflow_commands_and_scripts_over_their_limits_leave_the_daemon_servin
         'workflow = {name: "bomb", description: "d",'
         " run() { let a = []; for (;;) a.push(new Array(1e5)); }};",
     )
+    write_workflow(
+        git_repo,
+        "throws",
+        'workflow = {name: "throws", description: "d",\n run() { throw new Error("boom"); }};',
+    )
+    write_workflow(
+        git_repo,
+        "deep",
+        'workflow = {name: "deep", description: "d", run() { const r = (n) => r(n + 1) + 1; return r(0); }};',
+    )
     write_workflow(git_repo, "broken", "workflow = {")
 
     listing = boo_json(git_repo, "workflow", "ls")
-    assert {"two", "spin", "bomb", "best-of-n"} <= {w["name"] for w in listing["workflows"]}
+    assert {"two", "spin", "bomb", "throws", "deep", "best-of-n"} <= {w["name"] for w in listing["workflows"]}
     assert [Path(w["file"]).name for w in listing["warnings"]] == ["broken.js"]
     pid = _daemon_pid(git_repo)
 
@@ -123,6 +133,13 @@ def test_workflow_commands_and_scripts_over_their_limits_leave_the_daemon_servin
     )
     bomb = boo(git_repo, "workflow", "run", "bomb", "--quiet", check=False)
     assert "used more than 16 MB of memory ([workflows] memory_limit_mb = 16)" in one_line_error(bomb)
+    # An exception thrown by run() fails the run with its message and the script's line.
+    thrown = boo(git_repo, "workflow", "run", "throws", "--quiet", check=False)
+    assert (
+        thrown.returncode != 0 and "Error: boom" in thrown.stderr and "at run (throws.js:2:" in thrown.stderr
+    )
+    deep = boo(git_repo, "workflow", "run", "deep", "--quiet", check=False)
+    assert "RangeError: Maximum call stack size exceeded" in deep.stderr
     bad = boo(git_repo, "workflow", "run", "two", "--args", "{x", check=False)
     assert one_line_error(bad).startswith("boocode: --args is not JSON")
     # The same daemon served every command, the failing scripts included.
