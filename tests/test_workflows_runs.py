@@ -10,7 +10,7 @@ import pytest
 
 from boocode_mcp.engine import Engine
 from boocode_mcp.errors import InvalidRequestError, NotFoundError
-from tests.conftest import FIXTURE_AGENT
+from tests.conftest import FIXTURE_AGENT, write_config
 from tests.workflow_support import ended, run_to_end, until, write_workflow
 
 pytestmark = pytest.mark.anyio
@@ -283,3 +283,27 @@ async def test_best_of_n_runs_each_agent_in_its_own_worktree_and_recommends_a_pa
     judged = await engine.status(None, judge.subagent_id or "")
     # The judge saw both patches.
     assert all(p in (judged.prompt or "") for p in patch_ids)
+
+
+async def test_a_workflow_and_its_cached_rerun_on_a_postgres_store(
+    git_repo: Path, user_config: Path, pg_url: str
+) -> None:
+    write_config(git_repo)
+    write_workflow(
+        git_repo,
+        "two",
+        """
+        workflow = {name: "two", description: "d", async run({x}) {
+          const a = await agent("a", {prompt: "write a.txt " + x}).run();
+          return [a.patch_id, (await agent("b", {prompt: "echo"}).run(a.text)).text];
+        }};
+        """,
+    )
+    async with Engine.open(git_repo, user_config=user_config, db_url=pg_url) as engine:
+        first = await run_to_end(engine, "two", {"x": "pg"})
+        again = await run_to_end(engine, "two", {"x": "pg"})
+    assert first.status == "completed", first.error
+    assert first.result[1] == "echo: echo\n\nwrote a.txt"
+    assert [s.cached for s in first.steps] == [False, False]
+    assert again.result == first.result and [s.cached for s in again.steps] == [True, True]
+    assert [s.subagent_id for s in again.steps] == [s.subagent_id for s in first.steps]
