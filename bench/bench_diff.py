@@ -3,15 +3,19 @@
 Builds a repository, makes a 1,000-file (~10 MB) change in a chat worktree (half modified tracked
 files, half new untracked files), then times, in the same run:
 
-- boocode: `diff_worktree` (temporary index, untracked files included) + `parse_unified_diff`
+- boocode: `diff_worktree` (a fresh private index staged by libgit2 in this process, untracked
+  files included, then one `git diff --cached`) + `parse_unified_diff`
 - git diff: `git diff --cached --binary -M HEAD` in a copy where the same change is already staged
 - git add+diff: `git add -A` into a fresh temporary index + that diff (what any untracked-aware
   diff has to do)
 
 then what a chat's later turns cost on the diff index the runner keeps (`DiffIndex`), with that
-change in place: a turn that changed nothing (one `git add` that finds nothing to rehash, and the
-last diff reused: no `git diff`), and a turn that changed three files (rehashing three files, one
-`git diff`) — against a fresh `diff_worktree` of the same state.
+change in place: a turn that changed nothing (a walk of the worktree's stat data; the last diff is
+the answer, no git process) and a turn that changed three files (those three hashed and staged, one
+`git diff` of those three paths; the other 1,000 sections reused), each against what the same turn
+cost before (the git CLI: `git add` into a copy of a prepared index of the base, rehashing every
+file that differs from the base, then `git diff --cached` of the whole change) and against a fresh
+`diff_worktree` of the same state, alternately.
 
 Run: .venv/bin/python bench/bench_diff.py [--reps N]
 """
@@ -31,6 +35,8 @@ from pathlib import Path
 import anyio
 
 from boocode_mcp.workspace import DiffIndexes, Worktree, create_worktree, diff_worktree, parse_unified_diff
+from boocode_mcp.workspace.git import run_git
+from boocode_mcp.workspace.worktrees import in_memory_root
 
 BASE_FILES = 1_000
 MODIFIED = 500
@@ -143,37 +149,58 @@ async def _main(reps: int) -> None:
         print(f"boocode diff_worktree + parse : {b * 1000:8.1f} ms   (parse alone {parse_ms:.1f} ms)")
         print(f"git diff --cached (staged)    : {p * 1000:8.1f} ms   ratio boocode/git = {b / p:.2f}x")
         print(f"git add -A + git diff         : {a * 1000:8.1f} ms   ratio boocode/add+diff = {b / a:.2f}x")
-        await _later_turns(wt, reps)
+        await _later_turns(wt, reps, Path(tmp))
 
 
-async def _later_turns(wt: Worktree, reps: int) -> None:
-    indexes = DiffIndexes()
+async def _before(wt: Worktree, prepared: Path, work: Path) -> str:
+    """The diff as a turn made it before: a copy of an index of the base (prepared ahead, with the
+    checkout's stat data), `git add -A` into it, `git diff --cached` of everything."""
+    shutil.copy2(prepared, work)
+    env = {"GIT_INDEX_FILE": str(work)}
+    await run_git(wt.git, "add", "-A", "--", ".", env=env)
+    args = ("diff", "--cached", "--binary", "-M", "--no-ext-diff", "--no-textconv", wt.base_sha, "--")
+    return (await run_git(wt.git, *args, env=env)).out
+
+
+async def _later_turns(wt: Worktree, reps: int, scratch: Path) -> None:
+    indexes = DiffIndexes(in_memory_root(scratch))
+    prepared, work = scratch / "prepared-index", scratch / "work-index"
+    shutil.copy2(wt.git.index_file, prepared)
+    await run_git(wt.git, "read-tree", "-m", wt.base_sha, env={"GIT_INDEX_FILE": str(prepared)})
     try:
         kept = indexes.get(wt.git)
         await kept.prepare(wt.base_sha)
         await kept.diff(wt.base_sha)
         unchanged: list[float] = []
+        unchanged_before: list[float] = []
         three: list[float] = []
+        three_before: list[float] = []
         fresh: list[float] = []
         for rep in range(reps):
             t0 = time.perf_counter()
             await kept.diff(wt.base_sha)
             unchanged.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            await _before(wt, prepared, work)
+            unchanged_before.append(time.perf_counter() - t0)
             for n in range(3):
                 (wt.path / f"pkg{n}" / f"turn{n}.py").write_text(f"turn = {rep}\n")
             t0 = time.perf_counter()
             text = await kept.diff(wt.base_sha)
             three.append(time.perf_counter() - t0)
             t0 = time.perf_counter()
+            await _before(wt, prepared, work)
+            three_before.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
             assert await diff_worktree(wt.git, wt.base_sha) == text
             fresh.append(time.perf_counter() - t0)
     finally:
         indexes.close()
-    n, t, f = _median_s(unchanged), _median_s(three), _median_s(fresh)
-    print("later turns on the kept diff index, the change above in place:")
-    print(f"  nothing changed (no git diff)  : {n * 1000:8.1f} ms   ratio to a fresh diff = {n / f:.2f}x")
-    print(f"  three files changed            : {t * 1000:8.1f} ms   ratio to a fresh diff = {t / f:.2f}x")
-    print(f"  fresh diff_worktree            : {f * 1000:8.1f} ms")
+    n, nb, t, tb, f = (_median_s(x) for x in (unchanged, unchanged_before, three, three_before, fresh))
+    print("later turns on the kept diff index, the change above in place (before: git add + git diff):")
+    print(f"  nothing changed   : {n * 1000:8.1f} ms   before {nb * 1000:8.1f} ms   {nb / n:6.1f}x less")
+    print(f"  three files changed: {t * 1000:7.1f} ms   before {tb * 1000:8.1f} ms   {tb / t:6.1f}x less")
+    print(f"  fresh diff_worktree: {f * 1000:7.1f} ms   (nothing kept: every changed file hashed and diffed)")
 
 
 def main() -> None:

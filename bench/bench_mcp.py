@@ -1,17 +1,26 @@
 """Benchmark: BooCode's MCP front end over stdio against baselines measured in the same run.
 
+The MCP server is what a host starts: `boocode-mcp`, a relay to the workspace's daemon (started on
+first use), which runs the engine; `--no-daemon` measures the engine inside the stdio server's own
+process instead (how BooCode ran before the daemon).
+
 1. spawn_subagent return latency (p50/p99) against a trivial MCP tool call: spawn must return at
    once, not wait for the agent to start or for `git worktree add`.
 2. A warm follow-up turn through MCP (spawn_subagent with chat_id and wait_seconds, the fixture
    agent writing a file) against its floor: the same prompt sent straight to a warm fixture agent
-   over ACP + `git diff` of a worktree + one trivial MCP call. Goal: at most 1.5x the floor. The
-   turn and its floor are measured alternately, sample by sample, so that load from other work on
-   the machine falls on both alike. Then the same turns in an in-process engine say where a turn's
-   time goes (the phases BooCode logs for each turn, and its git processes).
+   over ACP + `git diff` of a worktree + one trivial MCP call. Goal: at most 1.5x the floor (aim
+   1.2x). The turn, its floor and the same turn in an engine in this process (whose phases say
+   where a turn's time goes: BooCode logs them for each turn and each diff) are measured
+   alternately, sample by sample, so that load from other work on the machine falls on all alike.
+   Then a turn's diff, after one more file changed and after nothing changed, is timed as a turn
+   makes it (libgit2 staging in this process + `git diff` of the paths touched) against two ways of
+   doing it with git processes only, alternately: `git add -A` into a private index kept between
+   turns + `git diff --cached`, and (BooCode before) `git add -A` into a copy of a prepared index of
+   the base + `git diff --cached`.
 3. 32 concurrent subagents on the fixture agent: all must complete; wall time reported.
-4. BooCode's own memory per warm agent: server RSS delta / number of warm agents.
+4. BooCode's own memory per warm agent: the engine's process's RSS delta / number of warm agents.
 
-Run: .venv/bin/python bench/bench_mcp.py [--spawns N] [--turns N]
+Run: .venv/bin/python bench/bench_mcp.py [--spawns N] [--turns N] [--no-daemon]
 """
 
 from __future__ import annotations
@@ -19,54 +28,40 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import contextlib
 import json
 import logging
 import os
+import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import anyio
 from acp import PROTOCOL_VERSION, connect_to_agent, text_block
 from acp.schema import ClientCapabilities, Implementation
+from benchlib import BOOCODE_MCP, FIXTURE_AGENT, make_workspace, stop_daemon
 from mcp import Client, StdioServerParameters
 
-from boocode_mcp.trust import trust_workspace
-
-ROOT = Path(__file__).resolve().parent.parent
-FIXTURE_AGENT = ROOT / "tests" / "fixtures" / "fixture_agent.py"
-BOOCODE_MCP = Path(sys.executable).parent / "boocode-mcp"
 TERMINAL = {"completed", "failed", "cancelled", "interrupted"}
 CONCURRENT = 32
-
-
-def make_workspace(base: Path) -> Path:
-    repo = base / "repo"
-    repo.mkdir(parents=True)
-    env = {**os.environ, "GIT_AUTHOR_NAME": "b", "GIT_AUTHOR_EMAIL": "b@x", "GIT_COMMITTER_NAME": "b",
-           "GIT_COMMITTER_EMAIL": "b@x"}  # fmt: skip
-    (repo / "README.md").write_text("# bench\n")
-    for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-q", "-m", "init"]):
-        subprocess.run(["git", *args], cwd=repo, env=env, check=True)
-    (repo / ".boocode").mkdir()
-    # Room for every concurrent run and every agent to stay warm, so part 3 measures concurrency
-    # and part 4 counts warm agents rather than the pool's eviction.
-    (repo / ".boocode" / "config.toml").write_text(
-        f'default_agent = "fixture"\n[agents.fixture]\ncommand = {json.dumps(sys.executable)}\n'
-        f"args = [{json.dumps(str(FIXTURE_AGENT))}]\n"
-        f"[pool]\nmax_warm = {CONCURRENT + 16}\nmax_concurrent_runs = {CONCURRENT}\n"
-    )
-    trust_workspace(repo, base / "xdg" / "boocode")  # the server's XDG_CONFIG_HOME is base/xdg
-    return repo
+# Room for every concurrent run and every agent to stay warm, so part 3 measures concurrency and
+# part 4 counts warm agents rather than the pool's eviction.
+POOL = f"[pool]\nmax_warm = {CONCURRENT + 16}\nmax_concurrent_runs = {CONCURRENT}\n"
 
 
 def pct(samples: list[float], q: float) -> float:
     ordered = sorted(samples)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def p50(samples: list[float]) -> float:
+    return statistics.median(samples)
 
 
 def rss_kib(pid: int) -> int:
@@ -161,190 +156,315 @@ def git_diff_ms(cwd: Path) -> float:
 class _Timings(logging.Handler):
     """Collects the `timings` BooCode logs at DEBUG for each turn and each diff."""
 
+    LOGGERS = ("boocode_mcp.subagents.turn", "boocode_mcp.workspace.worktrees")
+
     def __init__(self) -> None:
         super().__init__(logging.DEBUG)
         self.phases: dict[str, list[float]] = collections.defaultdict(list)
-        self.turns = 0
-        self.diffs_reused = 0
+        # Each turn's phases together: from a worker taking the run to the run released.
+        self.turn_ms: list[float] = []
+        self.diffs = self.diffs_reused = self.diffs_limited = 0
 
     def emit(self, record: logging.LogRecord) -> None:
         timings = getattr(record, "timings", None)
         if not isinstance(timings, dict):
             return
         if record.name.endswith(".turn"):
-            self.turns += 1
-        self.diffs_reused += bool(getattr(record, "diff_reused", False))
+            self.turn_ms.append(sum(timings.values()) * 1000)
+        else:
+            self.diffs += 1
+            self.diffs_reused += bool(getattr(record, "diff_reused", False))
+            self.diffs_limited += getattr(record, "diffed_paths", None) is not None
         for phase, seconds in timings.items():
             self.phases[phase].append(seconds * 1000)
 
+    def __enter__(self) -> _Timings:
+        for name in self.LOGGERS:
+            logging.getLogger(name).setLevel(logging.DEBUG)
+            logging.getLogger(name).addHandler(self)
+        return self
 
-async def breakdown(base: Path, turns: int) -> tuple[float, _Timings]:
-    """The same warm turns in an in-process engine, with the phases it logs; returns the median turn
-    (spawn to finished status) and the collected timings. Empty on a BooCode that logs none."""
+    def __exit__(self, *exc: object) -> None:
+        for name in self.LOGGERS:
+            logging.getLogger(name).removeHandler(self)
+
+
+class InProcess:
+    """The same warm turns on an engine in this process (its own workspace and chat)."""
+
+    def __init__(self, engine: Any, sid: str, chat_id: str) -> None:
+        self.engine, self.sid, self.chat_id = engine, sid, chat_id
+        self.timings = _Timings()
+        # What `spawn` took (the run's row written and queued) before the turn started.
+        self.spawn_ms: list[float] = []
+
+    async def turn_ms(self, prompt: str) -> float:
+        with self.timings:
+            t0 = time.perf_counter()
+            run = await self.engine.spawn(self.sid, prompt, chat_id=self.chat_id)
+            self.spawn_ms.append((time.perf_counter() - t0) * 1000)
+            await self.engine.wait_finished(self.sid, run.subagent_id)
+            return (time.perf_counter() - t0) * 1000
+
+
+@contextlib.asynccontextmanager
+async def in_process(base: Path) -> AsyncIterator[InProcess]:
+    """An engine in this process on a workspace of its own, with a warm chat."""
     from boocode_mcp.engine import Engine
 
-    repo = make_workspace(base)
-    # The user config beside the trust make_workspace recorded for this workspace.
-    user_config = base / "xdg" / "boocode" / "config.toml"
-    handler = _Timings()
-    loggers = [
-        logging.getLogger(n) for n in ("boocode_mcp.subagents.turn", "boocode_mcp.workspace.worktrees")
-    ]
+    repo = make_workspace(base, extra_config=POOL)
+    user_config = Path(os.environ["XDG_CONFIG_HOME"]) / "boocode" / "config.toml"
     async with Engine.open(repo, user_config=user_config) as engine:
         sid = await engine.ensure_session()
         first = await engine.wait_finished(sid, (await engine.spawn(sid, "pid")).subagent_id)
-        for lg in loggers:
-            lg.setLevel(logging.DEBUG)
-            lg.addHandler(handler)
-        samples = []
-        try:
-            for i in range(turns):
+        yield InProcess(engine, sid, first.chat_id)
+
+
+# --- a turn's diff, three ways -----------------------------------------------------------------
+
+_DIFF = ("diff", "--cached", "--binary", "-M", "--no-ext-diff", "--no-textconv")
+
+
+async def diff_ways(repo: Path, chat_id: str, scratch: Path, samples: int) -> dict[str, list[float]]:
+    """A turn's diff on a chat's worktree, one more file changed (`changed`) and then nothing
+    (`unchanged`), each timed three ways, alternately (ms):
+
+    - `now`: as a turn makes it (a kept `DiffIndex`: libgit2 staging, `git diff` of the paths touched);
+    - `kept`: `git add -A` into a private index kept between turns, then `git diff --cached` unless
+      the index did not change (its checksum, the file's last 20 bytes, is the same);
+    - `before`: `git add -A` into a copy of an index of the base prepared ahead (with the checkout's
+      stat data), then `git diff --cached`, unless the entries are those of the last diff.
+    """
+    from boocode_mcp.workspace import capture_head, chat_worktree
+    from boocode_mcp.workspace.worktrees import in_memory_root
+
+    tree = await chat_worktree(repo, chat_id)
+    base = await capture_head(tree)
+    memory = in_memory_root(scratch)
+    memory.mkdir(parents=True)
+    try:
+        return await _time_ways(tree, base, memory, samples)
+    finally:
+        shutil.rmtree(memory)
+
+
+async def _time_ways(tree: Any, base: str, memory: Path, samples: int) -> dict[str, list[float]]:
+    from boocode_mcp.workspace import DiffIndex
+    from boocode_mcp.workspace.git import run_git
+
+    now = DiffIndex(tree, memory / "now")
+    kept_index, prepared, work = memory / "kept-index", memory / "base-index", memory / "work-index"
+    for index in (kept_index, prepared):
+        shutil.copy2(tree.index_file, index)
+        await run_git(tree, "read-tree", "-m", base, env={"GIT_INDEX_FILE": str(index)})
+    last: dict[str, bytes] = {}
+
+    async def kept() -> None:
+        env = {"GIT_INDEX_FILE": str(kept_index)}
+        await run_git(tree, "add", "-A", "--", ".", env=env)
+        checksum = kept_index.read_bytes()[-20:]
+        if last.get("kept") != checksum:
+            await run_git(tree, *_DIFF, base, "--", env=env)
+            last["kept"] = checksum
+
+    async def before() -> None:
+        shutil.copy2(prepared, work)
+        env = {"GIT_INDEX_FILE": str(work)}
+        await run_git(tree, "add", "-A", "--", ".", env=env)
+        entries = (await run_git(tree, "ls-files", "-s", env=env)).stdout
+        if last.get("before") != entries:
+            await run_git(tree, *_DIFF, base, "--", env=env)
+            last["before"] = entries
+
+    ways: dict[str, Callable[[], Awaitable[Any]]] = {
+        "now": lambda: now.changes(base),
+        "kept": kept,
+        "before": before,
+    }
+    for way in ways.values():
+        await way()
+    times: dict[str, list[float]] = collections.defaultdict(list)
+    for i in range(samples):
+        (tree.work_tree / "bench" / f"diff{i}.txt").write_text(f"diff {i}\n")
+        for state in ("changed", "unchanged"):
+            for name, way in ways.items():
                 t0 = time.perf_counter()
-                run = await engine.spawn(sid, f"write bench/f{i}.txt turn {i}", chat_id=first.chat_id)
-                await engine.wait_finished(sid, run.subagent_id)
-                samples.append((time.perf_counter() - t0) * 1000)
-        finally:
-            for lg in loggers:
-                lg.removeHandler(handler)
-    return statistics.median(samples), handler
+                await way()
+                times[f"{state} {name}"].append((time.perf_counter() - t0) * 1000)
+    now.discard()
+    return times
 
 
-async def main(spawns: int, turns: int) -> None:
+# --- the run -----------------------------------------------------------------------------------
+
+
+async def main(spawns: int, turns: int, no_daemon: bool) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        repo = make_workspace(Path(tmp))
+        base = Path(tmp)
+        # Trust and user config in a scratch directory, never the user's own.
+        os.environ["XDG_CONFIG_HOME"] = str(base / "xdg")
+        repo = make_workspace(base / "mcp", extra_config=POOL)
         env = {"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", tmp),
-               "XDG_CONFIG_HOME": str(Path(tmp) / "xdg")}  # fmt: skip
-        params = StdioServerParameters(
-            command=str(BOOCODE_MCP), args=["--workspace", str(repo)], env=env, cwd=str(repo)
-        )
-        t_start = time.perf_counter()
-        async with Client(params, mode="legacy") as client:
-            # A warm chat first: its agent pid leads to the server pid (the agent's parent).
-            first = await tool(client, "spawn_subagent", prompt="pid", wait_seconds=30)
-            first = await finish(client, first["subagent_id"]) if first["status"] not in TERMINAL else first
-            chat = first["chat_id"]
-            server_pid = parent_pid(int(first["final_message"]))
-            rss_one_agent = rss_kib(server_pid)
+               "XDG_CONFIG_HOME": os.environ["XDG_CONFIG_HOME"]}  # fmt: skip
+        args = ["--workspace", str(repo), *(["--no-daemon"] if no_daemon else [])]
+        params = StdioServerParameters(command=str(BOOCODE_MCP), args=args, env=env, cwd=str(repo))
+        try:
+            await _measure(base, repo, params, spawns, turns, no_daemon)
+        finally:
+            stop_daemon(repo)
 
-            # 1. spawn latency against a trivial call (status of a finished run: one traced read).
-            trivial = [
-                (await timed_tool(client, "subagent_status", subagent_id=first["subagent_id"]))[0]
-                for _ in range(spawns)
-            ]
-            # Idle: each run finishes before the next spawn, so the figure is spawn's own cost;
-            # cold_ms is what it would cost if spawn waited for the agent start and worktree add.
-            spawn_ms, cold_ms = [], []
-            for i in range(spawns):
-                t0 = time.perf_counter()
-                out = await tool(client, "spawn_subagent", prompt=f"note {i}")
-                spawn_ms.append((time.perf_counter() - t0) * 1000)
-                s = await finish(client, out["subagent_id"])
-                cold_ms.append((time.perf_counter() - t0) * 1000)
-                if s["status"] != "completed":
-                    raise SystemExit(f"spawned run ended {s['status']}: {s['error']}")
-            # Burst: back to back while earlier runs start their agents (2 cores shared with them).
-            burst_ms, spawned = [], []
-            for i in range(spawns):
-                ms, out = await timed_tool(client, "spawn_subagent", prompt=f"burst {i}")
-                burst_ms.append(ms)
-                spawned.append(out["subagent_id"])
-            for sid in spawned:
-                await finish(client, sid)
 
-            # 2. warm follow-up turns on the warm chat, the agent writing a file each time, each one
-            # followed by its floor: the same prompt straight to a warm agent over ACP (in a clone of
-            # the repository), git diff there, and a trivial MCP call.
-            clone = clone_of(repo, Path(tmp) / "floor")
-            turn_ms, floor_acp, floor_diff, floor_mcp, paired = [], [], [], [], []
-            async with FloorAgent(clone) as floor_agent:
-                for i in range(turns):
-                    ms, out = await timed_tool(
-                        client, "spawn_subagent", prompt=f"write bench/f{i}.txt turn {i}", chat_id=chat,
-                        wait_seconds=30,
-                    )  # fmt: skip
-                    if out["status"] != "completed":
-                        raise SystemExit(f"warm turn ended {out['status']}")
-                    acp = await floor_agent.prompt_ms(f"write bench/f{i}.txt turn {i}")
-                    diff = git_diff_ms(clone)
-                    mcp = (await timed_tool(client, "subagent_status", subagent_id=first["subagent_id"]))[0]
-                    turn_ms.append(ms)
-                    floor_acp.append(acp)
-                    floor_diff.append(diff)
-                    floor_mcp.append(mcp)
-                    paired.append(ms / (acp + diff + mcp))
+async def _measure(
+    base: Path, repo: Path, params: StdioServerParameters, spawns: int, turns: int, no_daemon: bool
+) -> None:
+    t_start = time.perf_counter()
+    async with Client(params, mode="legacy") as client:
+        # A warm chat first: its agent pid leads to the engine's process (the agent's parent).
+        first = await tool(client, "spawn_subagent", prompt="pid", wait_seconds=30)
+        first = await finish(client, first["subagent_id"]) if first["status"] not in TERMINAL else first
+        chat = first["chat_id"]
+        server_pid = parent_pid(int(first["final_message"]))
+        rss_one_agent = rss_kib(server_pid)
 
-            # 3. 32 concurrent subagents, each on its own new chat (cold agent + worktree each).
+        # 1. spawn latency against a trivial call (status of a finished run: one traced read).
+        trivial = [
+            (await timed_tool(client, "subagent_status", subagent_id=first["subagent_id"]))[0]
+            for _ in range(spawns)
+        ]
+        # Idle: each run finishes before the next spawn, so the figure is spawn's own cost;
+        # cold_ms is what it would cost if spawn waited for the agent start and worktree add.
+        spawn_ms, cold_ms = [], []
+        for i in range(spawns):
             t0 = time.perf_counter()
-            batch = [
-                (await tool(client, "spawn_subagent", prompt=f"write c{i}.txt concurrent {i}"))["subagent_id"]
-                for i in range(CONCURRENT)
-            ]
-            finals = [await finish(client, sid) for sid in batch]
-            concurrent_s = time.perf_counter() - t0
-            completed = sum(1 for f in finals if f["status"] == "completed")
+            out = await tool(client, "spawn_subagent", prompt=f"note {i}")
+            spawn_ms.append((time.perf_counter() - t0) * 1000)
+            s = await finish(client, out["subagent_id"])
+            cold_ms.append((time.perf_counter() - t0) * 1000)
+            if s["status"] != "completed":
+                raise SystemExit(f"spawned run ended {s['status']}: {s['error']}")
+        # Burst: back to back while earlier runs start their agents (2 cores shared with them).
+        burst_ms, spawned = [], []
+        for i in range(spawns):
+            ms, out = await timed_tool(client, "spawn_subagent", prompt=f"burst {i}")
+            burst_ms.append(ms)
+            spawned.append(out["subagent_id"])
+        for sid in spawned:
+            await finish(client, sid)
 
-            # 4. RSS per warm agent: every chat so far keeps its agent warm (max_warm is large).
-            warm = [
-                s
-                for s in json.loads((await client.read_resource("agent-sessions://list")).contents[0].text)[  # type: ignore[union-attr]
-                    "agent_sessions"
-                ]
-                if s["pid"] and s["status"] in ("idle", "active")
-            ]
-            rss_all = rss_kib(server_pid)
+        # 2. warm follow-up turns on the warm chat, the agent writing a file each time, each one
+        # followed by its floor (the same prompt straight to a warm agent over ACP in a clone of
+        # the repository, git diff there, and a trivial MCP call) and by the same turn in an
+        # engine in this process.
+        clone = clone_of(repo, base / "floor")
+        turn_ms, in_process_ms, paired = [], [], []
+        floor: dict[str, list[float]] = collections.defaultdict(list)
+        async with FloorAgent(clone) as floor_agent, in_process(base / "in-process") as local:
+            for i in range(turns):
+                prompt = f"write bench/f{i}.txt turn {i}"
+                ms, out = await timed_tool(
+                    client, "spawn_subagent", prompt=prompt, chat_id=chat, wait_seconds=30
+                )
+                if out["status"] != "completed":
+                    raise SystemExit(f"warm turn ended {out['status']}")
+                acp = await floor_agent.prompt_ms(prompt)
+                diff = git_diff_ms(clone)
+                mcp = (await timed_tool(client, "subagent_status", subagent_id=first["subagent_id"]))[0]
+                in_process_ms.append(await local.turn_ms(prompt))
+                turn_ms.append(ms)
+                for part, value in (("acp", acp), ("diff", diff), ("mcp", mcp)):
+                    floor[part].append(value)
+                paired.append(ms / (acp + diff + mcp))
+            diffs = await diff_ways(local.engine.workspace, local.chat_id, base / "diffs", turns)
 
-        in_process_ms, timings = await breakdown(Path(tmp) / "in-process", turns)
-        total_s = time.perf_counter() - t_start
+        # 3. 32 concurrent subagents, each on its own new chat (cold agent + worktree each).
+        t0 = time.perf_counter()
+        batch = [
+            (await tool(client, "spawn_subagent", prompt=f"write c{i}.txt concurrent {i}"))["subagent_id"]
+            for i in range(CONCURRENT)
+        ]
+        finals = [await finish(client, sid) for sid in batch]
+        concurrent_s = time.perf_counter() - t0
+        completed = sum(1 for f in finals if f["status"] == "completed")
 
-    p50_trivial, p50_spawn = statistics.median(trivial), statistics.median(spawn_ms)
-    p50_acp, p50_diff, p50_mcp = (statistics.median(x) for x in (floor_acp, floor_diff, floor_mcp))
-    floor = p50_acp + p50_diff + p50_mcp
-    p50_turn = statistics.median(turn_ms)
-    extra_agents = max(1, len(warm) - 1)
-    print(f"BooCode MCP over stdio, fixture agent ({total_s:.1f} s in all)")
+        # 4. RSS per warm agent: every chat so far keeps its agent warm (max_warm is large).
+        listing = json.loads((await client.read_resource("agent-sessions://list")).contents[0].text)  # type: ignore[union-attr]
+        warm = [s for s in listing["agent_sessions"] if s["pid"] and s["status"] in ("idle", "active")]
+        rss_all = rss_kib(server_pid)
+    total_s = time.perf_counter() - t_start
+
+    where = "stdio server's own process (--no-daemon)" if no_daemon else "relay (boocode-mcp) -> daemon"
+    print(f"BooCode MCP over stdio, {where}, fixture agent ({total_s:.1f} s in all)")
     print(
-        f"1. spawn_subagent return: p50 {p50_spawn:.1f} ms, p99 {pct(spawn_ms, 0.99):.1f} ms | trivial "
-        f"call p50 {p50_trivial:.1f} ms, p99 {pct(trivial, 0.99):.1f} ms | ratio p50 "
-        f"{p50_spawn / p50_trivial:.2f}x ({spawns} spawns, server otherwise idle)\n"
+        f"1. spawn_subagent return: p50 {p50(spawn_ms):.1f} ms, p99 {pct(spawn_ms, 0.99):.1f} ms | trivial "
+        f"call p50 {p50(trivial):.1f} ms, p99 {pct(trivial, 0.99):.1f} ms | ratio p50 "
+        f"{p50(spawn_ms) / p50(trivial):.2f}x ({spawns} spawns, server otherwise idle)\n"
         f"   new chat spawn -> completed (agent start + worktree add + turn): p50 "
-        f"{statistics.median(cold_ms):.0f} ms; spawn in a burst of {spawns} new chats: p50 "
-        f"{statistics.median(burst_ms):.1f} ms, p99 {pct(burst_ms, 0.99):.1f} ms"
+        f"{p50(cold_ms):.0f} ms; spawn in a burst of {spawns} new chats: p50 "
+        f"{p50(burst_ms):.1f} ms, p99 {pct(burst_ms, 0.99):.1f} ms"
     )
+    floor_ms = sum(p50(v) for v in floor.values())
     print(
-        f"2. warm follow-up turn via MCP: p50 {p50_turn:.1f} ms, p90 {pct(turn_ms, 0.9):.1f} ms, "
-        f"p99 {pct(turn_ms, 0.99):.1f} ms | floor {floor:.1f} ms (ACP prompt {p50_acp:.1f} + git diff "
-        f"{p50_diff:.1f} + MCP call {p50_mcp:.1f}) | ratio {p50_turn / floor:.2f}x, paired p50 "
-        f"{statistics.median(paired):.2f}x (goal <= 1.5x; {turns} turns, alternating with the floor)"
+        f"2. warm follow-up turn via MCP: p50 {p50(turn_ms):.1f} ms, p90 {pct(turn_ms, 0.9):.1f} ms, "
+        f"p99 {pct(turn_ms, 0.99):.1f} ms | floor {floor_ms:.1f} ms (ACP prompt {p50(floor['acp']):.1f} + "
+        f"git diff {p50(floor['diff']):.1f} + MCP call {p50(floor['mcp']):.1f}) | ratio "
+        f"{p50(turn_ms) / floor_ms:.2f}x, paired p50 {p50(paired):.2f}x (goal <= 1.5x, aim 1.2x; {turns} "
+        "turns, alternating with the floor)"
     )
-    print_breakdown(p50_turn, in_process_ms, p50_mcp, timings)
+    around = "the MCP server" if no_daemon else "MCP, relay and daemon"
+    print_breakdown(
+        around, p50(turn_ms), p50(in_process_ms), p50(local.spawn_ms), floor, local.timings, diffs
+    )
     print(f"3. {CONCURRENT} concurrent subagents: {completed}/{CONCURRENT} completed in {concurrent_s:.2f} s")
     print(
-        f"4. server RSS {rss_one_agent / 1024:.1f} MiB with 1 warm agent, {rss_all / 1024:.1f} MiB with "
-        f"{len(warm)}: {(rss_all - rss_one_agent) / extra_agents:.0f} KiB per additional warm agent"
+        f"4. engine process RSS {rss_one_agent / 1024:.1f} MiB with 1 warm agent, {rss_all / 1024:.1f} MiB "
+        f"with {len(warm)}: {(rss_all - rss_one_agent) / max(1, len(warm) - 1):.0f} KiB per additional "
+        "warm agent"
     )
     if completed != CONCURRENT:
         raise SystemExit(1)
 
 
-def print_breakdown(p50_turn: float, in_process_ms: float, p50_mcp: float, timings: _Timings) -> None:
+def print_breakdown(
+    around: str,
+    turn: float,
+    in_process: float,
+    spawn: float,
+    floor: dict[str, list[float]],
+    timings: _Timings,
+    diffs: dict[str, list[float]],
+) -> None:
     print(
-        f"   where a warm turn's time goes: in-process engine turn p50 {in_process_ms:.1f} ms; the MCP "
-        f"call around it {p50_turn - in_process_ms:.1f} ms (a trivial call: {p50_mcp:.1f})"
+        f"   where a warm turn's time goes (p50 ms): {around} around the engine "
+        f"{turn - in_process:.1f} (a trivial MCP call: {p50(floor['mcp']):.1f}); the same turn on an "
+        f"engine in this process {in_process:.1f}:"
     )
-    if not timings.turns:
+    if not timings.turn_ms:
         print("   (this BooCode logs no turn timings)")
         return
-    phases = "; ".join(f"{name} {statistics.median(v):.2f}" for name, v in timings.phases.items())
-    print(f"   phases, p50 ms: {phases}")
+    worked = p50(timings.turn_ms)
     print(
-        f"   git per turn: one `git add` into the kept index; `git diff` only when the staged entries "
-        f"changed ({timings.diffs_reused} of {timings.turns} turns reused the last diff)"
+        f"     spawn (run row written, queued) {spawn:.2f}; a worker's turn {worked:.2f}; hand-offs "
+        f"(queue to worker, final status to the waiter) {in_process - spawn - worked:.2f}"
     )
+    phases = "; ".join(f"{name} {p50(v):.2f}" for name, v in timings.phases.items())
+    print(f"     the turn's phases and its diff's: {phases}")
+    print(
+        f"     {timings.diffs} diffs for {len(timings.turn_ms)} turns: {timings.diffs_reused} the last diff "
+        f"reused (no git process), {timings.diffs_limited} one git diff of only the paths the turn touched"
+    )
+    print("   a turn's diff (p50 ms)       now   kept index: git add + git diff   before: base index copy + "
+          "git add + git diff")  # fmt: skip
+    for state in ("changed", "unchanged"):
+        now, kept, before = (p50(diffs[f"{state} {w}"]) for w in ("now", "kept", "before"))
+        label = "one more file changed" if state == "changed" else "nothing changed"
+        print(f"   {label:<26} {now:7.2f}   {kept:7.2f} ({kept / now:4.1f}x)                 "
+              f"{before:7.2f} ({before / now:4.1f}x)")  # fmt: skip
 
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--spawns", type=int, default=20)
     ap.add_argument("--turns", type=int, default=30)
+    ap.add_argument("--no-daemon", action="store_true", help="the engine in the stdio server's process")
     a = ap.parse_args()
-    anyio.run(main, a.spawns, a.turns)
+    anyio.run(main, a.spawns, a.turns, a.no_daemon)

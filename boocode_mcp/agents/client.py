@@ -30,6 +30,12 @@ PermissionCallback = Callable[
 ]
 
 
+# Files up to this size are read and written on the event loop: the walk and the I/O are a few
+# system calls on page-cached data, less than a trip to a worker thread. Larger ones go to a worker
+# thread, so that a big file never holds up the loop.
+INLINE_BYTES = 64 * 1024
+
+
 def _invalid(message: str, **data: Any) -> RequestError:
     return RequestError(-32602, message, data or None)
 
@@ -81,7 +87,9 @@ class WorktreeClient:
     ) -> ReadTextFileResponse:
         self._fs_allowed("fs/read_text_file")
         try:
-            text = await anyio.to_thread.run_sync(self._files.read_text, path)
+            text = self._files.read_small_text(path, limit=INLINE_BYTES)
+            if text is None:
+                text = await anyio.to_thread.run_sync(self._files.read_text, path)
         except FsRefused as e:
             raise _refused(e, path) from None
         except OSError as e:
@@ -96,7 +104,11 @@ class WorktreeClient:
     async def write_text_file(self, session_id: str, path: str, content: str, **kw: Any) -> None:
         self._fs_allowed("fs/write_text_file")
         try:
-            await anyio.to_thread.run_sync(self._files.write_text, path, content)
+            # Characters, not bytes: UTF-8 takes at most 4 bytes for one.
+            if len(content) <= INLINE_BYTES // 4:
+                self._files.write_text(path, content)
+            else:
+                await anyio.to_thread.run_sync(self._files.write_text, path, content)
         except FsRefused as e:
             raise _refused(e, path) from None
         except OSError as e:

@@ -10,7 +10,8 @@ worktree whatever the agent does meanwhile. Missing parent directories are made 
 The worktree's git metadata is off limits: a `.git` component anywhere in a path refuses it, since
 an agent that wrote `.git` could point BooCode's own git at a repository and config of its choosing.
 
-Everything here blocks; the ACP client runs it in a worker thread.
+Everything here blocks. The ACP client runs requests for small files on the event loop (a few
+system calls cost less than the trip to a worker thread) and the others in a worker thread.
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ import contextlib
 import errno
 import os
 import stat
+from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 # O_NONBLOCK: opening a FIFO the agent planted must fail or return at once, never wait for a peer.
@@ -75,10 +78,20 @@ class WorktreeFiles:
         return parts
 
     def read_text(self, path: str) -> str:
+        with self._open_regular(path) as (f, _):
+            return f.read().decode("utf-8", errors="replace")
+
+    def read_small_text(self, path: str, *, limit: int) -> str | None:
+        """The file's text; None, without reading it, when it is larger than `limit` bytes."""
+        with self._open_regular(path) as (f, st):
+            return None if st.st_size > limit else f.read().decode("utf-8", errors="replace")
+
+    @contextlib.contextmanager
+    def _open_regular(self, path: str) -> Iterator[tuple[BinaryIO, os.stat_result]]:
         with open(self._open_file(path, _READ, create=False), "rb", closefd=True) as f:
-            self._check_regular(os.fstat(f.fileno()), path)
-            data = f.read()
-        return data.decode("utf-8", errors="replace")
+            st = os.fstat(f.fileno())
+            self._check_regular(st, path)
+            yield f, st
 
     def write_text(self, path: str, content: str) -> None:
         data = content.encode("utf-8")

@@ -17,6 +17,7 @@ from boocode_mcp.store.chats import ChatRow
 from boocode_mcp.store.db import Database
 from boocode_mcp.subagents.run import Run
 from boocode_mcp.workspace import GitRepo
+from boocode_mcp.workspace.worktrees import in_memory_root
 
 log = logging.getLogger(__name__)
 
@@ -24,8 +25,9 @@ log = logging.getLogger(__name__)
 class ChatWorktrees:
     """The runner's view of chat worktrees: `ensure` one (and its base), `record_patch` after a turn.
 
-    One private diff index per worktree (under `index_root`), so the diff after a turn needs only
-    `git add` and, when something changed since the last diff, `git diff`.
+    One private diff index per worktree (under `index_root`), so the diff after a turn costs what
+    changed since the last one: staged in this process, then one `git diff` of the paths touched
+    (none when nothing changed).
     """
 
     def __init__(
@@ -45,7 +47,7 @@ class ChatWorktrees:
         self._remote = remote
         self._git = git
         self._notify = notify
-        self._indexes = workspace.DiffIndexes(index_root)
+        self._indexes = workspace.DiffIndexes(in_memory_root(index_root))
         # create_worktree runs `git worktree prune`, which deletes the admin directory of a worktree
         # another `git worktree add` is still creating (its add then fails): one creation at a time.
         self._create_lock = anyio.Lock()
@@ -142,13 +144,19 @@ class ChatWorktrees:
         except Exception as e:
             log.debug("preparing the diff index of %s failed: %s", tree.work_tree, e)
 
-    async def record_patch(self, run: Run, tree: GitRepo, base: str, *, failed: bool) -> str | None:
-        """The chat's worktree against its base as a pending patch superseding the chat's older
-        pending one; None when the worktree holds no change."""
-        diff = await self._indexes.get(tree).diff(base)
-        if not diff.strip():
+    async def changes(self, tree: GitRepo, base: str) -> workspace.WorktreeDiff:
+        """The chat's worktree against its base, now."""
+        return await self._indexes.get(tree).changes(base)
+
+    async def record_patch(
+        self, run: Run, base: str, changes: workspace.WorktreeDiff, *, failed: bool
+    ) -> str | None:
+        """`changes` (the chat's worktree against `base`) as a pending patch superseding the chat's
+        older pending one; None when the worktree holds no change."""
+        if not changes.text.strip():
             return None
-        parsed = workspace.parse_unified_diff(diff)
+        parsed = changes.parsed
+        diff = changes.text
         files, hunks = parsed.to_records()
         patch_id = uuid.uuid4().hex
         session_id = run.row.session_id

@@ -8,6 +8,7 @@ Each phase's duration is logged at DEBUG on this module's logger with the record
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import math
 import time
@@ -32,6 +33,7 @@ from boocode_mcp.subagents.permissions import PermissionQueue
 from boocode_mcp.subagents.recording import ChatWorktrees
 from boocode_mcp.subagents.run import Run
 from boocode_mcp.tracing import Tracer
+from boocode_mcp.workspace import WorktreeDiff
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +45,8 @@ FINISH_TIMEOUT_S = 30.0
 MAX_TOOL_TITLES = 200
 
 Record = tuple[str, dict[str, Any], float]
+# A turn's diff: the worktree's changes, the error diffing it raised, or None (no worktree yet).
+Changes = WorktreeDiff | Exception | None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,7 +108,6 @@ class Turns:
         run.started = True
         clock = _Clock()
         try:
-            await self.states.set_status(run, "running", started_at=time.time())
             outcome = await self._attempt(run, clock)
         except anyio.get_cancelled_exc_class():
             with anyio.CancelScope(shield=True), anyio.move_on_after(FINISH_TIMEOUT_S):
@@ -114,10 +117,13 @@ class Turns:
             await self._finish(run, outcome, clock)
 
     async def _attempt(self, run: Run, clock: _Clock) -> TurnOutcome:
-        """Worktree, agent and prompt, with one writer of the run's events; errors become the
-        outcome (caught inside the task group, so they are not wrapped in an exception group)."""
+        """Worktree, agent and prompt, with one writer of the run's events, until the writer has
+        stored the last of them; errors become the outcome (caught inside the task group, so they
+        are not wrapped in an exception group)."""
         send, recv = anyio.create_memory_object_stream[Record](math.inf)
         async with anyio.create_task_group() as tg:
+            # Beside the worktree's lookup, not before it: two trips to the database at once.
+            tg.start_soon(functools.partial(self.states.set_status, run, "running", started_at=time.time()))
             tg.start_soon(self._write_events, run, recv)
             with send:
                 try:
@@ -136,6 +142,16 @@ class Turns:
                     outcome = TurnOutcome("failed", error=f"internal error: {type(e).__name__}: {e}")
         clock.mark("events drained")
         return outcome
+
+    async def _diff(self, run: Run) -> Changes:
+        """The worktree's changes against the run's base (an error is kept, to be reported with
+        the final status); None when the turn never got a worktree."""
+        if run.tree is None or run.base is None or not run.worktree.is_dir():
+            return None
+        try:
+            return await self.worktrees.changes(run.tree, run.base)
+        except Exception as e:
+            return e
 
     def _sink(self, run: Run, send: MemoryObjectSendStream[Record]) -> EventSink:
         def sink(event: AgentEvent) -> None:
@@ -315,6 +331,28 @@ class Turns:
         await self.pool.sync()
         self.states.agent_sessions_changed(run.row.chat_id)
 
+    async def _record_patch(self, run: Run, outcome: TurnOutcome) -> tuple[str | None, Exception | None]:
+        """The worktree's diff, stored as the run's patch: (the stored patch's id, None when the
+        worktree holds no change) or (None, why it could not be recorded)."""
+        changes = await self._diff(run)
+        if changes is None or run.base is None:
+            return None, None
+        try:
+            if isinstance(changes, Exception):
+                raise changes
+            failed = outcome.status != "completed"
+            return await self.worktrees.record_patch(run, run.base, changes, failed=failed), None
+        except Exception as e:
+            log.exception("recording the patch of %s failed", run.id)
+            return None, e
+
+    async def _end_traces(self, run: Run, outcome: TurnOutcome) -> None:
+        trace_outcome = {"completed": "ok", "cancelled": "cancelled"}.get(outcome.status, "error")
+        try:
+            await self.tracer.end_turn(run.row.session_id, run.id, trace_outcome)
+        except Exception:
+            log.exception("closing the traces of %s failed", run.id)
+
     async def _index_memory(self, run: Run) -> None:
         if self.memory is None:
             return
@@ -332,30 +370,23 @@ class Turns:
             log.exception("indexing subagent %s in memory failed", run.id)
 
     async def _write_final(self, run: Run, outcome: TurnOutcome, clock: _Clock) -> None:
-        patch_id: str | None = None
-        try:
-            if run.tree is not None and run.base is not None and run.worktree.is_dir():
-                patch_id = await self.worktrees.record_patch(
-                    run, run.tree, run.base, failed=outcome.status != "completed"
-                )
-        except Exception as e:
-            log.exception("recording the patch of %s failed", run.id)
-            note = f"its changes could not be recorded as a patch: {e}"
+        """The diff and the patch, then the memory entry and the closed traces (side by side), then
+        the final status: a run reads as finished only once its patch is stored and its transcript
+        searchable. The patch first, not beside the others: their work would compete with the diff's
+        git process and its thread for this process."""
+        patch_id, error = await self._record_patch(run, outcome)
+        clock.mark("diff and patch")
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._index_memory, run)
+            tg.start_soon(self._end_traces, run, outcome)
+        clock.mark("memory, traces")
+        if error is not None:
+            note = f"its changes could not be recorded as a patch: {error}"
             outcome = dataclasses.replace(
                 outcome,
                 status="failed" if outcome.status == "completed" else outcome.status,
                 error=f"{outcome.error}; {note}" if outcome.error else note,
             )
-        clock.mark("patch")
-        # After the patch, not beside it (its write would compete with git for this process), and
-        # before the final status: a run reads as finished only once its transcript is searchable.
-        await self._index_memory(run)
-        clock.mark("memory")
-        trace_outcome = {"completed": "ok", "cancelled": "cancelled"}.get(outcome.status, "error")
-        try:
-            await self.tracer.end_turn(run.row.session_id, run.id, trace_outcome)
-        except Exception:
-            log.exception("closing the traces of %s failed", run.id)
         await self.states.set_status(
             run,
             outcome.status,

@@ -121,7 +121,8 @@ class GitResult:
 Stamp = tuple[int, int, int, int] | None
 
 
-def _stamp(path: Path) -> Stamp:
+def file_stamp(path: str | Path) -> Stamp:
+    """What tells a file changed (mtime, ctime, size, inode); None when it does not exist."""
     try:
         st = os.stat(path)
     except OSError:
@@ -142,13 +143,13 @@ class ConfigCommands:
 
     async def overrides(self, repo: GitRepo) -> tuple[tuple[str, str], ...]:
         known = self._known.get(repo.git_dir)
-        if known is not None and all(_stamp(p) == s for p, s in known[0]):
+        if known is not None and all(file_stamp(p) == s for p, s in known[0]):
             return known[1]
         files = set(_default_config_files(repo))
         if known is not None:
             files.update(p for p, _ in known[0])
         # Stamped before reading: a change while git reads them is seen by the next call.
-        stamps = {p: _stamp(p) for p in files}
+        stamps = {p: file_stamp(p) for p in files}
         result = await _run(
             _argv(repo, ("config", "--list", "-z", "--show-origin")),
             str(repo.work_tree),
@@ -159,7 +160,7 @@ class ConfigCommands:
             raise WorkspaceError(f"cannot read the git configuration of {repo.work_tree}: {result.err}")
         overrides, read_from = _parse_config_listing(result.stdout, repo.work_tree)
         for p in read_from:
-            stamps.setdefault(p, _stamp(p))
+            stamps.setdefault(p, file_stamp(p))
         self._known[repo.git_dir] = (tuple(stamps.items()), overrides)
         return overrides
 

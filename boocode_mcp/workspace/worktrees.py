@@ -11,15 +11,16 @@ Every git command on a worktree is pinned to the git directory the main reposito
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import logging
 import os
 import re
 import shutil
-import struct
+import stat
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +29,7 @@ import anyio
 from boocode_mcp.config import BOOCODE_DIR
 from boocode_mcp.errors import WorkspaceError
 from boocode_mcp.procs import pid_alive
-from boocode_mcp.workspace.diff import parse_unified_diff
+from boocode_mcp.workspace.diff import FileDiff, ParsedDiff, parse_unified_diff
 from boocode_mcp.workspace.git import (
     BOOCODE_IDENTITY,
     GitRepo,
@@ -41,27 +42,13 @@ from boocode_mcp.workspace.git import (
     resolve_commit,
     run_git,
 )
+from boocode_mcp.workspace.libgit import NeedsGitCli, Staged, StagingArea
 
 # Dots only between other characters: the id becomes a directory and part of ref names, so no
 # "..", no leading dot, no ".lock" suffix.
 _CHAT_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*(?:\.[A-Za-z0-9_-]+)*")
 
 log = logging.getLogger(__name__)
-
-# BooCode's own index files: a format `DiffIndex` can read, in one file.
-_PRIVATE_INDEX = (("index.version", "2"), ("core.splitIndex", "false"))
-
-_DIFF_ARGS = (
-    "diff",
-    "--cached",
-    "--binary",
-    "-M",
-    "--no-color",
-    "--no-ext-diff",
-    "--no-textconv",
-    "--src-prefix=a/",
-    "--dst-prefix=b/",
-)
 
 
 @dataclass(frozen=True)
@@ -185,79 +172,199 @@ async def create_worktree(repo: Path | GitRepo, chat_id: str, base: str | None =
     return Worktree(path, branch, base_sha, await chat_worktree(main, chat_id))
 
 
-async def _reset_index(tree: GitRepo, index: Path, base: str, *, seed: bool) -> None:
-    """Make `index` hold exactly the tree of `base`, keeping stat data where it can.
+@dataclass(frozen=True)
+class WorktreeDiff:
+    """A worktree's changes against a base: the diff's text and its files."""
 
-    `read-tree -m` keeps the stat data of the entries that match `base`, so a later `git add`
-    rehashes only what changed. With `seed`, the worktree's own index is copied first (a fresh
-    index has no stat data); an index read-tree refuses (e.g. one left mid-merge) is replaced by a
-    plain read of `base`.
+    text: str
+    parsed: ParsedDiff
+
+
+class DiffIndex:
+    """The diff of one worktree against its base, again and again (a chat's worktree after each turn).
+
+    Gives what `diff_worktree` gives, which is what `git add -A` into an index of the base and then
+    `git diff --cached --binary -M <base>` give: the worktree is staged into a private index in this
+    process (libgit2, see `libgit.py`: a stat walk, only files changed since the last call hashed),
+    and git diffs that index. The state kept between calls makes a call pay for what changed since
+    the last one: a worktree that did not change is answered with the last diff (no git process); a
+    turn that changed some files runs one `git diff` of those files only, its sections replacing
+    theirs in the last diff (the whole diff again only when a rename pairing may have changed). The
+    worktree's own index is never written.
+
+    One call at a time. The staging runs on the event loop when the last one took under `INLINE_S`
+    (a trip to a worker thread and back costs more, milliseconds when the machine is busy), else in
+    a worker thread; a cancelled call still finishes its (in-process) staging before the
+    cancellation is seen, so no state is left half-written.
     """
-    env = {"GIT_INDEX_FILE": str(index)}
-    if seed:
-        _seed_index(tree.index_file, index)
-    # On a missing index file (nothing to seed from) this is a plain read of `base`.
-    result = await run_git(tree, "read-tree", "-m", base, env=env, check=False, config=_PRIVATE_INDEX)
-    if result.returncode == 0:
-        return
-    _unlink(index)
-    await run_git(tree, "read-tree", base, env=env, config=_PRIVATE_INDEX)
+
+    def __init__(self, tree: GitRepo, directory: Path) -> None:
+        self.tree = tree
+        self._dir = directory
+        self._area = StagingArea(tree, directory)
+        self._lock = anyio.Lock()
+        # Set once libgit2 turned out to stage a file of this worktree differently from git: the
+        # git CLI stages it from then on.
+        self._git_cli: str | None = None
+        # How long the last staging took (seconds), None before the first.
+        self._last_s: float | None = None
+        # The last diff, by file, and the base it is against; None when the private index may hold
+        # what no diff has been made of (a failed or cancelled `git diff`).
+        self._last: _Sections | None = None
+
+    async def prepare(self, base: str) -> None:
+        """Make the private index now, so the next `changes(base)` skips that step."""
+        async with self._lock:
+            if self._git_cli is None and not self._area.seeded:
+                await anyio.to_thread.run_sync(self._area.prepare, base)
+
+    async def diff(self, base: str) -> str:
+        """The worktree's changes against commit `base`, exactly as `diff_worktree` reports them."""
+        return (await self.changes(base)).text
+
+    async def changes(self, base: str) -> WorktreeDiff:
+        """The worktree's changes against commit `base`, with the diff's files."""
+        # A stat, cheaper than a trip to a worker thread: this is on the path of every turn.
+        if not self.tree.work_tree.is_dir():
+            raise WorkspaceError(f"worktree {self.tree.work_tree} does not exist")
+        if self.tree.chat_worktree:
+            check_dot_git(self.tree)
+        # `.boocode/` never belongs in a patch: excluded through info/exclude, shared by every worktree.
+        ensure_excluded(self.tree)
+        if not _SHA_RE.fullmatch(base):
+            base = await resolve_commit(self.tree, base)
+        async with self._lock:
+            if self._git_cli is None:
+                inline = self._last_s is not None and self._last_s < INLINE_S and self._area.seeded
+                try:
+                    if inline:
+                        staged = self._timed_stage(base)
+                    else:
+                        staged = await anyio.to_thread.run_sync(self._timed_stage, base)
+                except NeedsGitCli as e:
+                    self._git_cli = str(e)
+                    self._area.reset()
+                    self._last = None
+                    log.info("staging %s with the git CLI from now on: %s", self.tree.work_tree, e)
+                else:
+                    return await self._diff_staged(base, staged)
+            started = time.perf_counter()
+            text = await _git_cli_diff(self.tree, base)
+            _log_timings({"git add + git diff": time.perf_counter() - started})
+            return WorktreeDiff(text, parse_unified_diff(text))
+
+    def _timed_stage(self, base: str) -> Staged:
+        started = time.perf_counter()
+        try:
+            return self._area.stage(base)
+        except BaseException:
+            self._last_s = None
+            raise
+        finally:
+            if self._last_s is not None or self._area.seeded:
+                self._last_s = time.perf_counter() - started
+
+    async def _diff_staged(self, base: str, staged: Staged) -> WorktreeDiff:
+        """The diff of the private index as staged: the last one, the last one with the sections
+        of the paths touched made again, or all of it made again."""
+        stage_s = self._last_s or 0.0
+        last, self._last = self._last, None
+        if last is not None and last.base == base and not staged.whole and not staged.touched:
+            self._last = last
+            _log_timings({"stage": stage_s}, reused=True)
+            return last.diff
+        started = time.perf_counter()
+        env = {"GIT_INDEX_FILE": str(staged.index_file)}
+        paths: list[str] | None = None
+        if last is None or last.base != base or staged.whole or len(staged.touched) > _MAX_PATHS:
+            found = _Sections.of(base, await _diff_index(self.tree, base, env))
+        else:
+            paths = sorted(os.fsdecode(p) for p in staged.touched)
+            found = last.replaced(paths, await _diff_index(self.tree, base, env, paths))
+        self._last = found
+        _log_timings({"stage": stage_s, "git diff": time.perf_counter() - started}, paths=paths)
+        return found.diff
+
+    @property
+    def busy(self) -> bool:
+        return self._lock.locked()
+
+    def discard(self) -> None:
+        """Delete the private index and what was kept with it; only when not busy."""
+        if self.busy:
+            return
+        self._area.reset()
+        self._last = None
+        shutil.rmtree(self._dir, ignore_errors=True)
 
 
-def _seed_index(own: Path, index: Path) -> None:
-    # Local file operations on small files: not worth a worker thread each.
-    _unlink(index)
-    if own.is_file():
-        # copy2 keeps the file's mtime, which git's racy-entry check compares entries against: a
-        # copy stamped "now" would make a file changed in the same second as the worktree's own
-        # index was written (same size, same inode) look unchanged, and its change would be lost.
-        shutil.copy2(own, index)
+# A diff whose last staging took less than this stages on the event loop (see `DiffIndex`): a few
+# small files changed in a small tree. A turn that changes much more stalls the loop once, that long.
+INLINE_S = 0.003
+# More paths touched than this: one `git diff` of everything rather than a command line of paths.
+_MAX_PATHS = 200
 
 
-def _unlink(path: Path) -> None:
-    path.unlink(missing_ok=True)
+@dataclass(frozen=True)
+class _Sections:
+    """A diff cut into its files: path (the new one; the old one of a deletion) → the text of its
+    sections and what they parse to. A path has two sections when it changed kind (a file turned
+    into a symlink: its deletion, then its addition)."""
+
+    base: str
+    files: dict[str, tuple[str, tuple[FileDiff, ...]]]
+
+    @classmethod
+    def of(cls, base: str, text: str) -> _Sections:
+        files: dict[str, tuple[str, tuple[FileDiff, ...]]] = {}
+        for section in _file_sections(text):
+            parsed = parse_unified_diff(section).files
+            if len(parsed) != 1:
+                raise WorkspaceError(f"cannot read a section of git's diff: {section[:200]!r}")
+            text_before, files_before = files.get(parsed[0].path, ("", ()))
+            files[parsed[0].path] = (text_before + section, (*files_before, parsed[0]))
+        return cls(base, files)
+
+    def replaced(self, paths: list[str], text: str) -> _Sections:
+        """These sections with those of `paths` made again (`text`: the diff of those paths)."""
+        files = dict(self.files)
+        for path in paths:
+            files.pop(path, None)
+        files.update(_Sections.of(self.base, text).files)
+        # git's order: by path, bytewise (a rename where its new path sorts).
+        ordered = sorted(files, key=os.fsencode)
+        return _Sections(self.base, {path: files[path] for path in ordered})
+
+    @functools.cached_property
+    def diff(self) -> WorktreeDiff:
+        text = "".join(t for t, _ in self.files.values())
+        return WorktreeDiff(text, ParsedDiff(tuple(f for _, fs in self.files.values() for f in fs)))
 
 
-async def _stage(tree: GitRepo, index: Path) -> dict[str, str]:
-    """`git add` every file of the worktree (untracked ones included) into `index`; the
-    environment that points git at it."""
-    # `.boocode/` never belongs in a patch. Excluding it through info/exclude (shared by every
-    # worktree) rather than an exclude pathspec: `git add` fails on a pathspec naming an ignored path.
-    ensure_excluded(tree)
-    env = {"GIT_INDEX_FILE": str(index)}
-    await run_git(tree, "add", "-A", "--", ".", env=env, config=_PRIVATE_INDEX)
-    return env
+def _file_sections(text: str) -> list[str]:
+    """A diff's text cut before each `diff --git` line (no line of a hunk or of a binary patch can
+    start so)."""
+    if not text:
+        return []
+    starts = [0] if text.startswith("diff --git ") else []
+    at = text.find("\ndiff --git ")
+    while at >= 0:
+        starts.append(at + 1)
+        at = text.find("\ndiff --git ", at + 1)
+    if starts[:1] != [0]:
+        raise WorkspaceError(f"git's diff does not start with a file header: {text[:200]!r}")
+    return [text[a:b] for a, b in zip(starts, [*starts[1:], len(text)], strict=True)]
 
 
-@contextlib.asynccontextmanager
-async def _staged(tree: GitRepo, base: str) -> AsyncIterator[dict[str, str]]:
-    """A temporary index holding the worktree's files (untracked ones included) over `base`.
-
-    Yields the environment that points git at it.
-    """
-    with tempfile.TemporaryDirectory(prefix="boocode-index-") as tmp:
-        index = Path(tmp) / "index"
-        await _reset_index(tree, index, base, seed=True)
-        yield await _stage(tree, index)
+def _log_timings(timings: dict[str, float], *, reused: bool = False, paths: list[str] | None = None) -> None:
+    """What a diff cost, at DEBUG (what the bench breaks down), with the record attributes
+    `timings` (phase → seconds), `diff_reused` (no git process ran: the last diff was the answer)
+    and `diffed_paths` (how many paths `git diff` was limited to; None: all of them)."""
+    extra = {"timings": timings, "diff_reused": reused, "diffed_paths": None if paths is None else len(paths)}
+    log.debug("diff index timings", extra=extra)
 
 
-async def _diff_staged(tree: GitRepo, base: str, env: dict[str, str]) -> str:
-    raw = (await run_git(tree, *_DIFF_ARGS, base, "--", env=env)).stdout
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        pass
-    with tempfile.TemporaryDirectory(prefix="boocode-attr-") as tmp:
-        attributes = Path(tmp) / "attributes"
-        attributes.write_text(
-            "".join(f"{_attr_pattern(p)} -diff\n" for p in _non_utf8_paths(raw)), encoding="utf-8"
-        )
-        raw = (
-            await run_git(
-                tree, *_DIFF_ARGS, base, "--", env=env, config=[("core.attributesFile", str(attributes))]
-            )
-        ).stdout
-    return raw.decode("utf-8", "replace")
+_SHA_RE = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 
 
 async def diff_worktree(tree: GitRepo, base: str) -> str:
@@ -266,147 +373,33 @@ async def diff_worktree(tree: GitRepo, base: str) -> str:
     Text that is not UTF-8 is emitted as a binary patch, so the result is always valid text that
     `git apply` takes back unchanged.
     """
-    if not await anyio.Path(tree.work_tree).is_dir():
-        raise WorkspaceError(f"worktree {tree.work_tree} does not exist")
-    async with _staged(tree, base) as env:
-        return await _diff_staged(tree, base, env)
+    with tempfile.TemporaryDirectory(prefix="boocode-index-") as tmp:
+        return await DiffIndex(tree, Path(tmp) / "index").diff(base)
 
 
-class DiffIndex:
-    """A private index for diffing one worktree again and again (a chat's worktree after each turn).
+def in_memory_root(root: Path) -> Path:
+    """Where to keep the files `DiffIndexes(root)` would keep under `root`: a directory of this
+    user's in a filesystem held in memory when there is one (`$XDG_RUNTIME_DIR`, else `/dev/shm`),
+    else `root`.
 
-    Gives what `diff_worktree` gives, with as few git processes as the answer allows. It keeps two
-    index files: one holding exactly the base (with the stat data of the worktree's files, so `git
-    add` rehashes only files that differ from it), made by `prepare` ahead of time and again only
-    when the base moves; and one it copies that into and stages the worktree in (`git add`), which
-    is then diffed against the base. When the staged entries are those of the previous diff against
-    the same base, the worktree has not changed since and that diff is the answer: no `git diff`
-    runs. The worktree's own index is never touched.
+    A private index is rewritten after every turn that changed something, and replacing a file on
+    a disk filesystem costs a journal commit (milliseconds when the disk is busy); in memory it
+    costs nothing. The directory must be this user's own and closed to others (mode 0700), else it
+    is not used. Its name is derived from `root`, so two workspaces never share one.
     """
-
-    def __init__(self, tree: GitRepo, index_file: Path) -> None:
-        self.tree = tree
-        self._index = index_file
-        self._base_index = index_file.with_name(index_file.name + ".base")
-        self._lock = anyio.Lock()
-        # The base `_base_index` holds exactly, if it is ready.
-        self._base: str | None = None
-        # Whether the files may be stale or half-written (a failed or cancelled git): start over.
-        self._seed = True
-        # (base, fingerprint of the staged entries, diff) of the last diff.
-        self._last: tuple[str, bytes, str] | None = None
-
-    async def prepare(self, base: str) -> None:
-        """Make the index of `base` now, so the next `diff(base)` skips that step."""
-        async with self._lock:
-            await self._prepare(base)
-
-    async def _prepare(self, base: str) -> None:
-        if self._base == base:
-            return
-        self._base = None
-        if self._seed:
-            # Left by a git killed mid-write (a cancelled diff); only this object uses the files.
-            for path in (self._index, self._base_index):
-                path.with_name(path.name + ".lock").unlink(missing_ok=True)
+    digest = hashlib.sha256(os.fsencode(root.resolve())).hexdigest()[:16]
+    for base in (os.environ.get("XDG_RUNTIME_DIR"), "/dev/shm"):
+        if not base or not os.path.isdir(base):
+            continue
+        mine = Path(base) / f"boocode-{os.getuid()}"
         try:
-            await _reset_index(self.tree, self._base_index, base, seed=self._seed)
-        except BaseException:
-            self._seed = True
-            raise
-        self._seed = False
-        self._base = base
-
-    async def diff(self, base: str) -> str:
-        """The worktree's changes against commit `base`, exactly as `diff_worktree` reports them."""
-        # A stat, cheaper than a trip to a worker thread: this is on the path of every turn.
-        if not self.tree.work_tree.is_dir():
-            raise WorkspaceError(f"worktree {self.tree.work_tree} does not exist")
-        async with self._lock:
-            await self._prepare(base)
-            try:
-                started = time.perf_counter()
-                # copy2: the copy keeps the file's mtime, which git's racy-entry check relies on.
-                shutil.copy2(self._base_index, self._index)
-                env = await _stage(self.tree, self._index)
-                staged = time.perf_counter()
-                fingerprint = _staged_fingerprint(self._index, len(base) // 2)
-                last = self._last
-                if fingerprint is not None and last is not None and last[:2] == (base, fingerprint):
-                    _log_timings(staged - started, None)
-                    return last[2]
-                self._last = None
-                text = await _diff_staged(self.tree, base, env)
-                if fingerprint is not None:
-                    self._last = (base, fingerprint, text)
-                _log_timings(staged - started, time.perf_counter() - staged)
-                return text
-            except BaseException:
-                self._seed = True
-                self._base = None
-                raise
-
-    @property
-    def busy(self) -> bool:
-        return self._lock.locked()
-
-    def discard(self) -> None:
-        """Delete the index files (and locks a killed git may have left); only when not busy."""
-        if self.busy:
-            return
-        self._base = None
-        self._last = None
-        self._seed = True
-        for path in (self._index, self._base_index):
-            path.unlink(missing_ok=True)
-            path.with_name(path.name + ".lock").unlink(missing_ok=True)
-
-
-def _log_timings(stage_s: float, diff_s: float | None) -> None:
-    """What a diff cost, at DEBUG with the record attribute `timings` (what the bench breaks down):
-    `git add`, and `git diff` unless the last diff was reused."""
-    timings = {"git add": stage_s} if diff_s is None else {"git add": stage_s, "git diff": diff_s}
-    log.debug("diff index timings", extra={"timings": timings, "diff_reused": diff_s is None})
-
-
-# An index file larger than this (some thousands of entries) is not read in Python: a `git diff`
-# costs less than parsing it.
-_FINGERPRINT_MAX_BYTES = 1 << 19
-
-
-def _staged_fingerprint(index: Path, hash_size: int) -> bytes | None:
-    """A digest of an index's entries (mode, object id, stage, path: not stat data), or None when
-    it cannot be read cheaply (too large, or a format version other than 2 and 3)."""
-    try:
-        data = index.read_bytes() if index.stat().st_size <= _FINGERPRINT_MAX_BYTES else b""
-    except OSError:
-        return None
-    if len(data) < 12 or data[:4] != b"DIRC":
-        return None
-    version, count = struct.unpack_from(">II", data, 4)
-    if version not in (2, 3):
-        return None
-    digest = hashlib.sha256()
-    pos = 12
-    # Each entry: 40 bytes of stat data and mode, the object id, 2 bytes of flags (2 more when
-    # extended), the path, then NUL padding to a multiple of 8 bytes.
-    for _ in range(count):
-        start = pos
-        mode_at, id_at = pos + 24, pos + 40
-        flags_at = id_at + hash_size
-        if flags_at + 2 > len(data):
-            return None
-        (flags,) = struct.unpack_from(">H", data, flags_at)
-        path_at = flags_at + 2 + (2 if version == 3 and flags & 0x4000 else 0)
-        end = data.find(b"\0", path_at)
-        if end < 0:
-            return None
-        digest.update(data[mode_at : mode_at + 4])
-        digest.update(data[id_at:flags_at])
-        digest.update(bytes((flags >> 12 & 3,)))
-        digest.update(data[path_at : end + 1])
-        pos = start + ((end - start) // 8 + 1) * 8
-    return digest.digest()
+            mine.mkdir(mode=0o700, exist_ok=True)
+            st = os.lstat(mine)
+        except OSError:
+            continue
+        if stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid() and not st.st_mode & 0o077:
+            return mine / f"indexes-{digest}"
+    return root
 
 
 class DiffIndexes:
@@ -466,6 +459,70 @@ class DiffIndexes:
         if self._dir is not None:
             shutil.rmtree(self._dir, ignore_errors=True)
             self._dir = None
+            if self._root is not None:
+                # Gone once empty (another process of the workspace may still keep indexes there).
+                with contextlib.suppress(OSError):
+                    self._root.rmdir()
+
+
+# --- the git CLI, for what libgit2 stages differently ---------------------------------------
+
+# BooCode's own index files: one file, in a format any git reads.
+_PRIVATE_INDEX = (("index.version", "2"), ("core.splitIndex", "false"))
+
+_DIFF_ARGS = (
+    "diff",
+    "--cached",
+    "--binary",
+    "-M",
+    "--no-color",
+    "--no-ext-diff",
+    "--no-textconv",
+    "--src-prefix=a/",
+    "--dst-prefix=b/",
+)
+
+
+async def _git_cli_diff(tree: GitRepo, base: str) -> str:
+    """`diff_worktree` by git processes: the worktree staged (`git add -A`) into a temporary index
+    of `base` that starts with the stat data of the worktree's own index, then `git diff --cached`."""
+    with tempfile.TemporaryDirectory(prefix="boocode-index-") as tmp:
+        index = Path(tmp) / "index"
+        env = {"GIT_INDEX_FILE": str(index)}
+        own = tree.index_file
+        if own.is_file():
+            # copy2 keeps the file's mtime, which git's racy-entry check compares entries against: a
+            # copy stamped "now" would make a file changed in the same second as the worktree's own
+            # index was written (same size, same inode) look unchanged, and its change would be lost.
+            shutil.copy2(own, index)
+        # `read-tree -m` keeps the stat data of the entries that match `base`, so `git add` rehashes
+        # only what changed; an index it refuses (e.g. one left mid-merge) is replaced.
+        result = await run_git(tree, "read-tree", "-m", base, env=env, check=False, config=_PRIVATE_INDEX)
+        if result.returncode != 0:
+            index.unlink(missing_ok=True)
+            await run_git(tree, "read-tree", base, env=env, config=_PRIVATE_INDEX)
+        await run_git(tree, "add", "-A", "--", ".", env=env, config=_PRIVATE_INDEX)
+        return await _diff_index(tree, base, env)
+
+
+async def _diff_index(tree: GitRepo, base: str, env: dict[str, str], paths: Sequence[str] = ()) -> str:
+    """`git diff --cached --binary -M` of the index `env` names against `base` (of `paths` only, when
+    given: literal paths). Text that is not UTF-8 goes as a binary patch (the `-diff` attribute for
+    those files), so the diff is always valid text that `git apply` takes back byte for byte."""
+    env = {**env, "GIT_LITERAL_PATHSPECS": "1"} if paths else env
+    raw = (await run_git(tree, *_DIFF_ARGS, base, "--", *paths, env=env)).stdout
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    with tempfile.TemporaryDirectory(prefix="boocode-attributes-") as tmp:
+        attributes = Path(tmp) / "attributes"
+        attributes.write_text(
+            "".join(f"{_attr_pattern(p)} -diff\n" for p in _non_utf8_paths(raw)), encoding="utf-8"
+        )
+        config = [("core.attributesFile", str(attributes))]
+        raw = (await run_git(tree, *_DIFF_ARGS, base, "--", *paths, env=env, config=config)).stdout
+    return raw.decode("utf-8", "replace")
 
 
 def _non_utf8_paths(raw: bytes) -> list[str]:
@@ -491,11 +548,7 @@ def _attr_pattern(path: str) -> str:
 
 async def is_dirty(tree: GitRepo, base: str) -> bool:
     """Whether the worktree's files differ from commit `base` (untracked files count)."""
-    async with _staged(tree, base) as env:
-        result = await run_git(tree, "diff", "--cached", "--quiet", base, "--", env=env, check=False)
-    if result.returncode not in (0, 1):
-        raise WorkspaceError(f"git diff failed in {tree.work_tree}: {result.err}")
-    return result.returncode == 1
+    return await diff_worktree(tree, base) != ""
 
 
 async def rebaseline(tree: GitRepo, base: str, diff: str) -> str:
