@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import math
 import os
 import sys
@@ -64,8 +65,10 @@ from boocode_mcp.agents.events import (
     ToolCallEvent,
     ToolUpdateEvent,
 )
-from boocode_mcp.errors import BooCodeError
+from boocode_mcp.errors import BooCodeError, InvalidRequestError
+from boocode_mcp.states import LIVE_WORKFLOW_STATUSES
 from boocode_mcp.views import ApplyResult, PatchView, SubagentView
+from boocode_mcp.workflow_progress import Follower, summary
 from boocode_mcp.workspace import ensure_repo, worktree_path
 
 if TYPE_CHECKING:
@@ -89,6 +92,11 @@ BOOCODE_COMMANDS: tuple[tuple[str, str, str | None], ...] = (
     ("patches", "List this chat's patches", None),
     ("status", "Show the chat's agent, last run and pending patch", None),
     ("agent", "Switch the backend agent for later turns", "agent name, e.g. opencode"),
+    (
+        "workflow",
+        "Run a workflow (steps as subagents, cached): /workflow NAME [JSON args]; no NAME lists them",
+        'NAME [JSON args], e.g. best-of-n {"task": "...", "agents": ["opencode", "qwen"]}',
+    ),
 )
 _COMMAND_NAMES = frozenset(name for name, _, _ in BOOCODE_COMMANDS)
 
@@ -178,6 +186,7 @@ class _Session:
     lock: anyio.Lock = field(default_factory=anyio.Lock)
     backend_commands: list[AvailableCommand] = field(default_factory=list)
     commands_sent: bool = False
+    workflow_run_id: str | None = None  # the /workflow run this session is following
 
 
 def rewrite_paths(value: Any, worktree: str, workspace: str) -> Any:
@@ -267,7 +276,8 @@ def parse_command(text: str) -> tuple[str, str] | None:
     if not text.startswith("/"):
         return None
     name, _, arg = text[1:].partition(" ")
-    if name not in _COMMAND_NAMES or "\n" in arg:
+    # A workflow's JSON args may span lines; every other command takes one word at most.
+    if name not in _COMMAND_NAMES or ("\n" in arg and name != "workflow"):
         return None
     return name, arg.strip()
 
@@ -297,6 +307,8 @@ def describe_apply(result: ApplyResult) -> str:
 
 
 INVALID_PARAMS = -32602
+# /workflow re-reads its run after each change, or this often at least.
+WORKFLOW_WAIT_S = 30.0
 LIST_PAGE = 50  # sessions per session/list page
 # What shutting down may spend removing never-prompted chats before the engines close anyway.
 SHUTDOWN_LET_GO_S = 10.0
@@ -515,6 +527,10 @@ class BooCodeAgent:
         session = self._sessions.get(session_id)
         if session is None:
             return
+        if session.workflow_run_id is not None:
+            with contextlib.suppress(BooCodeError):
+                await session.engine.workflows.cancel(session.workflow_run_id)
+            return
         if session.lock.locked():
             session.cancel_requested = True
         if session.run_id is None:
@@ -536,6 +552,8 @@ class BooCodeAgent:
             if not session.commands_sent:
                 await self._send_commands(session)
             command = parse_command(text)
+            if command is not None and command[0] == "workflow":
+                return await self._workflow(session, command[1])
             if command is not None:
                 try:
                     reply = await self._command(session, *command)
@@ -546,6 +564,55 @@ class BooCodeAgent:
                 return PromptResponse(stop_reason="end_turn")
             session.cancel_requested = False
             return await self._turn(session, text, images)
+
+    async def _workflow(self, session: _Session, arg: str) -> PromptResponse:
+        """`/workflow NAME [JSON args]`: run it, telling the editor each step and log line as it
+        goes, then its result; without a name, list the workflows."""
+        engine, sid = session.engine, session.session_id
+        name, _, rest = arg.partition(" ")
+        name = name.strip()
+        try:
+            if not name:
+                listing = await engine.workflows.list()
+                lines = [f"- {w.name} ({w.source}): {w.description}" for w in listing.workflows]
+                lines += [f"- skipped {w.file}: {w.reason}" for w in listing.warnings]
+                await self._update(sid, update_agent_message_text("BooCode workflows:\n" + "\n".join(lines)))
+                return PromptResponse(stop_reason="end_turn")
+            try:
+                args = json.loads(rest) if rest.strip() else {}
+            except ValueError as e:
+                raise InvalidRequestError(
+                    f"the workflow's args are not JSON ({e}); give a JSON object"
+                ) from e
+            if not isinstance(args, dict):
+                raise InvalidRequestError("the workflow's args must be a JSON object")
+            view = await engine.workflows.start(name, args)
+        except BooCodeError as e:
+            await self._update(sid, update_agent_message_text(f"BooCode: {e}"))
+            return PromptResponse(stop_reason="end_turn")
+        session.workflow_run_id = view.workflow_run_id
+        follower = Follower()
+        try:
+            while True:
+                lines = follower.lines(view.model_dump(mode="json"))
+                if lines:
+                    await self._update(sid, update_agent_message_text("".join(f"{line}\n" for line in lines)))
+                if view.status not in LIVE_WORKFLOW_STATUSES:
+                    break
+                view = await engine.workflows.wait(view.workflow_run_id, WORKFLOW_WAIT_S)
+        except anyio.get_cancelled_exc_class():
+            if not self._runs_outlive_connection:
+                with anyio.CancelScope(shield=True), contextlib.suppress(BooCodeError):
+                    await engine.workflows.cancel(view.workflow_run_id)
+            raise
+        finally:
+            session.workflow_run_id = None
+        text = f"\nBooCode: {summary(view.model_dump(mode='json'))}"
+        if view.result is not None:
+            text += "\n```json\n" + json.dumps(view.result, indent=2, ensure_ascii=False) + "\n```"
+        await self._update(sid, update_agent_message_text(text))
+        await self._send_commands(session)
+        return PromptResponse(stop_reason="cancelled" if view.status == "cancelled" else "end_turn")
 
     async def _turn(self, session: _Session, text: str, images: list[str]) -> PromptResponse:
         engine, sid = session.engine, session.session_id

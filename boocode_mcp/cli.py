@@ -83,6 +83,13 @@ def _common(p: argparse.ArgumentParser, *, json_flag: bool = True) -> None:
     _no_daemon_arg(p)
 
 
+def _workflow_common(p: argparse.ArgumentParser) -> None:
+    # No --session: a workflow run keeps its steps in a session of its own.
+    _workspace_arg(p)
+    p.add_argument("--json", action="store_true", help="print the result as JSON, with the MCP tool's fields")
+    _no_daemon_arg(p)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="boocode",
@@ -300,6 +307,34 @@ def build_parser() -> argparse.ArgumentParser:
         default="origin",
         help="where to fetch runs' base commits (default origin)",
     )
+
+    p = sub.add_parser(
+        "workflow",
+        help="workflows: list them, run one with live progress, show or cancel a run",
+        description="Workflows are JavaScript files (.boocode/workflows/*.js, ~/.config/boocode/"
+        "workflows/*.js, and the built-in catalog) whose steps are subagent runs, cached by what "
+        "they were asked: running one again with the same args redoes only what is left.",
+    )
+    wsub = p.add_subparsers(dest="workflow_command", required=True, metavar="SUBCOMMAND")
+    q = wsub.add_parser("ls", help="the workflows this workspace can run, and files that were skipped")
+    _workflow_common(q)
+    q = wsub.add_parser(
+        "run",
+        help="run a workflow in the foreground: progress on stderr, its result (JSON) on stdout",
+        description="Run a workflow in the foreground: a line per step and each log line on stderr, "
+        "the result as JSON on stdout (--json: the final workflow_status object). Exits 0 when the run "
+        "completes. Ctrl-C cancels the run and its running steps.",
+    )
+    _workflow_common(q)
+    q.add_argument("name", metavar="NAME", help="the workflow (see `boocode workflow ls`)")
+    q.add_argument("--args", metavar="JSON", default=None, help="its arguments, a JSON object (default {})")
+    q.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    q = wsub.add_parser("status", help="a workflow run: its steps, logs, result")
+    _workflow_common(q)
+    q.add_argument("id", metavar="ID", help="the workflow run (a unique prefix is enough)")
+    q = wsub.add_parser("cancel", help="cancel a workflow run and its running steps")
+    _workflow_common(q)
+    q.add_argument("id", metavar="ID", help="the workflow run (a unique prefix is enough)")
 
     p = sub.add_parser("memory", help="search notes and finished subagent transcripts")
     msub = p.add_subparsers(dest="memory_command", required=True, metavar="SUBCOMMAND")
@@ -955,6 +990,115 @@ def _follow(
             return view
 
 
+# -- workflows --------------------------------------------------------------------------------
+
+
+def _workflow_args(text: str | None) -> dict[str, Any]:
+    if text is None:
+        return {}
+    try:
+        value = json.loads(text)
+    except ValueError as e:
+        raise CliError(
+            f'--args is not JSON ({e}); give a JSON object, e.g. --args \'{{"task": "..."}}\''
+        ) from e
+    if not isinstance(value, dict):
+        raise CliError('--args must be a JSON object, e.g. --args \'{"task": "..."}\'')
+    return value
+
+
+def _workflow_run_id(api: Api, ident: str) -> str:
+    return str(api.call("resolve_id", ident=ident, kinds=["workflow_run"])["id"])
+
+
+def cmd_workflow(args: argparse.Namespace) -> int:
+    return WORKFLOW_COMMANDS[args.workflow_command](args)
+
+
+def cmd_workflow_ls(args: argparse.Namespace) -> int:
+    with _Session(args) as api:
+        result = api.call("list_workflows")
+    if args.json:
+        _print_json(result)
+    else:
+        from boocode_mcp.cli_render import Renderer
+
+        Renderer().workflows(result["workflows"], result["warnings"])
+    return 0
+
+
+def _finish_workflow(view: dict[str, Any], as_json: bool) -> int:
+    from boocode_mcp.workflow_progress import summary
+
+    if as_json:
+        _print_json(view)
+    elif view.get("status") == "completed":
+        _print_json(view.get("result"))
+    if view.get("status") == "completed":
+        return 0
+    _say(summary(view))
+    return 1
+
+
+def cmd_workflow_run(args: argparse.Namespace) -> int:
+    from boocode_mcp.cli_render import Progress
+    from boocode_mcp.workflow_progress import Follower
+
+    progress = None if args.quiet else Progress()
+    follower = Follower()
+    with _Session(args) as api:
+        started = api.call("run_workflow", name=args.name, args=_workflow_args(args.args))
+        run_id = started["workflow_run_id"]
+        if progress is not None:
+            progress.status(f"workflow {started['name']}: run {run_id} ({started['status']})")
+        try:
+            while True:
+                view = api.call("workflow_status", workflow_run_id=run_id, wait_seconds=WATCH_WAIT_S)
+                if progress is not None:
+                    for line in follower.lines(view):
+                        progress.status(line)
+                if view["status"] in TERMINAL:
+                    break
+        except KeyboardInterrupt:
+            # Ctrl-C cancels the run and its running steps, then the command ends.
+            api.call("cancel_workflow", workflow_run_id=run_id)
+            if progress is not None:
+                progress.done()
+            raise
+    if progress is not None:
+        progress.done()
+    return _finish_workflow(view, args.json)
+
+
+def cmd_workflow_status(args: argparse.Namespace) -> int:
+    with _Session(args) as api:
+        view = api.call("workflow_status", workflow_run_id=_workflow_run_id(api, args.id))
+    if args.json:
+        _print_json(view)
+    else:
+        from boocode_mcp.cli_render import Renderer
+
+        Renderer().workflow_run(view)
+    return 0
+
+
+def cmd_workflow_cancel(args: argparse.Namespace) -> int:
+    with _Session(args) as api:
+        result = api.call("cancel_workflow", workflow_run_id=_workflow_run_id(api, args.id))
+    if args.json:
+        _print_json(result)
+    else:
+        sys.stdout.write(f"workflow run {result['workflow_run_id']}: {result['status']}\n")
+    return 0
+
+
+WORKFLOW_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "ls": cmd_workflow_ls,
+    "run": cmd_workflow_run,
+    "status": cmd_workflow_status,
+    "cancel": cmd_workflow_cancel,
+}
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "serve": cmd_serve,
     "acp": cmd_acp,
@@ -975,6 +1119,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "trust": cmd_trust,
     "traces": cmd_traces,
     "memory": cmd_memory,
+    "workflow": cmd_workflow,
     "worker": cmd_worker,
 }
 

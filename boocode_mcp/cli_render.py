@@ -304,6 +304,42 @@ class Renderer:
         commit = f" (commit {result['commit_sha'][:10]})" if result.get("commit_sha") else ""
         self.line(f"{verb} {', '.join(_short(p) for p in result['applied'])}{commit}", "green")
 
+    # -- workflows --------------------------------------------------------------------------
+
+    def workflows(self, workflows: Sequence[Obj], warnings: Sequence[Obj]) -> None:
+        if workflows:
+            self._table(
+                "workflows",
+                ["name", "source", "args", "description"],
+                [
+                    [
+                        w["name"],
+                        w["source"],
+                        ", ".join(sorted((w.get("args_schema") or {}).get("properties") or {})),
+                        _excerpt(w.get("description"), 70),
+                    ]
+                    for w in workflows
+                ],
+            )
+        else:
+            self.line("no workflows")
+        for w in warnings:
+            self.line(f"skipped {w['file']}: {w['reason']}", "yellow")
+
+    def workflow_run(self, view: Obj) -> None:
+        from boocode_mcp.workflow_progress import step_line, summary
+
+        self.line(f"workflow run {view['workflow_run_id']} ({view['name']}, session {view['session_id']})")
+        self.line(summary(view), "bold")
+        for step in view.get("steps") or []:
+            self.line("  " + step_line(step))
+        for entry in view.get("logs") or []:
+            self.line(f"  log: {entry['message']}")
+        if view.get("result") is not None:
+            import json
+
+            self.line(json.dumps(view["result"], indent=2, ensure_ascii=False))
+
 
 _DIM = "\x1b[2m"
 _BOLD = "\x1b[1m"

@@ -195,6 +195,23 @@ class WorkerConfig(BaseModel):
     local: bool = True
 
 
+class WorkflowsConfig(BaseModel):
+    """Workflow scripts (`boocode_mcp.workflows`): the sandbox's limits, budgets, the step cache."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # CPU time one run's script may use (waiting on its agents costs none), and the memory of its
+    # JavaScript heap; a script past either fails its run with a message naming the limit.
+    cpu_limit_s: float = Field(default=30.0, gt=0, le=3600)
+    memory_limit_mb: int = Field(default=64, ge=8, le=4096)
+    # Workflow runs at once; more wait as `queued`. Their steps also obey [pool] max_concurrent_runs.
+    max_concurrent: int = Field(default=3, ge=1)
+    # Tokens a run may spend when its script sets no budget() of its own.
+    default_budget_tokens: int = Field(default=100_000, ge=1)
+    # Step results kept for re-runs (least recently used go first).
+    cache_size: int = Field(default=1000, ge=0)
+
+
 class Config(BaseModel):
     """The merged configuration of one workspace."""
 
@@ -209,6 +226,7 @@ class Config(BaseModel):
     images: ImagesConfig = Field(default_factory=ImagesConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
     worker: WorkerConfig = Field(default_factory=WorkerConfig)
+    workflows: WorkflowsConfig = Field(default_factory=WorkflowsConfig)
 
     @model_validator(mode="after")
     def _fallbacks_are_cli(self) -> Config:

@@ -64,6 +64,7 @@ from boocode_mcp.views import (
     SubagentView,
     TraceView,
 )
+from boocode_mcp.workflows import Workflows
 
 log = logging.getLogger(__name__)
 # Names the store (a postgresql:// URL) for every BooCode process started with it, over [store] url.
@@ -93,6 +94,7 @@ class Engine:
         git: workspace.GitRepo,
         run_locks: RunLocks,
         gateway: AgentGateway,
+        user_dir: Path,
         worker_setup: WorkerSetup | None = None,
     ) -> None:
         self.workspace = workspace_dir
@@ -136,6 +138,9 @@ class Engine:
             notify=self._notify,
             # On a shared store the worker that next runs the chat folds the applied patch in.
             rebaseline=self.shared is None,
+        )
+        self.workflows = Workflows(
+            host=self, db=db, git=git, user_dir=user_dir, config=lambda: self.config, notify=self._notify
         )
 
     # ------------------------------------------------------------------------------- lifetime
@@ -216,10 +221,12 @@ class Engine:
                     git=git,
                     run_locks=run_locks,
                     gateway=gateway,
+                    user_dir=user_dir,
                     worker_setup=setup,
                 )
                 async with anyio.create_task_group() as tg:
                     await tg.start(engine._runner.serve)
+                    await tg.start(engine.workflows.serve)
                     try:
                         yield engine
                     except Exception as e:
@@ -292,12 +299,14 @@ class Engine:
         images: Sequence[str] = (),
         parent: CallingRun | None = None,
         retry_of: SubagentRow | None = None,
+        base: str | None = None,
     ) -> SubagentView:
         """Queue a run and return at once (status queued); the worktree and agent start in the
         background. With `chat_id` the run continues that chat on its warm agent, in the chat's
         session (`session_id`, when given, must be that session; None finds the chat anywhere in
         the workspace); an `agent` different from the chat's switches the chat to it (as
-        set_chat_agent does). A new chat's session is created when it does not exist yet.
+        set_chat_agent does). A new chat's session is created when it does not exist yet; its
+        worktree starts at `base` (a commit; default the workspace's HEAD when it is made).
 
         `images` (workspace paths or data URIs) go to the agent with the prompt. `parent` is the run
         of a subagent spawning this one through BooCode's MCP server: the new run is its child, one
@@ -317,6 +326,8 @@ class Engine:
             session_id = chat.session_id
         elif session_id is None:
             raise InvalidRequestError("a new chat needs a session; give session_id or a chat_id to continue")
+        if base is not None and chat_id is not None:
+            raise InvalidRequestError("a base commit is for a new chat; a chat keeps its own")
         else:
             session_id = await self.ensure_session(session_id)
         name = agent or (chat.agent if chat is not None else self.config.default_agent)
@@ -333,7 +344,7 @@ class Engine:
         # Its place in the queue first: a spawn the bounded queue refuses writes nothing.
         with self._runner.queue_place() as submit:
             if chat is None:
-                chat_id = await self._new_chat(session_id, name)
+                chat_id = await self._new_chat(session_id, name, base)
             elif chat.agent != name:
                 await chats_store.set_agent(self.db, chat.id, name)
             assert chat_id is not None
@@ -770,8 +781,8 @@ class Engine:
         self._runner.prewarm(session_id, chat_id, name)
         return chat_id
 
-    async def _new_chat(self, session_id: str, agent: str) -> str:
-        """A chat row; its worktree is made on first use."""
+    async def _new_chat(self, session_id: str, agent: str, base: str | None = None) -> str:
+        """A chat row; its worktree is made on first use, at `base` when given."""
         chat_id = str(uuid.uuid4())
         await chats_store.insert(
             self.db,
@@ -780,6 +791,8 @@ class Engine:
             agent=agent,
             worktree=str(self._present.worktree(chat_id)),
         )
+        if base is not None:
+            await chats_store.set_base(self.db, chat_id, base)
         return chat_id
 
     async def prewarm_chat(self, session_id: str | None, chat_id: str) -> None:
@@ -934,9 +947,13 @@ class Engine:
         return await events_store.list_events(self.db, subagent_id, after_seq, limit)
 
     async def find_ids(
-        self, kind: Literal["subagent", "patch", "chat"], prefix: str, session_id: str | None = None
+        self,
+        kind: Literal["subagent", "patch", "chat", "workflow_run"],
+        prefix: str,
+        session_id: str | None = None,
     ) -> list[tuple[str, str]]:
-        """(id, session id) of the subagents, patches or chats whose id starts with `prefix`."""
+        """(id, session id) of the subagents, patches, chats or workflow runs whose id starts with
+        `prefix`."""
         return await lookups.find_ids(self.db, kind, prefix, session_id)
 
     async def list_agents(self) -> list[AgentInfo]:
@@ -951,8 +968,9 @@ class Engine:
         ]
 
     def live_run_count(self) -> int:
-        """Runs this engine has queued or running: what keeps a daemon from idling out."""
-        return len(self._runner.active) + self._runner.pinned_count()
+        """Runs and workflow runs this engine has queued or running: what keeps a daemon from
+        idling out."""
+        return len(self._runner.active) + self._runner.pinned_count() + self.workflows.live_count()
 
     def warm_agent_count(self) -> int:
         return len(self.pool.backends())

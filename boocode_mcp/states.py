@@ -15,11 +15,16 @@ SubagentStatus = Literal[
 LiveStatus = Literal["queued", "running", "awaiting_permission"]
 TerminalStatus = Literal["completed", "failed", "cancelled", "interrupted"]
 PatchStatus = Literal["pending", "applied", "superseded", "discarded", "conflicted"]
+WorkflowStatus = Literal["queued", "running", "completed", "failed", "cancelled", "interrupted"]
+# A workflow step is a subagent run (its status), or a result taken from the step cache (completed).
+StepStatus = SubagentStatus
 
 LIVE_STATUSES: tuple[LiveStatus, ...] = get_args(LiveStatus)
 TERMINAL_STATUSES: frozenset[str] = frozenset(get_args(TerminalStatus))
 _SUBAGENT_STATUSES: frozenset[str] = frozenset(get_args(SubagentStatus))
 _PATCH_STATUSES: frozenset[str] = frozenset(get_args(PatchStatus))
+_WORKFLOW_STATUSES: frozenset[str] = frozenset(get_args(WorkflowStatus))
+LIVE_WORKFLOW_STATUSES: tuple[str, ...] = ("queued", "running")
 
 
 def _is_subagent_status(value: str) -> TypeGuard[SubagentStatus]:
@@ -28,6 +33,10 @@ def _is_subagent_status(value: str) -> TypeGuard[SubagentStatus]:
 
 def _is_patch_status(value: str) -> TypeGuard[PatchStatus]:
     return value in _PATCH_STATUSES
+
+
+def _is_workflow_status(value: str) -> TypeGuard[WorkflowStatus]:
+    return value in _WORKFLOW_STATUSES
 
 
 def subagent_status(value: str) -> SubagentStatus:
@@ -42,3 +51,10 @@ def patch_status(value: str) -> PatchStatus:
     if _is_patch_status(value):
         return value
     raise ValueError(f"{value!r} is not a patch status")
+
+
+def workflow_status(value: str) -> WorkflowStatus:
+    """A stored workflow run status as its type; anything else is a ValueError naming it."""
+    if _is_workflow_status(value):
+        return value
+    raise ValueError(f"{value!r} is not a workflow run status")

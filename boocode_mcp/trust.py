@@ -14,7 +14,9 @@ who runs BooCode in a clone). So, as with VS Code's workspace trust or direnv's 
   (sizes and timeouts of warm agents), and it may tighten `[permissions]` but never loosen what
   the user config (or the default) sets: deny is stricter than ask, ask stricter than auto, and a
   shorter `timeout_s` stricter than a longer one (an unanswered request is denied when it runs
-  out). Any other setting waits until the file is trusted.
+  out). Every `[workflows]` value is a limit (a script's CPU and memory, concurrent runs, the
+  default token budget, the step cache's size): the file may lower one, never raise it. Any other
+  setting waits until the file is trusted.
 - The user config is always trusted, and so is a `Config` built in code (`FixedConfig`).
 
 `ConfigSource` is how BooCode loads a workspace's configuration. It applies the above and reads
@@ -38,6 +40,7 @@ from typing import Any, NamedTuple, Protocol
 from boocode_mcp.config import (
     Config,
     PermissionsConfig,
+    WorkflowsConfig,
     layer,
     parse_toml,
     read_bytes,
@@ -49,9 +52,9 @@ from boocode_mcp.errors import ConfigError, UntrustedConfigError
 from boocode_mcp.views import WorkspaceConfigView, WorkspaceTrustStatus
 
 TRUST_FILE = "trusted-workspaces.json"
-# What an untrusted workspace config may set; `permissions` only where it tightens. None of these
-# can make BooCode run a command.
-UNTRUSTED_MAY_SET = frozenset({"default_agent", "pool", "permissions", "daemon"})
+# What an untrusted workspace config may set; `permissions` only where it tightens, `workflows` only
+# where it lowers a limit. None of these can make BooCode run a command.
+UNTRUSTED_MAY_SET = frozenset({"default_agent", "pool", "permissions", "daemon", "workflows"})
 POLICY_STRICTNESS = {"auto": 0, "ask": 1, "deny": 2}
 # A file modified this close to when it was read may have changed again within the granularity of
 # its timestamps without its stat changing: such a file is read again (and its hash compared).
@@ -161,6 +164,22 @@ def _tighter_permissions(user: dict[str, Any], ws: dict[str, Any], held_back: li
     return out
 
 
+def _lower_workflows(user: dict[str, Any], ws: dict[str, Any], held_back: list[str]) -> dict[str, Any]:
+    """The part of the workspace's [workflows] that lowers the user's limits (or the defaults)."""
+    mine = WorkflowsConfig.model_validate(user)
+    out: dict[str, Any] = {}
+    for key, value in ws.items():
+        current = getattr(mine, key)
+        if value <= current:
+            out[key] = value
+        else:
+            held_back.append(
+                f"workflows.{key} = {value}: higher than {current:g} (from your config or the default), "
+                "which stays"
+            )
+    return out
+
+
 def restrict_untrusted(
     user: dict[str, Any], ws: dict[str, Any]
 ) -> tuple[dict[str, Any], list[str], list[str]]:
@@ -171,6 +190,8 @@ def restrict_untrusted(
     for key, value in ws.items():
         if key == "permissions":
             kept[key] = _tighter_permissions(user.get("permissions", {}), value, held_back)
+        elif key == "workflows":
+            kept[key] = _lower_workflows(user.get("workflows", {}), value, held_back)
         elif key in UNTRUSTED_MAY_SET:
             kept[key] = value
         elif key != "agents":

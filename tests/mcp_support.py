@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-from mcp import Client, StdioServerParameters
+from mcp import Client, StdioServerParameters, types
 from mcp.server import MCPServer
 
 from boocode_mcp.engine import Engine
@@ -39,6 +39,10 @@ TOOL_NAMES = {
     "retry_subagent",
     "list_agents",
     "usage_stats",
+    "list_workflows",
+    "run_workflow",
+    "workflow_status",
+    "cancel_workflow",
 }
 
 
@@ -144,3 +148,17 @@ async def read_json(client: Client, uri: str) -> Any:
     r = await client.read_resource(uri)
     text = r.contents[0].text  # type: ignore[union-attr]
     return json.loads(text)
+
+
+class ResourceUpdates:
+    """A client's `message_handler` recording the URIs of `resources/updated` notifications;
+    `changed` is set at the first."""
+
+    def __init__(self) -> None:
+        self.uris: list[str] = []
+        self.changed = anyio.Event()
+
+    async def __call__(self, message: Any) -> None:
+        if isinstance(message, types.ResourceUpdatedNotification):
+            self.uris.append(str(message.params.uri))
+            self.changed.set()

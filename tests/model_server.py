@@ -4,7 +4,9 @@ Stdlib only. It serves `POST /v1/chat/completions` (streaming SSE and plain JSON
 `GET /v1/models` on 127.0.0.1, answers by the text of the last user message, and logs every
 request so a test can assert what an agent sent.
 
-Scripts (matched case-insensitively in the last user message's text):
+Scripts (matched case-insensitively in the last user message's text, first match wins):
+- a judging request (one asking to answer ``"RECOMMEND: N"`` over ``## Candidate <n>`` sections,
+  as best-of-n's judge does) → ``RECOMMEND: <the last n>`` and a ``REASON:`` line;
 - ``write file <path> with <content>`` → a tool call to the agent's own write tool, found by
   name among the request's ``tools`` and filled from that tool's JSON schema (a path property
   such as ``path``/``file_path``/``filePath``/``absolute_path`` and a content property). A
@@ -54,6 +56,10 @@ _SLOW_RE = re.compile(r"\bslow(?:\s+(\d+))?\b", re.IGNORECASE)
 _SAY_RE = re.compile(r"\bsay\s+(\S+)", re.IGNORECASE)
 _FAIL_RE = re.compile(r"\bfail\s+with\s+(\S+)", re.IGNORECASE)
 _USE_TOOL_RE = re.compile(r"use\s+tool\s+(\w+)\s+with\s+\{", re.IGNORECASE)
+# A request to compare numbered candidates and answer "RECOMMEND: N" (best-of-n's judge): the stub
+# recommends the last candidate listed, whatever else the prompt (which quotes the task) asks.
+_JUDGE_RE = re.compile(r'"RECOMMEND: N"')
+_CANDIDATE_RE = re.compile(r"^## Candidate (\d+)", re.MULTILINE)
 # How agents state their working directory in the prompt they send (opencode's system prompt,
 # qwen-code's environment context, and a few generic phrasings).
 _CWD_RES = (
@@ -194,6 +200,8 @@ def plan_response(body: dict[str, Any]) -> _Plan:
     if not tools:
         return _Plan("title", TITLE_TEXT)
     prompt = _last_user_text(messages)
+    if _JUDGE_RE.search(prompt) and (listed := _CANDIDATE_RE.findall(prompt)):
+        return _Plan("text", f"RECOMMEND: {listed[-1]}\nREASON: the stub judge takes the last candidate")
     if m := _WRITE_RE.search(prompt):
         tool = find_write_tool(tools)
         if tool is not None:

@@ -11,6 +11,7 @@ import socket
 import stat
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -374,3 +375,30 @@ def test_a_zombie_is_not_alive() -> None:
     finally:
         child.wait()
     assert pid_alive(os.getpid())
+
+
+def test_a_daemon_dying_mid_hello_is_waited_for_until_its_socket_refuses_not_until_its_file_goes(
+    git_repo: Path,
+) -> None:
+    # A daemon killed while a front end greets it drops the connection, and its socket file stays
+    # behind (only the next daemon removes it): the front end must go on as soon as nothing
+    # listens there, instead of waiting for the file to disappear until its start timeout.
+    paths = DaemonPaths(git_repo)
+    paths.make_private_dirs()
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(os.fspath(paths.socket))
+    listener.listen(1)
+
+    def die_mid_hello() -> None:
+        conn, _ = listener.accept()
+        conn.close()
+        listener.close()
+
+    dying = threading.Thread(target=die_mid_hello)
+    dying.start()
+    try:
+        with pytest.raises(NotRunning):
+            connect(git_repo, "control", start=False)
+    finally:
+        dying.join()
+    assert paths.socket.exists()

@@ -19,6 +19,7 @@ from mcp.shared.subscriptions import ResourceUpdated
 from tests.mcp_support import (
     TERMINAL,
     TOOL_NAMES,
+    ResourceUpdates,
     call,
     call_error,
     configure,
@@ -80,7 +81,7 @@ async def test_list_tools_flat_arguments_and_output_schemas(
     for tool in tools.values():
         assert tool.description
         props = tool.input_schema["properties"]
-        assert props or tool.name == "list_agents", tool.name  # list_agents takes no argument
+        assert props or tool.name in ("list_agents", "list_workflows"), tool.name  # no arguments
         for name, prop in props.items():
             # Flat: every argument is a described top-level property, never a wrapper object.
             assert prop.get("description"), f"{tool.name}.{name} has no description"
@@ -122,6 +123,14 @@ async def test_list_tools_flat_arguments_and_output_schemas(
     assert set(tools["apply_pending"].input_schema["properties"]) >= {
         "patch_ids", "chat_id", "dry_run", "commit_message"
     }  # fmt: skip
+    assert _out(tools["list_workflows"]) == {"workflows", "warnings"}
+    assert tools["run_workflow"].input_schema["required"] == ["name"]
+    assert set(tools["run_workflow"].input_schema["properties"]) == {"name", "args", "wait_seconds"}
+    assert {"workflow_run_id", "name", "status", "result"} <= _out(tools["run_workflow"])
+    assert {
+        "workflow_run_id", "name", "status", "steps", "logs", "result", "error", "usage"
+    } <= _out(tools["workflow_status"])  # fmt: skip
+    assert _out(tools["cancel_workflow"]) == {"workflow_run_id", "status"}
 
 
 async def test_spawn_wait_review_apply_puts_the_file_in_the_workspace(
@@ -270,13 +279,7 @@ async def test_two_chats_editing_the_same_lines_are_refused_together(
 
 async def test_resources_read_and_updated_in_each_era(git_repo: Path, transport: str, mode: str) -> None:
     configure(git_repo, policy="ask")
-    updates: list[str] = []
-    changed = anyio.Event()
-
-    async def on_message(message: Any) -> None:
-        if isinstance(message, types.ResourceUpdatedNotification):
-            updates.append(str(message.params.uri))
-            changed.set()
+    on_message = ResourceUpdates()
 
     async with (
         connector(git_repo, transport, mode) as connect,
@@ -297,8 +300,8 @@ async def test_resources_read_and_updated_in_each_era(git_repo: Path, transport:
                 await client.subscribe_resource(sub_uri)
             await call(client, "respond_permission", **answer)
             with anyio.fail_after(15):
-                await changed.wait()
-            assert sub_uri in updates
+                await on_message.changed.wait()
+            assert sub_uri in on_message.uris
         else:
             async with client.listen(resource_subscriptions=[sub_uri]) as stream:
                 await call(client, "respond_permission", **answer)
@@ -322,6 +325,7 @@ async def test_resources_read_and_updated_in_each_era(git_repo: Path, transport:
             "agent-sessions://{chat_id}",
             "subagents://{subagent_id}",
             "patches://{session_id}/{patch_id}",
+            "workflows://{workflow_run_id}",
         }
 
 

@@ -21,7 +21,7 @@ import anyio
 from pydantic import ConfigDict, ValidationError, validate_call
 
 from boocode_mcp.errors import BooCodeError, InvalidRequestError
-from boocode_mcp.ops import Caller, Outcome, listing, patches, subagents, usage, workspace
+from boocode_mcp.ops import Caller, Outcome, listing, patches, subagents, usage, workflows, workspace
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +48,10 @@ _PLAIN: dict[str, Operation] = {
     "watch": workspace.watch,
     "list_runs": listing.list_runs,
     "usage_stats": usage.usage_stats,
+    "list_workflows": workflows.list_workflows,
+    "run_workflow": workflows.run_workflow,
+    "workflow_status": workflows.workflow_status,
+    "cancel_workflow": workflows.cancel_workflow,
 }
 # Arguments arrive as JSON: each operation's signature validates them (and names what is wrong).
 OPERATIONS: dict[str, Operation] = {name: validate_call(config=_VALIDATE)(fn) for name, fn in _PLAIN.items()}

@@ -353,7 +353,15 @@ _READ_ONLY_METHODS = frozenset(
     }
 )
 READ_ONLY_TOOLS = frozenset(
-    {"subagent_status", "list_patches", "search_memory", "list_agents", "usage_stats"}
+    {
+        "subagent_status",
+        "list_patches",
+        "search_memory",
+        "list_agents",
+        "usage_stats",
+        "list_workflows",
+        "workflow_status",
+    }
 )
 
 

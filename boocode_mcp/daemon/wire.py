@@ -330,9 +330,23 @@ def _wait_gone(paths: DaemonPaths, pid: object, timeout_s: float = STOP_TIMEOUT_
     while time.monotonic() < deadline:
         if isinstance(pid, int) and not pid_alive(pid):
             return
-        if not isinstance(pid, int) and not paths.socket.exists():
+        if not isinstance(pid, int) and not _listening(paths):
             return
         time.sleep(0.02)
+
+
+def _listening(paths: DaemonPaths) -> bool:
+    """Whether anything still listens on the daemon's socket. A killed daemon leaves its socket
+    file behind, and one still dying resets the connections it had queued: both are gone once a
+    connection is refused (any other failure is left to the caller's next connect to report)."""
+    try:
+        sock = _try_connect(paths)
+    except DaemonError:
+        return True
+    if sock is None:
+        return False
+    sock.close()
+    return True
 
 
 @contextlib.contextmanager

@@ -27,7 +27,7 @@ MAX_COMMAND_SECONDS = 50.0
 # At most this many events per watch answer; the caller asks again from the last seq it got.
 WATCH_BATCH = 500
 
-IdKind = Literal["subagent", "patch", "chat"]
+IdKind = Literal["subagent", "patch", "chat", "workflow_run"]
 
 
 class _Out(BaseModel):
@@ -147,7 +147,7 @@ async def resolve_id(
     exact = [f for f in found if f.id == ident]
     found = exact or found
     where = f"session {sid}" if sid is not None else "this workspace"
-    nouns = " or ".join(kinds)
+    nouns = " or ".join(k.replace("_", " ") for k in kinds)
     if not found:
         raise NotFoundError(f"no {nouns} {ident} in {where}; see `boocode ls` and `boocode patches`")
     if len(found) > 1:

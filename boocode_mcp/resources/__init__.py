@@ -22,6 +22,7 @@ TEMPLATES = (
     "agent-sessions://{chat_id}",
     "subagents://{subagent_id}",
     "patches://{session_id}/{patch_id}",
+    "workflows://{workflow_run_id}",
 )
 STATIC = ("agent-sessions://list", "inbox://", "agents://list")
 
@@ -122,3 +123,12 @@ def register_resources(mcp: MCPServer[Any], engine: Engine) -> None:
     )
     async def patch(session_id: str, patch_id: str) -> str:
         return await _json(engine.get_patch(session_id, patch_id, include_hunks=True))
+
+    @mcp.resource(
+        "workflows://{workflow_run_id}",
+        name="workflow-run",
+        description="One workflow run as workflow_status reports it: steps, logs, result",
+        mime_type=JSON,
+    )
+    async def workflow_run(workflow_run_id: str) -> str:
+        return await _json(engine.workflows.status(workflow_run_id))

@@ -1,4 +1,5 @@
-"""Finding a subagent, patch or chat by its id or a prefix of it (what people type at a prompt)."""
+"""Finding a subagent, patch, chat or workflow run by its id or a prefix of it (what people type at
+a prompt)."""
 
 from __future__ import annotations
 
@@ -7,12 +8,12 @@ from typing import Literal
 from boocode_mcp.store.db import Database
 
 # Kind -> table: fixed names, so the SQL below never carries caller text.
-_TABLES = {"subagent": "subagents", "patch": "patches", "chat": "chats"}
+_TABLES = {"subagent": "subagents", "patch": "patches", "chat": "chats", "workflow_run": "workflow_runs"}
 
 
 async def find_ids(
     db: Database,
-    kind: Literal["subagent", "patch", "chat"],
+    kind: Literal["subagent", "patch", "chat", "workflow_run"],
     prefix: str,
     session_id: str | None = None,
     limit: int = 10,

@@ -121,16 +121,17 @@ def _terminal_owner_alive(row: terminals.TerminalRow) -> bool:
     return row.owner_start is None or procs.process_token(row.owner_pid) == row.owner_start
 
 
-def _still_its_group(row: terminals.TerminalRow) -> bool:
-    """Whether the recorded pgid still names the terminal's group, not a later one."""
-    if row.leader_start is None:
+def still_its_group(pgid: int, leader_start: str | None) -> bool:
+    """Whether a recorded pgid (of a terminal, a workflow sandbox) still names the group whose
+    leader started at `leader_start` (a process_token), not a later one."""
+    if leader_start is None:
         return True
-    if not procs.same_boot(row.leader_start):
+    if not procs.same_boot(leader_start):
         return False
     # The leader may be gone while others of its group live on; but a pid in use as a group id is
     # never handed to a new process, so a leader with another start means the group is gone.
-    leader = procs.process_token(row.pgid)
-    return leader is None or leader == row.leader_start
+    leader = procs.process_token(pgid)
+    return leader is None or leader == leader_start
 
 
 async def reap_terminals(db: Database) -> list[int]:
@@ -139,7 +140,11 @@ async def reap_terminals(db: Database) -> list[int]:
     for row in await terminals.list_all(db, procs.host_name()):
         if _terminal_owner_alive(row):
             continue
-        if _still_its_group(row) and procs.group_alive(row.pgid) and procs.kill_group(row.pgid):
+        if (
+            still_its_group(row.pgid, row.leader_start)
+            and procs.group_alive(row.pgid)
+            and procs.kill_group(row.pgid)
+        ):
             killed.append(row.pgid)
         await terminals.delete(db, row.id)
     return killed

@@ -29,7 +29,7 @@ from boocode_mcp.memory import MemoryIndex
 from boocode_mcp.states import SubagentStatus, TerminalStatus
 from boocode_mcp.store import events
 from boocode_mcp.store.db import Database
-from boocode_mcp.subagents.digest import SESSION_KIND, Digest, event_record
+from boocode_mcp.subagents.digest import SESSION_KIND, SUMMED_USAGE, Digest, event_record
 from boocode_mcp.subagents.permissions import PermissionQueue
 from boocode_mcp.subagents.recording import ChatWorktrees
 from boocode_mcp.subagents.run import Run
@@ -418,20 +418,11 @@ def _usage(result: TurnResult | None, digest: Digest) -> dict[str, Any] | None:
     """The turn's usage: what the prompt response reported, else what usage updates said."""
     usage = dict(digest.usage)
     if result is not None:
-        for name in RESULT_USAGE:
+        # The TurnResult fields that are usage: a prompt response's figures win over the updates'.
+        for name in SUMMED_USAGE:
             value = getattr(result, name)
             if value is not None:
                 usage[name] = value
     return usage if any(v is not None for v in usage.values()) else None
 
 
-# The TurnResult fields that are usage (a prompt response's figures win over the updates').
-RESULT_USAGE = (
-    "input_tokens",
-    "output_tokens",
-    "cost",
-    "total_tokens",
-    "thought_tokens",
-    "cache_read_tokens",
-    "cache_write_tokens",
-)

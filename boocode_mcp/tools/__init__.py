@@ -7,7 +7,7 @@ from typing import Any
 
 from mcp.server.mcpserver import MCPServer
 
-from boocode_mcp.tools import agents, commands, memory, patches, subagents, usage
+from boocode_mcp.tools import agents, commands, memory, patches, subagents, usage, workflows
 from boocode_mcp.tools.state import ServerState, state_of
 
 __all__ = [
@@ -33,6 +33,7 @@ def register_tools(mcp: MCPServer[Any]) -> None:
     commands.register(mcp)
     agents.register(mcp)
     usage.register(mcp)
+    workflows.register(mcp)
     mcp.middleware.append(agents.agent_names)
 
 
