@@ -81,7 +81,7 @@ def test_cli_entry_loads_and_takes_the_model_through_its_own_variable(tmp_path: 
     write(
         tmp_path / ".boocode" / "config.toml",
         '[agents.tool]\nprotocol = "cli"\ncommand = "tool"\nargs = ["run", "--model={model}"]\n'
-        'stdin = true\nparser = "jsonl"\nresume = ["--continue"]\n'
+        'stdin = true\nparser = "jsonl"\nresume = ["--continue"]\ndelegate = false\n'
         '[agents.acp]\ncommand = "acp-agent"\nfallback = "tool"\n',
     )
     trust_workspace(tmp_path, user_dir=tmp_path)
@@ -115,6 +115,11 @@ def test_cli_entry_loads_and_takes_the_model_through_its_own_variable(tmp_path: 
             '[agents.x]\ncommand = "a"\nfallback = "y"\n[agents.y]\ncommand = "b"\n',
             "agents.x.fallback",
             "'y' is an ACP entry",
+        ),
+        (
+            '[agents.x]\nprotocol = "cli"\ncommand = "a"\nstdin = true\ndelegate = true\n',
+            "agents.x.delegate",
+            "given no MCP server",
         ),
     ],
 )
