@@ -246,16 +246,18 @@ ONE_STEP = """
 workflow = {
   name: "once",
   description: "one step, logged",
-  async run() {
+  async run({prompt}) {
     log("asking the agent");
-    const out = await phase("ask", () => agent("ask", {prompt: "usage"}).run());
+    const out = await phase("ask", () => agent("ask", {prompt: prompt || "usage"}).run());
     return {said: out.text};
   },
 };
 """
 
 
-async def test_the_workflows_page_shows_runs_live_and_a_run_again_from_the_step_cache(git_repo: Path) -> None:
+async def test_the_workflows_page_shows_runs_live_marks_cached_steps_and_cancels_a_run(
+    git_repo: Path,
+) -> None:
     configure(git_repo)
     write_workflow(git_repo, "once", ONE_STEP)
     async with Client(stdio_params(git_repo), mode="legacy") as client, chromium() as browser:
@@ -296,3 +298,14 @@ async def test_the_workflows_page_shows_runs_live_and_a_run_again_from_the_step_
         await step.locator("td a").first.click()
         await expect(page.locator(".run-head .badge")).to_have_text("completed", timeout=WAIT_MS)
         assert original["steps"][0]["subagent_id"] in page.url
+
+        # A live run is cancelled from its page, with its running step.
+        slow = await call(client, "run_workflow", name="once", args={"prompt": "slow 400 50"})
+        await page.evaluate("route => { location.hash = route }", f"#/workflow/{slow['workflow_run_id']}")
+        step = page.locator('table.workflow-steps tr[data-step="ask"]')
+        await expect(step).to_have_attribute("data-status", "running", timeout=WAIT_MS)
+        await page.get_by_role("button", name="Cancel").click()
+        await expect(page.locator(".action-result")).to_contain_text("the run is cancelled", timeout=WAIT_MS)
+        await expect(page.locator(".run-head .badge")).to_have_text("cancelled")
+        await expect(step).to_have_attribute("data-status", "cancelled", timeout=WAIT_MS)
+        await expect(page.locator(".workflow-run-error")).to_contain_text("cancelled by cancel_workflow")

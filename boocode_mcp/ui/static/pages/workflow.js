@@ -113,7 +113,7 @@ export default {
       );
       replace(
         outcome,
-        run.error ? h("p", { class: "failure" }, run.error) : null,
+        run.error ? h("p", { class: "failure workflow-run-error" }, run.error) : null,
         run.result !== null && run.result !== undefined
           ? h("pre", { class: "message workflow-result" }, JSON.stringify(run.result, null, 2))
           : run.error
