@@ -4,6 +4,7 @@
 import { act, read } from "../lib/api.js";
 import { badge, empty, failure, h, link, replace, section } from "../lib/dom.js";
 import { LIVE_WORKFLOW, runDuration, shortId, tokens, when } from "../lib/fmt.js";
+import { throttle } from "../lib/live.js";
 import { href } from "../lib/route.js";
 
 function stepRow(step) {
@@ -60,7 +61,7 @@ export default {
         button.disabled = false;
         replace(note, failure(e));
       }
-      load();
+      refresh();
     }
 
     async function load() {
@@ -122,10 +123,11 @@ export default {
       );
     }
 
+    // A step's run announces each of its events (subagents://ID): a few reads a second at most.
+    const refresh = throttle(load, 400);
     ctx.stream({
-      onOpen: load,
-      // A step's run announces its progress as subagents://ID; the run its own steps' ends.
-      onChange: (uris) => uris.some((u) => u === `workflows://${id}` || (u.startsWith("subagents://") && subagents.has(u.slice(12)))) && load(),
+      onOpen: refresh,
+      onChange: (uris) => uris.some((u) => u === `workflows://${id}` || (u.startsWith("subagents://") && subagents.has(u.slice(12)))) && refresh(),
     });
   },
 };
