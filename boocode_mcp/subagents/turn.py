@@ -422,5 +422,3 @@ def _usage(result: TurnResult | None, digest: Digest) -> dict[str, Any] | None:
             if value is not None:
                 usage[name] = value
     return usage if any(v is not None for v in usage.values()) else None
-
-
