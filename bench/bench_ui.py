@@ -3,7 +3,7 @@
 1. The runs page with 10,000 runs in the store (each with events, as real runs have): the daemon's
    time for `list_runs` (a page of 50; its Server-Timing header) — the first page, each filter, a
    page deep in the history — against the budget of 100 ms, and against the same requests,
-   interleaved, to a second daemon on a copy of the store without the indexes migration 004 adds.
+   interleaved, to a second daemon on a copy of the store without the indexes migration 006_run_listing adds.
 2. An agent event reaching the open page: the fixture agent streams chunks that carry the time
    they were sent; a real Chromium (Playwright, the system's /usr/bin/chromium) has the run's page
    open and notes when each is drawn. p50/p95/max of sent → drawn, against the budget of 250 ms,

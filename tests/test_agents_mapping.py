@@ -144,9 +144,14 @@ def test_usage_update_reports_cumulative_cost_not_context_size_as_tokens() -> No
     update = UsageUpdate(
         session_update="usage_update", used=5000, size=200000, cost=Cost(amount=1.5, currency="USD")
     )
-    assert map_update(update) == UsageEvent(cost=1.5, currency="USD", cumulative=True)
+    # The context window is a snapshot of its own, never counted as input or total tokens.
+    assert map_update(update) == UsageEvent(
+        cost=1.5, currency="USD", cumulative=True, context_used=5000, context_size=200000
+    )
     bare = UsageUpdate(session_update="usage_update", used=1, size=2)
-    assert map_update(bare) == UsageEvent(cost=None, currency=None, cumulative=True)
+    assert map_update(bare) == UsageEvent(
+        cost=None, currency=None, cumulative=True, context_used=1, context_size=2
+    )
 
 
 def test_user_message_chunk_is_other() -> None:

@@ -17,6 +17,7 @@ from playwright.async_api import Page, expect
 
 from tests.mcp_support import call, configure, run_turn, stdio_params, wait_for
 from tests.ui_support import WAIT_MS, base_of, chromium, screenshot, ui_url
+from tests.workflow_support import write_workflow
 
 pytestmark = pytest.mark.anyio
 
@@ -239,3 +240,72 @@ async def test_the_inbox_page_lists_what_needs_a_person_and_retries_a_failed_run
         await expect(page.locator(f'tr[data-kind="failed"][data-item="{retry_id}"]')).to_be_visible(
             timeout=WAIT_MS
         )
+
+
+ONE_STEP = """
+workflow = {
+  name: "once",
+  description: "one step, logged",
+  async run({prompt}) {
+    log("asking the agent");
+    const out = await phase("ask", () => agent("ask", {prompt: prompt || "usage"}).run());
+    return {said: out.text};
+  },
+};
+"""
+
+
+async def test_the_workflows_page_shows_runs_live_marks_cached_steps_and_cancels_a_run(
+    git_repo: Path,
+) -> None:
+    configure(git_repo)
+    write_workflow(git_repo, "once", ONE_STEP)
+    async with Client(stdio_params(git_repo), mode="legacy") as client, chromium() as browser:
+        url = await anyio.to_thread.run_sync(ui_url, git_repo)
+        page = await browser.new_page()
+        await open_page(page, url, "#/workflows")
+        await expect(page.locator("p.empty")).to_contain_text("no workflow runs", timeout=WAIT_MS)
+        await page.evaluate("window.stillTheSamePage = true")
+
+        runs = []
+        for _ in range(2):
+            started = await call(client, "run_workflow", name="once", wait_seconds=20)
+            assert started["status"] == "completed", started
+            runs.append(started["workflow_run_id"])
+        first, second = (page.locator(f'tr[data-workflow-run="{r}"]') for r in runs)
+        # The fixture agent's `usage` turn reports 11 tokens in and 7 out; a cached step spends none.
+        await expect(first).to_have_attribute("data-status", "completed", timeout=WAIT_MS)
+        await expect(first.locator("td.steps .done")).to_have_text("1/1")
+        await expect(first.locator(".cached")).to_have_count(0)
+        await expect(first.locator("td.num")).to_have_text("18")
+        await expect(second).to_have_attribute("data-status", "completed", timeout=WAIT_MS)
+        await expect(second.locator("td.steps .done")).to_have_text("1/1")
+        await expect(second.locator("td.steps .cached")).to_have_text("1 cached")
+        await expect(second.locator("td.num")).to_have_text("–")
+        assert await page.evaluate("window.stillTheSamePage") is True
+        await screenshot(page, "workflows")
+
+        await second.locator("td a").first.click()
+        step = page.locator('table.workflow-steps tr[data-step="ask"]')
+        await expect(step).to_have_attribute("data-cached", "true", timeout=WAIT_MS)
+        await expect(step.locator(".cached")).to_have_text("cached")
+        await expect(page.locator(".workflow-log")).to_contain_text("asking the agent")
+        await expect(page.locator(".workflow-result")).to_contain_text("usage reported")
+        await expect(page.get_by_role("button", name="Cancel")).to_have_count(0)
+        await screenshot(page, "workflow")
+        # A cached step links the run that made its result: the first run's step.
+        original = await call(client, "workflow_status", workflow_run_id=runs[0])
+        await step.locator("td a").first.click()
+        await expect(page.locator(".run-head .badge")).to_have_text("completed", timeout=WAIT_MS)
+        assert original["steps"][0]["subagent_id"] in page.url
+
+        # A live run is cancelled from its page, with its running step.
+        slow = await call(client, "run_workflow", name="once", args={"prompt": "slow 400 50"})
+        await page.evaluate("route => { location.hash = route }", f"#/workflow/{slow['workflow_run_id']}")
+        step = page.locator('table.workflow-steps tr[data-step="ask"]')
+        await expect(step).to_have_attribute("data-status", "running", timeout=WAIT_MS)
+        await page.get_by_role("button", name="Cancel").click()
+        await expect(page.locator(".action-result")).to_contain_text("the run is cancelled", timeout=WAIT_MS)
+        await expect(page.locator(".run-head .badge")).to_have_text("cancelled")
+        await expect(step).to_have_attribute("data-status", "cancelled", timeout=WAIT_MS)
+        await expect(page.locator(".workflow-run-error")).to_contain_text("cancelled by cancel_workflow")

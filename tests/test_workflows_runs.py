@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from boocode_mcp.daemon.api import connection_caller, dispatch
 from boocode_mcp.engine import Engine
 from boocode_mcp.errors import InvalidRequestError, NotFoundError
 from tests.conftest import FIXTURE_AGENT, write_config
@@ -118,6 +120,16 @@ async def test_a_rerun_takes_every_step_from_the_cache_and_a_changed_input_rerun
     assert changed.result["cached"] == [False, True, False]
     assert len(await engine.list_subagents(None)) == runs_before + 2
 
+    # list_workflow_runs (the web page's list): newest first, steps counted, cached ones apart.
+    listed = await ask(engine, "list_workflow_runs", limit=2)
+    assert listed["total"] == 3
+    assert [r["workflow_run_id"] for r in listed["runs"]] == [changed.workflow_run_id, again.workflow_run_id]
+    assert [(r["steps_done"], r["steps_total"], r["steps_cached"]) for r in listed["runs"]] == [
+        (3, 3, 1),
+        (3, 3, 3),
+    ]
+    assert listed["runs"][1]["usage"] is None
+
 
 @pytest.mark.engine_config(extra="[workflows]\ndefault_budget_tokens = 30\n")
 async def test_exhausting_a_budget_fails_the_run_naming_the_budget(engine: Engine, git_repo: Path) -> None:
@@ -161,6 +173,53 @@ async def test_exhausting_a_budget_fails_the_run_naming_the_budget(engine: Engin
     step = await run_to_end(engine, "budgets", {"kind": "step"})
     assert step.status == "failed"
     assert step.error is not None and "step 'big'" in step.error and "over its 10" in step.error
+
+
+async def ask(engine: Engine, method: str, **params: Any) -> dict[str, Any]:
+    """An operation by name, as the daemon's API (and the web page) calls it."""
+    body = await dispatch(connection_caller(engine, None), method, params)
+    assert "result" in body, body
+    result: dict[str, Any] = body["result"]
+    return result
+
+
+async def test_a_live_run_lists_what_its_steps_spent_so_far_and_a_bad_limit_is_refused(
+    engine: Engine, git_repo: Path
+) -> None:
+    write_workflow(
+        git_repo,
+        "pair",
+        """
+        workflow = {
+          name: "pair",
+          description: "a step that reports usage, then a slow one",
+          async run() {
+            await agent("counted", {prompt: "usage"}).run();
+            return (await agent("slow", {prompt: "slow 400 50"}).run()).text;
+          },
+        };
+        """,
+    )
+    started = await engine.workflows.start("pair", {})
+    run_id = started.workflow_run_id
+    await until(engine, run_id, lambda v: len(v.steps) == 2 and v.steps[1].status == "running")
+    (live,) = (await ask(engine, "list_workflow_runs"))["runs"]
+    assert (live["status"], live["steps_done"], live["steps_total"], live["steps_cached"]) == (
+        "running",
+        1,
+        2,
+        0,
+    )
+    # The fixture agent's `usage` turn: 11 tokens in, 7 out; the run itself records them only at its end.
+    assert (live["usage"]["input_tokens"], live["usage"]["output_tokens"]) == (11, 7)
+
+    await engine.workflows.cancel(run_id)
+    (ended_run,) = (await ask(engine, "list_workflow_runs"))["runs"]
+    assert (ended_run["status"], ended_run["steps_done"]) == ("cancelled", 1)
+    assert (ended_run["usage"]["input_tokens"], ended_run["usage"]["output_tokens"]) == (11, 7)
+
+    body = await dispatch(connection_caller(engine, None), "list_workflow_runs", {"limit": 0})
+    assert "limit must be between 1 and 200" in body["error"]["message"]
 
 
 @pytest.mark.engine_config(extra="[workflows]\nmax_concurrent = 1\n")

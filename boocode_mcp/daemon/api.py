@@ -52,6 +52,7 @@ _PLAIN: dict[str, Operation] = {
     "run_workflow": workflows.run_workflow,
     "workflow_status": workflows.workflow_status,
     "cancel_workflow": workflows.cancel_workflow,
+    "list_workflow_runs": workflows.list_workflow_runs,
 }
 # Arguments arrive as JSON: each operation's signature validates them (and names what is wrong).
 OPERATIONS: dict[str, Operation] = {name: validate_call(config=_VALIDATE)(fn) for name, fn in _PLAIN.items()}

@@ -1,4 +1,4 @@
-"""Workflows: list them, run one (waiting a bounded while), follow a run, cancel it."""
+"""Workflows: list them, run one (waiting a bounded while), follow a run, cancel it, list the runs."""
 
 from __future__ import annotations
 
@@ -11,12 +11,19 @@ from boocode_mcp.errors import InvalidRequestError
 from boocode_mcp.ops.caller import Caller, Outcome, clip
 from boocode_mcp.ops.subagents import MAX_WAIT_SECONDS
 from boocode_mcp.states import LIVE_WORKFLOW_STATUSES
+from boocode_mcp.store import workflow_runs as store
+from boocode_mcp.store.workflow_runs import StepRow
+from boocode_mcp.views import Usage
 from boocode_mcp.workflows.views import (
     WorkflowCancelled,
     WorkflowList,
+    WorkflowRunItem,
+    WorkflowRunPage,
     WorkflowRunView,
     WorkflowStarted,
 )
+
+MAX_RUNS_PAGE = 200
 
 
 def _check_wait(wait_seconds: float) -> None:
@@ -109,3 +116,55 @@ async def cancel_workflow(caller: Caller, workflow_run_id: str) -> Outcome[Workf
     return Outcome(
         WorkflowCancelled(workflow_run_id=view.workflow_run_id, status=view.status), run_line(view)
     )
+
+
+def _spent_so_far(steps: list[StepRow]) -> Usage | None:
+    """A live run's spending: its dispatched steps' usage as their runs report it (cached steps
+    cost nothing), summed as the run sums it when it ends."""
+    total: dict[str, Any] = {}
+    for s in steps:
+        if s.cached or not s.usage:
+            continue
+        for key in ("input_tokens", "output_tokens", "cost"):
+            if s.usage.get(key):
+                total[key] = total.get(key, 0) + s.usage[key]
+    return Usage(**total) if total else None
+
+
+async def list_workflow_runs(caller: Caller, *, limit: int = 50) -> Outcome[WorkflowRunPage]:
+    """The newest `limit` workflow runs, newest first, with their steps counted (reads only)."""
+    if not 1 <= limit <= MAX_RUNS_PAGE:
+        raise InvalidRequestError(f"limit must be between 1 and {MAX_RUNS_PAGE} (got {limit})")
+    db = caller.engine.db
+    rows = await store.recent_runs(db, limit)
+    steps = await store.steps_of(db, [r.id for r in rows])
+    items: list[WorkflowRunItem] = []
+    for r in rows:
+        mine = steps.get(r.id, [])
+        if r.status in LIVE_WORKFLOW_STATUSES:
+            usage = _spent_so_far(mine)
+        else:
+            usage = Usage.model_validate(r.usage) if r.usage else None
+        items.append(
+            WorkflowRunItem(
+                workflow_run_id=r.id,
+                name=r.name,
+                status=r.status,
+                session_id=r.session_id,
+                steps_total=len(mine),
+                steps_done=sum(1 for s in mine if s.status == "completed"),
+                steps_cached=sum(1 for s in mine if s.cached),
+                usage=usage,
+                error=r.error,
+                created_at=r.created_at,
+                started_at=r.started_at,
+                finished_at=r.finished_at,
+            )
+        )
+    page = WorkflowRunPage(runs=items, total=await store.count_runs(db))
+    text = "\n".join(
+        f"workflow run {i.workflow_run_id} ({i.name}): {i.status}; {i.steps_done}/{i.steps_total} steps done"
+        f" ({i.steps_cached} from the cache)"
+        for i in items
+    )
+    return Outcome(page, text or "no workflow runs; run_workflow starts one")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -118,6 +119,18 @@ async def get_run(db: Database, run_id: str) -> WorkflowRunRow | None:
     return _run(r) if r is not None else None
 
 
+async def recent_runs(db: Database, limit: int) -> list[WorkflowRunRow]:
+    """The newest `limit` runs, newest first."""
+    cur = await db.execute("SELECT * FROM workflow_runs ORDER BY created_at DESC, id DESC LIMIT ?", (limit,))
+    return [_run(r) for r in await cur.fetchall()]
+
+
+async def count_runs(db: Database) -> int:
+    cur = await db.execute("SELECT COUNT(*) AS n FROM workflow_runs")
+    r = await cur.fetchone()
+    return int(r["n"]) if r is not None else 0
+
+
 async def live_runs(db: Database) -> list[WorkflowRunRow]:
     cur = await db.execute(f"SELECT * FROM workflow_runs WHERE status IN {LIVE_WORKFLOW_STATUSES!r}")
     return [_run(r) for r in await cur.fetchall()]
@@ -218,16 +231,24 @@ async def fail_step(db: Database, run_id: str, seq: int, status: StepStatus, err
 
 async def steps_for(db: Database, run_id: str) -> list[StepRow]:
     """The run's steps in the order they started, dispatched ones as their subagent runs stand."""
+    return (await steps_of(db, [run_id])).get(run_id, [])
+
+
+async def steps_of(db: Database, run_ids: Sequence[str]) -> dict[str, list[StepRow]]:
+    """The steps of each of `run_ids` (runs without steps are absent), as `steps_for` reads them."""
+    if not run_ids:
+        return {}
+    marks = ", ".join("?" for _ in run_ids)
     cur = await db.execute(
         "SELECT s.*, r.status AS run_status, r.usage_json AS run_usage, r.patch_id AS run_patch,"
         " r.error AS run_error FROM workflow_steps s LEFT JOIN subagents r ON r.id = s.subagent_id"
-        " WHERE s.workflow_run_id = ? ORDER BY s.seq",
-        (run_id,),
+        f" WHERE s.workflow_run_id IN ({marks}) ORDER BY s.workflow_run_id, s.seq",
+        tuple(run_ids),
     )
-    out: list[StepRow] = []
+    out: dict[str, list[StepRow]] = {}
     for r in await cur.fetchall():
         live = not r["cached"] and r["run_status"] is not None
-        out.append(
+        out.setdefault(r["workflow_run_id"], []).append(
             StepRow(
                 seq=r["seq"],
                 step_id=r["step_id"],

@@ -27,9 +27,27 @@ from boocode_mcp.ui.stream import StreamHub
 STATIC = Path(__file__).parent / "static"
 
 # Exactly what the pages use: a read or action added to a page is added here too.
-READS = frozenset({"list_runs", "list_patches", "get_patch", "traces", "usage_stats", "inbox"})
+READS = frozenset(
+    {
+        "list_runs",
+        "list_patches",
+        "get_patch",
+        "traces",
+        "usage_stats",
+        "inbox",
+        "list_workflow_runs",
+        "workflow_status",
+    }
+)
 ACTIONS = frozenset(
-    {"apply_pending", "discard_patch", "respond_permission", "cancel_subagent", "retry_subagent"}
+    {
+        "apply_pending",
+        "discard_patch",
+        "respond_permission",
+        "cancel_subagent",
+        "retry_subagent",
+        "cancel_workflow",
+    }
 )
 _STATUS = {"NotFoundError": 404, "InternalError": 500}
 

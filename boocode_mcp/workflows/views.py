@@ -88,3 +88,29 @@ class WorkflowStarted(_View):
 class WorkflowCancelled(_View):
     workflow_run_id: str
     status: WorkflowStatus
+
+
+class WorkflowRunItem(_View):
+    """A run as list_workflow_runs shows it: its steps counted, not listed."""
+
+    workflow_run_id: str
+    name: str
+    status: WorkflowStatus
+    session_id: str
+    steps_total: int
+    steps_done: int = Field(description="steps completed, those from the step cache included")
+    steps_cached: int
+    usage: Usage | None = Field(
+        description="what the run spent: its total once ended, its dispatched steps' so far while live"
+    )
+    error: str | None = None
+    created_at: float
+    started_at: float | None = None
+    finished_at: float | None = None
+
+
+class WorkflowRunPage(_View):
+    """list_workflow_runs: the newest runs first."""
+
+    runs: list[WorkflowRunItem]
+    total: int = Field(description="workflow runs in the workspace")

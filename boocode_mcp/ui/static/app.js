@@ -12,8 +12,10 @@ import patch from "./pages/patch.js";
 import traces from "./pages/traces.js";
 import usage from "./pages/usage.js";
 import inbox from "./pages/inbox.js";
+import workflows from "./pages/workflows.js";
+import workflow from "./pages/workflow.js";
 
-const PAGES = [runs, run, inbox, patches, patch, traces, usage];
+const PAGES = [runs, run, workflows, workflow, inbox, patches, patch, traces, usage];
 const DEFAULT = "runs";
 
 let stop = null;

@@ -49,3 +49,12 @@ export function cost(x) {
 }
 
 export const LIVE = new Set(["queued", "running", "awaiting_permission"]);
+
+// Tokens spent, in and out, as the workflow budgets count them.
+export function tokens(usage) {
+  if (!usage || (usage.input_tokens == null && usage.output_tokens == null)) return "–";
+  return num((usage.input_tokens || 0) + (usage.output_tokens || 0));
+}
+
+// A workflow run is live while queued or running; its steps are subagent runs (LIVE above).
+export const LIVE_WORKFLOW = new Set(["queued", "running"]);
