@@ -326,10 +326,10 @@ class Engine:
             session_id = chat.session_id
         elif session_id is None:
             raise InvalidRequestError("a new chat needs a session; give session_id or a chat_id to continue")
-        if base is not None and chat_id is not None:
-            raise InvalidRequestError("a base commit is for a new chat; a chat keeps its own")
         else:
             session_id = await self.ensure_session(session_id)
+        if base is not None and chat_id is not None:
+            raise InvalidRequestError("a base commit is for a new chat; a chat keeps its own")
         name = agent or (chat.agent if chat is not None else self.config.default_agent)
         # Unknown / not installed: the error comes now, not from the background.
         resolved = self.registry.resolve(name)
