@@ -54,6 +54,7 @@ class Cluster:
         self.data = self.root / "data"
         self.socket_dir = self.root / "sock"
         self._as_nobody = os.geteuid() == 0
+        self._watchdog: subprocess.Popen[bytes] | None = None
 
     def _run(self, *argv: str) -> None:
         cmd = [str(self._bin / argv[0]), *argv[1:]]
@@ -82,10 +83,22 @@ class Cluster:
             "-t", str(START_TIMEOUT_S), "start",
         )  # fmt: skip
 
+        self._watchdog = subprocess.Popen(
+            [sys.executable, "-c", _WATCHDOG, str(os.getpid()), str(self.data / "postmaster.pid"),
+             str(self.root)],
+            start_new_session=True,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+
     def stop(self) -> None:
         with contextlib.suppress(Exception):
             self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
         shutil.rmtree(self.root, ignore_errors=True)
+        if self._watchdog is not None:
+            self._watchdog.kill()
+            self._watchdog.wait()
 
     def url(self, database: str = "postgres") -> str:
         return f"postgresql://{SUPERUSER}@/{database}?host={self.socket_dir}"
@@ -101,6 +114,28 @@ class Cluster:
         name = url.rsplit("/", 1)[1].split("?", 1)[0]
         with psycopg.connect(self.url(), autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+# A test process killed outright (SIGKILL, a CI timeout) runs no teardown: this watcher, in a session
+# of its own, stops the server (SIGQUIT: immediate shutdown) and removes its directory once the
+# process that started the cluster is gone, so no cluster outlives its test run.
+_WATCHDOG = """
+import os, shutil, signal, sys, time
+owner, pid_file, root = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+while True:
+    try:
+        os.kill(owner, 0)
+    except ProcessLookupError:
+        break
+    time.sleep(1)
+try:
+    with open(pid_file) as f:
+        os.kill(int(f.readline()), signal.SIGQUIT)
+    time.sleep(2)
+except (OSError, ValueError):
+    pass
+shutil.rmtree(root, ignore_errors=True)
+"""
 
 
 @contextlib.contextmanager
