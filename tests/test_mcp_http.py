@@ -67,6 +67,9 @@ async def http_server(repo: Path, hostport: str, *extra: str) -> AsyncIterator[s
                         await http.post(url.group(1).decode(), json=INIT, headers=ACCEPT)
                 except httpx2.ConnectError:
                     break
+                except (httpx2.ReadError, httpx2.RemoteProtocolError):
+                    # Accepted while the daemon was closing the listener, then dropped: not gone yet.
+                    pass
                 await anyio.sleep(0.05)
     finally:
         if proc.returncode is None:
