@@ -1,4 +1,5 @@
-"""BooCode's MCP server inside every agent session, and subagents that delegate (DESIGN §10).
+"""BooCode's MCP server inside every agent session, and subagents that delegate (README, "BooCode
+inside every agent session").
 
 One engine (opened as the daemon opens it, with the agent endpoint attached) on one real git
 repository serves every test here; the fixture agent (tests/fixtures/fixture_agent.py) is a real

@@ -1,5 +1,6 @@
-"""The operations around runs (DESIGN §10): retry, the inbox, images in prompts, recorded usage and
-usage_stats checked against the runs, list_agents against what is installed.
+"""The operations around runs (README, "Tools" and "Command line"): retry, the inbox, images in
+prompts, recorded usage and usage_stats checked against the runs, list_agents against what is
+installed.
 
 One engine on one real git repository serves the module; the fixture agent is the real ACP agent
 process behind every run.

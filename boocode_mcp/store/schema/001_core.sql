@@ -1,4 +1,5 @@
--- Core tables of DESIGN §4. Timestamps are unix seconds (REAL); JSON columns hold pydantic dumps.
+-- Core tables (docs/architecture.md, "Parts"). Timestamps are unix seconds (REAL); JSON columns hold
+-- pydantic dumps.
 
 CREATE TABLE sessions (
     id          TEXT PRIMARY KEY,

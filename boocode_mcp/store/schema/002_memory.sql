@@ -1,4 +1,4 @@
--- Memory (DESIGN §2 memory/): notes and finished subagent transcripts, searched through FTS5.
+-- Memory (README, "Memory"): notes and finished subagent transcripts, searched through FTS5.
 -- Owned by boocode_mcp/memory/; nothing else writes these tables.
 
 -- One row per searchable entry: a heading section of a note, or one finished subagent run.

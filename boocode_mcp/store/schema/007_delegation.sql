@@ -1,4 +1,5 @@
--- Subagents that delegate, and the operations around runs (DESIGN §10).
+-- Subagents that delegate, and the operations around runs (README, "BooCode inside every agent
+-- session").
 
 -- A run started by a subagent through BooCode's MCP server names its parent; a host's run is
 -- depth 0, its children depth 1. A retry names the run it re-runs. A run's prompt images are
