@@ -23,11 +23,17 @@ def pid_alive(pid: int) -> bool:
 
 
 def _zombie(pid: int) -> bool:
+    # No /proc (or the process just went): kill() above is all we know.
+    fields = proc_stat(pid)
+    return fields is not None and bool(fields) and fields[0] in ("Z", "X")
+
+
+def proc_stat(pid: int) -> list[str] | None:
+    """The fields of /proc/<pid>/stat after the command name (field 3 on); None when unknown."""
     try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
+        with open(f"/proc/{pid}/stat") as f:
             stat = f.read()
     except OSError:
-        return False  # no /proc (or the process just went): kill() above is all we know
-    # The state follows the parenthesised command name, which may itself contain ") ".
-    state = stat[stat.rfind(b")") + 2 : stat.rfind(b")") + 3]
-    return state in (b"Z", b"X")
+        return None
+    # The command name (field 2) may hold spaces and parentheses; fields after the last ")" are fixed.
+    return stat.rsplit(")", 1)[-1].split()

@@ -20,6 +20,7 @@ import anyio
 
 # Re-exported: the engine's parts ask procs; front ends that must start fast import liveness.
 from boocode_mcp.liveness import pid_alive as pid_alive
+from boocode_mcp.liveness import proc_stat as proc_stat
 
 # Variables a child may inherit from the server's environment. Everything else must come from the
 # launch spec or the caller, so secrets reach only the children they are meant for.
@@ -140,16 +141,6 @@ def group_alive(pgid: int) -> bool:
     except PermissionError:
         return True
     return True
-
-
-def proc_stat(pid: int) -> list[str] | None:
-    """The fields of /proc/<pid>/stat after the command name (field 3 on); None when unknown."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    # The command name (field 2) may hold spaces and parentheses; fields after the last ")" are fixed.
-    return stat.rsplit(")", 1)[-1].split()
 
 
 def process_started_at(pid: int) -> float | None:
