@@ -50,11 +50,25 @@ def staged_by_git(wt: Worktree, base: str, scratch: Path) -> str:
     return _git_bytes(wt.path, "write-tree", env=_staged_by_git(wt, base, scratch)).decode().strip()
 
 
+# git's defaults, which BooCode's diffs keep to whatever the user's config says.
+_DIFF_DEFAULTS = (
+    "diff.algorithm=myers",
+    "diff.context=3",
+    "diff.interHunkContext=0",
+    "diff.indentHeuristic=true",
+    "diff.suppressBlankEmpty=false",
+    "diff.orderFile=/dev/null",
+)
+
+
 def diff_by_git(wt: Worktree, base: str, scratch: Path) -> bytes:
-    """`git add -A && git diff --cached --binary -M` (the oracle of a patch's text)."""
+    """`git add -A && git diff --cached --binary -M --full-index` with git's default diff settings
+    (the oracle of a patch's text)."""
     env = _staged_by_git(wt, base, scratch)
     args = ("--no-color", "--no-ext-diff", "--no-textconv", "--src-prefix=a/", "--dst-prefix=b/")
-    return _git_bytes(wt.path, "diff", "--cached", "--binary", "-M", *args, base, "--", env=env)
+    config = [arg for setting in _DIFF_DEFAULTS for arg in ("-c", setting)]
+    diff = ("diff", "--cached", "--binary", "-M", "--full-index")
+    return _git_bytes(wt.path, *config, *diff, *args, base, "--", env=env)
 
 
 def assert_same_as_git(patch: str, wt: Worktree, base: str, scratch: Path) -> None:
@@ -86,7 +100,12 @@ def applied_to_base(wt: Worktree, base: str, patch: str, scratch: Path) -> str:
 
 # --- random turns against git ---------------------------------------------------------------
 
-_WORDS = ["alpha", "beta", "gamma", "x" * 30, "\t", "é", "ü", " lead", "tail "]
+# Lines a hunk header may quote (git's default funcname: a line starting with a letter, `_` or
+# `$`), some longer than the 80 bytes it keeps (cut where a character ends).
+_WORDS = [
+    *("alpha", "beta", "gamma", "x" * 30, "\t", "é", "ü", " lead", "tail ", "\r"),
+    *("def run(self):", "é" * 45, "xé" * 30),
+]
 
 
 def _text(rng: random.Random, lines: int) -> str:
@@ -105,13 +124,29 @@ def _change(rng: random.Random, wt: Path) -> None:
     """One change of the kind agents make (and some they rarely do)."""
     files = [p for p in _files(wt) if not p.is_symlink()]
     op = rng.choice(
-        ["edit", "edit", "add", "add", "delete", "rename", "chmod", "binary", "symlink", "rewrite-same",
+        ["edit", "edit", "edit-lines", "edit-lines", "edit-lines", "spaced", "add", "add", "delete", "rename",
+         "chmod", "binary", "symlink", "rewrite-same",
          "same-size", "ignore", "ignore-self", "latin-1", "crlf", "attributes", "empty", "dir-file",
          "typechange", "odd-name", "nested"]
     )  # fmt: skip
     if op == "edit" and files:
         p = rng.choice(files)
         p.write_bytes(p.read_bytes() + _text(rng, 2).encode())
+    elif op == "edit-lines" and files:
+        p = rng.choice(files)
+        lines = p.read_bytes().splitlines(keepends=True)
+        for _ in range(rng.randrange(1, 4)):
+            at = rng.randrange(len(lines) + 1)
+            if lines and at < len(lines) and rng.random() < 0.5:
+                del lines[at]
+            else:
+                lines[at:at] = [_text(rng, rng.randrange(1, 3)).encode()]
+        p.write_bytes(b"".join(lines).rstrip(b"\n") if rng.random() < 0.2 else b"".join(lines))
+    elif op == "spaced":
+        p = wt / "a" / "with space.txt"
+        if all(not q.exists() or q.is_dir() for q in p.parents):
+            p.parent.mkdir(parents=True, exist_ok=True)
+            p.write_text(_text(rng, rng.randrange(1, 30)))
     elif op == "add":
         p = wt / rng.choice(["a", "b", "c/d"]) / f"n{rng.randrange(60)}.txt"
         if all(not q.exists() or q.is_dir() for q in p.parents):
@@ -202,11 +237,16 @@ def _change(rng: random.Random, wt: Path) -> None:
         git(sub, "commit", "-qm", "n")
 
 
-@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("seed", range(6))
 async def test_every_turn_stages_exactly_what_git_stages(git_repo: Path, tmp_path: Path, seed: int) -> None:
     rng = random.Random(seed)
     if seed % 3:
         git(git_repo, "config", "core.autocrlf", "true" if seed % 3 == 1 else "input")
+    if seed % 2:
+        # A user's taste in diffs changes nothing in a patch's text.
+        for key, value in (("diff.algorithm", "histogram"), ("diff.context", "1"), ("core.abbrev", "12"),
+                           ("diff.interHunkContext", "4"), ("diff.suppressBlankEmpty", "true")):  # fmt: skip
+            git(git_repo, "config", key, value)
     (git_repo / "c").mkdir()
     (git_repo / "c" / "keep.log").write_text("tracked although ignored\n")
     (git_repo / ".gitignore").write_text("*.log\n")
@@ -225,6 +265,64 @@ async def test_every_turn_stages_exactly_what_git_stages(git_repo: Path, tmp_pat
             raise AssertionError(f"seed {seed}, turn {turn}") from e
         if turn % 5 == 4:
             assert await diff_worktree(wt.git, wt.base_sha) == patch
+
+
+def _edit_text(rng: random.Random, wt: Path) -> None:
+    """A change of the kind most agent turns make: text files edited, added, emptied or made
+    executable, none deleted (so no rename can pair, and the sections are written in-process)."""
+    names = [
+        "src/app.py",
+        "README.md",
+        "a/with space.txt",
+        "b/new.txt",
+        "b/empty",
+        f"c/n{rng.randrange(4)}.md",
+    ]
+    p = wt / rng.choice(names)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    op = rng.random()
+    if op < 0.6 and p.exists():
+        lines = p.read_bytes().splitlines(keepends=True)
+        for _ in range(rng.randrange(1, 5)):
+            at = rng.randrange(len(lines) + 1)
+            if lines and at < len(lines) and rng.random() < 0.5:
+                del lines[at]
+            else:
+                lines[at:at] = [_text(rng, rng.randrange(1, 4)).encode()]
+        p.write_bytes(b"".join(lines).rstrip(b"\n") if rng.random() < 0.2 else b"".join(lines))
+    elif op < 0.7 and p.exists():
+        p.chmod(p.stat().st_mode ^ 0o111)
+    elif op < 0.8:
+        p.write_bytes(b"")
+    else:
+        p.write_text(_text(rng, rng.randrange(1, 80)))
+
+
+@pytest.mark.parametrize("seed", range(4))
+async def test_text_edits_are_written_in_process_exactly_as_git_writes_them(
+    git_repo: Path, tmp_path: Path, seed: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="boocode_mcp.workspace.worktrees")
+    rng = random.Random(seed)
+    if seed % 2:
+        for key, value in (("diff.algorithm", "patience"), ("diff.context", "5"), ("core.abbrev", "9"),
+                           ("diff.indentHeuristic", "false")):  # fmt: skip
+            git(git_repo, "config", key, value)
+    wt = await create_worktree(git_repo, "text")
+    kept = DiffIndex(wt.git, tmp_path / "kept")
+    written = 0
+    for turn in range(40):
+        for _ in range(rng.randrange(1, 4)):
+            _edit_text(rng, wt.path)
+        caplog.clear()
+        patch = await kept.diff(wt.base_sha)
+        written += any(getattr(r, "sections_written", False) for r in caplog.records)
+        try:
+            assert_same_as_git(patch, wt, wt.base_sha, tmp_path)
+        except AssertionError as e:
+            raise AssertionError(f"seed {seed}, turn {turn}") from e
+    # Every turn after the first (the whole diff, made by git), bar a turn that changed nothing.
+    assert written >= 35, written
 
 
 # --- what libgit2 must do as git does ----------------------------------------------------------
@@ -351,7 +449,8 @@ async def test_a_turn_diffs_only_what_it_touched(
     assert len(first.parsed.files) == 60
     # Nothing changed: the last answer, as it was, and no git process.
     assert await kept.changes(wt.base_sha) is first
-    # Three files changed: git diffs those three; the other files are the very objects of the last diff.
+    # Three text files changed: their sections are written while staging, no git process; the
+    # other files are the very objects of the last diff.
     for i in (3, 30, 59):
         (wt.path / "many" / f"f{i}.txt").write_text(f"file {i} changed\n")
     caplog.clear()
@@ -360,9 +459,20 @@ async def test_a_turn_diffs_only_what_it_touched(
     assert made_again == {"many/f3.txt", "many/f30.txt", "many/f59.txt"}
     assert third.text == await diff_worktree(wt.git, wt.base_sha)
     assert_same_as_git(third.text, wt, wt.base_sha, tmp_path)
-    # Staging, then one git process: `git diff` of the three paths.
     record = next(r for r in caplog.records if hasattr(r, "diffed_paths"))
-    assert getattr(record, "diffed_paths") == 3 and set(getattr(record, "timings")) == {"stage", "git diff"}  # noqa: B009
+    assert getattr(record, "diffed_paths") == 3 and getattr(record, "sections_written")  # noqa: B009
+    assert set(getattr(record, "timings")) == {"stage"}  # noqa: B009
+    # One of three is binary now: one git process, `git diff` of the three paths.
+    (wt.path / "many" / "f3.txt").write_bytes(b"\0binary\n")
+    for i in (30, 59):
+        (wt.path / "many" / f"f{i}.txt").write_text(f"file {i} changed again\n")
+    caplog.clear()
+    fourth = await kept.changes(wt.base_sha)
+    assert "GIT binary patch" in fourth.text
+    assert_same_as_git(fourth.text, wt, wt.base_sha, tmp_path)
+    record = next(r for r in caplog.records if hasattr(r, "diffed_paths"))
+    assert getattr(record, "diffed_paths") == 3 and not getattr(record, "sections_written")  # noqa: B009
+    assert set(getattr(record, "timings")) == {"stage", "git diff"}  # noqa: B009
 
 
 async def test_sections_made_again_take_their_place_beside_a_rename(git_repo: Path, tmp_path: Path) -> None:

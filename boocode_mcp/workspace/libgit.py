@@ -1,15 +1,19 @@
 """A worktree staged in-process, with libgit2 (through pygit2): no `git add` process per turn.
 
 After each turn BooCode needs what `git add -A` into a private index holding the chat's base, then
-`git diff --cached --binary -M <base>`, would say. The diff itself is made by git (`worktrees.py`):
-its text is git's own, rename pairing, binary encoding and all. The staging is done here, in this
-process, and kept between turns, so a turn pays for what changed since the last one:
+`git diff --cached --binary -M --full-index <base>` (with the settings of `DIFF_CONFIG`), would
+say. The staging is done here, in this process, and kept between turns, so a turn pays for what
+changed since the last one:
 
 - one private index per worktree tracks the worktree's files (stat data and object ids), and a
   walk of the worktree (`diff_to_workdir`, stat data first, C code) stages only files changed
   since; a turn that changed nothing is known to have changed nothing without a git process;
 - it says which paths it staged anew, and whether rename pairing could have changed, so the caller
-  asks git for the diff of those paths only.
+  needs the diff of those paths only;
+- those paths' sections of the diff are written here too when each is a plain text file whose
+  section is certain to be git's byte for byte (the common turn: files edited or added, none
+  deleted); git makes the diff otherwise (`worktrees.py`): rename pairing, binary patches, symlinks,
+  gitlinks, diff drivers, text that is not UTF-8, names git quotes.
 
 libgit2 never runs a command: no hook, fsmonitor, filter or credential helper exists for it,
 whatever any config or `.gitattributes` says. And the repository is opened without ever reading the
@@ -51,6 +55,28 @@ _STAGE = (
 )
 _UNTRACKED = DiffOption.INCLUDE_UNTRACKED | DiffOption.RECURSE_UNTRACKED_DIRS
 
+# How every diff BooCode makes is made, whatever the user's git config says: git's defaults, set in
+# command-line scope on each `git diff` (worktrees.py), and the same here for the sections libgit2
+# writes. A patch's text then depends on the worktree alone, and the two writers agree byte for
+# byte (pinned by a randomized test against git).
+CONTEXT_LINES = 3
+DIFF_CONFIG: tuple[tuple[str, str], ...] = (
+    ("diff.algorithm", "myers"),
+    ("diff.context", str(CONTEXT_LINES)),
+    ("diff.interHunkContext", "0"),
+    ("diff.indentHeuristic", "true"),
+    ("diff.suppressBlankEmpty", "false"),
+    ("diff.orderFile", "/dev/null"),
+    ("core.bigFileThreshold", "512m"),
+)
+# libgit2 decides text or binary by its own rule (git's is a NUL byte); the rule here is git's.
+_RENDER_FLAGS = DiffOption.FORCE_TEXT | DiffOption.INDENT_HEURISTIC
+# Sections written here at most for this many paths, of files of at most this size: beyond, one
+# git process costs less than this process's time on the event loop.
+_RENDER_MAX_PATHS = 64
+_RENDER_MAX_BYTES = 1 << 20
+_REGULAR_MODES = frozenset({0o100644, 0o100755})
+
 
 class NeedsGitCli(Exception):
     """The worktree holds a change libgit2 would stage differently from git (the message says
@@ -64,12 +90,15 @@ class Staged:
     `touched`: the paths whose staged entry changed since the last call. `whole`: the diff must be
     made anew for every path (first call, another base, or a rename pairing may have changed: a
     path touched was or is added or deleted while the diff holds a deletion); otherwise only the
-    sections of `touched` can differ from the last diff.
+    sections of `touched` can differ from the last diff. `sections`: when not `whole`, and asked
+    for, those sections as git writes them (path -> text, "" for a path whose file is as in the
+    base), written here; None when git must write them.
     """
 
     index_file: Path
     touched: frozenset[bytes]
     whole: bool
+    sections: dict[str, str] | None = None
 
 
 class StagingArea:
@@ -160,8 +189,9 @@ class StagingArea:
         with contextlib.suppress(OSError):
             _copy_with_mtime(self.tree.index_file, self.index_file)
 
-    def stage(self, base: str) -> Staged:
-        """Stage the worktree as `git add -A` into an index of commit `base` would, now."""
+    def stage(self, base: str, *, render: bool = False) -> Staged:
+        """Stage the worktree as `git add -A` into an index of commit `base` would, now; with
+        `render`, write the sections of the paths touched too where that is certain to give git's."""
         rules = {f: file_stamp(f) for f in self._rules}
         if rules != self._rules or (self._seeded and self._base != base):
             # How files are converted when staged (line endings, ident) may have changed: staged
@@ -183,6 +213,13 @@ class StagingArea:
             # Also when nothing was staged anew: the walk refreshed stat data, which spares the next
             # walk rehashing those files.
             index.write()
+            # A rename pairs a deleted path with an added one: which pairs git finds can change only
+            # when a path touched now was or is one of them.
+            moved = bool(touched & (moved_before | self._added | self._deleted | self._retyped))
+            whole = whole or (moved and (deletions_before or bool(self._deleted or self._retyped)))
+            sections = None
+            if render and not whole and 0 < len(touched) <= _RENDER_MAX_PATHS:
+                sections = self._sections(repo, index, touched)
         except pygit2.GitError as e:
             self.reset()
             raise WorkspaceError(f"cannot stage worktree {self.tree.work_tree}: {e}") from e
@@ -195,11 +232,28 @@ class StagingArea:
             repo.free()
         # As seen before this call's staging; files of directories first met now, as of now.
         self._rules = {f: rules[f] if f in rules else file_stamp(f) for f in self._rule_files()}
-        # A rename pairs a deleted path with an added one: which pairs git finds can change only
-        # when a path touched now was or is one of them.
-        moved = bool(touched & (moved_before | self._added | self._deleted | self._retyped))
-        whole = whole or (moved and (deletions_before or bool(self._deleted or self._retyped)))
-        return Staged(self.index_file, frozenset(touched), whole)
+        return Staged(self.index_file, frozenset(touched), whole, sections)
+
+    def _sections(
+        self, repo: pygit2.Repository, index: pygit2.Index, touched: set[bytes]
+    ) -> dict[str, str] | None:
+        """The diff sections of `touched` (none of them deleted or renamed: the diff is not made
+        whole), each as git writes it; None as soon as one is not certain to be git's."""
+        sections: dict[str, str] = {}
+        for path in touched:
+            name = _plain_name(path)
+            if name is None or repo.get_attr(name, "diff") is not None:
+                # A name git quotes or pads; a diff driver (funcname patterns, binary, -diff).
+                return None
+            base = self._base_entry(name)
+            staged = index[name] if name in index else None  # noqa: SIM401 (an Index has no get)
+            old = None if base is None else (base.filemode, base.id)
+            new = None if staged is None else (staged.mode, staged.id)
+            section = _section(repo, name, old, new)
+            if section is None:
+                return None
+            sections[name] = section
+        return sections
 
     def _rule_files(self) -> list[str]:
         """Every file that decides how a staged file is converted: the `.gitattributes` of each
@@ -339,6 +393,77 @@ class StagingArea:
                     f"{name} has a working-tree-encoding attribute: git re-encodes such a file when "
                     "staging it, libgit2 cannot"
                 )
+
+
+_Entry = tuple[int, pygit2.Oid]
+
+
+def _plain_name(path: bytes) -> str | None:
+    """`path` when git writes it as it is in a diff's headers (printable ASCII, no quote or
+    backslash, which git quotes); None otherwise."""
+    if not all(0x20 <= b < 0x7F for b in path) or b'"' in path or b"\\" in path:
+        return None
+    return path.decode("ascii")
+
+
+def _text(repo: pygit2.Repository, entry: _Entry | None) -> bytes | None:
+    """A file's bytes when git diffs it as UTF-8 text (no NUL byte, which makes it binary to git,
+    and valid UTF-8, which BooCode's patches are; at most `_RENDER_MAX_BYTES`); None otherwise."""
+    if entry is None:
+        return b""
+    if entry[0] not in _REGULAR_MODES:
+        return None
+    data: bytes = repo[entry[1]].read_raw()
+    if len(data) > _RENDER_MAX_BYTES or b"\0" in data:
+        return None
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    return data
+
+
+def _section(repo: pygit2.Repository, name: str, old: _Entry | None, new: _Entry | None) -> str | None:
+    """The section `git diff --cached --binary -M --full-index` (with `DIFF_CONFIG`) writes for file
+    `name`, from `old` (its base entry) to `new` (its staged entry), either possibly absent: git's
+    extended headers, written here, and libgit2's hunks; None when the file is not text as above."""
+    if old == new:
+        return ""
+    old_data, new_data = _text(repo, old), _text(repo, new)
+    if old_data is None or new_data is None:
+        return None
+    parts = [f"diff --git a/{name} b/{name}\n"]
+    if old is None:
+        assert new is not None
+        parts.append(f"new file mode {new[0]:o}\n")
+    elif new is None:
+        parts.append(f"deleted file mode {old[0]:o}\n")
+    elif old[0] != new[0]:
+        parts.append(f"old mode {old[0]:o}\nnew mode {new[0]:o}\n")
+    old_id, new_id = (str(e[1]) if e is not None else None for e in (old, new))
+    if old_id == new_id:
+        return "".join(parts)
+    zero = "0" * len(old_id or new_id or "")
+    same_mode = f" {old[0]:o}" if old is not None and new is not None and old[0] == new[0] else ""
+    parts.append(f"index {old_id or zero}..{new_id or zero}{same_mode}\n")
+    patch = pygit2.Patch.create_from(
+        old_data, new_data, name, name, flag=_RENDER_FLAGS, context_lines=CONTEXT_LINES, interhunk_lines=0
+    )
+    text = patch.data
+    hunks = text.find(b"\n@@ ")
+    if hunks >= 0:
+        # git pads a name holding a space with a tab on these two lines (so a reader can tell
+        # where it ends); libgit2's own header is not used.
+        pad = "\t" if " " in name else ""
+        parts.append(f"--- a/{name}{pad}\n" if old is not None else "--- /dev/null\n")
+        parts.append(f"+++ b/{name}{pad}\n" if new is not None else "+++ /dev/null\n")
+        try:
+            # Hunks of UTF-8 files are UTF-8 (a hunk header's quoted line is cut where a character
+            # ends, as git cuts it); should they not be, git makes the diff, as a binary patch.
+            parts.append(text[hunks + 1 :].decode("utf-8"))
+        except UnicodeDecodeError:
+            return None
+    return "".join(parts)
 
 
 def _nested_repository(path: bytes) -> bool:

@@ -42,7 +42,7 @@ from boocode_mcp.workspace.git import (
     resolve_commit,
     run_git,
 )
-from boocode_mcp.workspace.libgit import NeedsGitCli, Staged, StagingArea
+from boocode_mcp.workspace.libgit import DIFF_CONFIG, NeedsGitCli, Staged, StagingArea
 
 # Dots only between other characters: the id becomes a directory and part of ref names, so no
 # "..", no leading dot, no ".lock" suffix.
@@ -184,13 +184,14 @@ class DiffIndex:
     """The diff of one worktree against its base, again and again (a chat's worktree after each turn).
 
     Gives what `diff_worktree` gives, which is what `git add -A` into an index of the base and then
-    `git diff --cached --binary -M <base>` give: the worktree is staged into a private index in this
-    process (libgit2, see `libgit.py`: a stat walk, only files changed since the last call hashed),
-    and git diffs that index. The state kept between calls makes a call pay for what changed since
-    the last one: a worktree that did not change is answered with the last diff (no git process); a
-    turn that changed some files runs one `git diff` of those files only, its sections replacing
-    theirs in the last diff (the whole diff again only when a rename pairing may have changed). The
-    worktree's own index is never written.
+    `git diff --cached --binary -M --full-index <base>` give: the worktree is staged into a private
+    index in this process (libgit2, see `libgit.py`: a stat walk, only files changed since the last
+    call hashed), and that index is diffed. The state kept between calls makes a call pay for what
+    changed since the last one: a worktree that did not change is answered with the last diff (no
+    git process); a turn that changed some files gets the sections of those files only, replacing
+    theirs in the last diff, written in this process when they are plain text files (no git
+    process), else by one `git diff` of those files; the whole diff is made again by git only when
+    a rename pairing may have changed. The worktree's own index is never written.
 
     One call at a time. The staging runs on the event loop when the last one took under `INLINE_S`
     (a trip to a worker thread and back costs more, milliseconds when the machine is busy), else in
@@ -236,11 +237,13 @@ class DiffIndex:
         async with self._lock:
             if self._git_cli is None:
                 inline = self._last_s is not None and self._last_s < INLINE_S and self._area.seeded
+                # Sections written while staging are of use only on top of the last diff.
+                render = self._last is not None and self._last.base == base
                 try:
                     if inline:
-                        staged = self._timed_stage(base)
+                        staged = self._timed_stage(base, render)
                     else:
-                        staged = await anyio.to_thread.run_sync(self._timed_stage, base)
+                        staged = await anyio.to_thread.run_sync(self._timed_stage, base, render)
                 except NeedsGitCli as e:
                     self._git_cli = str(e)
                     self._area.reset()
@@ -253,10 +256,10 @@ class DiffIndex:
             _log_timings({"git add + git diff": time.perf_counter() - started})
             return WorktreeDiff(text, parse_unified_diff(text))
 
-    def _timed_stage(self, base: str) -> Staged:
+    def _timed_stage(self, base: str, render: bool) -> Staged:
         started = time.perf_counter()
         try:
-            return self._area.stage(base)
+            return self._area.stage(base, render=render)
         except BaseException:
             self._last_s = None
             raise
@@ -266,13 +269,18 @@ class DiffIndex:
 
     async def _diff_staged(self, base: str, staged: Staged) -> WorktreeDiff:
         """The diff of the private index as staged: the last one, the last one with the sections
-        of the paths touched made again, or all of it made again."""
+        of the paths touched made again (written while staging, or by git), or all of it made again."""
         stage_s = self._last_s or 0.0
         last, self._last = self._last, None
         if last is not None and last.base == base and not staged.whole and not staged.touched:
             self._last = last
             _log_timings({"stage": stage_s}, reused=True)
             return last.diff
+        if last is not None and last.base == base and not staged.whole and staged.sections is not None:
+            written = sorted(staged.sections)
+            self._last = last.replaced(written, "".join(staged.sections[p] for p in written))
+            _log_timings({"stage": stage_s}, paths=written, written=True)
+            return self._last.diff
         started = time.perf_counter()
         env = {"GIT_INDEX_FILE": str(staged.index_file)}
         paths: list[str] | None = None
@@ -356,11 +364,19 @@ def _file_sections(text: str) -> list[str]:
     return [text[a:b] for a, b in zip(starts, [*starts[1:], len(text)], strict=True)]
 
 
-def _log_timings(timings: dict[str, float], *, reused: bool = False, paths: list[str] | None = None) -> None:
+def _log_timings(
+    timings: dict[str, float], *, reused: bool = False, paths: list[str] | None = None, written: bool = False
+) -> None:
     """What a diff cost, at DEBUG (what the bench breaks down), with the record attributes
-    `timings` (phase → seconds), `diff_reused` (no git process ran: the last diff was the answer)
-    and `diffed_paths` (how many paths `git diff` was limited to; None: all of them)."""
-    extra = {"timings": timings, "diff_reused": reused, "diffed_paths": None if paths is None else len(paths)}
+    `timings` (phase → seconds), `diff_reused` (no git process ran: the last diff was the answer),
+    `diffed_paths` (how many paths the diff was limited to; None: all of them) and
+    `sections_written` (those paths' sections were written while staging: no git process ran)."""
+    extra = {
+        "timings": timings,
+        "diff_reused": reused,
+        "diffed_paths": None if paths is None else len(paths),
+        "sections_written": written,
+    }
     log.debug("diff index timings", extra=extra)
 
 
@@ -475,6 +491,9 @@ _DIFF_ARGS = (
     "--cached",
     "--binary",
     "-M",
+    # Whole object ids: a stored patch names its blobs unambiguously however the repository grows
+    # (git's abbreviations lengthen with it), and the sections written in-process name them so too.
+    "--full-index",
     "--no-color",
     "--no-ext-diff",
     "--no-textconv",
@@ -506,11 +525,12 @@ async def _git_cli_diff(tree: GitRepo, base: str) -> str:
 
 
 async def _diff_index(tree: GitRepo, base: str, env: dict[str, str], paths: Sequence[str] = ()) -> str:
-    """`git diff --cached --binary -M` of the index `env` names against `base` (of `paths` only, when
-    given: literal paths). Text that is not UTF-8 goes as a binary patch (the `-diff` attribute for
-    those files), so the diff is always valid text that `git apply` takes back byte for byte."""
+    """`git diff --cached --binary -M --full-index` (with `DIFF_CONFIG`) of the index `env` names
+    against `base` (of `paths` only, when given: literal paths). Text that is not UTF-8 goes as a
+    binary patch (the `-diff` attribute for those files), so the diff is always valid text that
+    `git apply` takes back byte for byte."""
     env = {**env, "GIT_LITERAL_PATHSPECS": "1"} if paths else env
-    raw = (await run_git(tree, *_DIFF_ARGS, base, "--", *paths, env=env)).stdout
+    raw = (await run_git(tree, *_DIFF_ARGS, base, "--", *paths, env=env, config=DIFF_CONFIG)).stdout
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
@@ -520,7 +540,7 @@ async def _diff_index(tree: GitRepo, base: str, env: dict[str, str], paths: Sequ
         attributes.write_text(
             "".join(f"{_attr_pattern(p)} -diff\n" for p in _non_utf8_paths(raw)), encoding="utf-8"
         )
-        config = [("core.attributesFile", str(attributes))]
+        config = [*DIFF_CONFIG, ("core.attributesFile", str(attributes))]
         raw = (await run_git(tree, *_DIFF_ARGS, base, "--", *paths, env=env, config=config)).stdout
     return raw.decode("utf-8", "replace")
 
