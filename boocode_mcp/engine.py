@@ -31,7 +31,7 @@ from boocode_mcp.errors import BooCodeError, InvalidRequestError, NotFoundError,
 from boocode_mcp.memory import MemoryIndex
 from boocode_mcp.presenter import Presenter
 from boocode_mcp.review import PatchReview
-from boocode_mcp.states import TERMINAL_STATUSES
+from boocode_mcp.states import TERMINAL_STATUSES, is_settled
 from boocode_mcp.store import agent_capabilities as capabilities_store
 from boocode_mcp.store import agent_sessions as agent_sessions_store
 from boocode_mcp.store import chats as chats_store
@@ -385,7 +385,7 @@ class Engine:
             )
             # Made before submitting, so the answer is the queued run even when a worker is idle; the
             # run has no events yet, so its own (empty) digest is the one to show.
-            view = await self._present.subagent(row, run.digest)
+            view = await self._present.subagent(row, run.digest, children=[])
             submit(run)
         self._notify(f"subagents://{subagent_id}")
         for lineage in (parent.subagent_id if parent else None, retry_of.id if retry_of else None):
@@ -530,6 +530,22 @@ class Engine:
                 await self._foreign_change(session_id, subagent_id, row.status)
         return await self.status(session_id, subagent_id)
 
+    async def wait_settled(self, session_id: str | None, subagent_id: str, timeout_s: float) -> SubagentView:
+        """The run's status once it has ended or waits for a permission answer (settled: it moves on
+        only when someone answers), or when `timeout_s` passes. A run driven here is followed in
+        memory, so the statuses it passes through on the way cost no read."""
+        run = self._runner.active.get(subagent_id)
+        if run is None or session_id not in (None, run.row.session_id):
+            deadline = anyio.current_time() + timeout_s
+            view = await self.status(session_id, subagent_id)
+            while not is_settled(view.status) and (left := deadline - anyio.current_time()) > 0:
+                view = await self.wait(session_id, subagent_id, left)
+            return view
+        with anyio.move_on_after(timeout_s):
+            while not is_settled(run.status):
+                await run.changed.wait()
+        return await self.status(session_id, subagent_id)
+
     async def _foreign_change(self, session_id: str | None, subagent_id: str, status: str) -> None:
         """Until the status of a run another process drives moves. On PostgreSQL its notification
         wakes the wait (re-read every `[worker] poll_s` in case one is lost); on sqlite no event
@@ -553,6 +569,11 @@ class Engine:
 
     async def wait_finished(self, session_id: str | None, subagent_id: str) -> SubagentView:
         """The run's status once it has finished (unbounded: for the CLI and ACP front ends)."""
+        run = self._runner.active.get(subagent_id)
+        if run is not None and session_id in (None, run.row.session_id):
+            # Driven here: followed in memory until it ends, with no read on the way.
+            while run.status not in TERMINAL_STATUSES:
+                await run.changed.wait()
         while True:
             view = await self.wait(session_id, subagent_id, 3600)
             if view.status in TERMINAL_STATUSES:

@@ -65,7 +65,10 @@ class Presenter:
             self._digests.put(row.id, digest)
         return digest
 
-    async def subagent(self, row: SubagentRow, digest: Digest | None = None) -> SubagentView:
+    async def subagent(
+        self, row: SubagentRow, digest: Digest | None = None, *, children: list[str] | None = None
+    ) -> SubagentView:
+        """The run's view; `children` when the caller knows them (a run just written has none)."""
         if digest is None:
             digest = await self.digest(row)
         collisions: list[Collision] = []
@@ -103,7 +106,7 @@ class Presenter:
             created_at=row.created_at,
             finished_at=row.finished_at,
             parent_subagent_id=row.parent_subagent_id,
-            children=await runs_store.child_ids(self._db, row.id),
+            children=children if children is not None else await runs_store.child_ids(self._db, row.id),
             retry_of=row.retry_of,
             depth=row.depth,
             images=len(row.images),

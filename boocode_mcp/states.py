@@ -27,6 +27,12 @@ _WORKFLOW_STATUSES: frozenset[str] = frozenset(get_args(WorkflowStatus))
 LIVE_WORKFLOW_STATUSES: tuple[str, ...] = ("queued", "running")
 
 
+def is_settled(status: str) -> bool:
+    """Whether a run in this status moves on only if someone answers it: ended, or waiting for a
+    permission answer (what a caller waiting for a run waits for)."""
+    return status in TERMINAL_STATUSES or status == "awaiting_permission"
+
+
 def _is_subagent_status(value: str) -> TypeGuard[SubagentStatus]:
     return value in _SUBAGENT_STATUSES
 

@@ -105,6 +105,8 @@ class AgentPool:
         self._base_rows: dict[Key, AgentSessionRow] = {}
         self._config_hashes: dict[Key, str] = {}
         self._pending: dict[Key, AgentSessionRow] = {}
+        # Told the chat id of each row written (the runner tells listeners of agent-sessions://).
+        self.on_written: Callable[[str], None] | None = None
         self._wake = asyncio.Event()
         self._write_lock = asyncio.Lock()
         self._get_lock = asyncio.Lock()
@@ -255,6 +257,8 @@ class AgentPool:
                 batch, self._pending = self._pending, {}
                 for row in batch.values():
                     await self._write(row)
+                    if self.on_written is not None:
+                        self.on_written(row.chat_id)
                 noted, self._capabilities = self._capabilities, {}
                 for caps in noted.values():
                     await self._write_capabilities(caps)

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import anyio
 from pydantic import BaseModel, ConfigDict, Field
 
 from boocode_mcp.errors import InvalidRequestError
 from boocode_mcp.ops.caller import Caller, Outcome, clip
+from boocode_mcp.states import is_settled
 from boocode_mcp.views import (
     TERMINAL_STATUSES,
     Activity,
@@ -96,8 +96,8 @@ class PermissionAnswer(_Out):
 
 
 def settled(view: SubagentView) -> bool:
-    """Whether the run can move without someone answering it: ended, or waiting for a permission."""
-    return view.status in TERMINAL_STATUSES or view.status == "awaiting_permission"
+    """Whether the run moves on only if someone answers it: ended, or waiting for a permission."""
+    return is_settled(view.status)
 
 
 def _check_wait(wait_seconds: float) -> None:
@@ -106,18 +106,6 @@ def _check_wait(wait_seconds: float) -> None:
             f"wait_seconds must be between 0 and {MAX_WAIT_SECONDS:g} (got {wait_seconds:g}); "
             "poll subagent_status again to wait longer"
         )
-
-
-async def _wait_settled(
-    engine: Engine, session_id: str | None, view: SubagentView, seconds: float
-) -> SubagentView:
-    deadline = anyio.current_time() + seconds
-    while not settled(view):
-        remaining = deadline - anyio.current_time()
-        if remaining <= 0:
-            break
-        view = await engine.wait(session_id, view.subagent_id, remaining)
-    return view
 
 
 def line(view: SubagentView) -> str:
@@ -193,7 +181,7 @@ async def spawn(
 async def _spawned(engine: Engine, view: SubagentView, wait_seconds: float) -> Outcome[SpawnResult]:
     """spawn_subagent's (and retry_subagent's) answer, after waiting up to `wait_seconds`."""
     if wait_seconds > 0:
-        view = await _wait_settled(engine, None, view, wait_seconds)
+        view = await engine.wait_settled(None, view.subagent_id, wait_seconds)
     out = SpawnResult(
         subagent_id=view.subagent_id,
         session_id=view.session_id,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
@@ -17,12 +16,9 @@ log = logging.getLogger(__name__)
 class Prewarmer:
     """Starts chats' worktrees and agents in the background, in its own task group (`serve`)."""
 
-    def __init__(
-        self, worktrees: ChatWorktrees, pool: AgentPool, agent_sessions_changed: Callable[[str], None]
-    ) -> None:
+    def __init__(self, worktrees: ChatWorktrees, pool: AgentPool) -> None:
         self._worktrees = worktrees
         self._pool = pool
-        self._agent_sessions_changed = agent_sessions_changed
         self._tg: TaskGroup | None = None
         # Chats being pre-warmed: the event is set when that ends.
         self._running: dict[str, anyio.Event] = {}
@@ -57,8 +53,8 @@ class Prewarmer:
             await self._worktrees.prepare(tree, base)
             backend = await self._pool.get(chat_id, agent, tree.work_tree)
             await backend.ensure_session()
+            # Its row written (and listeners told) before the pre-warm reads as done.
             await self._pool.sync()
-            self._agent_sessions_changed(chat_id)
         except Exception as e:
             log.info("pre-warming chat %s failed; its first turn starts it instead: %s", chat_id, e)
         finally:

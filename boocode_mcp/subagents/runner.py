@@ -102,7 +102,9 @@ class Runner:
             shared=shared is not None,
             remote=shared.setup.remote if shared is not None else None,
         )
-        self._prewarmer = Prewarmer(self._worktrees, pool, self.agent_sessions_changed)
+        # Listeners hear of a chat's agent session as soon as its row is written, whoever wrote it.
+        pool.on_written = self.agent_sessions_changed
+        self._prewarmer = Prewarmer(self._worktrees, pool)
         self._turns = Turns(
             db=db,
             registry=registry,

@@ -1,5 +1,6 @@
 """One turn of a run: the chat's worktree → its warm agent → the prompt, its events streamed into
-the `events` table by one writer → the worktree's patch → the run's final status.
+the `events` table by one writer → the worktree's diff (while the writer stores the last events) →
+its patch, the memory entry and the traces → the run's final status.
 
 Each phase's duration is logged at DEBUG on this module's logger with the record attribute
 `timings` (phase → seconds): what `bench/bench_mcp.py` prints as the breakdown of a warm turn.
@@ -73,8 +74,6 @@ class RunStates(Protocol):
 
     def activity(self, run: Run) -> None: ...
 
-    def agent_sessions_changed(self, chat_id: str) -> None: ...
-
     def release(self, run: Run) -> None: ...
 
 
@@ -110,18 +109,18 @@ class Turns:
         run.started = True
         clock = _Clock()
         try:
-            outcome = await self._attempt(run, clock)
+            outcome, changes = await self._attempt(run, clock)
         except anyio.get_cancelled_exc_class():
             with anyio.CancelScope(shield=True), anyio.move_on_after(FINISH_TIMEOUT_S):
-                await self._finish(run, INTERRUPTED, clock)
+                await self._finish(run, INTERRUPTED, clock, await self._diff(run))
             raise
         with anyio.CancelScope(shield=True), anyio.move_on_after(FINISH_TIMEOUT_S):
-            await self._finish(run, outcome, clock)
+            await self._finish(run, outcome, clock, changes)
 
-    async def _attempt(self, run: Run, clock: _Clock) -> TurnOutcome:
-        """Worktree, agent and prompt, with one writer of the run's events, until the writer has
-        stored the last of them; errors become the outcome (caught inside the task group, so they
-        are not wrapped in an exception group)."""
+    async def _attempt(self, run: Run, clock: _Clock) -> tuple[TurnOutcome, Changes]:
+        """Worktree, agent and prompt, with one writer of the run's events; then the worktree's
+        diff, made while the writer stores the last events, until it has stored them. Errors become
+        the outcome (caught inside the task group, so they are not wrapped in an exception group)."""
         send, recv = anyio.create_memory_object_stream[Record](math.inf)
         async with anyio.create_task_group() as tg:
             # Beside the worktree's lookup, not before it: two trips to the database at once.
@@ -142,8 +141,11 @@ class Turns:
                 except Exception as e:
                     log.exception("subagent %s failed", run.id)
                     outcome = TurnOutcome("failed", error=f"internal error: {type(e).__name__}: {e}")
+            # The stream is closed: the writer stores what is left of the events meanwhile.
+            changes = await self._diff(run)
+            clock.mark("diff")
         clock.mark("events drained")
-        return outcome
+        return outcome, changes
 
     async def _diff(self, run: Run) -> Changes:
         """The worktree's changes against the run's base (an error is kept, to be reported with
@@ -195,8 +197,7 @@ class Turns:
                 )
         backend = await self.pool.get(row.chat_id, row.agent, run.worktree, env=env or None)
         info = await backend.ensure_session()
-        await self.pool.sync()
-        self.states.agent_sessions_changed(row.chat_id)
+        # The agent session's row (now active) is the pool's writer's to store, off the turn's path.
         if info.origin == "fresh_after_restart":
             notes.insert(
                 0,
@@ -332,23 +333,24 @@ class Turns:
 
     # ------------------------------------------------------------------------------ end of turn
 
-    async def _finish(self, run: Run, outcome: TurnOutcome, clock: _Clock) -> None:
+    async def _finish(self, run: Run, outcome: TurnOutcome, clock: _Clock, changes: Changes) -> None:
         run.finished = True
         try:
-            await self._write_final(run, outcome, clock)
+            await self._write_final(run, outcome, clock, changes)
         finally:
             # Even if the final write failed or timed out: the run is no longer driven, and a row
             # left live is closed as interrupted by the chat's next spawn.
             self.states.release(run)
             clock.mark("released")
             log.debug("turn %s timings", run.id, extra={"timings": clock.timings})
+        # The agent session's row (now idle) stored before the turn's task ends.
         await self.pool.sync()
-        self.states.agent_sessions_changed(run.row.chat_id)
 
-    async def _record_patch(self, run: Run, outcome: TurnOutcome) -> tuple[str | None, Exception | None]:
+    async def _record_patch(
+        self, run: Run, outcome: TurnOutcome, changes: Changes
+    ) -> tuple[str | None, Exception | None]:
         """The worktree's diff, stored as the run's patch: (the stored patch's id, None when the
         worktree holds no change) or (None, why it could not be recorded)."""
-        changes = await self._diff(run)
         if changes is None or run.base is None:
             return None, None
         try:
@@ -383,16 +385,14 @@ class Turns:
         except Exception:
             log.exception("indexing subagent %s in memory failed", run.id)
 
-    async def _write_final(self, run: Run, outcome: TurnOutcome, clock: _Clock) -> None:
-        """The diff and the patch, then the memory entry and the closed traces (side by side), then
-        the final status: a run reads as finished only once its patch is stored and its transcript
-        searchable. The patch first, not beside the others: their work would compete with the diff's
-        git process and its thread for this process."""
-        patch_id, error = await self._record_patch(run, outcome)
-        clock.mark("diff and patch")
+    async def _write_final(self, run: Run, outcome: TurnOutcome, clock: _Clock, changes: Changes) -> None:
+        """The patch, the memory entry and the closed traces (side by side), then the final status:
+        a run reads as finished only once its patch is stored and its transcript searchable."""
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._index_memory, run)
             tg.start_soon(self._end_traces, run, outcome)
+            patch_id, error = await self._record_patch(run, outcome, changes)
+            clock.mark("patch")
         clock.mark("memory, traces")
         if error is not None:
             note = f"its changes could not be recorded as a patch: {error}"
