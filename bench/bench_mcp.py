@@ -13,10 +13,10 @@ process instead (how BooCode ran before the daemon).
    where a turn's time goes: BooCode logs them for each turn and each diff) are measured
    alternately, sample by sample, so that load from other work on the machine falls on all alike.
    Then a turn's diff, after one more file changed and after nothing changed, is timed as a turn
-   makes it (libgit2 staging in this process + `git diff` of the paths touched) against two ways of
-   doing it with git processes only, alternately: `git add -A` into a private index kept between
-   turns + `git diff --cached`, and (BooCode before) `git add -A` into a copy of a prepared index of
-   the base + `git diff --cached`.
+   makes it (libgit2 staging in this process, and the sections of the text files touched written
+   there too: no git process) against two ways of doing it with git processes only, alternately:
+   `git add -A` into a private index kept between turns + `git diff --cached`, and (BooCode before)
+   `git add -A` into a copy of a prepared index of the base + `git diff --cached`.
 3. 32 concurrent subagents on the fixture agent: all must complete; wall time reported.
 4. BooCode's own memory per warm agent: the engine's process's RSS delta / number of warm agents.
 
@@ -163,7 +163,7 @@ class _Timings(logging.Handler):
         self.phases: dict[str, list[float]] = collections.defaultdict(list)
         # Each turn's phases together: from a worker taking the run to the run released.
         self.turn_ms: list[float] = []
-        self.diffs = self.diffs_reused = self.diffs_limited = 0
+        self.diffs = self.diffs_reused = self.diffs_limited = self.diffs_written = 0
 
     def emit(self, record: logging.LogRecord) -> None:
         timings = getattr(record, "timings", None)
@@ -175,6 +175,7 @@ class _Timings(logging.Handler):
             self.diffs += 1
             self.diffs_reused += bool(getattr(record, "diff_reused", False))
             self.diffs_limited += getattr(record, "diffed_paths", None) is not None
+            self.diffs_written += bool(getattr(record, "sections_written", False))
         for phase, seconds in timings.items():
             self.phases[phase].append(seconds * 1000)
 
@@ -450,7 +451,9 @@ def print_breakdown(
     print(f"     the turn's phases and its diff's: {phases}")
     print(
         f"     {timings.diffs} diffs for {len(timings.turn_ms)} turns: {timings.diffs_reused} the last diff "
-        f"reused (no git process), {timings.diffs_limited} one git diff of only the paths the turn touched"
+        f"reused, {timings.diffs_written} the sections of the paths the turn touched written in-process "
+        f"(neither runs a git process), {timings.diffs_limited - timings.diffs_written} one git diff of "
+        "only those paths"
     )
     print("   a turn's diff (p50 ms)       now   kept index: git add + git diff   before: base index copy + "
           "git add + git diff")  # fmt: skip

@@ -31,6 +31,8 @@ async def _configure(db: SqliteDatabase) -> None:
         raise StoreError(f"could not switch the database to WAL mode (got {row!r})")
     await db.execute("PRAGMA foreign_keys = ON")
     await db.execute("PRAGMA synchronous = NORMAL")
+    # Checkpoints are made on the connection's thread every CHECKPOINT_CHANGES rows instead (see db.py).
+    await db.execute("PRAGMA wal_autocheckpoint = 0")
     # The default 2 MB page cache makes memory search at 100k entries read from disk every query.
     await db.execute("PRAGMA cache_size = -32768")
 
@@ -44,11 +46,12 @@ async def _connect_sqlite(path: Path | str) -> Database:
         except OSError as e:
             raise StoreError(f"cannot create the database directory {p.parent}: {e.strerror}") from e
     try:
-        conn = await aiosqlite.connect(where, isolation_level=None)
+        # Used from the event loop's thread too, for statements that finish at once (see db.py).
+        conn = await aiosqlite.connect(where, isolation_level=None, check_same_thread=False)
     except sqlite3.Error as e:
         raise StoreError(f"cannot open the database {where}: {e}; check the path and its permissions") from e
     conn.row_factory = aiosqlite.Row
-    db = SqliteDatabase(conn, where)
+    db = SqliteDatabase(conn, where, BUSY_TIMEOUT_MS)
     try:
         await _configure(db)
         await migrate(db, where)

@@ -14,7 +14,10 @@ caller never holds a cursor across an await. Driver errors come out as `Database
 
 from __future__ import annotations
 
+import logging
 import sqlite3
+import threading
+import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
@@ -28,6 +31,8 @@ from boocode_mcp.errors import StoreError
 Dialect = Literal["sqlite", "postgres"]
 Params = Sequence[Any] | Mapping[str, Any]
 T = TypeVar("T")
+
+log = logging.getLogger(__name__)
 
 
 class DatabaseError(StoreError):
@@ -102,13 +107,131 @@ def _sqlite_error(e: sqlite3.Error, where: str) -> DatabaseError:
     return kind(f"{where}: {e}")
 
 
-class _SqliteRunner:
-    """Statements on the connection's worker thread, one trip each (aiosqlite's `_execute` queues a
-    callable there; the public API would take a trip for the statement and another for its rows)."""
+# A statement outside a transaction runs right on the event loop when it can finish at once: a trip
+# to the connection's thread and back costs 60-200 µs, more than most of the store's statements take
+# to run, and a turn makes some thirty of them. "At once": it needs no lock another connection holds
+# (its busy timeout is 0) and it is done within INLINE_BUDGET_S (a progress handler interrupts it
+# otherwise). A statement refused or interrupted so has changed nothing (autocommit: it is its own
+# transaction, rolled back), and it runs again on the thread, where it may wait for the lock and
+# take its time; its SQL goes to the thread from then on. The loop never waits on another process.
+INLINE_BUDGET_S = 0.002
+# VM instructions between two looks at the clock by the progress handler.
+_PROGRESS_STEPS = 500
+# SQL found too slow to run inline, remembered (up to this many) so it is not tried again.
+_SLOW_SQL_MAX = 512
+# sqlite's primary result codes that mean "not now": busy, locked, interrupted.
+_INTERRUPTED = 9
+_NOT_NOW = frozenset({5, 6, _INTERRUPTED})
+# Rows changed between two WAL checkpoints. A checkpoint syncs the files (milliseconds, more on a
+# busy disk), so the connection's automatic one (made by the commit that crosses 1000 pages, which
+# may be one made on the loop) is off; `_Checkpointer` makes them on a thread and connection of its
+# own, PASSIVE (never waiting for a reader or writer), while the loop goes on.
+CHECKPOINT_CHANGES = 500
 
-    def __init__(self, conn: aiosqlite.Connection, where: str) -> None:
+
+def _in_transaction(c: sqlite3.Connection) -> bool:
+    # A function, so that a check made earlier does not narrow what the type checker believes.
+    return c.in_transaction
+
+
+class _Checkpointer:
+    """WAL checkpoints of one database file on a thread and connection of their own, made when
+    asked (`request`, which never blocks); `close` ends the thread (joined, none is left)."""
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+        self._wanted = threading.Event()
+        self._closing = False
+        self._thread: threading.Thread | None = None
+
+    def request(self) -> None:
+        if self._closing:
+            return
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self._serve, name="boocode-sqlite-checkpoints", daemon=True
+            )
+            self._thread.start()
+        self._wanted.set()
+
+    def close(self) -> None:
+        self._closing = True
+        self._wanted.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+    def _serve(self) -> None:
+        conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+        try:
+            while True:
+                self._wanted.wait()
+                self._wanted.clear()
+                if self._closing:
+                    return
+                try:
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                except sqlite3.Error as e:
+                    # The next one catches up; the WAL only grows meanwhile.
+                    log.debug("checkpoint of %s failed: %s", self._path, e)
+        finally:
+            conn.close()
+
+
+def _statement(sql: str, params: Params) -> Callable[[sqlite3.Connection], Result]:
+    def work(c: sqlite3.Connection) -> Result:
+        cur = c.execute(sql, params)
+        rows = cur.fetchall()
+        return Result(cast(list[Row], rows), cur.rowcount)
+
+    return work
+
+
+class _NotNow(Exception):
+    """The statement could not run inline; it runs on the connection's thread instead."""
+
+
+class _SqliteRunner:
+    """Statements on the connection: inline on the event loop when they can finish at once (see
+    INLINE_BUDGET_S), else on the connection's worker thread, one trip each (aiosqlite's `_execute`
+    queues a callable there; the public API would take a trip for the statement and another for
+    its rows). Its caller holds the database's lock: one statement at a time on the connection."""
+
+    def __init__(self, conn: aiosqlite.Connection, where: str, busy_timeout_ms: int) -> None:
         self.conn = conn
         self.where = where
+        self._busy_timeout_ms = busy_timeout_ms
+        self._slow: set[str] = set()
+        self._checkpoints = _Checkpointer(where) if where != ":memory:" else None
+        self._checkpointed_at = 0
+
+    def _inline(self, sql: str, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """`fn` run here, now; _NotNow when it cannot finish at once (having changed nothing)."""
+        # aiosqlite's connection, used from the loop's thread: safe, as the lock the caller holds
+        # keeps its worker thread idle meanwhile (the sqlite3 connection allows other threads).
+        c: sqlite3.Connection = self.conn._conn
+        if sql in self._slow or c.in_transaction:
+            raise _NotNow
+        deadline = time.perf_counter() + INLINE_BUDGET_S
+        c.execute("PRAGMA busy_timeout = 0")
+        c.set_progress_handler(lambda: time.perf_counter() > deadline, _PROGRESS_STEPS)
+        try:
+            return fn(c)
+        except sqlite3.Error as e:
+            code = getattr(e, "sqlite_errorcode", 0) & 0xFF
+            if code not in _NOT_NOW:
+                raise _sqlite_error(e, self.where) from e
+            if _in_transaction(c):
+                # Cut short inside the transaction `fn` opened (executemany): undo all of it.
+                c.execute("ROLLBACK")
+            if code == _INTERRUPTED:
+                if len(self._slow) >= _SLOW_SQL_MAX:
+                    self._slow.clear()
+                self._slow.add(sql)
+            raise _NotNow from e
+        finally:
+            c.set_progress_handler(None, 0)
+            c.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
 
     async def job(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         conn = self.conn
@@ -123,16 +246,51 @@ class _SqliteRunner:
             raise _sqlite_error(e, self.where) from e
 
     async def execute(self, sql: str, params: Params) -> Result:
-        def work(c: sqlite3.Connection) -> Result:
-            cur = c.execute(sql, params)
-            rows = cur.fetchall()
-            return Result(cast(list[Row], rows), cur.rowcount)
-
-        return await self.job(work)
+        return await self.job(_statement(sql, params))
 
     async def executemany(self, sql: str, params: Iterable[Params]) -> None:
         batch = list(params)
         await self.job(lambda c: c.executemany(sql, batch))
+
+    async def execute_soon(self, sql: str, params: Params) -> Result:
+        """`execute`, inline when it can finish at once (outside a transaction only)."""
+        work = _statement(sql, params)
+        try:
+            result = self._inline(sql, work)
+        except _NotNow:
+            result = await self.job(work)
+        self.changed()
+        return result
+
+    async def executemany_soon(self, sql: str, params: Iterable[Params]) -> None:
+        """`executemany` as one transaction, inline when it can finish at once (outside a
+        transaction only)."""
+        batch = list(params)
+
+        def work(c: sqlite3.Connection) -> None:
+            # One transaction: cut short, all of it is undone, so running it again repeats nothing.
+            c.execute("BEGIN")
+            c.executemany(sql, batch)
+            c.execute("COMMIT")
+
+        try:
+            self._inline(sql, work)
+        except _NotNow:
+            await self.job(lambda c: c.executemany(sql, batch))
+        self.changed()
+
+    def changed(self) -> None:
+        """After statements that may have changed rows: a checkpoint asked for every
+        CHECKPOINT_CHANGES rows."""
+        changes = self.conn._conn.total_changes
+        if self._checkpoints is not None and changes - self._checkpointed_at >= CHECKPOINT_CHANGES:
+            self._checkpointed_at = changes
+            self._checkpoints.request()
+
+    async def close(self) -> None:
+        if self._checkpoints is not None:
+            await anyio.to_thread.run_sync(self._checkpoints.close)
+        await self.conn.close()
 
 
 class SqliteDatabase:
@@ -145,8 +303,8 @@ class SqliteDatabase:
 
     dialect: Dialect = "sqlite"
 
-    def __init__(self, conn: aiosqlite.Connection, where: str) -> None:
-        self._run = _SqliteRunner(conn, where)
+    def __init__(self, conn: aiosqlite.Connection, where: str, busy_timeout_ms: int) -> None:
+        self._run = _SqliteRunner(conn, where, busy_timeout_ms)
         self._lock = anyio.Lock(fast_acquire=True)
         self.where = where
 
@@ -160,14 +318,14 @@ class SqliteDatabase:
 
     async def execute(self, sql: str, params: Params = ()) -> Result:
         async with self._lock:
-            return await self._run.execute(sql, params)
+            return await self._run.execute_soon(sql, params)
 
     async def execute_fetchall(self, sql: str, params: Params = ()) -> list[Row]:
         return (await self.execute(sql, params)).rows
 
     async def executemany(self, sql: str, params: Iterable[Params]) -> None:
         async with self._lock:
-            await self._run.executemany(sql, params)
+            await self._run.executemany_soon(sql, params)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Database]:
@@ -179,7 +337,7 @@ class SqliteDatabase:
         yield Silence()
 
     async def close(self) -> None:
-        await self._run.conn.close()
+        await self._run.close()
 
 
 @asynccontextmanager
@@ -208,6 +366,7 @@ async def _sqlite_transaction(run: _SqliteRunner) -> AsyncIterator[Database]:
             await run.job(lambda c: end(c, undo))
         raise
     await run.job(lambda c: end(c, ("RELEASE boocode_tx",) if nested else ("COMMIT",)))
+    run.changed()
 
 
 class _SqliteTransaction:
