@@ -146,7 +146,10 @@ class Presenter:
         if patch.status != "pending":
             return []
         if pending is None:
-            pending = await patches_store.list_patches(self._db, patch.session_id, status="pending")
+            # Only the other chats' (a chat's own pending patch, diff and all, is not read for nothing).
+            pending = await patches_store.list_patches(
+                self._db, patch.session_id, other_than_chat=patch.chat_id, status="pending"
+            )
         others = [(p.id, p.chat_id, _parsed(p)) for p in pending if p.chat_id != patch.chat_id]
         if not others:
             return []

@@ -144,10 +144,11 @@ async def list_patches(
     session_id: str | None,
     *,
     chat_id: str | None = None,
+    other_than_chat: str | None = None,
     status: str | None = None,
     limit: int = 1000,
 ) -> list[PatchRow]:
-    """Newest first."""
+    """Newest first; of one chat, or of every chat but `other_than_chat`."""
     where: list[str] = []
     args: list[Any] = []
     if session_id is not None:
@@ -156,6 +157,9 @@ async def list_patches(
     if chat_id is not None:
         where.append("chat_id = ?")
         args.append(chat_id)
+    if other_than_chat is not None:
+        where.append("chat_id != ?")
+        args.append(other_than_chat)
     if status is not None:
         where.append("status = ?")
         args.append(status)

@@ -16,6 +16,7 @@ import time
 from typing import Any, Protocol
 
 import anyio
+import anyio.lowlevel
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
@@ -273,6 +274,9 @@ class Turns:
         seq = 0
         async with recv:
             async for first in recv:
+                # What the protocol has pending goes first (an agent may be waiting for an answer to
+                # a request that came with this event); what arrives meanwhile joins this batch.
+                await anyio.lowlevel.cancel_shielded_checkpoint()
                 batch: list[tuple[int, str, dict[str, Any], float]] = []
                 record: Record | None = first
                 while record is not None:
