@@ -117,3 +117,34 @@ async def test_checkpoints_are_made_on_their_own_thread_which_close_ends(tmp_pat
         assert check.execute("SELECT count(*) FROM t").fetchone()[0] == CHECKPOINT_CHANGES + 10
     finally:
         check.close()
+
+
+async def test_a_quick_transaction_runs_on_the_loop_or_waits_on_the_thread(tmp_path: Path) -> None:
+    path = tmp_path / "boo.db"
+    async with open_db(path) as db:
+        await _table(db)
+
+        async def write(v: str) -> None:
+            async with db.transaction(quick=True) as tx:
+                await tx.execute("INSERT INTO t (v) VALUES (?)", (v,))
+                async with tx.transaction() as inner:  # a savepoint, inline as well
+                    await inner.execute("INSERT INTO t (v) VALUES (?)", (v + "+",))
+
+        _, ticks = await _ticks_during(write("free"))
+        assert ticks == 0
+        other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        other.execute("BEGIN IMMEDIATE")
+        release = threading.Timer(0.3, lambda: other.execute("COMMIT"))
+        release.start()
+        try:
+            _, ticks = await _ticks_during(write("waited"))
+        finally:
+            release.join()
+            other.close()
+        assert ticks > 10
+        with pytest.raises(RuntimeError):
+            async with db.transaction(quick=True) as tx:
+                await tx.execute("INSERT INTO t (v) VALUES ('undone')")
+                raise RuntimeError("the caller's failure")
+        rows = await db.execute_fetchall("SELECT v FROM t ORDER BY id")
+        assert [r[0] for r in rows] == ["free", "free+", "waited", "waited+"]

@@ -86,9 +86,12 @@ class Database(Protocol):
 
     async def executemany(self, sql: str, params: Iterable[Params]) -> None: ...
 
-    def transaction(self) -> AbstractAsyncContextManager[Database]:
+    def transaction(self, *, quick: bool = False) -> AbstractAsyncContextManager[Database]:
         """A transaction: the statements run through the `Database` it yields land together or not
-        at all, and no other task's statements land inside it. Nested, it is a savepoint."""
+        at all, and no other task's statements land inside it. Nested, it is a savepoint.
+
+        `quick`: its statements are few and touch few rows (the caller's promise), so sqlite runs it
+        on the event loop when it can take the write lock at once (see INLINE_BUDGET_S)."""
         ...
 
     def listen(self, channels: Sequence[str]) -> AbstractAsyncContextManager[AsyncIterator[Notification]]:
@@ -252,6 +255,34 @@ class _SqliteRunner:
         batch = list(params)
         await self.job(lambda c: c.executemany(sql, batch))
 
+    def now(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """`fn` run here, now (inside a transaction begun inline)."""
+        try:
+            return fn(self.conn._conn)
+        except sqlite3.Error as e:
+            raise _sqlite_error(e, self.where) from e
+
+    async def call(self, fn: Callable[[sqlite3.Connection], T], inline: bool) -> T:
+        return self.now(fn) if inline else await self.job(fn)
+
+    def begin_inline(self) -> bool:
+        """BEGIN IMMEDIATE here, now, if the write lock is free at once; False (nothing begun)
+        otherwise, or inside a transaction opened by hand."""
+        c: sqlite3.Connection = self.conn._conn
+        if c.in_transaction:
+            return False
+        c.execute("PRAGMA busy_timeout = 0")
+        try:
+            c.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as e:
+            if getattr(e, "sqlite_errorcode", 0) & 0xFF not in _NOT_NOW:
+                raise _sqlite_error(e, self.where) from e
+            return False
+        finally:
+            # The transaction holds the write lock: none of its statements waits for it again.
+            c.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
+        return True
+
     async def execute_soon(self, sql: str, params: Params) -> Result:
         """`execute`, inline when it can finish at once (outside a transaction only)."""
         work = _statement(sql, params)
@@ -328,8 +359,8 @@ class SqliteDatabase:
             await self._run.executemany_soon(sql, params)
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[Database]:
-        async with self._lock, _sqlite_transaction(self._run) as tx:
+    async def transaction(self, *, quick: bool = False) -> AsyncIterator[Database]:
+        async with self._lock, _sqlite_transaction(self._run, quick=quick) as tx:
             yield tx
 
     @asynccontextmanager
@@ -341,7 +372,13 @@ class SqliteDatabase:
 
 
 @asynccontextmanager
-async def _sqlite_transaction(run: _SqliteRunner) -> AsyncIterator[Database]:
+async def _sqlite_transaction(
+    run: _SqliteRunner, *, quick: bool = False, enclosing: bool | None = None
+) -> AsyncIterator[Database]:
+    """A transaction, or a savepoint in one (`enclosing`: whether that one runs inline). A `quick`
+    one runs inline when it can begin at once, and then to its end: a statement of it cannot be
+    sent to the thread halfway, nor cut short (that would undo the whole transaction)."""
+
     def begin(c: sqlite3.Connection) -> bool:
         # Inside a transaction someone opened by hand (BEGIN through execute): a savepoint.
         if c.in_transaction:
@@ -352,20 +389,24 @@ async def _sqlite_transaction(run: _SqliteRunner) -> AsyncIterator[Database]:
         c.execute("BEGIN IMMEDIATE")
         return False
 
-    nested = await run.job(begin)
+    if enclosing is None and quick and run.begin_inline():
+        inline, nested = True, False
+    else:
+        inline = bool(enclosing)
+        nested = await run.call(begin, inline)
 
     def end(c: sqlite3.Connection, statements: tuple[str, ...]) -> None:
         for statement in statements:
             c.execute(statement)
 
     try:
-        yield _SqliteTransaction(run)
+        yield _SqliteTransaction(run, inline)
     except BaseException:
         undo = ("ROLLBACK TO boocode_tx", "RELEASE boocode_tx") if nested else ("ROLLBACK",)
         with anyio.CancelScope(shield=True):
-            await run.job(lambda c: end(c, undo))
+            await run.call(lambda c: end(c, undo), inline)
         raise
-    await run.job(lambda c: end(c, ("RELEASE boocode_tx",) if nested else ("COMMIT",)))
+    await run.call(lambda c: end(c, ("RELEASE boocode_tx",) if nested else ("COMMIT",)), inline)
     run.changed()
 
 
@@ -374,21 +415,23 @@ class _SqliteTransaction:
 
     dialect: Dialect = "sqlite"
 
-    def __init__(self, run: _SqliteRunner) -> None:
+    def __init__(self, run: _SqliteRunner, inline: bool) -> None:
         self._run = run
+        self._inline = inline
         self.where = run.where
 
     async def execute(self, sql: str, params: Params = ()) -> Result:
-        return await self._run.execute(sql, params)
+        return await self._run.call(_statement(sql, params), self._inline)
 
     async def execute_fetchall(self, sql: str, params: Params = ()) -> list[Row]:
-        return (await self._run.execute(sql, params)).rows
+        return (await self.execute(sql, params)).rows
 
     async def executemany(self, sql: str, params: Iterable[Params]) -> None:
-        await self._run.executemany(sql, params)
+        batch = list(params)
+        await self._run.call(lambda c: c.executemany(sql, batch), self._inline)
 
-    def transaction(self) -> AbstractAsyncContextManager[Database]:
-        return _sqlite_transaction(self._run)
+    def transaction(self, *, quick: bool = False) -> AbstractAsyncContextManager[Database]:
+        return _sqlite_transaction(self._run, enclosing=self._inline)
 
     @asynccontextmanager
     async def listen(self, channels: Sequence[str]) -> AsyncIterator[AsyncIterator[Notification]]:

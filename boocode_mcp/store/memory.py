@@ -163,7 +163,7 @@ async def put_subagent(
 ) -> None:
     """Store one finished run's entry, replacing an earlier one with the same ref (a new text is
     a new row, so it counts as just written; see _sync_entries)."""
-    async with db.transaction() as tx:
+    async with db.transaction(quick=True) as tx:
         await tx.execute(
             "DELETE FROM memory WHERE source = 'subagent' AND ref = ? AND hash != ?", (ref, hash)
         )

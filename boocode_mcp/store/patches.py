@@ -106,7 +106,7 @@ async def insert_superseding(db: Database, patch: NewPatch) -> list[str]:
     """A chat's new pending patch, superseding the chat's pending ones (its parent is the newest of
     them), in one transaction; the ids it superseded."""
 
-    async with db.transaction() as tx:
+    async with db.transaction(quick=True) as tx:
         older = [
             str(r[0])
             for r in await tx.execute_fetchall(

@@ -203,7 +203,7 @@ class PostgresDatabase:
             await _executemany(conn, sql, params, self.where)
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[Database]:
+    async def transaction(self, *, quick: bool = False) -> AsyncIterator[Database]:
         async with self._pool.connection() as conn, conn.transaction():
             yield _PgConnection(conn, self.where)
 
@@ -252,7 +252,7 @@ class _PgConnection:
         await _executemany(self._conn, sql, params, self.where)
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[Database]:
+    async def transaction(self, *, quick: bool = False) -> AsyncIterator[Database]:
         async with self._conn.transaction():  # a savepoint
             yield self
 
