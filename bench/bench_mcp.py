@@ -44,7 +44,7 @@ from typing import Any
 
 import anyio
 from acp import PROTOCOL_VERSION, connect_to_agent, text_block
-from acp.schema import ClientCapabilities, Implementation
+from acp.schema import ClientCapabilities, FileSystemCapabilities, Implementation
 from benchlib import BOOCODE_MCP, FIXTURE_AGENT, make_workspace, stop_daemon
 from mcp import Client, StdioServerParameters
 
@@ -104,11 +104,26 @@ class _SilentClient:
         return None
 
 
+class _WritingClient(_SilentClient):
+    """A client that takes the agent's file writes (fs/write_text_file), as BooCode does, with a
+    plain write: the same exchange as a turn through BooCode, minus BooCode."""
+
+    async def write_text_file(self, session_id: str, path: str, content: str, **kw: Any) -> None:
+        # On the event loop, as BooCode writes a small file.
+        _write(Path(path), content)
+
+
+def _write(path: Path, content: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(content)
+
+
 class FloorAgent:
     """A warm fixture agent spoken to straight over ACP (no BooCode in between), in its own clone."""
 
-    def __init__(self, cwd: Path) -> None:
+    def __init__(self, cwd: Path, *, fs: bool = False) -> None:
         self.cwd = cwd
+        self._fs = fs
         self._proc: asyncio.subprocess.Process | None = None
         self._conn: Any = None
         self._sid = ""
@@ -120,10 +135,11 @@ class FloorAgent:
         )  # fmt: skip
         assert proc.stdin is not None and proc.stdout is not None
         self._proc = proc
-        self._conn = connect_to_agent(_SilentClient(), proc.stdin, proc.stdout)  # type: ignore[arg-type]
+        client = _WritingClient() if self._fs else _SilentClient()
+        self._conn = connect_to_agent(client, proc.stdin, proc.stdout)  # type: ignore[arg-type]
         await self._conn.initialize(
             protocol_version=PROTOCOL_VERSION,
-            client_capabilities=ClientCapabilities(),
+            client_capabilities=ClientCapabilities(fs=FileSystemCapabilities(write_text_file=self._fs)),
             client_info=Implementation(name="bench", version="0"),
         )
         self._sid = (await self._conn.new_session(cwd=str(self.cwd), mcp_servers=[])).session_id
@@ -357,9 +373,14 @@ async def _measure(
         # the repository, git diff there, and a trivial MCP call) and by the same turn in an
         # engine in this process.
         clone = clone_of(repo, base / "floor")
-        turn_ms, in_process_ms, paired = [], [], []
+        writing_clone = clone_of(repo, base / "floor-fs")
+        turn_ms, in_process_ms, paired, acp_fs = [], [], [], []
         floor: dict[str, list[float]] = collections.defaultdict(list)
-        async with FloorAgent(clone) as floor_agent, in_process(base / "in-process") as local:
+        async with (
+            FloorAgent(clone) as floor_agent,
+            FloorAgent(writing_clone, fs=True) as writing_agent,
+            in_process(base / "in-process") as local,
+        ):
             for i in range(turns):
                 prompt = f"write bench/f{i}.txt turn {i}"
                 ms, out = await timed_tool(
@@ -368,6 +389,7 @@ async def _measure(
                 if out["status"] != "completed":
                     raise SystemExit(f"warm turn ended {out['status']}")
                 acp = await floor_agent.prompt_ms(prompt)
+                acp_fs.append(await writing_agent.prompt_ms(prompt))
                 diff = git_diff_ms(clone)
                 mcp = (await timed_tool(client, "subagent_status", subagent_id=first["subagent_id"]))[0]
                 in_process_ms.append(await local.turn_ms(prompt))
@@ -410,6 +432,12 @@ async def _measure(
         f"git diff {p50(floor['diff']):.1f} + MCP call {p50(floor['mcp']):.1f}) | ratio "
         f"{p50(turn_ms) / floor_ms:.2f}x, paired p50 {p50(paired):.2f}x (goal <= 1.5x, aim 1.2x; {turns} "
         "turns, alternating with the floor)"
+    )
+    fs_floor = floor_ms - p50(floor["acp"]) + p50(acp_fs)
+    print(
+        f"   the floor's ACP prompt with the agent's file write sent to the client, as an agent writes "
+        f"through BooCode: {p50(acp_fs):.1f} ms; that floor {fs_floor:.1f} ms, ratio "
+        f"{p50(turn_ms) / fs_floor:.2f}x"
     )
     around = "the MCP server" if no_daemon else "MCP, relay and daemon"
     print_breakdown(
