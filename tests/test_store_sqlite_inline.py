@@ -4,8 +4,10 @@ and the loop serves meanwhile. WAL checkpoints are made on a thread of their own
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
@@ -41,6 +43,23 @@ async def _ticks_during(db_call: object) -> tuple[object, int]:
     return result, ticks
 
 
+@contextlib.contextmanager
+def _write_locked(path: Path, seconds: float, row: str | None = None) -> Iterator[None]:
+    """Another connection holds the database's write lock (having written `row`, if given) for
+    `seconds`, then commits."""
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")
+    if row is not None:
+        other.execute("INSERT INTO t (v) VALUES (?)", (row,))
+    release = threading.Timer(seconds, lambda: other.execute("COMMIT"))
+    release.start()
+    try:
+        yield
+    finally:
+        release.join()
+        other.close()
+
+
 async def _table(db: Database) -> None:
     await db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT NOT NULL)")
 
@@ -49,16 +68,8 @@ async def test_a_statement_waiting_for_another_connections_lock_lets_the_loop_ru
     path = tmp_path / "boo.db"
     async with open_db(path) as db:
         await _table(db)
-        other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        other.execute("BEGIN IMMEDIATE")
-        other.execute("INSERT INTO t (v) VALUES ('theirs')")
-        release = threading.Timer(0.3, lambda: other.execute("COMMIT"))
-        release.start()
-        try:
+        with _write_locked(path, 0.3, "theirs"):
             _, ticks = await _ticks_during(db.execute("INSERT INTO t (v) VALUES ('ours')"))
-        finally:
-            release.join()
-            other.close()
         # It waited for the lock (the other's row landed first), on the thread: the loop ran on.
         rows = await db.execute_fetchall("SELECT v FROM t ORDER BY id")
         assert [r[0] for r in rows] == ["theirs", "ours"]
@@ -79,15 +90,8 @@ async def test_a_batch_sent_to_the_thread_is_written_once(tmp_path: Path) -> Non
     path = tmp_path / "boo.db"
     async with open_db(path) as db:
         await _table(db)
-        other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        other.execute("BEGIN IMMEDIATE")
-        release = threading.Timer(0.2, lambda: other.execute("COMMIT"))
-        release.start()
-        try:
+        with _write_locked(path, 0.2):
             await db.executemany("INSERT INTO t (id, v) VALUES (?, ?)", [(i, f"v{i}") for i in range(50)])
-        finally:
-            release.join()
-            other.close()
         assert (await db.execute_fetchall("SELECT count(*), count(DISTINCT id) FROM t"))[0][:] == (50, 50)
 
 
@@ -132,15 +136,8 @@ async def test_a_quick_transaction_runs_on_the_loop_or_waits_on_the_thread(tmp_p
 
         _, ticks = await _ticks_during(write("free"))
         assert ticks == 0
-        other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        other.execute("BEGIN IMMEDIATE")
-        release = threading.Timer(0.3, lambda: other.execute("COMMIT"))
-        release.start()
-        try:
+        with _write_locked(path, 0.3):
             _, ticks = await _ticks_during(write("waited"))
-        finally:
-            release.join()
-            other.close()
         assert ticks > 10
         with pytest.raises(RuntimeError):
             async with db.transaction(quick=True) as tx:

@@ -112,6 +112,18 @@ def _text(rng: random.Random, lines: int) -> str:
     return "".join(" ".join(rng.choices(_WORDS, k=rng.randrange(1, 6))) + "\n" for _ in range(lines))
 
 
+def _edit_lines(rng: random.Random, p: Path, most: int) -> None:
+    """Up to `most` lines of `p` deleted or inserted here and there; sometimes its last newline too."""
+    lines = p.read_bytes().splitlines(keepends=True)
+    for _ in range(rng.randrange(1, most + 1)):
+        at = rng.randrange(len(lines) + 1)
+        if lines and at < len(lines) and rng.random() < 0.5:
+            del lines[at]
+        else:
+            lines[at:at] = [_text(rng, rng.randrange(1, 4)).encode()]
+    p.write_bytes(b"".join(lines).rstrip(b"\n") if rng.random() < 0.2 else b"".join(lines))
+
+
 def _files(root: Path) -> list[Path]:
     found = []
     for top, dirs, names in os.walk(root):
@@ -133,15 +145,7 @@ def _change(rng: random.Random, wt: Path) -> None:
         p = rng.choice(files)
         p.write_bytes(p.read_bytes() + _text(rng, 2).encode())
     elif op == "edit-lines" and files:
-        p = rng.choice(files)
-        lines = p.read_bytes().splitlines(keepends=True)
-        for _ in range(rng.randrange(1, 4)):
-            at = rng.randrange(len(lines) + 1)
-            if lines and at < len(lines) and rng.random() < 0.5:
-                del lines[at]
-            else:
-                lines[at:at] = [_text(rng, rng.randrange(1, 3)).encode()]
-        p.write_bytes(b"".join(lines).rstrip(b"\n") if rng.random() < 0.2 else b"".join(lines))
+        _edit_lines(rng, rng.choice(files), 3)
     elif op == "spaced":
         p = wt / "a" / "with space.txt"
         if all(not q.exists() or q.is_dir() for q in p.parents):
@@ -282,14 +286,7 @@ def _edit_text(rng: random.Random, wt: Path) -> None:
     p.parent.mkdir(parents=True, exist_ok=True)
     op = rng.random()
     if op < 0.6 and p.exists():
-        lines = p.read_bytes().splitlines(keepends=True)
-        for _ in range(rng.randrange(1, 5)):
-            at = rng.randrange(len(lines) + 1)
-            if lines and at < len(lines) and rng.random() < 0.5:
-                del lines[at]
-            else:
-                lines[at:at] = [_text(rng, rng.randrange(1, 4)).encode()]
-        p.write_bytes(b"".join(lines).rstrip(b"\n") if rng.random() < 0.2 else b"".join(lines))
+        _edit_lines(rng, p, 4)
     elif op < 0.7 and p.exists():
         p.chmod(p.stat().st_mode ^ 0o111)
     elif op < 0.8:
