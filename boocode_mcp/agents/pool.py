@@ -22,6 +22,7 @@ from typing import Protocol
 
 import anyio
 import anyio.abc
+import anyio.lowlevel
 
 from boocode_mcp import procs
 from boocode_mcp.agents.acp_backend import WarmAcpBackend
@@ -376,6 +377,8 @@ class AgentPool:
         while True:
             await self._wake.wait()
             self._wake.clear()
+            # Behind what was ready to run when the change came (a prompt going out to its agent).
+            await anyio.lowlevel.cancel_shielded_checkpoint()
             await self.sync()
 
     async def _tick_loop(self) -> None:

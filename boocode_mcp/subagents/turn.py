@@ -9,7 +9,6 @@ Each phase's duration is logged at DEBUG on this module's logger with the record
 from __future__ import annotations
 
 import dataclasses
-import functools
 import logging
 import math
 import time
@@ -124,8 +123,7 @@ class Turns:
         the outcome (caught inside the task group, so they are not wrapped in an exception group)."""
         send, recv = anyio.create_memory_object_stream[Record](math.inf)
         async with anyio.create_task_group() as tg:
-            # Beside the worktree's lookup, not before it: two trips to the database at once.
-            tg.start_soon(functools.partial(self.states.set_status, run, "running", started_at=time.time()))
+            tg.start_soon(self._mark_running, run, time.time())
             tg.start_soon(self._write_events, run, recv)
             with send:
                 try:
@@ -147,6 +145,13 @@ class Turns:
             clock.mark("diff")
         clock.mark("events drained")
         return outcome, changes
+
+    async def _mark_running(self, run: Run, started_at: float) -> None:
+        # Behind the work the turn has ready to run when it first waits, the prompt going out to the
+        # agent among it: the agent works while the status is written. (Nothing the agent sends can
+        # come in before this, which runs before the loop next looks for input.)
+        await anyio.lowlevel.cancel_shielded_checkpoint()
+        await self.states.set_status(run, "running", started_at=started_at)
 
     async def _diff(self, run: Run) -> Changes:
         """The worktree's changes against the run's base (an error is kept, to be reported with
