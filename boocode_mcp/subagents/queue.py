@@ -27,7 +27,9 @@ class RunQueue:
         self._limit = limit
         self._runs: deque[Run] = deque()
         self._reserved = 0
-        self._arrived = anyio.Event()
+        # The idle workers waiting in `get`, first come first woken: a run wakes one of them, not
+        # all (a woken worker that finds nothing costs a trip through the loop).
+        self._waiters: deque[anyio.Event] = deque()
 
     @contextlib.contextmanager
     def reserve(self) -> Iterator[None]:
@@ -46,8 +48,11 @@ class RunQueue:
 
     def put(self, run: Run) -> None:
         self._runs.append(run)
-        arrived, self._arrived = self._arrived, anyio.Event()
-        arrived.set()
+        self._wake_one()
+
+    def _wake_one(self) -> None:
+        if self._waiters:
+            self._waiters.popleft().set()
 
     def remove(self, run: Run) -> None:
         """Take a run that will not start (cancelled while queued) out of the queue."""
@@ -63,5 +68,15 @@ class RunQueue:
     async def get(self) -> Run:
         """The oldest waiting run, once there is one."""
         while not self._runs:
-            await self._arrived.wait()
+            woken = anyio.Event()
+            self._waiters.append(woken)
+            try:
+                await woken.wait()
+            except BaseException:
+                if woken.is_set():
+                    # Woken for a run it will not take now: another worker takes it.
+                    self._wake_one()
+                else:
+                    self._waiters.remove(woken)
+                raise
         return self._runs.popleft()
