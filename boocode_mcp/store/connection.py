@@ -23,8 +23,11 @@ def is_url(target: Path | str) -> bool:
 
 
 async def _configure(db: SqliteDatabase) -> None:
-    # WAL lets the CLI read while a server writes; busy_timeout makes two writers wait, not fail.
-    await db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    # WAL lets the CLI read while a server writes. sqlite's busy timeout is 0: a statement that
+    # needs a lock another connection holds never waits on the event loop; on the connection's
+    # thread it is tried again for up to BUSY_TIMEOUT_MS instead (see db.py), so two writers wait,
+    # not fail.
+    await db.execute("PRAGMA busy_timeout = 0")
     row = await (await db.execute("PRAGMA journal_mode = WAL")).fetchone()
     # In-memory databases report "memory"; everything on disk must be WAL.
     if row is None or str(row[0]).lower() not in ("wal", "memory"):

@@ -122,9 +122,14 @@ INLINE_BUDGET_S = 0.002
 _PROGRESS_STEPS = 500
 # SQL found too slow to run inline, remembered (up to this many) so it is not tried again.
 _SLOW_SQL_MAX = 512
-# sqlite's primary result codes that mean "not now": busy, locked, interrupted.
+# sqlite's primary result codes that mean "not now": busy, locked (another connection holds a lock
+# it needs: the connection's busy timeout is 0, so nothing waits on the loop), interrupted.
+_LOCKED = frozenset({5, 6})
 _INTERRUPTED = 9
-_NOT_NOW = frozenset({5, 6, _INTERRUPTED})
+_NOT_NOW = _LOCKED | {_INTERRUPTED}
+# A statement on the connection's thread refused for a lock is tried again after these pauses (and
+# then every last one), up to the busy timeout: the backing off of sqlite's own busy handler.
+_BUSY_PAUSES_S = (0.001, 0.002, 0.005, 0.01, 0.015, 0.02, 0.025, 0.025, 0.05, 0.05, *(0.1,) * 100)
 # Rows changed between two WAL checkpoints. A checkpoint syncs the files (milliseconds, more on a
 # busy disk), so the connection's automatic one (made by the commit that crosses 1000 pages, which
 # may be one made on the loop) is off; `_Checkpointer` makes them on a thread and connection of its
@@ -190,6 +195,27 @@ def _statement(sql: str, params: Params) -> Callable[[sqlite3.Connection], Resul
     return work
 
 
+def _many(sql: str, batch: list[Params]) -> Callable[[sqlite3.Connection], None]:
+    """`executemany` as one transaction (a savepoint inside one): refused or cut short, all of it
+    is undone, so trying it again repeats nothing."""
+
+    def work(c: sqlite3.Connection) -> None:
+        nested = c.in_transaction
+        c.execute("SAVEPOINT boocode_many" if nested else "BEGIN IMMEDIATE")
+        try:
+            c.executemany(sql, batch)
+        except BaseException:
+            # (An interrupted write has rolled the whole transaction back already.)
+            if _in_transaction(c):
+                undo = ("ROLLBACK TO boocode_many", "RELEASE boocode_many") if nested else ("ROLLBACK",)
+                for statement in undo:
+                    c.execute(statement)
+            raise
+        c.execute("RELEASE boocode_many" if nested else "COMMIT")
+
+    return work
+
+
 class _NotNow(Exception):
     """The statement could not run inline; it runs on the connection's thread instead."""
 
@@ -216,7 +242,6 @@ class _SqliteRunner:
         if sql in self._slow or c.in_transaction:
             raise _NotNow
         deadline = time.perf_counter() + INLINE_BUDGET_S
-        c.execute("PRAGMA busy_timeout = 0")
         c.set_progress_handler(lambda: time.perf_counter() > deadline, _PROGRESS_STEPS)
         try:
             return fn(c)
@@ -234,12 +259,23 @@ class _SqliteRunner:
             raise _NotNow from e
         finally:
             c.set_progress_handler(None, 0)
-            c.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
 
     async def job(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """`fn` on the connection's thread; while another connection holds a lock it needs, tried
+        again (backing off, as sqlite's own busy handler does) for up to the busy timeout. Every
+        `fn` given here is safe to try again: a statement refused for a lock has changed nothing."""
         conn = self.conn
+        budget_s = self._busy_timeout_ms / 1000
 
         def call() -> T:
+            give_up = time.monotonic() + budget_s
+            for pause in _BUSY_PAUSES_S:
+                try:
+                    return fn(conn._conn)
+                except sqlite3.OperationalError as e:
+                    if getattr(e, "sqlite_errorcode", 0) & 0xFF not in _LOCKED or time.monotonic() >= give_up:
+                        raise
+                time.sleep(min(pause, max(0.0, give_up - time.monotonic())))
             return fn(conn._conn)
 
         run = cast(Callable[[Callable[[], T]], Any], conn._execute)
@@ -252,8 +288,7 @@ class _SqliteRunner:
         return await self.job(_statement(sql, params))
 
     async def executemany(self, sql: str, params: Iterable[Params]) -> None:
-        batch = list(params)
-        await self.job(lambda c: c.executemany(sql, batch))
+        await self.job(_many(sql, list(params)))
 
     def now(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """`fn` run here, now (inside a transaction begun inline)."""
@@ -271,16 +306,13 @@ class _SqliteRunner:
         c: sqlite3.Connection = self.conn._conn
         if c.in_transaction:
             return False
-        c.execute("PRAGMA busy_timeout = 0")
         try:
             c.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as e:
             if getattr(e, "sqlite_errorcode", 0) & 0xFF not in _NOT_NOW:
                 raise _sqlite_error(e, self.where) from e
             return False
-        finally:
-            # The transaction holds the write lock: none of its statements waits for it again.
-            c.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
+        # The transaction holds the write lock: none of its statements waits for one.
         return True
 
     async def execute_soon(self, sql: str, params: Params) -> Result:
@@ -296,18 +328,11 @@ class _SqliteRunner:
     async def executemany_soon(self, sql: str, params: Iterable[Params]) -> None:
         """`executemany` as one transaction, inline when it can finish at once (outside a
         transaction only)."""
-        batch = list(params)
-
-        def work(c: sqlite3.Connection) -> None:
-            # One transaction: cut short, all of it is undone, so running it again repeats nothing.
-            c.execute("BEGIN")
-            c.executemany(sql, batch)
-            c.execute("COMMIT")
-
+        work = _many(sql, list(params))
         try:
             self._inline(sql, work)
         except _NotNow:
-            await self.job(lambda c: c.executemany(sql, batch))
+            await self.job(work)
         self.changed()
 
     def changed(self) -> None:
