@@ -232,8 +232,9 @@ class Runner:
     # --------------------------------------------------------- what turns tell the runner (RunStates)
 
     async def set_status(self, run: Run, status: SubagentStatus, **fields: Any) -> None:
-        run.status = status
         await subagents.set_status(self._db, run.id, status, **fields)
+        # In memory once stored: whoever sees the status here and reads the row finds it there.
+        run.status = status
         self._changed(run)
 
     def activity(self, run: Run) -> None:
