@@ -265,6 +265,9 @@ def _dot_git_text_problem(tree: GitRepo, text: str) -> str | None:
     lines = text.splitlines()
     if len(lines) != 1 or not lines[0].startswith("gitdir: "):
         return "is not a .git file"
+    if lines[0] == f"gitdir: {tree.git_dir}":
+        # As git wrote it: the very path (no need to resolve both, a stat per component each).
+        return None
     target = Path(lines[0][len("gitdir: ") :])
     target = target if target.is_absolute() else tree.work_tree / target
     if os.path.realpath(target) != os.path.realpath(tree.git_dir):
