@@ -21,6 +21,7 @@ from boocode_mcp.workspace import (
     rebaseline,
 )
 from boocode_mcp.workspace.git import _run, git_env
+from boocode_mcp.workspace.worktrees import in_memory_root
 from tests.conftest import git
 
 pytestmark = pytest.mark.anyio
@@ -184,6 +185,26 @@ async def test_index_directory_of_a_dead_process_is_deleted(git_repo: Path, tmp_
     assert [p.name for p in root.iterdir()] == [str(os.getpid())]
     kept.close()
     assert not root.exists()
+
+
+async def test_in_memory_indexes_a_killed_process_left_for_another_workspace_are_deleted(
+    git_repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runtime = tmp_path / "runtime"
+    runtime.mkdir()
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
+    dead = (await anyio.run_process(["sh", "-c", "echo $$"])).stdout.decode().strip()  # exited: pid dead
+    gone = in_memory_root(tmp_path / "deleted-workspace" / ".boocode" / "indexes")
+    (gone / dead).mkdir(parents=True)
+    (gone / dead / "index-1").write_bytes(b"left by a killed server of a workspace since deleted")
+    alive = in_memory_root(tmp_path / "other-workspace" / ".boocode" / "indexes")
+    (alive / "1").mkdir(parents=True)  # pid 1 lives: its index stays
+    kept = DiffIndexes(in_memory_root(git_repo / ".boocode" / "indexes"))
+    wt = await create_worktree(git_repo, "chat-g")
+    _write(wt.path / "g.txt", "g\n")
+    assert await _same_as_fresh(kept, wt, wt.base_sha) != ""
+    assert not gone.exists() and (alive / "1").is_dir()
+    kept.close()
 
 
 async def test_a_diff_reused_for_an_unchanged_worktree_is_never_stale(

@@ -393,6 +393,9 @@ async def diff_worktree(tree: GitRepo, base: str) -> str:
         return await DiffIndex(tree, Path(tmp) / "index").diff(base)
 
 
+_IN_MEMORY_PREFIX = "indexes-"
+
+
 def in_memory_root(root: Path) -> Path:
     """Where to keep the files `DiffIndexes(root)` would keep under `root`: a directory of this
     user's in a filesystem held in memory when there is one (`$XDG_RUNTIME_DIR`, else `/dev/shm`),
@@ -414,8 +417,16 @@ def in_memory_root(root: Path) -> Path:
         except OSError:
             continue
         if stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid() and not st.st_mode & 0o077:
-            return mine / f"indexes-{digest}"
+            return mine / f"{_IN_MEMORY_PREFIX}{digest}"
     return root
+
+
+def _sweep(root: Path) -> None:
+    """Delete the index directories under `root` of processes no longer alive."""
+    with contextlib.suppress(OSError):
+        for stale in root.iterdir():
+            if stale.name.isdigit() and not pid_alive(int(stale.name)):
+                shutil.rmtree(stale, ignore_errors=True)
 
 
 class DiffIndexes:
@@ -438,11 +449,19 @@ class DiffIndexes:
                 self._dir = Path(tempfile.mkdtemp(prefix="boocode-indexes-"))
             else:
                 self._root.mkdir(parents=True, exist_ok=True)
-                for stale in self._root.iterdir():
-                    if stale.name.isdigit() and not pid_alive(int(stale.name)):
-                        shutil.rmtree(stale, ignore_errors=True)
+                _sweep(self._root)
+                if self._root.name.startswith(_IN_MEMORY_PREFIX):
+                    # Beside it, the indexes of other workspaces (in memory, this user's): those a
+                    # killed process left for a workspace that never starts again would stay
+                    # until the machine restarts.
+                    for other in self._root.parent.glob(f"{_IN_MEMORY_PREFIX}*"):
+                        if other != self._root:
+                            _sweep(other)
+                            with contextlib.suppress(OSError):
+                                other.rmdir()
                 self._dir = self._root / str(os.getpid())
-                self._dir.mkdir(exist_ok=True)
+                # (Again if another workspace's sweep took the directory while it was empty.)
+                self._dir.mkdir(parents=True, exist_ok=True)
         return self._dir
 
     def get(self, tree: GitRepo) -> DiffIndex:
