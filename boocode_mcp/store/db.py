@@ -249,9 +249,6 @@ class _SqliteRunner:
             code = getattr(e, "sqlite_errorcode", 0) & 0xFF
             if code not in _NOT_NOW:
                 raise _sqlite_error(e, self.where) from e
-            if _in_transaction(c):
-                # Cut short inside the transaction `fn` opened (executemany): undo all of it.
-                c.execute("ROLLBACK")
             if code == _INTERRUPTED:
                 if len(self._slow) >= _SLOW_SQL_MAX:
                     self._slow.clear()
@@ -283,12 +280,6 @@ class _SqliteRunner:
             return cast(T, await run(call))
         except sqlite3.Error as e:
             raise _sqlite_error(e, self.where) from e
-
-    async def execute(self, sql: str, params: Params) -> Result:
-        return await self.job(_statement(sql, params))
-
-    async def executemany(self, sql: str, params: Iterable[Params]) -> None:
-        await self.job(_many(sql, list(params)))
 
     def now(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """`fn` run here, now (inside a transaction begun inline)."""
@@ -452,8 +443,7 @@ class _SqliteTransaction:
         return (await self.execute(sql, params)).rows
 
     async def executemany(self, sql: str, params: Iterable[Params]) -> None:
-        batch = list(params)
-        await self._run.call(lambda c: c.executemany(sql, batch), self._inline)
+        await self._run.call(_many(sql, list(params)), self._inline)
 
     def transaction(self, *, quick: bool = False) -> AbstractAsyncContextManager[Database]:
         return _sqlite_transaction(self._run, enclosing=self._inline)
