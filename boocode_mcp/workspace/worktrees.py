@@ -272,23 +272,25 @@ class DiffIndex:
         of the paths touched made again (written while staging, or by git), or all of it made again."""
         stage_s = self._last_s or 0.0
         last, self._last = self._last, None
-        if last is not None and last.base == base and not staged.whole and not staged.touched:
-            self._last = last
+        # Only the sections of the paths touched can differ from the last diff.
+        on_last = last if last is not None and last.base == base and not staged.whole else None
+        if on_last is not None and not staged.touched:
+            self._last = on_last
             _log_timings({"stage": stage_s}, reused=True)
-            return last.diff
-        if last is not None and last.base == base and not staged.whole and staged.sections is not None:
+            return on_last.diff
+        if on_last is not None and staged.sections is not None:
             written = sorted(staged.sections)
-            self._last = last.replaced(written, "".join(staged.sections[p] for p in written))
+            self._last = on_last.replaced(written, "".join(staged.sections[p] for p in written))
             _log_timings({"stage": stage_s}, paths=written, written=True)
             return self._last.diff
         started = time.perf_counter()
         env = {"GIT_INDEX_FILE": str(staged.index_file)}
         paths: list[str] | None = None
-        if last is None or last.base != base or staged.whole or len(staged.touched) > _MAX_PATHS:
+        if on_last is None or len(staged.touched) > _MAX_PATHS:
             found = _Sections.of(base, await _diff_index(self.tree, base, env))
         else:
             paths = sorted(os.fsdecode(p) for p in staged.touched)
-            found = last.replaced(paths, await _diff_index(self.tree, base, env, paths))
+            found = on_last.replaced(paths, await _diff_index(self.tree, base, env, paths))
         self._last = found
         _log_timings({"stage": stage_s, "git diff": time.perf_counter() - started}, paths=paths)
         return found.diff
