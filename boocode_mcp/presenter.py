@@ -7,6 +7,7 @@ collisions of its patch; a patch's view adds its collisions with other chats' pe
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -43,6 +44,7 @@ class Presenter:
         self._workspace = workspace_dir
         self._runner = runner
         self._digests = digests
+        self._parsed = ParsedPatches()
 
     def worktree(self, chat_id: str) -> Path:
         return workspace.worktree_path(self._workspace, chat_id)
@@ -71,11 +73,7 @@ class Presenter:
         """The run's view; `children` when the caller knows them (a run just written has none)."""
         if digest is None:
             digest = await self.digest(row)
-        collisions: list[Collision] = []
-        if row.patch_id is not None:
-            patch = await patches_store.get(self._db, row.session_id, row.patch_id)
-            if patch is not None:
-                collisions = await self.collisions(patch)
+        collisions = await self._run_collisions(row) if row.patch_id is not None else []
         if row.worker_host is not None and row.worker_pid is not None:
             worker = WorkerRef(host=row.worker_host, pid=row.worker_pid)
         elif row.owner_pid is not None:
@@ -146,17 +144,60 @@ class Presenter:
         if patch.status != "pending":
             return []
         if pending is None:
-            # Only the other chats' (a chat's own pending patch, diff and all, is not read for nothing).
-            pending = await patches_store.list_patches(
-                self._db, patch.session_id, other_than_chat=patch.chat_id, status="pending"
+            others: Sequence[patches_store.PatchHead | PatchRow] = await patches_store.pending_heads(
+                self._db, patch.session_id, other_than_chat=patch.chat_id
             )
-        others = [(p.id, p.chat_id, _parsed(p)) for p in pending if p.chat_id != patch.chat_id]
+        else:
+            others = [p for p in pending if p.chat_id != patch.chat_id]
         if not others:
+            return []
+        # Rows at hand need no read.
+        for p in (patch, *(o for o in others if isinstance(o, PatchRow))):
+            if self._parsed.get(p.id) is None:
+                self._parsed.put(p.id, _parsed(p))
+        return await self._collisions_of(patch.id, others)
+
+    async def _run_collisions(self, row: SubagentRow) -> list[Collision]:
+        """The collisions of a run's patch: nothing of the patch itself is read unless another chat
+        of the session has a pending patch (a run's view is read as each of its turns ends)."""
+        assert row.patch_id is not None
+        others = await patches_store.pending_heads(self._db, row.session_id, other_than_chat=row.chat_id)
+        if not others:
+            return []
+        mine = await patches_store.head(self._db, row.session_id, row.patch_id)
+        if mine is None or mine.status != "pending":
+            return []
+        return await self._collisions_of(mine.id, others)
+
+    async def _collisions_of(
+        self, patch_id: str, others: Sequence[patches_store.PatchHead | PatchRow]
+    ) -> list[Collision]:
+        if not others:
+            return []
+        parsed = await self._parsed_patches([patch_id, *(o.id for o in others)])
+        mine = parsed.get(patch_id)
+        theirs = [(o.id, o.chat_id, parsed[o.id]) for o in others if o.id in parsed]
+        if mine is None or not theirs:
             return []
         return [
             Collision(file=o.file, other_patch_id=o.other_patch_id, other_chat_id=o.other_chat_id)
-            for o in workspace.find_collisions(_parsed(patch), others)
+            for o in workspace.find_collisions(mine, theirs)
         ]
+
+    async def _parsed_patches(self, patch_ids: list[str]) -> dict[str, workspace.ParsedDiff]:
+        """The patches' files and hunks, parsed: kept ones, the others read (a patch deleted since
+        is left out)."""
+        found: dict[str, workspace.ParsedDiff] = {}
+        missing: list[str] = []
+        for patch_id in patch_ids:
+            kept = self._parsed.get(patch_id)
+            if kept is not None:
+                found[patch_id] = kept
+            else:
+                missing.append(patch_id)
+        for patch_id, (files, hunks) in (await patches_store.contents(self._db, missing)).items():
+            found[patch_id] = self._parsed.put(patch_id, workspace.ParsedDiff.from_records(files, hunks))
+        return found
 
     def patch(
         self, p: PatchRow, collisions: list[Collision], *, include_hunks: bool, include_diff: bool
@@ -181,6 +222,28 @@ class Presenter:
             hunks=[HunkView(**h) for h in p.hunks] if include_hunks else None,
             diff=p.diff if include_diff else None,
         )
+
+
+class ParsedPatches:
+    """Stored patches' files and hunks, parsed, the most recently used kept: a stored patch's
+    content never changes (only its status does, which is always read)."""
+
+    def __init__(self, max_entries: int = 256) -> None:
+        self._max = max_entries
+        self._parsed: OrderedDict[str, workspace.ParsedDiff] = OrderedDict()
+
+    def get(self, patch_id: str) -> workspace.ParsedDiff | None:
+        parsed = self._parsed.get(patch_id)
+        if parsed is not None:
+            self._parsed.move_to_end(patch_id)
+        return parsed
+
+    def put(self, patch_id: str, parsed: workspace.ParsedDiff) -> workspace.ParsedDiff:
+        self._parsed[patch_id] = parsed
+        self._parsed.move_to_end(patch_id)
+        while len(self._parsed) > self._max:
+            self._parsed.popitem(last=False)
+        return parsed
 
 
 def _parsed(patch: PatchRow) -> workspace.ParsedDiff:

@@ -156,6 +156,13 @@ async def test_tables_round_trip_and_lookups_are_scoped_by_session(store_target:
             await patches.set_status(db, pid, status)
         assert [p.id for p in await patches.list_patches(db, "s1", status="pending")] == ["p2"]
         assert await patches.get(db, "s2", "p2") is None
+        # Heads (no diff read) and contents, for collisions.
+        assert await patches.head(db, "s1", "p1") == patches.PatchHead("p1", "s1", "c1", "superseded")
+        assert await patches.head(db, "s2", "p1") is None
+        assert [h.id for h in await patches.pending_heads(db, "s1")] == ["p2"]
+        assert await patches.pending_heads(db, "s1", other_than_chat="c1") == []
+        assert await patches.pending_heads(db, "s2") == []
+        assert await patches.contents(db, ["p2", "gone"]) == {"p2": ([{"path": "f"}], [{"file": "f"}])}
         assert await patches.unapplied_chat_ids(db) == {"c1"}
 
         await permissions.insert(
@@ -237,3 +244,16 @@ async def test_an_unreachable_postgres_store_is_named_without_its_password(tmp_p
     assert "cannot reach the PostgreSQL store postgresql://someone:***@/nowhere" in message
     assert "s3cret" not in message and "hunter2" not in message
     assert "BOOCODE_DB_URL" in message
+
+
+async def test_a_sessions_pending_patches_are_found_without_reading_any_patch_row(tmp_path: Path) -> None:
+    # A patch's status lies after its diff: a query reading rows to filter on it reads every diff
+    # of the session, superseded ones included, as each turn ends.
+    async with open_db(tmp_path / "b.db") as db:
+        cur = await db.execute(
+            "EXPLAIN QUERY PLAN SELECT id, session_id, chat_id, status FROM patches"
+            " WHERE session_id = ? AND status = 'pending' AND chat_id != ? ORDER BY created_at DESC, id DESC",
+            ("s", "c"),
+        )
+        plan = " ".join(str(r[3]) for r in await cur.fetchall())
+    assert "COVERING INDEX patches_pending" in plan and "TEMP B-TREE" not in plan, plan

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -147,6 +148,13 @@ def test_stored_records_read_back_equal_to_the_parse(git_repo: Path) -> None:
     assert max(len(f.hunks) for f in parsed.files) == 2
     files, hunks = parsed.to_records()
     assert ParsedDiff.from_records(files, hunks) == parsed
+    # What is stored: the records' JSON, encoded from what each file keeps (in any order of use).
+    expected = (json.dumps(files), json.dumps(hunks))
+    assert parsed.to_json() == expected
+    backwards = ParsedDiff(tuple(reversed(parsed.files)))
+    assert backwards.to_json() == tuple(json.dumps(r) for r in backwards.to_records())
+    assert parsed.to_json() == expected
+    assert ParsedDiff(()).to_json() == ("[]", "[]")
 
 
 def test_binary_files_differ_line() -> None:

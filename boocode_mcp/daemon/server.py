@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import gc
 import json
 import logging
 import math
@@ -452,6 +453,12 @@ def main_daemon(workspace: Path, ready_fd: int | None) -> int:
     said: list[str] = []
 
     def ready(message: str) -> None:
+        if message == "ready":
+            # What is loaded by now (modules, schemas, the engine) lives as long as the daemon:
+            # kept out of the collector's generations, a full collection walks only what serving
+            # made since, not every object of the process (tens of milliseconds, now and then,
+            # inside someone's turn).
+            gc.freeze()
         if said or ready_fd is None:
             return
         said.append(message)

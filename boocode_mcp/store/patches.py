@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,7 +66,8 @@ _INSERT = (
 
 @dataclass(frozen=True)
 class NewPatch:
-    """A patch to store, as a turn's diff gives it."""
+    """A patch to store, as a turn's diff gives it: its files and hunks already encoded (see
+    `ParsedDiff.to_json`)."""
 
     patch_id: str
     session_id: str
@@ -74,8 +76,10 @@ class NewPatch:
     agent: str
     base_sha: str
     diff: str
-    hunks: list[dict[str, Any]]
-    files: list[dict[str, Any]]
+    hunks_json: str
+    files_json: str
+    file_count: int
+    hunk_count: int
     additions: int
     deletions: int
     failed_mid_turn: bool
@@ -91,10 +95,10 @@ class NewPatch:
             self.agent,
             self.base_sha,
             self.diff,
-            json.dumps(self.hunks),
-            json.dumps(self.files),
-            len(self.files),
-            len(self.hunks),
+            self.hunks_json,
+            self.files_json,
+            self.file_count,
+            self.hunk_count,
             self.additions,
             self.deletions,
             int(self.failed_mid_turn),
@@ -123,9 +127,24 @@ async def insert_superseding(db: Database, patch: NewPatch) -> list[str]:
     return older
 
 
-async def insert(db: Database, *, parent_patch_id: str | None, **patch: Any) -> None:
-    """A patch with the given parent; `patch` holds the fields of `NewPatch`."""
-    await db.execute(_INSERT, NewPatch(**patch).values(parent_patch_id))
+async def insert(
+    db: Database,
+    *,
+    parent_patch_id: str | None,
+    hunks: list[dict[str, Any]],
+    files: list[dict[str, Any]],
+    **patch: Any,
+) -> None:
+    """A patch with the given parent, its hunks and files as records; `patch` holds the other
+    fields of `NewPatch`."""
+    new = NewPatch(
+        hunks_json=json.dumps(hunks),
+        files_json=json.dumps(files),
+        file_count=len(files),
+        hunk_count=len(hunks),
+        **patch,
+    )
+    await db.execute(_INSERT, new.values(parent_patch_id))
 
 
 async def get(db: Database, session_id: str | None, patch_id: str) -> PatchRow | None:
@@ -167,6 +186,58 @@ async def list_patches(
     args.append(limit)
     cur = await db.execute(f"SELECT * FROM patches {clause} ORDER BY created_at DESC, id DESC LIMIT ?", args)
     return [_row(r) for r in await cur.fetchall()]
+
+
+@dataclass(frozen=True)
+class PatchHead:
+    """A patch's identity and status, read without its diff (collisions start from these)."""
+
+    id: str
+    session_id: str
+    chat_id: str
+    status: PatchStatus
+
+
+_HEAD = "SELECT id, session_id, chat_id, status FROM patches"
+
+
+def _head(r: Row) -> PatchHead:
+    return PatchHead(id=r[0], session_id=r[1], chat_id=r[2], status=patch_status(r[3]))
+
+
+async def head(db: Database, session_id: str | None, patch_id: str) -> PatchHead | None:
+    if session_id is None:
+        cur = await db.execute(f"{_HEAD} WHERE id = ?", (patch_id,))
+    else:
+        cur = await db.execute(f"{_HEAD} WHERE id = ? AND session_id = ?", (patch_id, session_id))
+    r = await cur.fetchone()
+    return _head(r) if r is not None else None
+
+
+async def pending_heads(
+    db: Database, session_id: str, *, other_than_chat: str | None = None
+) -> list[PatchHead]:
+    """The session's pending patches (of every chat but `other_than_chat`), newest first, read from
+    the index `patches_pending` alone: a row's status lies after its diff, which a scan of the
+    rows would read through."""
+    sql = f"{_HEAD} WHERE session_id = ? AND status = 'pending'"
+    args: list[Any] = [session_id]
+    if other_than_chat is not None:
+        sql += " AND chat_id != ?"
+        args.append(other_than_chat)
+    cur = await db.execute(f"{sql} ORDER BY created_at DESC, id DESC", args)
+    return [_head(r) for r in await cur.fetchall()]
+
+
+async def contents(db: Database, patch_ids: Sequence[str]) -> dict[str, tuple[list[Any], list[Any]]]:
+    """The stored files and hunks of each patch (id → (files, hunks)); a patch not found is left out."""
+    if not patch_ids:
+        return {}
+    marks = ", ".join("?" * len(patch_ids))
+    cur = await db.execute(
+        f"SELECT id, files_json, hunks_json FROM patches WHERE id IN ({marks})", list(patch_ids)
+    )
+    return {r[0]: (json.loads(r[1]), json.loads(r[2])) for r in await cur.fetchall()}
 
 
 async def set_status(

@@ -157,7 +157,7 @@ class ChatWorktrees:
             return None
         parsed = changes.parsed
         diff = changes.text
-        files, hunks = parsed.to_records()
+        files_json, hunks_json = parsed.to_json()
         patch_id = uuid.uuid4().hex
         session_id = run.row.session_id
         patch = patches.NewPatch(
@@ -168,8 +168,10 @@ class ChatWorktrees:
             agent=run.row.agent,
             base_sha=base,
             diff=diff,
-            hunks=hunks,
-            files=files,
+            hunks_json=hunks_json,
+            files_json=files_json,
+            file_count=parsed.file_count,
+            hunk_count=parsed.hunk_count,
             additions=parsed.additions,
             deletions=parsed.deletions,
             failed_mid_turn=failed,

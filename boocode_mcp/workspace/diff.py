@@ -8,6 +8,8 @@ Lines are split on "\\n" only: a "\\r" stays part of its line, as git apply expe
 
 from __future__ import annotations
 
+import functools
+import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -54,6 +56,37 @@ class FileDiff:
     deletions: int
     hunks: tuple[Hunk, ...]
 
+    def record(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "old_path": self.old_path,
+            "status": self.status,
+            "binary": self.binary,
+            "additions": self.additions,
+            "deletions": self.deletions,
+        }
+
+    def hunk_records(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "file": self.path,
+                "old_start": h.old_start,
+                "old_count": h.old_count,
+                "new_start": h.new_start,
+                "new_count": h.new_count,
+                "section": h.section,
+                "lines": list(h.lines),
+            }
+            for h in self.hunks
+        ]
+
+    @functools.cached_property
+    def _json(self) -> tuple[str, str]:
+        # Kept with the file: a turn's diff reuses the files it did not touch (their objects too),
+        # so storing a chat's patch encodes only what changed since the last one.
+        hunks = json.dumps(self.hunk_records())
+        return json.dumps(self.record()), hunks[1:-1]
+
 
 @dataclass(frozen=True)
 class ParsedDiff:
@@ -80,31 +113,14 @@ class ParsedDiff:
     def to_records(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """(files, hunks) as JSON-ready dicts, the form a patch is stored in; each hunk names its
         file's new path, in file order."""
-        files = [
-            {
-                "path": f.path,
-                "old_path": f.old_path,
-                "status": f.status,
-                "binary": f.binary,
-                "additions": f.additions,
-                "deletions": f.deletions,
-            }
-            for f in self.files
-        ]
-        hunks = [
-            {
-                "file": f.path,
-                "old_start": h.old_start,
-                "old_count": h.old_count,
-                "new_start": h.new_start,
-                "new_count": h.new_count,
-                "section": h.section,
-                "lines": list(h.lines),
-            }
-            for f in self.files
-            for h in f.hunks
-        ]
-        return files, hunks
+        return [f.record() for f in self.files], [h for f in self.files for h in f.hunk_records()]
+
+    def to_json(self) -> tuple[str, str]:
+        """`json.dumps` of each of `to_records()`, from what each file keeps of its own."""
+        parts = [f._json for f in self.files]
+        files = ", ".join(record for record, _ in parts)
+        hunks = ", ".join(h for _, h in parts if h)
+        return f"[{files}]", f"[{hunks}]"
 
     @classmethod
     def from_records(
