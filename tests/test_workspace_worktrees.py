@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 
 from boocode_mcp.errors import WorkspaceError
 from boocode_mcp.workspace import (
+    ChatTrees,
     apply_patches,
     capture_head,
     create_worktree,
@@ -217,3 +219,24 @@ async def test_list_ignores_worktrees_that_are_not_boocodes(git_repo: Path, tmp_
     git(git_repo, "worktree", "add", "-q", str(tmp_path / "users-own"), "-b", "feature")
     wt = await create_worktree(git_repo, "c1")
     assert await list_worktrees(git_repo) == [wt.path]
+
+
+async def test_a_kept_chat_worktree_is_looked_up_again_once_it_or_its_record_changes(git_repo: Path) -> None:
+    main = await open_repo(git_repo)
+    made = await create_worktree(main, "c1")
+    trees = ChatTrees(main)
+    first = await trees.get("c1")
+    assert first == made.git
+    assert await trees.get("c1") == first
+    # The record rewritten to name another directory, with the same size and its mtime put back:
+    # seen all the same (its ctime moved), and no worktree of the chat is registered any more.
+    record = first.git_dir / "gitdir"
+    saved, st = record.read_bytes(), record.stat()
+    other = saved.replace(b"/c1/", b"/c2/")
+    assert other != saved and len(other) == len(saved)
+    record.write_bytes(other)
+    os.utime(record, ns=(st.st_atime_ns, st.st_mtime_ns))
+    with pytest.raises(WorkspaceError, match="no worktree registered"):
+        await trees.get("c1")
+    record.write_bytes(saved)
+    assert await trees.get("c1") == first

@@ -22,7 +22,6 @@ from typing import Protocol
 
 import anyio
 import anyio.abc
-import anyio.lowlevel
 
 from boocode_mcp import procs
 from boocode_mcp.agents.acp_backend import WarmAcpBackend
@@ -45,6 +44,8 @@ log = logging.getLogger(__name__)
 
 Key = tuple[str, str]
 MAX_TICK_S = 30.0
+# How long the row writer lets changes of agent sessions gather before writing them.
+ROW_WRITE_DELAY_S = 0.05
 
 
 class PooledBackend(AgentBackend, Protocol):
@@ -376,9 +377,11 @@ class AgentPool:
     async def _writer_loop(self) -> None:
         while True:
             await self._wake.wait()
+            # Changes that come meanwhile are written with this one, only the last state of a row:
+            # a short turn's session, active and then idle again, is one write (the turn's end
+            # syncs at once). Behind the prompt going out to its agent, too.
+            await anyio.sleep(ROW_WRITE_DELAY_S)
             self._wake.clear()
-            # Behind what was ready to run when the change came (a prompt going out to its agent).
-            await anyio.lowlevel.cancel_shielded_checkpoint()
             await self.sync()
 
     async def _tick_loop(self) -> None:

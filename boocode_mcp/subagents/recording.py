@@ -48,6 +48,7 @@ class ChatWorktrees:
         self._git = git
         self._notify = notify
         self._indexes = workspace.DiffIndexes(in_memory_root(index_root))
+        self._trees = workspace.ChatTrees(git)
         # create_worktree runs `git worktree prune`, which deletes the admin directory of a worktree
         # another `git worktree add` is still creating (its add then fails): one creation at a time.
         self._create_lock = anyio.Lock()
@@ -111,7 +112,7 @@ class ChatWorktrees:
         """The chat's worktree (created on first use, or again if it was removed) and its base."""
         ready = await self._ready(session_id, chat_id)
         if ready is not None:
-            return await workspace.chat_worktree(self._git, chat_id), ready
+            return await self._trees.get(chat_id), ready
         async with self._create_lock:
             # Again under the lock: a pre-warm and the chat's first turn may both get here.
             chat = await self._chat(session_id, chat_id)
@@ -135,6 +136,10 @@ class ChatWorktrees:
         if chat.base_sha is not None and _is_dir(chat.worktree):
             return chat.base_sha
         return None
+
+    def prepared(self, tree: GitRepo) -> bool:
+        """Whether the worktree's diff index is ready (as it is from a chat's second turn on)."""
+        return self._indexes.get(tree).prepared
 
     async def prepare(self, tree: GitRepo, base: str) -> None:
         """Get the worktree's diff index ready for `base` ahead of the diff; a failure only costs

@@ -33,6 +33,8 @@ class Run:
     tree: GitRepo | None = None
     base: str | None = None
     tool_titles: list[str] = dataclasses.field(default_factory=list)
+    # Its transcript indexed in memory and its traces closed (the turn is over).
+    transcript_closed: bool = False
     cancel_requested: anyio.Event = dataclasses.field(default_factory=anyio.Event)
     # Replaced by a fresh event each time the status changes (waiters of the old one wake).
     changed: anyio.Event = dataclasses.field(default_factory=anyio.Event)

@@ -1,6 +1,6 @@
 """One turn of a run: the chat's worktree → its warm agent → the prompt, its events streamed into
-the `events` table by one writer → the worktree's diff (while the writer stores the last events) →
-its patch, the memory entry and the traces → the run's final status.
+the `events` table by one writer → the worktree's diff (while the writer stores the last events,
+indexes the transcript in memory and closes the traces) → its patch → the run's final status.
 
 Each phase's duration is logged at DEBUG on this module's logger with the record attribute
 `timings` (phase → seconds): what `bench/bench_mcp.py` prints as the breakdown of a warm turn.
@@ -45,6 +45,10 @@ CANCEL_ABANDON_S = 60.0
 # Bound on the end-of-turn bookkeeping (diff, patch) when it runs shielded during shutdown.
 FINISH_TIMEOUT_S = 30.0
 MAX_TOOL_TITLES = 200
+# How long the event writer lets a run's events gather before storing them together (unless the
+# prompt ends first): below what a person watching notices, and the notice of new activity is sent
+# at most every 50 ms anyway. An interrupted turn still stores what it holds.
+EVENT_BATCH_S = 0.05
 
 Record = tuple[str, dict[str, Any], float]
 # A turn's diff: the worktree's changes, the error diffing it raised, or None (no worktree yet).
@@ -65,6 +69,24 @@ CANCELLED = TurnOutcome("cancelled")
 INTERRUPTED = TurnOutcome(
     "interrupted", error="BooCode shut down during the run; spawn it again (same chat_id to continue)"
 )
+
+
+@dataclasses.dataclass
+class _Ended:
+    """The end of a turn's prompt, as its event writer waits for it."""
+
+    event: anyio.Event = dataclasses.field(default_factory=anyio.Event)
+    outcome: TurnOutcome | None = None
+
+
+def _emit(run: Run, send: MemoryObjectSendStream[Record], kind: str, payload: dict[str, Any]) -> None:
+    """An event of the run: in its digest now, in the events table once the writer stores it."""
+    at = time.time()
+    run.digest.apply(kind, payload, at)
+    try:
+        send.send_nowait((kind, payload, at))
+    except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+        log.debug("event after the turn of %s ended: %s", run.id, kind)
 
 
 class RunStates(Protocol):
@@ -119,17 +141,20 @@ class Turns:
 
     async def _attempt(self, run: Run, clock: _Clock) -> tuple[TurnOutcome, Changes]:
         """Worktree, agent and prompt, with one writer of the run's events; then the worktree's
-        diff, made while the writer stores the last events, until it has stored them. Errors become
-        the outcome (caught inside the task group, so they are not wrapped in an exception group)."""
+        diff, made while the writer stores the last events and closes the transcript, until it has
+        done so. Errors become the outcome (caught inside the task group, so they are not wrapped in
+        an exception group)."""
         send, recv = anyio.create_memory_object_stream[Record](math.inf)
+        ended = _Ended()
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._mark_running, run, time.time())
-            tg.start_soon(self._write_events, run, recv)
+            tg.start_soon(self._write_events, run, recv, ended)
             with send:
                 try:
                     run.tree, run.base = await self.worktrees.ensure_run(run)
-                    # Off the critical path: the diff index made ready while the agent works.
-                    tg.start_soon(self.worktrees.prepare, run.tree, run.base)
+                    if not self.worktrees.prepared(run.tree):
+                        # Off the critical path: the diff index made ready while the agent works.
+                        tg.start_soon(self.worktrees.prepare, run.tree, run.base)
                     clock.mark("worktree")
                     outcome = await self._agent_turn(run, send, tg, clock)
                 except BooCodeError as e:
@@ -140,10 +165,13 @@ class Turns:
                 except Exception as e:
                     log.exception("subagent %s failed", run.id)
                     outcome = TurnOutcome("failed", error=f"internal error: {type(e).__name__}: {e}")
-            # The stream is closed: the writer stores what is left of the events meanwhile.
+                ended.outcome = outcome
+                ended.event.set()
+            # The stream is closed: the writer stores what is left of the events, then indexes the
+            # transcript and closes the traces, around the diff's waits.
             changes = await self._diff(run)
             clock.mark("diff")
-        clock.mark("events drained")
+        clock.mark("events, memory, traces")
         return outcome, changes
 
     async def _mark_running(self, run: Run, started_at: float) -> None:
@@ -167,11 +195,7 @@ class Turns:
         def sink(event: AgentEvent) -> None:
             # Synchronous, in arrival order: awaiting in the protocol callback reorders updates, so
             # the writer task does the I/O.
-            kind, payload = event_record(event)
-            try:
-                send.send_nowait((kind, payload, time.time()))
-            except (anyio.ClosedResourceError, anyio.BrokenResourceError):
-                log.debug("event after the turn of %s ended: %s", run.id, kind)
+            _emit(run, send, *event_record(event))
             if run.on_event is not None:
                 try:
                     run.on_event(event)
@@ -213,7 +237,7 @@ class Turns:
         if info.note:
             notes.insert(0, info.note)
         record = {"origin": info.origin, "pid": info.pid, "note": "; ".join(notes) or None}
-        send.send_nowait((SESSION_KIND, record, time.time()))
+        _emit(run, send, SESSION_KIND, record)
         clock.mark("agent ready")
         if run.cancel_requested.is_set():
             return CANCELLED
@@ -270,31 +294,46 @@ class Turns:
 
     # ------------------------------------------------------------------------------ the events
 
-    async def _write_events(self, run: Run, recv: MemoryObjectReceiveStream[Record]) -> None:
-        """The one writer of a run's events: rows in order, digest, traces.
+    async def _write_events(self, run: Run, recv: MemoryObjectReceiveStream[Record], ended: _Ended) -> None:
+        """The one writer of a run's events: rows in order, traces; once the turn has `ended` and
+        its events are stored, its transcript indexed and its traces closed.
 
-        Whatever has queued up while the last write was in flight is written in one statement:
-        a streaming agent sends updates faster than one round trip to the database each.
+        Events arriving within EVENT_BATCH_S of the first one of a batch are written with it, in
+        one statement: a streaming agent sends updates faster than one statement each, and a short
+        turn's are written once, when it ends. (The run's digest follows each event as it comes.)
         """
         seq = 0
         async with recv:
             async for first in recv:
-                # What the protocol has pending goes first (an agent may be waiting for an answer to
-                # a request that came with this event); what arrives meanwhile joins this batch.
-                await anyio.lowlevel.cancel_shielded_checkpoint()
+                cancelled: BaseException | None = None
+                try:
+                    with anyio.move_on_after(EVENT_BATCH_S):
+                        await ended.event.wait()
+                except anyio.get_cancelled_exc_class() as e:
+                    # Shutting down: what came is still stored.
+                    cancelled = e
                 batch: list[tuple[int, str, dict[str, Any], float]] = []
                 record: Record | None = first
                 while record is not None:
-                    kind, payload, at = record
                     seq += 1
-                    run.digest.apply(kind, payload, at)
-                    batch.append((seq, kind, payload, at))
+                    batch.append((seq, *record))
                     try:
                         record = recv.receive_nowait()
                     except (anyio.WouldBlock, anyio.EndOfStream):
                         record = None
+                with anyio.CancelScope(shield=cancelled is not None):
+                    await self._record_events(run, batch)
+                # Watchers hear of the events once they can read them.
                 self.states.activity(run)
-                await self._record_events(run, batch)
+                if cancelled is not None:
+                    raise cancelled
+        if ended.outcome is not None:
+            await self._close_transcript(run, ended.outcome)
+
+    async def _close_transcript(self, run: Run, outcome: TurnOutcome) -> None:
+        await self._index_memory(run)
+        await self._end_traces(run, outcome)
+        run.transcript_closed = True
 
     async def _record_events(self, run: Run, batch: list[tuple[int, str, dict[str, Any], float]]) -> None:
         try:
@@ -395,14 +434,18 @@ class Turns:
             log.exception("indexing subagent %s in memory failed", run.id)
 
     async def _write_final(self, run: Run, outcome: TurnOutcome, clock: _Clock, changes: Changes) -> None:
-        """The patch, the memory entry and the closed traces (side by side), then the final status:
-        a run reads as finished only once its patch is stored and its transcript searchable."""
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(self._index_memory, run)
-            tg.start_soon(self._end_traces, run, outcome)
+        """The patch (with the memory entry and the closed traces, side by side, when the turn did
+        not get to close its transcript), then the final status: a run reads as finished only once
+        its patch is stored and its transcript searchable."""
+        if run.transcript_closed:
             patch_id, error = await self._record_patch(run, outcome, changes)
             clock.mark("patch")
-        clock.mark("memory, traces")
+        else:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._close_transcript, run, outcome)
+                patch_id, error = await self._record_patch(run, outcome, changes)
+                clock.mark("patch")
+            clock.mark("memory, traces")
         if error is not None:
             note = f"its changes could not be recorded as a patch: {error}"
             outcome = dataclasses.replace(

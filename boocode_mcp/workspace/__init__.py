@@ -14,6 +14,7 @@ from boocode_mcp.workspace.git import (
     run_git,
 )
 from boocode_mcp.workspace.worktrees import (
+    ChatTrees,
     DiffIndex,
     DiffIndexes,
     Worktree,
@@ -33,6 +34,7 @@ from boocode_mcp.workspace.worktrees import (
 __all__ = [
     "ApplyConflict",
     "ApplyOutcome",
+    "ChatTrees",
     "DiffIndex",
     "DiffIndexes",
     "FileDiff",

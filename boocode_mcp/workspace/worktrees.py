@@ -123,6 +123,47 @@ async def chat_worktree(repo: Path | GitRepo, chat_id: str) -> GitRepo:
     return main.linked(path, admin)
 
 
+class ChatTrees:
+    """`chat_worktree` of each chat, kept while neither the worktree's directory nor the record of
+    it in the main repository's admin directory was replaced or rewritten: two stats on a chat's
+    later turns instead of reading that record and resolving both paths."""
+
+    def __init__(self, main: GitRepo, max_entries: int = 256) -> None:
+        self._main = main
+        self._max = max_entries
+        self._kept: dict[str, tuple[GitRepo, tuple[int, ...]]] = {}
+
+    async def get(self, chat_id: str) -> GitRepo:
+        kept = self._kept.pop(chat_id, None)
+        if kept is not None and _linked_stamp(kept[0]) == kept[1]:
+            tree = kept[0]
+        else:
+            tree = await chat_worktree(self._main, chat_id)
+            stamp = _linked_stamp(tree)
+            if stamp is None:
+                return tree
+            kept = (tree, stamp)
+        self._kept[chat_id] = kept
+        while len(self._kept) > self._max:
+            del self._kept[next(iter(self._kept))]
+        return tree
+
+
+def _linked_stamp(tree: GitRepo) -> tuple[int, ...] | None:
+    """The worktree directory itself (not a symlink: lstat) and its admin directory's `gitdir`
+    record, which `chat_worktree` checks names it; a rewritten record has a new ctime whatever
+    its mtime says."""
+    try:
+        work = os.lstat(tree.work_tree)
+        record = os.stat(tree.git_dir / "gitdir")
+    except OSError:
+        return None
+    if not stat.S_ISDIR(work.st_mode):
+        return None
+    return (work.st_dev, work.st_ino, record.st_dev, record.st_ino, record.st_size, record.st_mtime_ns,
+            record.st_ctime_ns)  # fmt: skip
+
+
 async def list_worktrees(repo: Path | GitRepo) -> list[Path]:
     """BooCode's worktrees of `repo` (those under .boocode/worktrees) whose directories exist."""
     main = await open_repo(repo)
@@ -212,6 +253,11 @@ class DiffIndex:
         # The last diff, by file, and the base it is against; None when the private index may hold
         # what no diff has been made of (a failed or cancelled `git diff`).
         self._last: _Sections | None = None
+
+    @property
+    def prepared(self) -> bool:
+        """Whether `prepare` has nothing to do (the private index is made, or git stages instead)."""
+        return self._git_cli is not None or self._area.seeded
 
     async def prepare(self, base: str) -> None:
         """Make the private index now, so the next `changes(base)` skips that step."""
