@@ -106,10 +106,17 @@ class AgentPool:
         # Usage totals the row held before this pool's backend took over (the backend counts its own).
         self._base_rows: dict[Key, AgentSessionRow] = {}
         self._config_hashes: dict[Key, str] = {}
+        # config_hash of the specs in use (a spec is an immutable object the registry keeps until
+        # the configuration changes): asked on every turn, computed once per spec and environment.
+        self._launch_hashes: dict[int, tuple[AgentSpec, dict[str, str], str]] = {}
         self._pending: dict[Key, AgentSessionRow] = {}
         # Told the chat id of each row written (the runner tells listeners of agent-sessions://).
         self.on_written: Callable[[str], None] | None = None
         self._wake = asyncio.Event()
+        # Set with `_wake` when a change is to be written without delay; the (pid, pgid) of each
+        # session as last queued, to tell.
+        self._urgent = asyncio.Event()
+        self._groups: dict[Key, tuple[int | None, int | None]] = {}
         self._write_lock = asyncio.Lock()
         self._get_lock = asyncio.Lock()
         self._tg: anyio.abc.TaskGroup | None = None
@@ -170,7 +177,7 @@ class AgentPool:
             existing = self._backends.get(key)
             if existing is not None and existing.status != "closed":
                 # The same launch spec (the config may have changed since) and environment.
-                launch = config_hash(resolved.spec, wanted_env if env is not None else existing.env)
+                launch = self._launch_hash(resolved.spec, wanted_env if env is not None else existing.env)
                 if existing.busy or self._config_hashes.get(key) == launch:
                     # Being handed out counts as use: the caller is about to prompt it.
                     existing.touch()
@@ -189,7 +196,7 @@ class AgentPool:
             )
             mine.append(backend)
             self._backends[key] = backend
-            self._config_hashes[key] = config_hash(resolved.spec, wanted_env)
+            self._config_hashes[key] = self._launch_hash(resolved.spec, wanted_env)
             self._on_state(key, backend.state(), mine)
             await self.sync()
             return backend
@@ -234,6 +241,16 @@ class AgentPool:
         return WarmAcpBackend(
             terminal_ledger=ledger, mcp=self._mcp, on_capabilities=self._on_capabilities, **args
         )
+
+    def _launch_hash(self, spec: AgentSpec, env: Mapping[str, str]) -> str:
+        kept = self._launch_hashes.get(id(spec))
+        if kept is not None and kept[0] is spec and kept[1] == env:
+            return kept[2]
+        launch = config_hash(spec, env)
+        if len(self._launch_hashes) >= 64:
+            self._launch_hashes.clear()
+        self._launch_hashes[id(spec)] = (spec, dict(env), launch)
+        return launch
 
     def peek(self, chat_id: str, agent: str) -> AgentBackend | None:
         return self._backends.get((chat_id, agent))
@@ -333,6 +350,10 @@ class AgentPool:
             # A replaced backend finishing late must not overwrite its successor's row.
             return
         base = self._base_rows.get(key) or AgentSessionRow(chat_id=key[0], agent=key[1])
+        if self._groups.get(key, ()) != (state.pid, state.pgid):
+            # Which process group to kill after a crash is never left unwritten for long.
+            self._groups[key] = (state.pid, state.pgid)
+            self._urgent.set()
         self._pending[key] = base.with_(
             status=state.status,
             backend=state.backend,
@@ -377,11 +398,14 @@ class AgentPool:
     async def _writer_loop(self) -> None:
         while True:
             await self._wake.wait()
-            # Changes that come meanwhile are written with this one, only the last state of a row:
-            # a short turn's session, active and then idle again, is one write (the turn's end
-            # syncs at once). Behind the prompt going out to its agent, too.
-            await anyio.sleep(ROW_WRITE_DELAY_S)
+            if not self._urgent.is_set():
+                # Changes that come meanwhile are written with this one, only the last state of a
+                # row: a short turn's session, active and then idle again, is one write (the turn's
+                # end syncs at once). An agent process started or gone is written at once.
+                with anyio.move_on_after(ROW_WRITE_DELAY_S):
+                    await self._urgent.wait()
             self._wake.clear()
+            self._urgent.clear()
             await self.sync()
 
     async def _tick_loop(self) -> None:
