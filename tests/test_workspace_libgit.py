@@ -348,8 +348,8 @@ async def test_a_racily_clean_entry_is_checked_again(git_repo: Path, tmp_path: P
 async def test_ignore_rules_rewritten_with_their_mtime_put_back_are_read_again(
     git_repo: Path, tmp_path: Path
 ) -> None:
-    # libgit2 caches a parsed .gitignore by mtime, size and inode; BooCode opens the repository
-    # anew for each diff, so a same-size rewrite with its mtime put back is still seen.
+    # libgit2 caches a parsed .gitignore by mtime, size and inode; BooCode empties that cache at
+    # each diff, so a same-size rewrite with its mtime put back is still seen.
     wt = await create_worktree(git_repo, "ignores")
     kept = DiffIndex(wt.git, tmp_path / "area")
     (wt.path / ".gitignore").write_text("a.log\n")
@@ -360,6 +360,42 @@ async def test_ignore_rules_rewritten_with_their_mtime_put_back_are_read_again(
     (wt.path / ".gitignore").write_text("b.log\n")
     os.utime(wt.path / ".gitignore", ns=(st.st_atime_ns, st.st_mtime_ns))
     assert (await kept.changes(wt.base_sha)).parsed.paths == (".gitignore", "a.log")
+
+
+async def test_attributes_rewritten_with_their_mtime_put_back_are_read_again_by_a_kept_repository(
+    git_repo: Path, tmp_path: Path
+) -> None:
+    # The repository a DiffIndex stages with stays open between diffs, its cache of parsed
+    # attribute files emptied at each: a .gitattributes libgit2 read for a file it
+    # only rehashed (no path of its directory staged, so none of BooCode's stamps covers it), then
+    # rewritten with the same size and its mtime put back, still decides how the next file there
+    # is staged.
+    (git_repo / "d").mkdir()
+    (git_repo / "d" / ".gitattributes").write_text("*.txt  text\n")
+    (git_repo / "d" / "a.txt").write_text("x\n")
+    git(git_repo, "add", "-A")
+    git(git_repo, "commit", "-qm", "attributes")
+    wt = await create_worktree(git_repo, "attrs")
+    kept = DiffIndex(wt.git, tmp_path / "area")
+    assert await kept.diff(wt.base_sha) == ""
+    a = wt.path / "d" / "a.txt"
+    os.utime(a, ns=(a.stat().st_atime_ns, a.stat().st_mtime_ns + 5_000_000_000))
+    assert await kept.diff(wt.base_sha) == ""  # rehashed with the attributes of d/: unchanged
+    assert libgit_repository_kept(kept)
+    attributes = wt.path / "d" / ".gitattributes"
+    st = attributes.stat()
+    attributes.write_text("*.txt -text\n")
+    os.utime(attributes, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert attributes.stat().st_size == st.st_size and attributes.stat().st_ino == st.st_ino
+    (wt.path / "d" / "b.txt").write_bytes(b"y\r\nz\r\n")
+    patch = await kept.diff(wt.base_sha)
+    assert "\r" in patch  # -text: staged as it is
+    assert_same_as_git(patch, wt, wt.base_sha, tmp_path)
+
+
+def libgit_repository_kept(index: DiffIndex) -> bool:
+    # Whether the repository stays open here (else each diff opens it, and the test is moot).
+    return index._area._repo is not None
 
 
 async def test_the_patch_keeps_its_prefixes_whatever_the_config_says(git_repo: Path) -> None:

@@ -29,13 +29,16 @@ CLI instead.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pygit2
 from pygit2.enums import ConfigLevel, DeltaStatus, DiffFlag, DiffOption, RepositoryOpenFlag
+from pygit2.ffi import ffi
 
 from boocode_mcp.errors import WorkspaceError
 from boocode_mcp.workspace.git import GitRepo, Stamp, file_stamp
@@ -76,6 +79,37 @@ _RENDER_FLAGS = DiffOption.FORCE_TEXT | DiffOption.INDENT_HEURISTIC
 _RENDER_MAX_PATHS = 64
 _RENDER_MAX_BYTES = 1 << 20
 _REGULAR_MODES = frozenset({0o100644, 0o100755})
+
+
+def _attribute_cache_flush() -> Callable[[pygit2.Repository], bool] | None:
+    """libgit2's `git_attr_cache_flush`, which pygit2 does not bind: it empties a repository's cache
+    of parsed `.gitattributes` and `.gitignore` files (libgit2 checks a cached file only by mtime,
+    size and inode, so a file rewritten with its mtime put back would go unnoticed), and the next
+    lookup reads them again. With it a repository can stay open between stagings and still read
+    those files afresh each time; without it (None), one is opened for each staging.
+
+    The one place BooCode reaches below pygit2: the function is looked up through pygit2's own
+    extension module (dlsym searches the libraries it links, the libgit2 pygit2 ships among them),
+    and called with the repository's `git_repository *` (`Repository._repo`, the pointer pygit2's
+    own modules pass to libgit2), both stable within the pygit2 range BooCode pins.
+    """
+    try:
+        flush = ctypes.CDLL(pygit2._libgit2.__file__).git_attr_cache_flush
+    except (AttributeError, OSError):
+        return None
+    flush.argtypes = [ctypes.c_void_p]
+    flush.restype = ctypes.c_int
+
+    def call(repo: pygit2.Repository) -> bool:
+        pointer = getattr(repo, "_repo", None)
+        if pointer is None:
+            return False
+        return int(flush(int(ffi.cast("uintptr_t", pointer)))) == 0
+
+    return call
+
+
+_FLUSH_ATTRIBUTES = _attribute_cache_flush()
 
 
 class NeedsGitCli(Exception):
@@ -128,9 +162,14 @@ class StagingArea:
         # The stamps of every file that decides whether a staged file outside the base is ignored
         # (`.gitignore` of those directories, the exclude files), as of the last check.
         self._ignores: dict[str, Stamp] | None = None
+        # The repository, kept open between stagings (see _open), and the base's tree in it.
+        self._repo: pygit2.Repository | None = None
+        self._tree_of: tuple[str, pygit2.Tree] | None = None
+        self._index_stamp: Stamp = None
 
     def reset(self) -> None:
         """Forget everything: the next call starts from the worktree's own index again."""
+        self._close()
         self._seeded = False
         self._base = self._base_tree = None
         self._added, self._deleted, self._retyped = set(), set(), set()
@@ -143,15 +182,45 @@ class StagingArea:
     def prepare(self, base: str) -> None:
         """Make the private index now (it holds `base`'s tree), so the first call need not."""
         if not self._seeded:
-            self._open(base).free()
+            self._done(self._open(base))
+
+    def close(self) -> None:
+        """Close the repository kept open (the index and the state stay)."""
+        self._close()
+
+    def _close(self) -> None:
+        repo, self._repo, self._tree_of = self._repo, None, None
+        if repo is not None:
+            repo.free()
+
+    def _done(self, repo: pygit2.Repository) -> None:
+        if repo is not self._repo:
+            repo.free()
+
+    def _write_index(self, index: pygit2.Index) -> None:
+        index.write()
+        # What the file is once written: a repository kept open is used again only while it is so
+        # (its index in memory is the file's, racy-entry stamp included).
+        self._index_stamp = file_stamp(self.index_file)
 
     def _open(self, base: str) -> pygit2.Repository:
         """The repository through the private git directory (made, with its index, on first use).
 
-        Opened anew on each call: libgit2 caches parsed `.gitignore` and `.gitattributes` files
-        and config, checked by mtime, size and inode only, and a file rewritten with its mtime
-        put back would go unnoticed.
+        libgit2 caches parsed `.gitignore` and `.gitattributes` files, checked by mtime, size and
+        inode only: a file rewritten with its mtime put back would go unnoticed. So the repository
+        stays open between calls only where that cache can be emptied at each call
+        (`_FLUSH_ATTRIBUTES`), else it is opened anew. (Its config is re-read by libgit2 when a
+        config file's stat data change, and one rewritten keeping them changes the stamps of
+        `_rules`, which starts everything over.)
         """
+        if self._repo is not None:
+            if (
+                file_stamp(self.index_file) == self._index_stamp
+                and _FLUSH_ATTRIBUTES is not None
+                and _FLUSH_ATTRIBUTES(self._repo)
+            ):
+                return self._repo
+            self._close()
         d = self._dir
         if not self._seeded:
             self._seed_files()
@@ -168,12 +237,23 @@ class StagingArea:
                     index = repo.index
                 # read_tree keeps the stat data of entries whose object id and mode match the tree's.
                 index.read_tree(_tree(repo, base, self.tree))
-                index.write()
+                self._write_index(index)
                 self._seeded = True
                 self._base = base
         except pygit2.GitError as e:
             raise WorkspaceError(f"cannot open the repository of {self.tree.work_tree}: {e}") from e
+        if _FLUSH_ATTRIBUTES is not None:
+            self._repo = repo
         return repo
+
+    def _base_tree_in(self, repo: pygit2.Repository, base: str) -> pygit2.Tree:
+        kept = self._tree_of
+        if kept is not None and kept[0] == base and repo is self._repo:
+            return kept[1]
+        found = _tree(repo, base, self.tree)
+        if repo is self._repo:
+            self._tree_of = (base, found)
+        return found
 
     def _seed_files(self) -> None:
         d = self._dir
@@ -202,7 +282,7 @@ class StagingArea:
         repo = self._open(base)
         try:
             index = repo.index
-            self._base_tree = _tree(repo, base, self.tree)
+            self._base_tree = self._base_tree_in(repo, base)
             moved_before = self._added | self._deleted | self._retyped
             deletions_before = bool(self._deleted or self._retyped)
             touched = self._walk(index)
@@ -212,7 +292,7 @@ class StagingArea:
             self._check_encodings(repo, index, touched)
             # Also when nothing was staged anew: the walk refreshed stat data, which spares the next
             # walk rehashing those files.
-            index.write()
+            self._write_index(index)
             # A rename pairs a deleted path with an added one: which pairs git finds can change only
             # when a path touched now was or is one of them.
             moved = bool(touched & (moved_before | self._added | self._deleted | self._retyped))
@@ -229,7 +309,7 @@ class StagingArea:
             raise
         finally:
             self._base_tree = None
-            repo.free()
+            self._done(repo)
         # As seen before this call's staging; files of directories first met now, as of now.
         self._rules = {f: rules[f] if f in rules else file_stamp(f) for f in self._rule_files()}
         return Staged(self.index_file, frozenset(touched), whole, sections)
@@ -370,7 +450,7 @@ class StagingArea:
         over a copy of the index without them (the other files match their stat data, so nothing is
         rehashed; the copy, the index of a second handle on the private git directory, is never
         written)."""
-        index.write()
+        self._write_index(index)
         other = pygit2.Repository(str(self._dir), RepositoryOpenFlag.NO_SEARCH)
         try:
             other.workdir = str(self.tree.work_tree)

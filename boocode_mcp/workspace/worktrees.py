@@ -345,6 +345,12 @@ class DiffIndex:
     def busy(self) -> bool:
         return self._lock.locked()
 
+    def close_repository(self) -> None:
+        """Close the repository its staging keeps open (opened again by the next diff); only when
+        not busy."""
+        if not self.busy:
+            self._area.close()
+
     def discard(self) -> None:
         """Delete the private index and what was kept with it; only when not busy."""
         if self.busy:
@@ -484,9 +490,10 @@ class DiffIndexes:
     are deleted when the next one starts; without, it is a temporary directory.
     """
 
-    def __init__(self, root: Path | None = None, max_entries: int = 64) -> None:
+    def __init__(self, root: Path | None = None, max_entries: int = 64, max_open: int = 8) -> None:
         self._root = root
         self._max = max_entries
+        self._open_max = max_open
         self._dir: Path | None = None
         self._entries: dict[Path, DiffIndex] = {}
         self._counter = 0
@@ -529,6 +536,10 @@ class DiffIndexes:
                 # Least recently used first; an index in use stays (its diff must finish on it).
                 self._entries.pop(dropped).discard()
         self._entries[worktree] = entry
+        # A repository kept open holds its object database's files open: only the most recently
+        # used indexes keep theirs.
+        for other in list(self._entries.values())[: -self._open_max]:
+            other.close_repository()
         return entry
 
     def forget(self, worktree: Path) -> None:
