@@ -16,12 +16,19 @@ CREATE INDEX patches_pending ON patches(session_id, status, created_at, id, chat
 -- difference over from another. PostgreSQL keeps 008's trigger functions.
 DROP TRIGGER run_stats_update;
 
+-- A live run moving between live statuses (queued, running, awaiting a permission) changes no
+-- figure: its run_stats row is left as it is (its status there tells only whether and how a run
+-- ended, which is all the rollups and usage_stats read of it).
 CREATE TRIGGER run_stats_update
 AFTER UPDATE OF agent, session_id, chat_id, created_at, status, started_at, finished_at, usage_json
 ON subagents
 WHEN NEW.id IS OLD.id AND NEW.agent IS OLD.agent AND NEW.session_id IS OLD.session_id
     AND NEW.chat_id IS OLD.chat_id AND NEW.created_at IS OLD.created_at
     AND (SELECT day FROM run_stats WHERE subagent_id = OLD.id) IS date(NEW.created_at, 'unixepoch', 'localtime')
+    AND NOT (OLD.status IN ('queued', 'running', 'awaiting_permission')
+        AND NEW.status IN ('queued', 'running', 'awaiting_permission')
+        AND NEW.finished_at IS OLD.finished_at AND NEW.usage_json IS OLD.usage_json
+        AND (NEW.started_at IS OLD.started_at OR NEW.finished_at IS NULL))
 BEGIN
     UPDATE run_stats
     SET (status, turn_ms, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, cost) = (
