@@ -45,9 +45,16 @@ class Presenter:
         self._runner = runner
         self._digests = digests
         self._parsed = ParsedPatches()
+        self._worktree_paths: dict[str, Path] = {}
 
     def worktree(self, chat_id: str) -> Path:
-        return workspace.worktree_path(self._workspace, chat_id)
+        # Asked several times for each spawn and view: the path of a chat never changes.
+        path = self._worktree_paths.get(chat_id)
+        if path is None:
+            if len(self._worktree_paths) >= 1024:
+                self._worktree_paths.clear()
+            path = self._worktree_paths[chat_id] = workspace.worktree_path(self._workspace, chat_id)
+        return path
 
     def new_digest(self, chat_id: str) -> Digest:
         """An empty digest for a run of the chat (tool-call paths shown relative to its worktree)."""
