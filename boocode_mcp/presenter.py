@@ -7,12 +7,12 @@ collisions of its patch; a patch's view adds its collisions with other chats' pe
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 
 from boocode_mcp import procs, workspace
 from boocode_mcp.errors import InvalidRequestError, NotFoundError
+from boocode_mcp.lru import Lru
 from boocode_mcp.states import TERMINAL_STATUSES
 from boocode_mcp.store import events as events_store
 from boocode_mcp.store import patches as patches_store
@@ -44,17 +44,12 @@ class Presenter:
         self._workspace = workspace_dir
         self._runner = runner
         self._digests = digests
-        self._parsed = ParsedPatches()
-        self._worktree_paths: dict[str, Path] = {}
+        # Stored patches' files and hunks, parsed: a stored patch's content never changes (only its
+        # status does, which is always read).
+        self._parsed: Lru[str, workspace.ParsedDiff] = Lru(256)
 
     def worktree(self, chat_id: str) -> Path:
-        # Asked several times for each spawn and view: the path of a chat never changes.
-        path = self._worktree_paths.get(chat_id)
-        if path is None:
-            if len(self._worktree_paths) >= 1024:
-                self._worktree_paths.clear()
-            path = self._worktree_paths[chat_id] = workspace.worktree_path(self._workspace, chat_id)
-        return path
+        return workspace.worktree_path(self._workspace, chat_id)
 
     def new_digest(self, chat_id: str) -> Digest:
         """An empty digest for a run of the chat (tool-call paths shown relative to its worktree)."""
@@ -179,8 +174,6 @@ class Presenter:
     async def _collisions_of(
         self, patch_id: str, others: Sequence[patches_store.PatchHead | PatchRow]
     ) -> list[Collision]:
-        if not others:
-            return []
         parsed = await self._parsed_patches([patch_id, *(o.id for o in others)])
         mine = parsed.get(patch_id)
         theirs = [(o.id, o.chat_id, parsed[o.id]) for o in others if o.id in parsed]
@@ -229,28 +222,6 @@ class Presenter:
             hunks=[HunkView(**h) for h in p.hunks] if include_hunks else None,
             diff=p.diff if include_diff else None,
         )
-
-
-class ParsedPatches:
-    """Stored patches' files and hunks, parsed, the most recently used kept: a stored patch's
-    content never changes (only its status does, which is always read)."""
-
-    def __init__(self, max_entries: int = 256) -> None:
-        self._max = max_entries
-        self._parsed: OrderedDict[str, workspace.ParsedDiff] = OrderedDict()
-
-    def get(self, patch_id: str) -> workspace.ParsedDiff | None:
-        parsed = self._parsed.get(patch_id)
-        if parsed is not None:
-            self._parsed.move_to_end(patch_id)
-        return parsed
-
-    def put(self, patch_id: str, parsed: workspace.ParsedDiff) -> workspace.ParsedDiff:
-        self._parsed[patch_id] = parsed
-        self._parsed.move_to_end(patch_id)
-        while len(self._parsed) > self._max:
-            self._parsed.popitem(last=False)
-        return parsed
 
 
 def _parsed(patch: PatchRow) -> workspace.ParsedDiff:

@@ -13,6 +13,7 @@ from pathlib import PurePath
 from typing import Any
 
 from boocode_mcp.agents.events import AgentEvent
+from boocode_mcp.lru import Lru
 from boocode_mcp.views import Activity, PlanEntryView, ToolCallDigest
 
 RECENT_TEXT_CHARS = 1_000
@@ -204,22 +205,9 @@ class Digest:
         )
 
 
-class DigestCache:
+class DigestCache(Lru[str, Digest]):
     """The digests of finished runs, most recently used kept: a finished run's events never change,
     so its digest is computed once (or handed over live by the runner as the run ends)."""
 
     def __init__(self, max_entries: int = 256) -> None:
-        self._max = max_entries
-        self._digests: OrderedDict[str, Digest] = OrderedDict()
-
-    def get(self, subagent_id: str) -> Digest | None:
-        digest = self._digests.get(subagent_id)
-        if digest is not None:
-            self._digests.move_to_end(subagent_id)
-        return digest
-
-    def put(self, subagent_id: str, digest: Digest) -> None:
-        self._digests[subagent_id] = digest
-        self._digests.move_to_end(subagent_id)
-        while len(self._digests) > self._max:
-            self._digests.popitem(last=False)
+        super().__init__(max_entries)

@@ -28,6 +28,7 @@ import anyio
 
 from boocode_mcp.config import BOOCODE_DIR
 from boocode_mcp.errors import WorkspaceError
+from boocode_mcp.lru import Lru
 from boocode_mcp.procs import pid_alive
 from boocode_mcp.workspace.diff import FileDiff, ParsedDiff, parse_unified_diff
 from boocode_mcp.workspace.git import (
@@ -62,8 +63,10 @@ class Worktree:
     git: GitRepo
 
 
+@functools.lru_cache(maxsize=1024)
 def worktree_path(repo: Path, chat_id: str) -> Path:
-    """Where the worktree of `chat_id` lives (no I/O)."""
+    """Where the worktree of `chat_id` lives (no I/O; asked several times for each spawn and view,
+    and the same each time)."""
     return repo / BOOCODE_DIR / "worktrees" / chat_id
 
 
@@ -130,22 +133,16 @@ class ChatTrees:
 
     def __init__(self, main: GitRepo, max_entries: int = 256) -> None:
         self._main = main
-        self._max = max_entries
-        self._kept: dict[str, tuple[GitRepo, tuple[int, ...]]] = {}
+        self._kept: Lru[str, tuple[GitRepo, tuple[int, ...]]] = Lru(max_entries)
 
     async def get(self, chat_id: str) -> GitRepo:
-        kept = self._kept.pop(chat_id, None)
+        kept = self._kept.get(chat_id)
         if kept is not None and _linked_stamp(kept[0]) == kept[1]:
-            tree = kept[0]
-        else:
-            tree = await chat_worktree(self._main, chat_id)
-            stamp = _linked_stamp(tree)
-            if stamp is None:
-                return tree
-            kept = (tree, stamp)
-        self._kept[chat_id] = kept
-        while len(self._kept) > self._max:
-            del self._kept[next(iter(self._kept))]
+            return kept[0]
+        tree = await chat_worktree(self._main, chat_id)
+        stamp = _linked_stamp(tree)
+        if stamp is not None:
+            self._kept.put(chat_id, (tree, stamp))
         return tree
 
 
