@@ -112,7 +112,7 @@ def _sqlite_error(e: sqlite3.Error, where: str) -> DatabaseError:
 
 # A statement outside a transaction runs right on the event loop when it can finish at once: a trip
 # to the connection's thread and back costs 60-200 µs, more than most of the store's statements take
-# to run, and a turn makes some thirty of them. "At once": it needs no lock another connection holds
+# to run, and a turn makes some twenty of them. "At once": it needs no lock another connection holds
 # (its busy timeout is 0) and it is done within INLINE_BUDGET_S (a progress handler interrupts it
 # otherwise). A statement refused or interrupted so has changed nothing (autocommit: it is its own
 # transaction, rolled back), and it runs again on the thread, where it may wait for the lock and
@@ -135,6 +135,11 @@ _BUSY_PAUSES_S = (0.001, 0.002, 0.005, 0.01, 0.015, 0.02, 0.025, 0.025, 0.05, 0.
 # may be one made on the loop) is off; `_Checkpointer` makes them on a thread and connection of its
 # own, PASSIVE (never waiting for a reader or writer), while the loop goes on.
 CHECKPOINT_CHANGES = 500
+
+
+def _code(e: sqlite3.Error) -> int:
+    """sqlite's primary result code of an error (0 when the driver gives none)."""
+    return int(getattr(e, "sqlite_errorcode", 0)) & 0xFF
 
 
 def _in_transaction(c: sqlite3.Connection) -> bool:
@@ -246,7 +251,7 @@ class _SqliteRunner:
         try:
             return fn(c)
         except sqlite3.Error as e:
-            code = getattr(e, "sqlite_errorcode", 0) & 0xFF
+            code = _code(e)
             if code not in _NOT_NOW:
                 raise _sqlite_error(e, self.where) from e
             if code == _INTERRUPTED:
@@ -270,7 +275,7 @@ class _SqliteRunner:
                 try:
                     return fn(conn._conn)
                 except sqlite3.OperationalError as e:
-                    if getattr(e, "sqlite_errorcode", 0) & 0xFF not in _LOCKED or time.monotonic() >= give_up:
+                    if _code(e) not in _LOCKED or time.monotonic() >= give_up:
                         raise
                 time.sleep(min(pause, max(0.0, give_up - time.monotonic())))
             return fn(conn._conn)
@@ -300,7 +305,7 @@ class _SqliteRunner:
         try:
             c.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as e:
-            if getattr(e, "sqlite_errorcode", 0) & 0xFF not in _NOT_NOW:
+            if _code(e) not in _NOT_NOW:
                 raise _sqlite_error(e, self.where) from e
             return False
         # The transaction holds the write lock: none of its statements waits for one.

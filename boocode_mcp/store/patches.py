@@ -163,11 +163,10 @@ async def list_patches(
     session_id: str | None,
     *,
     chat_id: str | None = None,
-    other_than_chat: str | None = None,
     status: str | None = None,
     limit: int = 1000,
 ) -> list[PatchRow]:
-    """Newest first; of one chat, or of every chat but `other_than_chat`."""
+    """Newest first."""
     where: list[str] = []
     args: list[Any] = []
     if session_id is not None:
@@ -176,9 +175,6 @@ async def list_patches(
     if chat_id is not None:
         where.append("chat_id = ?")
         args.append(chat_id)
-    if other_than_chat is not None:
-        where.append("chat_id != ?")
-        args.append(other_than_chat)
     if status is not None:
         where.append("status = ?")
         args.append(status)
@@ -205,11 +201,8 @@ def _head(r: Row) -> PatchHead:
     return PatchHead(id=r[0], session_id=r[1], chat_id=r[2], status=patch_status(r[3]))
 
 
-async def head(db: Database, session_id: str | None, patch_id: str) -> PatchHead | None:
-    if session_id is None:
-        cur = await db.execute(f"{_HEAD} WHERE id = ?", (patch_id,))
-    else:
-        cur = await db.execute(f"{_HEAD} WHERE id = ? AND session_id = ?", (patch_id, session_id))
+async def head(db: Database, session_id: str, patch_id: str) -> PatchHead | None:
+    cur = await db.execute(f"{_HEAD} WHERE id = ? AND session_id = ?", (patch_id, session_id))
     r = await cur.fetchone()
     return _head(r) if r is not None else None
 
